@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what lowbit needs from Debian's packages (only what is missing),
+# then configures and builds into ./build (or $LOWBIT_BUILD_DIR).
+#   scripts/setup.sh [extra cmake -D options]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  build-essential cmake pkg-config
+  libopenblas-openmp-dev   # BLAS whose threads are OpenMP threads (see README: Threads)
+  libhdf5-dev hdf5-tools   # checkpoints; h5dump to inspect them
+  libyaml-dev              # configs
+  libcmocka-dev            # tests
+  fortunes                 # the default corpus
+  python3 python3-h5py python3-numpy  # checkpoint interoperability tests
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+BUILD_DIR=${LOWBIT_BUILD_DIR:-build}
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
+cmake --build "$BUILD_DIR" -j"$(nproc)"
+echo "setup: built $BUILD_DIR/lowbit"

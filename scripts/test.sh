@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs the whole test suite.
+#   scripts/test.sh              the Release build in ./build
+#   scripts/test.sh --sanitize   an ASan+UBSan build in ./build-sanitize
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--sanitize" ]; then
+  export LOWBIT_BUILD_DIR=build-sanitize
+  scripts/setup.sh -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLOWBIT_SANITIZE=ON
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+else
+  export LOWBIT_BUILD_DIR=build
+  scripts/setup.sh
+fi
+cd "$LOWBIT_BUILD_DIR"
+ctest --output-on-failure -j"$(nproc)"

@@ -1,0 +1,101 @@
+#include "autograd/graph.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+lb_status lb_graph_init(lb_graph *g, size_t arena_bytes) {
+    memset(g, 0, sizeof *g);
+    g->grad_enabled = 1;
+    return lb_arena_init(&g->arena, arena_bytes);
+}
+
+void lb_graph_free(lb_graph *g) {
+    lb_arena_free(&g->arena);
+    free(g->nodes);
+    memset(g, 0, sizeof *g);
+}
+
+void lb_graph_reset(lb_graph *g) {
+    g->n_nodes = 0;
+    lb_arena_reset(&g->arena);
+}
+
+int lb_graph_set_grad(lb_graph *g, int enabled) {
+    int old = g->grad_enabled;
+    g->grad_enabled = enabled;
+    return old;
+}
+
+lb_tensor *lb_graph_tensor(lb_graph *g, int ndim, const int *shape) {
+    size_t n = lb_shape_numel(ndim, shape);
+    if (n == 0) {
+        lb_error(LB_EINVAL, "bad activation shape (ndim %d)", ndim);
+        return NULL;
+    }
+    lb_tensor *t = lb_arena_alloc(&g->arena, sizeof *t);
+    float *data = t ? lb_arena_alloc(&g->arena, n * sizeof(float)) : NULL;
+    if (!data) return NULL;
+    memset(t, 0, sizeof *t);
+    lb_tensor_set_shape(t, ndim, shape);
+    t->data = data;
+    return t;
+}
+
+void *lb_graph_alloc(lb_graph *g, size_t bytes) { return lb_arena_alloc(&g->arena, bytes); }
+
+int lb_graph_needs_grad(const lb_graph *g, lb_tensor *const *ins, int n_ins) {
+    if (!g->grad_enabled) return 0;
+    for (int i = 0; i < n_ins; i++)
+        if (ins[i] && ins[i]->requires_grad) return 1;
+    return 0;
+}
+
+lb_node *lb_graph_record(lb_graph *g, const char *op, lb_backward_fn backward, lb_tensor *out,
+                         lb_tensor *in0, lb_tensor *in1, lb_tensor *in2, lb_tensor *in3) {
+    if (g->n_nodes == g->cap_nodes) {
+        /* Grows during the first step only; later steps reuse the array. */
+        int cap = g->cap_nodes ? 2 * g->cap_nodes : 256;
+        lb_node *nodes = realloc(g->nodes, (size_t)cap * sizeof *nodes);
+        if (!nodes) {
+            lb_error(LB_ENOMEM, "cannot grow the tape to %d nodes", cap);
+            return NULL;
+        }
+        g->nodes = nodes;
+        g->cap_nodes = cap;
+    }
+    lb_node *n = &g->nodes[g->n_nodes++];
+    memset(n, 0, sizeof *n);
+    n->op = op;
+    n->backward = backward;
+    n->out = out;
+    n->in[0] = in0;
+    n->in[1] = in1;
+    n->in[2] = in2;
+    n->in[3] = in3;
+    out->requires_grad = 1;
+    return n;
+}
+
+float *lb_grad(lb_graph *g, lb_tensor *t) {
+    if (!t->grad) t->grad = lb_arena_calloc(&g->arena, t->n * sizeof(float));
+    return t->grad;
+}
+
+lb_status lb_backward(lb_graph *g, lb_tensor *loss) {
+    if (!loss) return lb_errcode() != LB_OK ? lb_errcode() : lb_error(LB_EINVAL, "backward: no loss tensor");
+    if (loss->n != 1) return lb_error(LB_EINVAL, "backward: loss must be a scalar, has %zu elements", loss->n);
+    if (!loss->requires_grad) return lb_error(LB_EINVAL, "backward: the loss does not depend on any parameter");
+    float *seed = lb_grad(g, loss);
+    if (!seed) return LB_ENOMEM;
+    seed[0] += 1.0f;
+    for (int i = g->n_nodes - 1; i >= 0; i--) {
+        lb_node *n = &g->nodes[i];
+        if (!n->out->grad) continue; /* nothing downstream used this output */
+        for (int k = 0; k < LB_NODE_MAX_IN; k++) {
+            lb_tensor *in = n->in[k];
+            if (in && in->requires_grad && !lb_grad(g, in)) return LB_ENOMEM;
+        }
+        n->backward(n);
+    }
+    return LB_OK;
+}

@@ -1,0 +1,73 @@
+/* The tape: reverse-mode automatic differentiation over coarse, fused ops.
+ *
+ * Each op (autograd/ops.h) computes its forward result into the graph's arena
+ * and, when gradients are enabled and an input requires one, appends a node
+ * holding its backward function. lb_backward() walks the nodes in reverse;
+ * each backward function ADDS into the .grad of its inputs, so a tensor used
+ * twice receives both contributions.
+ *
+ * Gradient buffers of activations are allocated (zeroed) lazily during the
+ * backward pass. Parameters own persistent .grad buffers that the optimizer
+ * zeroes. Ops return NULL on error (with the message recorded, see
+ * core/error.h) and return NULL at once when an input is NULL, so a forward
+ * pass can be written straight through and checked once at the end. */
+#ifndef LOWBIT_AUTOGRAD_GRAPH_H
+#define LOWBIT_AUTOGRAD_GRAPH_H
+
+#include "core/arena.h"
+#include "core/tensor.h"
+
+#define LB_NODE_MAX_IN 4
+
+typedef struct lb_node lb_node;
+typedef void (*lb_backward_fn)(lb_node *node);
+
+struct lb_node {
+    const char *op;                 /* op name, for debugging and profiles */
+    lb_backward_fn backward;
+    lb_tensor *out;
+    lb_tensor *in[LB_NODE_MAX_IN];  /* unused slots NULL */
+    void *saved;                    /* op-specific data saved in the arena */
+    float f[4];                     /* small float attributes (eps, scale, ...) */
+    int i[4];                       /* small int attributes (flags, sizes) */
+    const void *p;                  /* a borrowed pointer (token ids, quant spec) */
+};
+
+typedef struct lb_graph {
+    lb_arena arena;       /* activations, gradients and saved data of one step */
+    lb_node *nodes;
+    int n_nodes, cap_nodes;
+    int grad_enabled;     /* 0: no nodes are recorded (evaluation, sampling) */
+} lb_graph;
+
+lb_status lb_graph_init(lb_graph *g, size_t arena_bytes);
+void lb_graph_free(lb_graph *g);
+/* Drops the tape and every activation; parameters are untouched. */
+void lb_graph_reset(lb_graph *g);
+/* Returns the previous value, so callers can restore it. */
+int lb_graph_set_grad(lb_graph *g, int enabled);
+
+/* A new activation tensor [shape] in the arena (data uninitialised). */
+lb_tensor *lb_graph_tensor(lb_graph *g, int ndim, const int *shape);
+/* Arena memory for op-saved data; NULL on failure. */
+void *lb_graph_alloc(lb_graph *g, size_t bytes);
+
+/* True when an op with these inputs must record a node. */
+int lb_graph_needs_grad(const lb_graph *g, lb_tensor *const *ins, int n_ins);
+
+/* Appends a node for `out` (and marks out->requires_grad). Returns NULL (with
+ * an error recorded) only when memory runs out. Ops call this only when
+ * lb_graph_needs_grad() is true. */
+lb_node *lb_graph_record(lb_graph *g, const char *op, lb_backward_fn backward, lb_tensor *out,
+                         lb_tensor *in0, lb_tensor *in1, lb_tensor *in2, lb_tensor *in3);
+
+/* Gradient buffer of `t`, allocated zeroed in the arena on first use; NULL
+ * when memory runs out. lb_backward() calls it for every input that requires
+ * a gradient before running a node, so a backward function simply adds into
+ * in[k]->grad for each input with requires_grad set. */
+float *lb_grad(lb_graph *g, lb_tensor *t);
+
+/* Backpropagates from a scalar `loss` (n == 1), seeding d loss = 1. */
+lb_status lb_backward(lb_graph *g, lb_tensor *loss);
+
+#endif

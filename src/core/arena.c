@@ -1,0 +1,102 @@
+#include "core/arena.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct lb_arena_chunk {
+    lb_arena_chunk *next;
+    size_t size;     /* usable bytes after the header */
+    size_t used;
+    unsigned char *mem;
+};
+
+static size_t align_up(size_t x) { return (x + LB_ARENA_ALIGN - 1) & ~(size_t)(LB_ARENA_ALIGN - 1); }
+
+static lb_arena_chunk *chunk_new(size_t size) {
+    lb_arena_chunk *c = malloc(sizeof *c);
+    if (!c) return NULL;
+    c->mem = aligned_alloc(LB_ARENA_ALIGN, align_up(size));
+    if (!c->mem) {
+        free(c);
+        return NULL;
+    }
+    c->next = NULL;
+    c->size = align_up(size);
+    c->used = 0;
+    return c;
+}
+
+static void chunks_free(lb_arena_chunk *c) {
+    while (c) {
+        lb_arena_chunk *next = c->next;
+        free(c->mem);
+        free(c);
+        c = next;
+    }
+}
+
+lb_status lb_arena_init(lb_arena *a, size_t initial) {
+    memset(a, 0, sizeof *a);
+    a->chunk_size = initial ? initial : ((size_t)1 << 20);
+    a->first = a->head = chunk_new(a->chunk_size);
+    if (!a->first) return lb_error(LB_ENOMEM, "cannot reserve %zu bytes for the activation arena", a->chunk_size);
+    a->capacity = a->first->size;
+    a->n_system_allocs = 1;
+    return LB_OK;
+}
+
+void lb_arena_free(lb_arena *a) {
+    chunks_free(a->first);
+    memset(a, 0, sizeof *a);
+}
+
+void *lb_arena_alloc(lb_arena *a, size_t bytes) {
+    size_t need = align_up(bytes ? bytes : 1);
+    lb_arena_chunk *c = a->head, *last = a->head;
+    while (c && c->used + need > c->size) {
+        /* Later chunks exist only before the first reset; move on to them. */
+        last = c;
+        c = c->next;
+    }
+    if (!c) {
+        size_t size = need > a->chunk_size ? need : a->chunk_size;
+        c = chunk_new(size);
+        if (!c) {
+            lb_error(LB_ENOMEM, "arena: cannot allocate %zu bytes", size);
+            return NULL;
+        }
+        last->next = c;
+        a->capacity += c->size;
+        a->n_system_allocs++;
+        a->chunk_size *= 2; /* fewer chunks while a large first step sizes the arena */
+    }
+    a->head = c;
+    void *p = c->mem + c->used;
+    c->used += need;
+    a->used += need;
+    if (a->used > a->peak) a->peak = a->used;
+    return p;
+}
+
+void *lb_arena_calloc(lb_arena *a, size_t bytes) {
+    void *p = lb_arena_alloc(a, bytes);
+    if (p) memset(p, 0, bytes);
+    return p;
+}
+
+void lb_arena_reset(lb_arena *a) {
+    if (a->first && a->first->next) {
+        /* Fold the chunks into one, sized for the whole of the last step. */
+        size_t total = a->capacity;
+        lb_arena_chunk *one = chunk_new(total);
+        if (one) {
+            chunks_free(a->first);
+            a->first = one;
+            a->capacity = one->size;
+            a->n_system_allocs++;
+        }
+    }
+    for (lb_arena_chunk *c = a->first; c; c = c->next) c->used = 0;
+    a->head = a->first;
+    a->used = 0;
+}

@@ -1,0 +1,40 @@
+/* Counter-based random numbers (Philox4x32-10, Salmon et al., SC'11).
+ *
+ * Every number is a pure function of (seed, stream, index), so a parallel loop
+ * that draws number i for element i gets the same values with 1 or 64
+ * threads, and a run is resumed by saving three integers. */
+#ifndef LOWBIT_CORE_RNG_H
+#define LOWBIT_CORE_RNG_H
+
+#include <stdint.h>
+
+/* Four 32-bit outputs for the 128-bit counter (ctr_lo, ctr_hi) under key `seed`. */
+void lb_philox4x32(uint64_t seed, uint64_t ctr_lo, uint64_t ctr_hi, uint32_t out[4]);
+
+/* Stateless draws: number `index` of stream `stream` under `seed`. */
+uint32_t lb_rand_u32(uint64_t seed, uint64_t stream, uint64_t index);
+/* Uniform in [0, 1) with 24 random bits. */
+float lb_rand_uniform(uint64_t seed, uint64_t stream, uint64_t index);
+
+/* A sequential generator over one stream; its whole state is these fields. */
+typedef struct lb_rng {
+    uint64_t seed;
+    uint64_t stream;
+    uint64_t pos;   /* index of the next number */
+} lb_rng;
+
+void lb_rng_init(lb_rng *r, uint64_t seed, uint64_t stream);
+uint32_t lb_rng_u32(lb_rng *r);
+float lb_rng_uniform(lb_rng *r);                 /* [0, 1) */
+uint32_t lb_rng_below(lb_rng *r, uint32_t n);    /* [0, n), unbiased; n > 0 */
+float lb_rng_normal(lb_rng *r);                  /* standard normal (Box-Muller) */
+
+/* Stream numbers used across the library, so no two uses share a stream. */
+enum {
+    LB_STREAM_INIT = 1,        /* parameter initialisation (+ parameter index) */
+    LB_STREAM_DATA = 2,        /* batch sampling */
+    LB_STREAM_SAMPLE = 3,      /* text generation */
+    LB_STREAM_STOCHASTIC = 4   /* stochastic rounding (+ step << 20 + tensor index) */
+};
+
+#endif

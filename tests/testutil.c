@@ -1,0 +1,70 @@
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void tu_fill_uniform(lb_tensor *t, uint64_t seed, float lo, float hi) {
+    for (size_t i = 0; i < t->n; i++) t->data[i] = lo + (hi - lo) * lb_rand_uniform(seed, 77, i);
+}
+
+static double eval_loss(tu_loss_fn fn, lb_tensor **params, int n_params, void *ctx) {
+    lb_graph g;
+    assert_int_equal(lb_graph_init(&g, 0), LB_OK);
+    lb_graph_set_grad(&g, 0);
+    lb_tensor *loss = fn(&g, params, n_params, ctx);
+    if (!loss) fail_msg("forward failed: %s", lb_errmsg());
+    double v = loss->data[0];
+    lb_graph_free(&g);
+    return v;
+}
+
+double tu_gradcheck(tu_loss_fn fn, lb_tensor **params, int n_params, void *ctx, float h, double rtol,
+                    double atol) {
+    lb_graph g;
+    assert_int_equal(lb_graph_init(&g, 0), LB_OK);
+    for (int p = 0; p < n_params; p++) {
+        params[p]->requires_grad = 1;
+        memset(params[p]->grad, 0, params[p]->n * sizeof(float));
+    }
+    lb_tensor *loss = fn(&g, params, n_params, ctx);
+    if (!loss) fail_msg("forward failed: %s", lb_errmsg());
+    if (lb_backward(&g, loss) != LB_OK) fail_msg("backward failed: %s", lb_errmsg());
+    lb_graph_free(&g);
+
+    double worst = 0.0;
+    for (int p = 0; p < n_params; p++) {
+        lb_tensor *t = params[p];
+        for (size_t i = 0; i < t->n; i++) {
+            float saved = t->data[i];
+            t->data[i] = saved + h;
+            double up = eval_loss(fn, params, n_params, ctx);
+            t->data[i] = saved - h;
+            double down = eval_loss(fn, params, n_params, ctx);
+            t->data[i] = saved;
+            double numeric = (up - down) / (2.0 * (double)h);
+            double analytic = t->grad[i];
+            double err = fabs(analytic - numeric);
+            double scale = fmax(fabs(analytic), fabs(numeric));
+            if (err > atol + rtol * scale)
+                fail_msg("gradient mismatch: param %d (%s) element %zu: analytic %.6g, numeric %.6g", p,
+                         t->name ? t->name : "?", i, analytic, numeric);
+            if (scale > 0 && err / scale > worst) worst = err / scale;
+        }
+    }
+    return worst;
+}
+
+void tu_tmpdir(char *buf, size_t size, const char *tag) {
+    const char *base = getenv("TMPDIR");
+    snprintf(buf, size, "%s/lowbit-%s-XXXXXX", base && *base ? base : "/tmp", tag);
+    if (!mkdtemp(buf)) fail_msg("cannot create a temporary directory %s", buf);
+}
+
+const char *tu_source_dir(void) {
+    const char *d = getenv("LOWBIT_SOURCE_DIR");
+    return d && *d ? d : ".";
+}

@@ -1,0 +1,42 @@
+/* Helpers shared by the test programs. */
+#ifndef LOWBIT_TESTS_TESTUTIL_H
+#define LOWBIT_TESTS_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "autograd/graph.h"
+#include "core/rng.h"
+
+/* Fills t->data with uniform values in [lo, hi) from (seed, stream). */
+void tu_fill_uniform(lb_tensor *t, uint64_t seed, float lo, float hi);
+
+/* A function from the current values of `params` to a scalar loss, built on a
+ * fresh graph each call. It returns the loss tensor (NULL on error). */
+typedef lb_tensor *(*tu_loss_fn)(lb_graph *g, lb_tensor **params, int n_params, void *ctx);
+
+/* Finite-difference gradient check.
+ *
+ * Runs `fn` once with gradients and lb_backward, then for every element of
+ * every parameter compares the analytic gradient against the central
+ * difference (L(p + h) − L(p − h)) / 2h computed in double from two fp32
+ * forward passes. With fp32 forwards the difference carries an absolute
+ * error of about eps_f32·|L|/h, so the check passes when
+ *   |analytic − numeric| ≤ atol + rtol · max(|analytic|, |numeric|).
+ * h = 1e-2 to 1e-3 with rtol 1e-2 and atol 1e-3 suit smooth ops on O(1)
+ * inputs. Fails the running cmocka test with the parameter, index and both
+ * values on the first mismatch. Returns the largest relative error seen. */
+double tu_gradcheck(tu_loss_fn fn, lb_tensor **params, int n_params, void *ctx, float h, double rtol,
+                    double atol);
+
+/* A fresh, empty directory under $TMPDIR (or /tmp) for a test's files;
+ * `buf` receives its path. */
+void tu_tmpdir(char *buf, size_t size, const char *tag);
+
+/* $LOWBIT_SOURCE_DIR (set by ctest) or "." */
+const char *tu_source_dir(void);
+
+#endif
