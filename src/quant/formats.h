@@ -17,12 +17,16 @@ float lb_fp8_e4m3_to_f32(uint8_t code);
 uint8_t lb_fp8_e5m2_from_f32(float x, int saturate);
 float lb_fp8_e5m2_to_f32(uint8_t code);
 
-/* FP4 E2M1 (4 low bits): ±{0, 0.5, 1, 1.5, 2, 3, 4, 6}; saturates at ±6, NaN -> +0... see docs. */
+/* FP4 E2M1 (4 low bits): ±{0, 0.5, 1, 1.5, 2, 3, 4, 6}. The format has no
+ * inf or NaN: conversion saturates at ±6 (±inf too) and NaN becomes +0 (MX
+ * blocks flag NaN through their E8M0 scale instead, see quant/quantize.h). */
 uint8_t lb_fp4_e2m1_from_f32(float x);
 float lb_fp4_e2m1_to_f32(uint8_t code);
 
 /* E8M0 shared scale of MX blocks: 2^(code − 127); code 255 is NaN. */
 float lb_e8m0_to_f32(uint8_t code);
+/* E8M0 code of 2^e, e clamped to [-127, 127]. */
+uint8_t lb_e8m0_from_exp(int e);
 
 uint16_t lb_bf16_from_f32(float x);
 float lb_bf16_to_f32(uint16_t h);
