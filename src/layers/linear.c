@@ -1,0 +1,70 @@
+/* Linear / BitLinear: fake-quantize the weight and the input, then one matmul.
+ *
+ * Quantizing W on every forward costs O(N·K), small next to the O(M·N·K)
+ * matmul, and keeps the latent fp32 weights the only state (no cache to
+ * invalidate when the optimizer steps). */
+#include "layers/linear.h"
+
+#include <string.h>
+
+lb_status lb_linear_quant_resolve(const lb_linear_quant *in, lb_linear_quant *out, const char *what) {
+    lb_linear_quant r;
+    memset(&r, 0, sizeof r);
+    r.mode = in->mode;
+    switch (in->mode) {
+    case LB_LINEAR_FP:
+        r.weight = lb_qspec_none();
+        r.activation = lb_qspec_none();
+        break;
+    case LB_LINEAR_B1:
+        /* BitNet b1: W̃ = sign(W − α)·β with β = mean|W|; activations absmax
+         * per token to 8 bits. */
+        LB_TRY(lb_qspec_parse("binary", &r.weight));
+        LB_TRY(lb_qspec_parse("int8:per_token", &r.activation));
+        break;
+    case LB_LINEAR_B158:
+        /* BitNet b1.58: W̃ = clamp(round(W/γ), −1, 1)·γ with γ = mean|W|;
+         * activations x̃ = clamp(round(x·127/max|x|), −128, 127) per token. */
+        LB_TRY(lb_qspec_parse("ternary", &r.weight));
+        LB_TRY(lb_qspec_parse("int8:per_token", &r.activation));
+        break;
+    case LB_LINEAR_CUSTOM:
+        r.weight = in->weight;
+        r.activation = in->activation;
+        break;
+    default:
+        return lb_error(LB_EINVAL, "%s: unknown linear quantization mode %d (expected fp, b1, b1.58 or custom)",
+                        what ? what : "linear", (int)in->mode);
+    }
+    *out = r;
+    return LB_OK;
+}
+
+lb_tensor *lb_linear(lb_graph *g, lb_tensor *x, lb_tensor *w, const lb_linear_quant *q, float lambda) {
+    if (!x || !w) return NULL; /* an earlier op failed; its message stands */
+    if (w->ndim != 2 || lb_tensor_cols(x) != w->shape[1]) {
+        char xs[48], ws[48];
+        lb_error(LB_EINVAL, "linear '%s': input %s does not match weight %s (expected [..., K] and [N, K])",
+                 w->name ? w->name : "?", lb_shape_str(x, xs, sizeof xs), lb_shape_str(w, ws, sizeof ws));
+        return NULL;
+    }
+    if (!(lambda >= 0.0f && lambda <= 1.0f)) {
+        lb_error(LB_EINVAL, "linear '%s': quantization lambda %g outside [0, 1]", w->name ? w->name : "?",
+                 (double)lambda);
+        return NULL;
+    }
+    /* An unresolved B1/B158 setting would silently run in fp32: refuse it. */
+    if ((q->mode == LB_LINEAR_B1 && q->weight.format != LB_QF_BINARY) ||
+        (q->mode == LB_LINEAR_B158 && q->weight.format != LB_QF_TERNARY)) {
+        lb_error(LB_EINVAL, "linear '%s': quantization settings not resolved (call lb_linear_quant_resolve)",
+                 w->name ? w->name : "?");
+        return NULL;
+    }
+
+    lb_tensor *xq = x, *wq = w;
+    if (q->mode != LB_LINEAR_FP && lambda > 0.0f) {
+        if (!lb_qspec_is_none(&q->activation)) xq = lb_fake_quant(g, x, &q->activation, LB_STE_IDENTITY, lambda);
+        if (!lb_qspec_is_none(&q->weight)) wq = lb_fake_quant(g, w, &q->weight, LB_STE_IDENTITY, lambda);
+    }
+    return lb_matmul(g, xq, wq, 1);
+}

@@ -1,0 +1,36 @@
+/* Linear and BitLinear layers (no bias).
+ *
+ *   y[..., N] = q_a(x)[..., K] · q_w(W)ᵀ,   W [N, K]
+ *
+ * where q_w and q_a are fake quantizers (autograd/ops.h lb_fake_quant) with the
+ * identity straight-through estimator, blended by λ for gradual quantization:
+ * q(v) = v + λ·stopgrad(Q(v) − v). The modes of lb_linear_quant:
+ *
+ *   FP      plain fp32 matmul
+ *   B1      BitNet b1: binary weights sign(W − mean W)·mean|W|, 8-bit absmax
+ *           activations per token (int8:per_token)
+ *   B158    BitNet b1.58: ternary absmean weights, per-token int8 activations
+ *   CUSTOM  the weight and activation specs as given (either may be none)
+ *
+ * The norm that BitNet puts before the activation quantizer is the RMSNorm /
+ * SubLN already in the transformer block (llama.cpp's bitnet graph), so
+ * BitLinear adds none of its own. */
+#ifndef LOWBIT_LAYERS_LINEAR_H
+#define LOWBIT_LAYERS_LINEAR_H
+
+#include "autograd/ops.h"
+#include "layers/model_config.h"
+
+/* Fills the weight and activation specs that `in->mode` implies (for B1 and
+ * B158 the BitNet recipes, whatever the specs in `in` say; for FP both none;
+ * for CUSTOM a copy). `what` names the layer kind in error messages
+ * ("attn", "ffn", ...). LB_EINVAL for an unknown mode. */
+lb_status lb_linear_quant_resolve(const lb_linear_quant *in, lb_linear_quant *out, const char *what);
+
+/* y = q_a(x) · q_w(w)ᵀ for x [..., K] and w [N, K]; returns [..., N].
+ * `q` must be resolved (lb_linear_quant_resolve) and must stay valid until
+ * the backward pass (the quantizer borrows its specs). `lambda` in [0, 1]:
+ * 1 is full quantization, 0 the fp32 layer. NULL on error. */
+lb_tensor *lb_linear(lb_graph *g, lb_tensor *x, lb_tensor *w, const lb_linear_quant *q, float lambda);
+
+#endif

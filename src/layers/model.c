@@ -1,0 +1,296 @@
+/* The transformer: parameters in one allocation, a forward pass written
+ * straight through with autograd ops (each returns NULL once something
+ * failed, so the pass is checked once at the end). */
+#include "layers/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rng.h"
+
+/* ---------------------------------------------------------------------------
+ * Configuration */
+
+void lb_model_config_defaults(lb_model_config *c) {
+    memset(c, 0, sizeof *c); /* zero is LB_QF_NONE / LB_LINEAR_FP / RMS / SwiGLU */
+    c->rope_theta = 10000.0f;
+    c->norm_eps = 1e-5f;
+    c->norm = LB_NORM_RMS;
+    c->ffn_act = LB_FFN_SWIGLU;
+    c->tie_embeddings = 1;
+    c->init_std = 0.02f;
+}
+
+lb_status lb_model_config_validate(const lb_model_config *c) {
+    struct { const char *name; int value; } sizes[] = {
+        {"vocab_size", c->vocab_size}, {"dim", c->dim},         {"n_layers", c->n_layers},
+        {"n_heads", c->n_heads},       {"n_kv_heads", c->n_kv_heads}, {"ffn_dim", c->ffn_dim},
+        {"max_seq_len", c->max_seq_len},
+    };
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        if (sizes[i].value <= 0)
+            return lb_error(LB_EINVAL, "model: %s must be positive, got %d", sizes[i].name, sizes[i].value);
+    if (c->n_heads % c->n_kv_heads != 0)
+        return lb_error(LB_EINVAL, "model: n_kv_heads (%d) must divide n_heads (%d)", c->n_kv_heads, c->n_heads);
+    if (c->dim % c->n_heads != 0)
+        return lb_error(LB_EINVAL, "model: n_heads (%d) must divide dim (%d)", c->n_heads, c->dim);
+    if ((c->dim / c->n_heads) % 2 != 0)
+        return lb_error(LB_EINVAL, "model: head dim dim/n_heads = %d must be even (RoPE rotates pairs)",
+                        c->dim / c->n_heads);
+    if (!(c->rope_theta > 0.0f) || !isfinite(c->rope_theta))
+        return lb_error(LB_EINVAL, "model: rope_theta must be positive, got %g", (double)c->rope_theta);
+    if (!(c->norm_eps > 0.0f) || !isfinite(c->norm_eps))
+        return lb_error(LB_EINVAL, "model: norm_eps must be positive, got %g", (double)c->norm_eps);
+    if (!(c->init_std >= 0.0f) || !isfinite(c->init_std))
+        return lb_error(LB_EINVAL, "model: init_std must be >= 0, got %g", (double)c->init_std);
+    if (c->norm != LB_NORM_RMS && c->norm != LB_NORM_LAYER)
+        return lb_error(LB_EINVAL, "model: unknown norm kind %d (expected rmsnorm or layernorm)", (int)c->norm);
+    if (c->ffn_act != LB_FFN_SWIGLU && c->ffn_act != LB_FFN_RELU2)
+        return lb_error(LB_EINVAL, "model: unknown ffn activation %d (expected swiglu or relu2)", (int)c->ffn_act);
+    lb_linear_quant tmp;
+    LB_TRY(lb_linear_quant_resolve(&c->attn, &tmp, "model: attn quantization"));
+    LB_TRY(lb_linear_quant_resolve(&c->ffn, &tmp, "model: ffn quantization"));
+    LB_TRY(lb_linear_quant_resolve(&c->head, &tmp, "model: head quantization"));
+    return LB_OK;
+}
+
+size_t lb_model_config_num_elements(const lb_model_config *c) {
+    size_t V = (size_t)c->vocab_size, d = (size_t)c->dim, F = (size_t)c->ffn_dim;
+    size_t hd = (size_t)(c->dim / c->n_heads);
+    size_t q = (size_t)c->n_heads * hd, kv = (size_t)c->n_kv_heads * hd;
+    size_t block = d + q * d + 2 * kv * d + d * q + d + 2 * F * d + d * F;
+    if (c->sub_norm) block += d + F;
+    return V * d + (size_t)c->n_layers * block + d + (c->tie_embeddings ? 0 : V * d);
+}
+
+/* ---------------------------------------------------------------------------
+ * Creation: lay out every parameter, then carve them from one allocation. */
+
+/* Appends parameter description i (name, shape, kind, quant spec texts). The
+ * data pointers are set once the total size is known. */
+static lb_tensor *add_param(lb_model *m, const char *name, int rows, int cols, lb_param_kind kind,
+                            const lb_qspec *wspec, const lb_qspec *aspec) {
+    int i = m->n_params++;
+    lb_tensor *t = &m->params[i];
+    int shape[2] = {rows, cols};
+    lb_tensor_set_shape(t, cols > 0 ? 2 : 1, shape);
+    snprintf(m->param_names[i], LB_PARAM_NAME_MAX, "%s", name);
+    t->name = m->param_names[i];
+    t->requires_grad = 1;
+    lb_param_info *info = &m->param_info[i];
+    info->kind = kind;
+    info->no_decay = kind != LB_PARAM_LINEAR;
+    lb_qspec none = lb_qspec_none();
+    lb_qspec_format(wspec ? wspec : &none, info->qspec, sizeof info->qspec);
+    lb_qspec_format(aspec ? aspec : &none, info->act_qspec, sizeof info->act_qspec);
+    m->param_list[i] = t;
+    return t;
+}
+
+static int max_params(const lb_model_config *c) { return 1 + 11 * c->n_layers + 2; }
+
+lb_model *lb_model_create(const lb_model_config *cfg, uint64_t seed) {
+    if (lb_model_config_validate(cfg) != LB_OK) return NULL;
+    lb_model *m = calloc(1, sizeof *m);
+    if (!m) goto oom;
+    m->cfg = *cfg;
+    m->head_dim = cfg->dim / cfg->n_heads;
+    m->quant_lambda = 1.0f;
+    lb_linear_quant_resolve(&cfg->attn, &m->q_attn, "attn");
+    lb_linear_quant_resolve(&cfg->ffn, &m->q_ffn, "ffn");
+    lb_linear_quant_resolve(&cfg->head, &m->q_head, "head");
+    m->q_embd = cfg->embedding;
+
+    int cap = max_params(cfg);
+    m->params = calloc((size_t)cap, sizeof *m->params);
+    m->param_list = calloc((size_t)cap, sizeof *m->param_list);
+    m->param_info = calloc((size_t)cap, sizeof *m->param_info);
+    m->param_names = calloc((size_t)cap, sizeof *m->param_names);
+    m->blocks = calloc((size_t)cfg->n_layers, sizeof *m->blocks);
+    if (!m->params || !m->param_list || !m->param_info || !m->param_names || !m->blocks) goto oom;
+
+    int V = cfg->vocab_size, d = cfg->dim, F = cfg->ffn_dim;
+    int nq = cfg->n_heads * m->head_dim, nkv = cfg->n_kv_heads * m->head_dim;
+    const lb_qspec *aw = &m->q_attn.weight, *aa = &m->q_attn.activation;
+    const lb_qspec *fw = &m->q_ffn.weight, *fa = &m->q_ffn.activation;
+    char name[LB_PARAM_NAME_MAX];
+
+    m->token_embd = add_param(m, "token_embd.weight", V, d, LB_PARAM_EMBEDDING, &m->q_embd, NULL);
+    for (int l = 0; l < cfg->n_layers; l++) {
+        lb_block *b = &m->blocks[l];
+#define P(field, rows, cols, kind, ws, as)                                \
+        snprintf(name, sizeof name, "blk.%d." #field ".weight", l);      \
+        b->field = add_param(m, name, rows, cols, kind, ws, as)
+        P(attn_norm, d, 0, LB_PARAM_NORM, NULL, NULL);
+        P(attn_q, nq, d, LB_PARAM_LINEAR, aw, aa);
+        P(attn_k, nkv, d, LB_PARAM_LINEAR, aw, aa);
+        P(attn_v, nkv, d, LB_PARAM_LINEAR, aw, aa);
+        if (cfg->sub_norm) { P(attn_sub_norm, nq, 0, LB_PARAM_NORM, NULL, NULL); }
+        P(attn_output, d, nq, LB_PARAM_LINEAR, aw, aa);
+        P(ffn_norm, d, 0, LB_PARAM_NORM, NULL, NULL);
+        P(ffn_gate, F, d, LB_PARAM_LINEAR, fw, fa);
+        P(ffn_up, F, d, LB_PARAM_LINEAR, fw, fa);
+        if (cfg->sub_norm) { P(ffn_sub_norm, F, 0, LB_PARAM_NORM, NULL, NULL); }
+        P(ffn_down, d, F, LB_PARAM_LINEAR, fw, fa);
+#undef P
+    }
+    m->output_norm = add_param(m, "output_norm.weight", d, 0, LB_PARAM_NORM, NULL, NULL);
+    m->output = cfg->tie_embeddings
+                    ? m->token_embd
+                    : add_param(m, "output.weight", V, d, LB_PARAM_LINEAR, &m->q_head.weight, &m->q_head.activation);
+
+    /* One allocation for all data, one for all gradients; each tensor points
+     * at its slice, in order, without padding. */
+    for (int i = 0; i < m->n_params; i++) m->n_elements += m->params[i].n;
+    m->params_memory = malloc(m->n_elements * sizeof(float));
+    m->grads_memory = calloc(m->n_elements, sizeof(float));
+    if (!m->params_memory || !m->grads_memory) goto oom;
+    size_t off = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        m->params[i].data = m->params_memory + off;
+        m->params[i].grad = m->grads_memory + off;
+        off += m->params[i].n;
+    }
+    lb_model_init_params(m, seed);
+    return m;
+
+oom:
+    lb_error(LB_ENOMEM, "model: cannot allocate %zu parameters", m ? m->n_elements : (size_t)0);
+    lb_model_free(m);
+    return NULL;
+}
+
+void lb_model_free(lb_model *m) {
+    if (!m) return;
+    free(m->params_memory);
+    free(m->grads_memory);
+    free(m->params);
+    free(m->param_list);
+    free(m->param_info);
+    free(m->param_names);
+    free(m->blocks);
+    free(m);
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+void lb_model_init_params(lb_model *m, uint64_t seed) {
+    const lb_model_config *c = &m->cfg;
+    float out_std = c->init_std / sqrtf(2.0f * (float)c->n_layers);
+    /* Each parameter draws from its own stream, so the result does not depend
+     * on how the loop is split across threads. */
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int i = 0; i < m->n_params; i++) {
+        lb_tensor *t = &m->params[i];
+        if (m->param_info[i].kind == LB_PARAM_NORM) {
+            for (size_t j = 0; j < t->n; j++) t->data[j] = 1.0f;
+            continue;
+        }
+        /* GPT-2: projections back into the residual stream get a smaller init,
+         * so the stream's variance does not grow with depth. */
+        int to_residual = ends_with(t->name, ".attn_output.weight") || ends_with(t->name, ".ffn_down.weight");
+        float std = to_residual ? out_std : c->init_std;
+        lb_rng r;
+        lb_rng_init(&r, seed, (uint64_t)LB_STREAM_INIT + (uint64_t)i);
+        for (size_t j = 0; j < t->n; j++) t->data[j] = std * lb_rng_normal(&r);
+    }
+}
+
+int lb_model_param_index(const lb_model *m, const char *name) {
+    for (int i = 0; i < m->n_params; i++)
+        if (strcmp(m->params[i].name, name) == 0) return i;
+    return -1;
+}
+
+lb_tensor *lb_model_param(lb_model *m, const char *name) {
+    int i = lb_model_param_index(m, name);
+    return i < 0 ? NULL : &m->params[i];
+}
+
+void lb_model_zero_grad(lb_model *m) { memset(m->grads_memory, 0, m->n_elements * sizeof(float)); }
+
+lb_status lb_model_set_quant_lambda(lb_model *m, float lambda) {
+    if (!(lambda >= 0.0f && lambda <= 1.0f))
+        return lb_error(LB_EINVAL, "model: quantization lambda must be in [0, 1], got %g", (double)lambda);
+    m->quant_lambda = lambda;
+    return LB_OK;
+}
+
+/* ---------------------------------------------------------------------------
+ * Forward */
+
+static lb_tensor *norm(lb_graph *g, const lb_model *m, lb_tensor *x, lb_tensor *w) {
+    if (m->cfg.norm == LB_NORM_LAYER) return lb_layernorm(g, x, w, NULL, m->cfg.norm_eps);
+    return lb_rmsnorm(g, x, w, m->cfg.norm_eps);
+}
+
+static lb_tensor *reshape4(lb_graph *g, lb_tensor *x, int B, int T, int H, int D) {
+    int shape[4] = {B, T, H, D};
+    return lb_reshape(g, x, 4, shape);
+}
+
+static lb_tensor *reshape3(lb_graph *g, lb_tensor *x, int B, int T, int D) {
+    int shape[3] = {B, T, D};
+    return lb_reshape(g, x, 3, shape);
+}
+
+lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, const int *ids, int B, int T, const int *targets,
+                            lb_tensor **logits_out) {
+    const lb_model_config *c = &m->cfg;
+    if (logits_out) *logits_out = NULL;
+    if (B < 1 || T < 1 || T > c->max_seq_len) {
+        lb_error(LB_EINVAL, "model forward: batch %dx%d, expected B >= 1 and 1 <= T <= max_seq_len (%d)", B, T,
+                 c->max_seq_len);
+        return NULL;
+    }
+    const int H = c->n_heads, Hkv = c->n_kv_heads, Dh = m->head_dim;
+    const float lambda = m->quant_lambda;
+
+    /* Token embedding, fake-quantized first when the config asks for it. */
+    lb_tensor *table = m->token_embd;
+    if (!lb_qspec_is_none(&m->q_embd) && lambda > 0.0f)
+        table = lb_fake_quant(g, table, &m->q_embd, LB_STE_IDENTITY, lambda);
+    lb_tensor *x = table ? lb_embedding(g, table, ids, B, T) : NULL; /* [B, T, d] */
+
+    for (int l = 0; l < c->n_layers; l++) {
+        const lb_block *b = &m->blocks[l];
+
+        /* Attention: pre-norm, q/k/v projections, RoPE, causal attention,
+         * optional SubLN, output projection, residual. */
+        lb_tensor *h = norm(g, m, x, b->attn_norm);
+        lb_tensor *q = reshape4(g, lb_linear(g, h, b->attn_q, &m->q_attn, lambda), B, T, H, Dh);
+        lb_tensor *k = reshape4(g, lb_linear(g, h, b->attn_k, &m->q_attn, lambda), B, T, Hkv, Dh);
+        lb_tensor *v = reshape4(g, lb_linear(g, h, b->attn_v, &m->q_attn, lambda), B, T, Hkv, Dh);
+        q = lb_rope(g, q, c->rope_theta, 0);
+        k = lb_rope(g, k, c->rope_theta, 0);
+        lb_tensor *a = reshape3(g, lb_attention(g, q, k, v), B, T, H * Dh);
+        if (b->attn_sub_norm) a = norm(g, m, a, b->attn_sub_norm);
+        x = lb_add(g, x, lb_linear(g, a, b->attn_output, &m->q_attn, lambda));
+
+        /* Feed-forward: pre-norm, gated activation, optional SubLN, down
+         * projection, residual. */
+        h = norm(g, m, x, b->ffn_norm);
+        lb_tensor *gate = lb_linear(g, h, b->ffn_gate, &m->q_ffn, lambda);
+        lb_tensor *up = lb_linear(g, h, b->ffn_up, &m->q_ffn, lambda);
+        lb_tensor *f = c->ffn_act == LB_FFN_RELU2 ? lb_mul(g, lb_relu2(g, gate), up) : lb_swiglu(g, gate, up);
+        if (b->ffn_sub_norm) f = norm(g, m, f, b->ffn_sub_norm);
+        x = lb_add(g, x, lb_linear(g, f, b->ffn_down, &m->q_ffn, lambda));
+    }
+
+    x = norm(g, m, x, m->output_norm);
+    lb_tensor *logits = lb_linear(g, x, m->output, &m->q_head, lambda); /* [B, T, V] */
+    if (!logits) {
+        lb_error_prefix("model forward");
+        return NULL;
+    }
+    if (logits_out) *logits_out = logits;
+    if (!targets) return logits;
+    lb_tensor *loss = lb_cross_entropy(g, logits, targets, -1);
+    if (!loss) lb_error_prefix("model forward: loss");
+    return loss;
+}

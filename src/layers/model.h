@@ -1,0 +1,128 @@
+/* The decoder-only transformer (llama.cpp's `bitnet` graph, see
+ * layers/model_config.h), written in the style of llm.c: every parameter is
+ * carved out of ONE allocation and every gradient out of another, so the
+ * optimizer, the checkpoint writer and the exporter can walk one flat array
+ * or the list of named tensors, as they prefer.
+ *
+ * Parameter names are llama.cpp's GGUF names (export is a rename-free walk),
+ * in this order:
+ *   token_embd.weight              [V, d]
+ *   for each block N:
+ *     blk.N.attn_norm.weight       [d]
+ *     blk.N.attn_q.weight          [H·Dh, d]
+ *     blk.N.attn_k.weight          [Hkv·Dh, d]
+ *     blk.N.attn_v.weight          [Hkv·Dh, d]
+ *     blk.N.attn_sub_norm.weight   [d]         (sub_norm only)
+ *     blk.N.attn_output.weight     [d, H·Dh]
+ *     blk.N.ffn_norm.weight        [d]
+ *     blk.N.ffn_gate.weight        [F, d]
+ *     blk.N.ffn_up.weight          [F, d]
+ *     blk.N.ffn_sub_norm.weight    [F]         (sub_norm only)
+ *     blk.N.ffn_down.weight        [d, F]
+ *   output_norm.weight             [d]
+ *   output.weight                  [V, d]      (untied head only)
+ * with Dh = d / H. Norms have a gain and no bias (LayerNorm too). */
+#ifndef LOWBIT_LAYERS_MODEL_H
+#define LOWBIT_LAYERS_MODEL_H
+
+#include <stdint.h>
+
+#include "autograd/graph.h"
+#include "layers/linear.h"
+#include "layers/model_config.h"
+
+#define LB_PARAM_NAME_MAX 48
+#define LB_QSPEC_TEXT_MAX 48
+
+typedef enum lb_param_kind {
+    LB_PARAM_LINEAR = 0,  /* a projection weight [out, in] */
+    LB_PARAM_NORM,        /* a norm gain [width] */
+    LB_PARAM_EMBEDDING    /* the token embedding (also the head when tied) */
+} lb_param_kind;
+
+typedef struct lb_param_info {
+    lb_param_kind kind;
+    int no_decay;                       /* norms and embeddings: no weight decay */
+    char qspec[LB_QSPEC_TEXT_MAX];      /* weight quant spec ("none", "ternary", ...) */
+    char act_qspec[LB_QSPEC_TEXT_MAX];  /* spec of the layer's input activations ("none" if none) */
+} lb_param_info;
+
+/* One transformer block's parameters (pointers into lb_model.params).
+ * The sub-norms are NULL unless cfg.sub_norm. */
+typedef struct lb_block {
+    lb_tensor *attn_norm, *attn_q, *attn_k, *attn_v, *attn_sub_norm, *attn_output;
+    lb_tensor *ffn_norm, *ffn_gate, *ffn_up, *ffn_sub_norm, *ffn_down;
+} lb_block;
+
+typedef struct lb_model {
+    lb_model_config cfg;
+    int head_dim;                      /* Dh = dim / n_heads */
+    /* Quantization, resolved from cfg (they must outlive every graph). */
+    lb_linear_quant q_attn, q_ffn, q_head;
+    lb_qspec q_embd;
+    float quant_lambda;                /* gradual quantization λ, 1 by default */
+
+    lb_tensor *token_embd, *output_norm;
+    lb_tensor *output;                 /* the LM head: token_embd when tied */
+    lb_block *blocks;                  /* [n_layers] */
+
+    int n_params;                      /* number of parameter tensors */
+    lb_tensor *params;                 /* [n_params], in the order above */
+    lb_tensor **param_list;            /* [n_params] pointers to params[i] */
+    lb_param_info *param_info;         /* [n_params] */
+    char (*param_names)[LB_PARAM_NAME_MAX];
+
+    size_t n_elements;                 /* total floats over all parameters */
+    float *params_memory;              /* the one allocation of parameter data */
+    float *grads_memory;               /* the one allocation of gradients (zeroed) */
+} lb_model;
+
+/* Fills `c` with the defaults of a small BitNet-style model: RMSNorm, SwiGLU,
+ * tied head, rope_theta 10000, norm_eps 1e-5, init_std 0.02, fp32 linears.
+ * Sizes (vocab, dim, layers, heads, ffn, max_seq_len) are set to 0 and must
+ * be filled in. */
+void lb_model_config_defaults(lb_model_config *c);
+
+/* Checks a config: LB_EINVAL with a message naming the field and what was
+ * expected (positive sizes, n_kv_heads divides n_heads, n_heads divides dim,
+ * an even head dim for RoPE, known enums, valid quant settings). */
+lb_status lb_model_config_validate(const lb_model_config *c);
+
+/* Parameter count of a (valid) config, by formula. */
+size_t lb_model_config_num_elements(const lb_model_config *c);
+
+/* Validates `cfg`, allocates parameters and gradients (gradients zeroed) and
+ * initialises the parameters from `seed` (lb_model_init_params). NULL on
+ * error with the message recorded. */
+lb_model *lb_model_create(const lb_model_config *cfg, uint64_t seed);
+void lb_model_free(lb_model *m);
+
+/* normal(0, init_std) for projections and the embedding, drawn from stream
+ * LB_STREAM_INIT + parameter index (independent of thread count and order);
+ * attn_output and ffn_down scaled by 1/sqrt(2·n_layers) (GPT-2); norms 1. */
+void lb_model_init_params(lb_model *m, uint64_t seed);
+
+/* Parameter iteration. */
+static inline int lb_model_num_params(const lb_model *m) { return m->n_params; }
+static inline lb_tensor **lb_model_param_list(lb_model *m) { return m->param_list; }
+static inline const lb_param_info *lb_model_param_info(const lb_model *m, int i) { return &m->param_info[i]; }
+/* The parameter named `name`, or NULL (no error recorded: absence is an answer). */
+lb_tensor *lb_model_param(lb_model *m, const char *name);
+/* Index of the parameter named `name`, or -1. */
+int lb_model_param_index(const lb_model *m, const char *name);
+
+/* Sets every gradient to zero. */
+void lb_model_zero_grad(lb_model *m);
+
+/* λ of gradual quantization (x + λ·stopgrad(q(x) − x)), in [0, 1]. */
+lb_status lb_model_set_quant_lambda(lb_model *m, float lambda);
+
+/* Forward pass over ids [B, T] (T ≤ max_seq_len), positions 0..T−1.
+ * With `targets` ([B, T], entries −1 left out of the mean) returns the mean cross-entropy
+ * (a scalar); without, returns the logits. *logits_out (if not NULL)
+ * receives the logits [B, T, V]. Everything lives in g's arena; `ids` and
+ * `targets` must stay valid until the backward pass. NULL on error. */
+lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, const int *ids, int B, int T, const int *targets,
+                            lb_tensor **logits_out);
+
+#endif
