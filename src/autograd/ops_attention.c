@@ -1,0 +1,235 @@
+/* Rotary position embedding and causal multi-head attention with grouped
+ * key/value heads.
+ *
+ * Layouts are those the projections produce without any copy:
+ * q [B, T, H, Dh], k and v [B, T, Hkv, Dh]. One head of one sequence is then
+ * a [T, Dh] matrix whose rows are H·Dh (or Hkv·Dh) floats apart, which is
+ * exactly a matrix with a leading dimension for cblas_sgemm. */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+
+#include "autograd/ops.h"
+
+/* --- lb_rope -------------------------------------------------------------------
+ * Pair (j, j + Dh/2) of every head at position p = pos0 + t is rotated by the
+ * angle p · theta^(−2j/Dh). The cos/sin table [T, Dh/2] is computed per call
+ * into the arena (in double, so long positions stay accurate) and kept for
+ * the backward pass, which rotates the gradient back by −angle. */
+
+typedef struct rope_saved {
+    const float *cos, *sin;   /* [T, Dh/2] */
+} rope_saved;
+
+static void rope_rotate(const float *x, float *y, const float *cos_t, const float *sin_t, int B, int T, int H,
+                        int Dh, float sign) {
+    const int half = Dh / 2;
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * H * Dh > 32768)
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            const float *c = cos_t + (size_t)t * half, *s = sin_t + (size_t)t * half;
+            for (int h = 0; h < H; h++) {
+                size_t off = (((size_t)b * T + t) * H + h) * Dh;
+                const float *xi = x + off;
+                float *yi = y + off;
+                for (int j = 0; j < half; j++) {
+                    float x0 = xi[j], x1 = xi[j + half], sn = sign * s[j];
+                    yi[j] = x0 * c[j] - x1 * sn;
+                    yi[j + half] = x1 * c[j] + x0 * sn;
+                }
+            }
+        }
+}
+
+static void rope_backward(lb_node *node) {
+    lb_tensor *x = node->in[0], *y = node->out;
+    if (!x->requires_grad) return;
+    const rope_saved *rs = node->saved;
+    const int B = x->shape[0], T = x->shape[1], H = x->shape[2], Dh = x->shape[3], half = Dh / 2;
+    /* The transpose of a rotation is the rotation by the opposite angle;
+     * accumulate it into x->grad. */
+    const float *dy = y->grad;
+    float *dx = x->grad;
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * H * Dh > 32768)
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            const float *c = rs->cos + (size_t)t * half, *s = rs->sin + (size_t)t * half;
+            for (int h = 0; h < H; h++) {
+                size_t off = (((size_t)b * T + t) * H + h) * Dh;
+                for (int j = 0; j < half; j++) {
+                    float d0 = dy[off + j], d1 = dy[off + j + half];
+                    dx[off + j] += d0 * c[j] + d1 * s[j];
+                    dx[off + j + half] += d1 * c[j] - d0 * s[j];
+                }
+            }
+        }
+}
+
+lb_tensor *lb_rope(lb_graph *g, lb_tensor *x, float theta, int pos0) {
+    if (!x) return NULL;
+    char xs[64];
+    if (x->ndim != 4 || x->shape[3] % 2 != 0) {
+        lb_error(LB_EINVAL, "rope: x %s must be [B, T, H, Dh] with an even Dh", lb_shape_str(x, xs, sizeof xs));
+        return NULL;
+    }
+    if (!(theta > 1.0f) || pos0 < 0) {
+        lb_error(LB_EINVAL, "rope: x %s: theta must be > 1 (got %g) and pos0 >= 0 (got %d)",
+                 lb_shape_str(x, xs, sizeof xs), (double)theta, pos0);
+        return NULL;
+    }
+    const int B = x->shape[0], T = x->shape[1], H = x->shape[2], Dh = x->shape[3], half = Dh / 2;
+    lb_tensor *y = lb_graph_tensor(g, 4, x->shape);
+    float *cos_t = lb_graph_alloc(g, (size_t)T * half * sizeof(float));
+    float *sin_t = lb_graph_alloc(g, (size_t)T * half * sizeof(float));
+    if (!y || !cos_t || !sin_t) return NULL;
+    for (int j = 0; j < half; j++) {
+        double inv_freq = pow((double)theta, -2.0 * j / Dh);
+        for (int t = 0; t < T; t++) {
+            double a = (double)(pos0 + t) * inv_freq;
+            cos_t[(size_t)t * half + j] = (float)cos(a);
+            sin_t[(size_t)t * half + j] = (float)sin(a);
+        }
+    }
+    rope_rotate(x->data, y->data, cos_t, sin_t, B, T, H, Dh, 1.0f);
+
+    if (lb_graph_needs_grad(g, &x, 1)) {
+        rope_saved *rs = lb_graph_alloc(g, sizeof *rs);
+        if (!rs) return NULL;
+        rs->cos = cos_t;
+        rs->sin = sin_t;
+        lb_node *node = lb_graph_record(g, "rope", rope_backward, y, x, NULL, NULL, NULL);
+        if (!node) return NULL;
+        node->saved = rs;
+    }
+    return y;
+}
+
+/* --- lb_attention --------------------------------------------------------------
+ * For one (batch b, query head h) with KV head kh = h / (H / Hkv):
+ *   S = Q Kᵀ · scale   [T, T], scale = 1/sqrt(Dh)
+ *   P = causal softmax of S (row t over s ≤ t; s > t gets exactly 0)
+ *   O = P V            [T, Dh]
+ * P [B, H, T, T] is saved for the backward pass:
+ *   dV += Pᵀ dO,  dP = dO Vᵀ,  dS = P ⊙ (dP − rowsum(P ⊙ dP)),
+ *   dQ += scale · dS K,  dK += scale · dSᵀ Q.
+ * Q·Kᵀ and P·V go through sgemm, which also computes the masked upper
+ * triangle; that waste costs less than hand loops lose to sgemm's kernels
+ * (see bench/bench_autograd.c). */
+
+typedef struct attn_saved {
+    float *probs;     /* [B, H, T, T] */
+    float *scratch;   /* [n_threads, T, T] for dP / dS in the backward pass */
+    int n_threads;
+} attn_saved;
+
+/* In place over the rows of S [T, T]: row t becomes softmax(S[t, 0..t]),
+ * zeros after the diagonal. */
+static void causal_softmax(float *S, int T) {
+    for (int t = 0; t < T; t++) {
+        float *row = S + (size_t)t * T;
+        float mx = row[0];
+        for (int s = 1; s <= t; s++) mx = row[s] > mx ? row[s] : mx;
+        float sum = 0.0f;
+        for (int s = 0; s <= t; s++) {
+            row[s] = expf(row[s] - mx);
+            sum += row[s];
+        }
+        float inv = 1.0f / sum;
+        for (int s = 0; s <= t; s++) row[s] *= inv;
+        for (int s = t + 1; s < T; s++) row[s] = 0.0f;
+    }
+}
+
+static void attention_backward(lb_node *node) {
+    lb_tensor *q = node->in[0], *k = node->in[1], *v = node->in[2], *o = node->out;
+    const attn_saved *as = node->saved;
+    const int B = q->shape[0], T = q->shape[1], H = q->shape[2], Dh = q->shape[3], Hkv = k->shape[2];
+    const int group = H / Hkv;
+    const int ldq = H * Dh, ldk = Hkv * Dh;
+    const float scale = node->f[0];
+    const int gq = q->requires_grad, gk = k->requires_grad, gv = v->requires_grad;
+
+    /* One task per (b, KV head): the query heads of a group all add into the
+     * same dK/dV, so they run in order inside one task, which also keeps the
+     * sums in a fixed order. */
+#pragma omp parallel for collapse(2) schedule(static) num_threads(as->n_threads)
+    for (int b = 0; b < B; b++)
+        for (int kh = 0; kh < Hkv; kh++) {
+            float *dS = as->scratch + (size_t)omp_get_thread_num() * T * T;
+            const float *K = k->data + (size_t)b * T * ldk + (size_t)kh * Dh;
+            const float *V = v->data + (size_t)b * T * ldk + (size_t)kh * Dh;
+            for (int h = kh * group; h < (kh + 1) * group; h++) {
+                const float *P = as->probs + ((size_t)b * H + h) * T * T;
+                const float *Q = q->data + (size_t)b * T * ldq + (size_t)h * Dh;
+                const float *dO = o->grad + (size_t)b * T * ldq + (size_t)h * Dh;
+                if (gv)
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, Dh, T, 1.0f, P, T, dO, ldq, 1.0f,
+                                v->grad + (size_t)b * T * ldk + (size_t)kh * Dh, ldk);
+                if (!gq && !gk) continue;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, Dh, 1.0f, dO, ldq, V, ldk, 0.0f, dS, T);
+                for (int t = 0; t < T; t++) {
+                    const float *p = P + (size_t)t * T;
+                    float *d = dS + (size_t)t * T;
+                    float dot = 0.0f;
+                    for (int s = 0; s <= t; s++) dot += p[s] * d[s];
+                    for (int s = 0; s <= t; s++) d[s] = p[s] * (d[s] - dot);
+                    for (int s = t + 1; s < T; s++) d[s] = 0.0f;
+                }
+                if (gq)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Dh, T, scale, dS, T, K, ldk, 1.0f,
+                                q->grad + (size_t)b * T * ldq + (size_t)h * Dh, ldq);
+                if (gk)
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, Dh, T, scale, dS, T, Q, ldq, 1.0f,
+                                k->grad + (size_t)b * T * ldk + (size_t)kh * Dh, ldk);
+            }
+        }
+}
+
+lb_tensor *lb_attention(lb_graph *g, lb_tensor *q, lb_tensor *k, lb_tensor *v) {
+    if (!q || !k || !v) return NULL;
+    char qs[64], ks[64], vs[64];
+    if (q->ndim != 4 || k->ndim != 4 || !lb_tensor_same_shape(k, v) || k->shape[0] != q->shape[0] ||
+        k->shape[1] != q->shape[1] || k->shape[3] != q->shape[3] || q->shape[2] % k->shape[2] != 0) {
+        lb_error(LB_EINVAL,
+                 "attention: q %s, k %s, v %s: expected q [B,T,H,Dh] and k, v [B,T,Hkv,Dh] with Hkv dividing H",
+                 lb_shape_str(q, qs, sizeof qs), lb_shape_str(k, ks, sizeof ks), lb_shape_str(v, vs, sizeof vs));
+        return NULL;
+    }
+    const int B = q->shape[0], T = q->shape[1], H = q->shape[2], Dh = q->shape[3], Hkv = k->shape[2];
+    const int group = H / Hkv;
+    const int ldq = H * Dh, ldk = Hkv * Dh;
+    const float scale = 1.0f / sqrtf((float)Dh);
+
+    lb_tensor *o = lb_graph_tensor(g, 4, q->shape);
+    float *probs = lb_graph_alloc(g, (size_t)B * H * T * T * sizeof(float));
+    if (!o || !probs) return NULL;
+
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            const int kh = h / group;
+            float *P = probs + ((size_t)b * H + h) * T * T;
+            const float *Q = q->data + (size_t)b * T * ldq + (size_t)h * Dh;
+            const float *K = k->data + (size_t)b * T * ldk + (size_t)kh * Dh;
+            const float *V = v->data + (size_t)b * T * ldk + (size_t)kh * Dh;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, Dh, scale, Q, ldq, K, ldk, 0.0f, P, T);
+            causal_softmax(P, T);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Dh, T, 1.0f, P, T, V, ldk, 0.0f,
+                        o->data + (size_t)b * T * ldq + (size_t)h * Dh, ldq);
+        }
+
+    lb_tensor *ins[3] = {q, k, v};
+    if (lb_graph_needs_grad(g, ins, 3)) {
+        attn_saved *as = lb_graph_alloc(g, sizeof *as);
+        if (!as) return NULL;
+        as->n_threads = omp_get_max_threads();
+        as->scratch = lb_graph_alloc(g, (size_t)as->n_threads * T * T * sizeof(float));
+        if (!as->scratch) return NULL;
+        as->probs = probs;
+        lb_node *node = lb_graph_record(g, "attention", attention_backward, o, q, k, v, NULL);
+        if (!node) return NULL;
+        node->saved = as;
+        node->f[0] = scale;
+    }
+    return o;
+}
