@@ -1,0 +1,147 @@
+/* The typed, validated training configuration.
+ *
+ * A YAML file (see docs/config.md for every key, its type, default and range)
+ * is read on top of the documented defaults, then `--set a.b=value`
+ * assignments from the command line, then cross-field checks:
+ *
+ *     lb_config c;
+ *     LB_TRY(lb_config_load_file("configs/bitnet-b158-tiny.yaml", &c));
+ *     LB_TRY(lb_config_set(&c, "train.lr=1e-3"));
+ *     LB_TRY(lb_config_validate(&c));
+ *
+ * Every failure is LB_ECONFIG with a message that says where and what, e.g.
+ *   configs/x.yaml:7:12: key 'model.n_heads': expected a positive integer dividing model.dim (256), got 3
+ *
+ * lb_config_to_yaml prints the resolved config (every key, derived defaults
+ * filled in); loading that text gives back identical sections. */
+#ifndef LOWBIT_IO_CONFIG_H
+#define LOWBIT_IO_CONFIG_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+#include "layers/model_config.h"
+
+#define LB_CONFIG_PATH_MAX 512  /* bytes of a path field, with the terminating NUL */
+#define LB_CONFIG_MAX_PATHS 16  /* entries of data.paths */
+#define LB_CONFIG_TEXT_MAX 256  /* bytes of log.sample_prompt */
+#define LB_CONFIG_MAX_KEYS 96   /* size of the per-key bookkeeping below */
+
+typedef enum lb_tokenizer_kind { LB_TOKENIZER_BYTE = 0, LB_TOKENIZER_CHAR = 1 } lb_tokenizer_kind;
+
+typedef struct lb_data_config {
+    lb_tokenizer_kind tokenizer;
+    /* Exactly one of path and paths is in use: giving one clears the other. */
+    char path[LB_CONFIG_PATH_MAX];                      /* a file, or a directory of files */
+    int n_paths;                                        /* 0: use `path` */
+    char paths[LB_CONFIG_MAX_PATHS][LB_CONFIG_PATH_MAX];
+    float val_fraction;                                 /* share of the corpus held out, 0..0.5 */
+} lb_data_config;
+
+typedef enum lb_lr_schedule {
+    LB_SCHEDULE_COSINE = 0,
+    LB_SCHEDULE_LINEAR,
+    LB_SCHEDULE_CONSTANT,
+    LB_SCHEDULE_TWO_STAGE /* BitNet b1.58: drop the lr (and weight decay) at decay_at */
+} lb_lr_schedule;
+
+typedef struct lb_train_config {
+    int steps;
+    int batch_size;          /* sequences per micro-batch */
+    int seq_len;             /* tokens per sequence, ≤ model.max_seq_len */
+    int grad_accum;          /* micro-batches per optimizer step */
+    uint64_t seed;
+    int threads;             /* 0: all cores */
+    float lr;                /* peak learning rate */
+    float min_lr;            /* lr at the end of the decay */
+    int warmup_steps;        /* linear warm-up from 0 to lr */
+    lb_lr_schedule schedule;
+    float decay_at;          /* two_stage.decay_at: stage 2 starts at this fraction of steps */
+    float lr_after;          /* two_stage.lr_after: stage-2 lr as a fraction of lr */
+    float weight_decay;
+    float weight_decay_stage2;
+    float grad_clip;         /* max global gradient norm; 0: off */
+    int quant_warmup_steps;  /* λ = min(step / N, 1) for gradual quantization; 0: off (λ = 1) */
+    char init_from[LB_CONFIG_PATH_MAX]; /* checkpoint to start from ("" : random init) */
+} lb_train_config;
+
+typedef enum lb_optim_type { LB_OPTIM_ADAMW = 0, LB_OPTIM_SGD, LB_OPTIM_LION } lb_optim_type;
+/* Precision of optimizer states and of gradients. Not every value is
+ * allowed everywhere: gradients have no bf16 (see docs/config.md). */
+typedef enum lb_precision { LB_PREC_FP32 = 0, LB_PREC_BF16, LB_PREC_FP8, LB_PREC_INT8 } lb_precision;
+
+typedef struct lb_optim_config {
+    lb_optim_type type;
+    float beta1, beta2, eps;  /* adamw (beta1, beta2 also lion) */
+    float momentum;           /* sgd */
+    lb_precision state;       /* fp32, bf16, fp8, int8 (block-wise) */
+    lb_precision grad;        /* weight gradients: fp32, fp8, int8 */
+    lb_precision act_grad;    /* activation gradients: fp32, fp8, int8 */
+    int no_decay_on_norms_and_embeddings;
+} lb_optim_config;
+
+typedef struct lb_eval_config {
+    int interval;  /* steps between evaluations; 0: only at the end */
+    int batches;   /* validation batches per evaluation */
+} lb_eval_config;
+
+typedef struct lb_ckpt_config {
+    char dir[LB_CONFIG_PATH_MAX]; /* default runs/<config name> */
+    int interval;                 /* steps between checkpoints; 0: only at the end */
+    int keep_last;                /* periodic checkpoints kept; 0: all */
+} lb_ckpt_config;
+
+typedef struct lb_log_config {
+    int interval;                           /* steps between progress lines */
+    char jsonl[LB_CONFIG_PATH_MAX];         /* metrics file; default <checkpoint.dir>/metrics.jsonl; "": none */
+    int sample_tokens;                      /* length of the text sample at the end; 0: none */
+    char sample_prompt[LB_CONFIG_TEXT_MAX];
+} lb_log_config;
+
+/* Where a key got its value, for messages about cross-field checks. */
+typedef struct lb_config_origin {
+    int line, column;  /* 1-based position in `source`; 0 when not from the file */
+    char set_arg[96];  /* the --set argument that gave it ("" when none) */
+} lb_config_origin;
+
+typedef struct lb_config {
+    lb_model_config model;
+    lb_data_config data;
+    lb_train_config train;
+    lb_optim_config optim;
+    lb_eval_config eval;
+    lb_ckpt_config checkpoint;
+    lb_log_config log;
+    char source[512];  /* file it came from ("" for defaults) */
+
+    /* Bookkeeping of config.c, not configuration. */
+    struct {
+        char name[128];      /* config name: file name without directory and extension */
+        /* Derived defaults that still follow their source; giving the key clears the flag. */
+        int auto_n_kv_heads; /* model.n_kv_heads = model.n_heads */
+        int auto_ckpt_dir;   /* checkpoint.dir = runs/<name> */
+        int auto_jsonl;      /* log.jsonl = <checkpoint.dir>/metrics.jsonl */
+        lb_config_origin origin[LB_CONFIG_MAX_KEYS]; /* by key, in the order of docs/config.md */
+    } meta;
+} lb_config;
+
+/* The documented defaults (the bitnet-b158-tiny architecture). */
+void lb_config_defaults(lb_config *c);
+/* Defaults, then the file. LB_EIO when it cannot be read, LB_ECONFIG when malformed. */
+lb_status lb_config_load_file(const char *path, lb_config *c);
+/* Defaults, then `yaml`; `name_for_errors` stands for the file in messages
+ * and names the run (checkpoint.dir = runs/<name without extension>). */
+lb_status lb_config_load_string(const char *yaml, const char *name_for_errors, lb_config *c);
+/* One "a.b=value" from --set, with the file's validation and messages.
+ * The value is taken literally, except that one starting with [ { " or '
+ * is read as YAML (data.paths=[a.txt, b.txt], model.quant.attn={weight: int4}). */
+lb_status lb_config_set(lb_config *c, const char *assignment);
+/* Cross-field checks (shapes, schedule), after the file and all --set. */
+lb_status lb_config_validate(const lb_config *c);
+/* The resolved config as YAML (malloc'd, caller frees). */
+lb_status lb_config_to_yaml(const lb_config *c, char **out);
+
+/* Name of a precision ("fp32", "bf16", "fp8", "int8"), for logs. */
+const char *lb_precision_name(lb_precision p);
+
+#endif
