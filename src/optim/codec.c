@@ -1,0 +1,157 @@
+/* Compact optimizer-state formats: dynamic maps, block-wise int8, scaled fp8,
+ * stochastic bf16. See codec.h for the contracts. */
+#include "optim/codec.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant/formats.h"
+
+/* --- the dynamic maps ---------------------------------------------------------
+ *
+ * Dynamic tree quantization (Dettmers 2016; the 8-bit optimizers paper, 2022)
+ * spends the bits of a code on a sign, a run of zero bits whose length is a
+ * decimal exponent e, an indicator bit, and a linear fraction: the value is
+ * ±10^-e · f with f in (0.1, 1). Fewer exponent bits leave more fraction bits,
+ * so large values get fine steps and tiny values still get a code.
+ *
+ * As in bitsandbytes' create_dynamic_map(), with 7 exponent levels the
+ * magnitudes are, for i = 0..6, the midpoints of linspace(0.1, 1, k + 1)
+ * scaled by 10^(i - 6), where
+ *   unsigned: k = 2^(i+1)  (2 + 4 + ... + 128 = 254 values)
+ *   signed:   k = 2^i      (1 + 2 + ... + 64  = 127 magnitudes per sign)
+ * Both maps then get the entries 0 and +1.
+ *   unsigned: 254 + {0, 1} = 256 entries in [0, 1].
+ *   signed:   the positive side P is the 127 magnitudes and 1 (128 entries);
+ *             the negative side is -P without its smallest magnitude (127), so
+ *             -1 is an entry too: 128 + 127 + {0} = 256 entries in [-1, 1].
+ * Having ±1 exactly means the element that set a block's absmax is always
+ * reconstructed exactly, whatever its sign (bitsandbytes' signed map stops at
+ * -0.993). The dropped entry, about -5.5e-7, is below anything that matters. */
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+void lb_dynmap_build(float map[LB_DYNMAP_SIZE], int is_signed) {
+    int n = 0;
+    for (int i = 0; i < 7; i++) {
+        int k = is_signed ? (1 << i) : (1 << (i + 1));
+        double decade = pow(10.0, i - 6);
+        for (int j = 0; j < k; j++) {
+            /* midpoint of [b_j, b_j+1] with b_j = 0.1 + 0.9 j / k */
+            double mid = 0.1 + 0.9 * (j + 0.5) / k;
+            float v = (float)(decade * mid);
+            map[n++] = v;
+            /* i == 0, j == 0 is the smallest magnitude: no negative twin */
+            if (is_signed && !(i == 0 && j == 0)) map[n++] = -v;
+        }
+    }
+    map[n++] = 0.0f;
+    map[n++] = 1.0f;
+    if (is_signed) map[n++] = -1.0f;
+    /* n == 256 by construction (checked by the tests) */
+    qsort(map, (size_t)n, sizeof(float), cmp_float);
+}
+
+uint8_t lb_dynmap_encode(const float map[LB_DYNMAP_SIZE], float x) {
+    if (isnan(x)) x = 0.0f;
+    if (x <= map[0]) return 0;
+    if (x >= map[LB_DYNMAP_SIZE - 1]) return LB_DYNMAP_SIZE - 1;
+    /* Branch-free binary search for the last entry <= x. */
+    int lo = 0;
+    for (int step = LB_DYNMAP_SIZE / 2; step > 0; step >>= 1)
+        if (map[lo + step] <= x) lo += step;
+    int hi = lo + 1; /* exists: x < map[255] */
+    return (uint8_t)(x - map[lo] <= map[hi] - x ? lo : hi);
+}
+
+void lb_int8_block_quantize(const float *x, size_t n, const float map[LB_DYNMAP_SIZE], uint8_t *codes,
+                            float *absmax) {
+    size_t nb = lb_int8_nblocks(n);
+#pragma omp parallel for schedule(static) if (n >= 65536)
+    for (size_t b = 0; b < nb; b++) {
+        size_t lo = b * LB_INT8_BLOCK, hi = lo + LB_INT8_BLOCK < n ? lo + LB_INT8_BLOCK : n;
+        float amax = 0.0f;
+        for (size_t i = lo; i < hi; i++) amax = fmaxf(amax, fabsf(x[i]));
+        absmax[b] = amax;
+        float inv = amax > 0.0f ? 1.0f / amax : 0.0f;
+        for (size_t i = lo; i < hi; i++) codes[i] = lb_dynmap_encode(map, x[i] * inv);
+    }
+}
+
+void lb_int8_block_dequantize(const uint8_t *codes, const float *absmax, size_t n,
+                              const float map[LB_DYNMAP_SIZE], float *x) {
+    size_t nb = lb_int8_nblocks(n);
+#pragma omp parallel for schedule(static) if (n >= 65536)
+    for (size_t b = 0; b < nb; b++) {
+        size_t lo = b * LB_INT8_BLOCK, hi = lo + LB_INT8_BLOCK < n ? lo + LB_INT8_BLOCK : n;
+        for (size_t i = lo; i < hi; i++) x[i] = map[codes[i]] * absmax[b];
+    }
+}
+
+/* --- per-tensor scaled fp8 / fp16 ------------------------------------------- */
+
+float lb_fp8_store_max(lb_fp8_store f) {
+    switch (f) {
+    case LB_STORE_E4M3: return 448.0f;
+    case LB_STORE_E5M2: return 57344.0f;
+    case LB_STORE_FP16: return 65504.0f;
+    }
+    return 0.0f;
+}
+
+int lb_fp8_store_bytes(lb_fp8_store f) { return f == LB_STORE_FP16 ? 2 : 1; }
+
+float lb_fp8_scale_for(float amax, float fmt_max, int margin, float old_scale) {
+    if (!(amax > 0.0f) || !isfinite(amax)) return old_scale;
+    /* floor(log2(fmt_max / amax)) from the binary exponents, exactly. */
+    int e_max, e_amax;
+    float m_max = frexpf(fmt_max, &e_max);   /* fmt_max = m_max · 2^e_max, m in [0.5, 1) */
+    float m_amax = frexpf(amax, &e_amax);
+    int e = e_max - e_amax - (m_max < m_amax ? 1 : 0);
+    e -= margin;
+    if (e > 126) e = 126;
+    if (e < -126) e = -126;
+    return ldexpf(1.0f, e);
+}
+
+void lb_fp8_store_put(lb_fp8_store f, void *codes, size_t i, float x, float scale) {
+    switch (f) {
+    case LB_STORE_E4M3: ((uint8_t *)codes)[i] = lb_fp8_e4m3_from_f32(x * scale, 1); break;
+    case LB_STORE_E5M2: ((uint8_t *)codes)[i] = lb_fp8_e5m2_from_f32(x * scale, 1); break;
+    case LB_STORE_FP16: {
+        /* fp16 conversion does not saturate: clamp so a rounding of amax
+         * cannot become infinity. */
+        float y = x * scale;
+        if (y > 65504.0f) y = 65504.0f;
+        if (y < -65504.0f) y = -65504.0f;
+        ((uint16_t *)codes)[i] = lb_fp16_from_f32(y);
+        break;
+    }
+    }
+}
+
+float lb_fp8_store_get(lb_fp8_store f, const void *codes, size_t i, float inv_scale) {
+    switch (f) {
+    case LB_STORE_E4M3: return lb_fp8_e4m3_to_f32(((const uint8_t *)codes)[i]) * inv_scale;
+    case LB_STORE_E5M2: return lb_fp8_e5m2_to_f32(((const uint8_t *)codes)[i]) * inv_scale;
+    case LB_STORE_FP16: return lb_fp16_to_f32(((const uint16_t *)codes)[i]) * inv_scale;
+    }
+    return 0.0f;
+}
+
+/* --- bf16 with stochastic rounding ------------------------------------------ */
+
+uint16_t lb_bf16_from_f32_stochastic(float x, uint32_t r) {
+    if (!isfinite(x)) return lb_bf16_from_f32(x);
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    /* Adding a uniform 16-bit number to the bits that truncation drops
+     * carries into the kept part with probability (dropped bits) / 2^16. */
+    uint32_t v = u + (r & 0xFFFFu);
+    if (((v >> 23) & 0xFF) == 0xFF) return lb_bf16_from_f32(x); /* would pass the largest bf16 */
+    return (uint16_t)(v >> 16);
+}

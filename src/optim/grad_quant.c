@@ -1,0 +1,113 @@
+/* Low-bit gradient rounding and the dynamic loss scale (see grad_quant.h). */
+#include "optim/grad_quant.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "core/rng.h"
+#include "optim/codec.h"
+#include "quant/formats.h"
+
+const char *lb_grad_precision_name(lb_grad_precision p) {
+    switch (p) {
+    case LB_GRAD_FP32: return "fp32";
+    case LB_GRAD_FP8: return "fp8";
+    case LB_GRAD_INT8: return "int8";
+    }
+    return "?";
+}
+
+lb_status lb_grad_precision_parse(const char *text, lb_grad_precision *out) {
+    for (int p = LB_GRAD_FP32; p <= LB_GRAD_INT8; p++)
+        if (text && strcmp(text, lb_grad_precision_name((lb_grad_precision)p)) == 0) {
+            *out = (lb_grad_precision)p;
+            return LB_OK;
+        }
+    return lb_error(LB_ECONFIG, "gradient precision '%s': expected fp32, fp8 or int8", text ? text : "(null)");
+}
+
+/* FP8 E5M2 with one power-of-two scale per tensor. */
+static void quantize_fp8(float *g, size_t n) {
+    float amax = 0.0f;
+    int finite = 1;
+#pragma omp parallel for reduction(max : amax) reduction(&& : finite) schedule(static) if (n >= 65536)
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(g[i])) finite = 0;
+        else amax = fmaxf(amax, fabsf(g[i]));
+    }
+    if (!finite || amax == 0.0f) return;
+    float scale = lb_fp8_scale_for(amax, 57344.0f, 0, 1.0f);
+    float inv = 1.0f / scale; /* exact: scale is a power of two */
+#pragma omp parallel for schedule(static) if (n >= 65536)
+    for (size_t i = 0; i < n; i++) g[i] = lb_fp8_e5m2_to_f32(lb_fp8_e5m2_from_f32(g[i] * scale, 1)) * inv;
+}
+
+/* One row to INT8 with stochastic rounding. `first` is the row's first
+ * element index in the tensor (the RNG index). */
+static void quantize_row_int8(float *row, size_t cols, uint64_t seed, uint64_t stream, uint64_t first) {
+    float amax = 0.0f;
+    for (size_t j = 0; j < cols; j++) {
+        if (!isfinite(row[j])) return; /* leave it for the overflow check */
+        amax = fmaxf(amax, fabsf(row[j]));
+    }
+    if (amax == 0.0f) return;
+    float s = 127.0f / amax, inv = amax / 127.0f;
+    /* Philox gives 4 words per counter value; word k of counter c is element
+     * 4c + k, exactly what lb_rand_u32(seed, stream, 4c + k) returns. */
+    uint32_t words[4];
+    uint64_t have = UINT64_MAX; /* counter value held in `words` */
+    for (size_t j = 0; j < cols; j++) {
+        uint64_t idx = first + j;
+        if ((idx >> 2) != have) {
+            have = idx >> 2;
+            lb_philox4x32(seed, have, stream, words);
+        }
+        float u = (float)(words[idx & 3] >> 8) * (1.0f / 16777216.0f); /* [0, 1) */
+        float q = floorf(row[j] * s + u);
+        /* |row·s| <= 127 so q is in [-127, 127]; the clamp only guards rounding of s. */
+        if (q > 127.0f) q = 127.0f;
+        if (q < -127.0f) q = -127.0f;
+        row[j] = q * inv;
+    }
+}
+
+lb_status lb_quantize_grad_inplace(float *g, size_t rows, size_t cols, lb_grad_precision p, uint64_t seed,
+                                   uint64_t counter) {
+    switch (p) {
+    case LB_GRAD_FP32: return LB_OK;
+    case LB_GRAD_FP8: quantize_fp8(g, rows * cols); return LB_OK;
+    case LB_GRAD_INT8: {
+        uint64_t stream = LB_STREAM_STOCHASTIC + counter;
+#pragma omp parallel for schedule(static) if (rows * cols >= 65536)
+        for (size_t r = 0; r < rows; r++) quantize_row_int8(g + r * cols, cols, seed, stream, r * cols);
+        return LB_OK;
+    }
+    }
+    return lb_error(LB_EINVAL, "lb_quantize_grad_inplace: unknown gradient precision %d", (int)p);
+}
+
+/* --- dynamic loss scale -------------------------------------------------------- */
+
+void lb_loss_scaler_init(lb_loss_scaler *s, float initial, int dynamic) {
+    s->scale = initial > 0.0f ? initial : 1.0f;
+    s->growth = 2.0f;
+    s->backoff = 0.5f;
+    s->growth_interval = 2000;
+    s->good_steps = 0;
+    s->min_scale = fminf(1.0f, s->scale);
+    s->max_scale = 16777216.0f;
+    s->dynamic = dynamic;
+}
+
+int lb_loss_scaler_update(lb_loss_scaler *s, int grads_finite) {
+    if (!grads_finite) {
+        if (s->dynamic) s->scale = fmaxf(s->scale * s->backoff, s->min_scale);
+        s->good_steps = 0;
+        return 1;
+    }
+    if (s->dynamic && ++s->good_steps >= s->growth_interval) {
+        s->scale = fminf(s->scale * s->growth, s->max_scale);
+        s->good_steps = 0;
+    }
+    return 0;
+}

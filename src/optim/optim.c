@@ -1,0 +1,610 @@
+/* AdamW, SGD with momentum and Lion over fp32 parameters, with state in
+ * fp32 / bf16 / fp8 / block-wise int8 (see optim.h and docs/optim.md).
+ *
+ * Every update walks a tensor in chunks of LB_INT8_BLOCK elements: decode the
+ * chunk's state into two small stack arrays, update weights and state in
+ * fp32, encode the state back. Chunks are independent, so the loop over them
+ * is the parallel loop; for int8 a chunk is exactly one absmax block. The fp8
+ * per-tensor scale needs the amax of the NEW state before anything can be
+ * encoded, so fp8 tensors take two passes: the first computes the new state
+ * only to find its amax, the second recomputes it (cheaper than storing it)
+ * and encodes with the new scale. */
+#include "optim/optim.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rng.h"
+#include "quant/formats.h"
+
+#define CHUNK LB_INT8_BLOCK
+#define PAR_MIN 32768 /* elements below which a tensor is updated on one thread */
+
+/* One moment buffer of one parameter, in its compact form. */
+typedef struct slot {
+    lb_state_codec codec;
+    int is_signed;        /* first moments are signed, second moments are not */
+    lb_fp8_store store;   /* fp8: E4M3, E5M2 or FP16 */
+    void *data;           /* fp32: float[n]; bf16: uint16_t[n]; fp8/int8: codes[n] */
+    float *aux;           /* fp8: the scale (1 float); int8: absmax[nblocks]; else NULL */
+    float new_scale;      /* fp8: scale chosen in pass 1 of the current step */
+    uint64_t sr_id;       /* stochastic-rounding tensor id (bf16) */
+} slot;
+
+typedef struct pstate {
+    lb_tensor *t;
+    int group;
+    lb_state_codec codec; /* effective (int8 -> fp32 for small tensors) */
+    int n_slots;          /* AdamW 2; Lion 1; SGD 1 with momentum, else 0 */
+    slot s[2];
+} pstate;
+
+struct lb_optim {
+    lb_optim_config cfg;
+    int n_params;
+    pstate *ps;
+    lb_loss_scaler scaler;
+    float map_signed[LB_DYNMAP_SIZE], map_unsigned[LB_DYNMAP_SIZE];
+    int n_buffers;
+    lb_state_buffer *buffers;
+};
+
+/* Hyper-parameters of one parameter's update at one step. */
+typedef struct hyper {
+    float lr, decay;      /* decay = 1 - lr·wd */
+    float gmul;           /* unscale · 1/accum · clip */
+    float b1, b2, eps;
+    float step_size;      /* AdamW: lr / (1 - b1^t) */
+    float inv_sqrt_bc2;   /* AdamW: 1 / sqrt(1 - b2^t) */
+    uint64_t seed, step;
+} hyper;
+
+/* ---- names and config ------------------------------------------------------- */
+
+static const char *const type_names[] = {"adamw", "sgd", "lion"};
+static const char *const codec_names[] = {"fp32", "bf16", "fp8", "int8"};
+
+const char *lb_optim_type_name(lb_optim_type t) { return (unsigned)t < 3 ? type_names[t] : "?"; }
+const char *lb_state_codec_name(lb_state_codec c) { return (unsigned)c < 4 ? codec_names[c] : "?"; }
+
+lb_status lb_optim_type_parse(const char *text, lb_optim_type *out) {
+    for (int i = 0; i < 3; i++)
+        if (text && strcmp(text, type_names[i]) == 0) {
+            *out = (lb_optim_type)i;
+            return LB_OK;
+        }
+    return lb_error(LB_ECONFIG, "optimizer '%s': expected adamw, sgd or lion", text ? text : "(null)");
+}
+
+lb_status lb_state_codec_parse(const char *text, lb_state_codec *out) {
+    for (int i = 0; i < 4; i++)
+        if (text && strcmp(text, codec_names[i]) == 0) {
+            *out = (lb_state_codec)i;
+            return LB_OK;
+        }
+    return lb_error(LB_ECONFIG, "optimizer state '%s': expected fp32, bf16, fp8 or int8", text ? text : "(null)");
+}
+
+lb_optim_config lb_optim_config_default(lb_optim_type type) {
+    lb_optim_config c;
+    memset(&c, 0, sizeof c);
+    c.type = type;
+    c.beta1 = 0.9f;
+    c.beta2 = type == LB_OPTIM_LION ? 0.99f : 0.95f;
+    c.eps = 1e-8f;
+    c.momentum = 0.9f;
+    c.clip_norm = 1.0f;
+    c.accum_steps = 1;
+    c.grad_precision = LB_GRAD_FP32;
+    c.int8_min_numel = 4096;
+    c.loss_scale = 1.0f;
+    c.n_groups = 2;
+    snprintf(c.groups[0].name, sizeof c.groups[0].name, "decay");
+    c.groups[0].lr_scale = 1.0f;
+    c.groups[0].wd_scale = 1.0f;
+    snprintf(c.groups[1].name, sizeof c.groups[1].name, "no_decay");
+    c.groups[1].lr_scale = 1.0f;
+    c.groups[1].wd_scale = 0.0f;
+    return c;
+}
+
+int lb_optim_group_find(const lb_optim_config *cfg, const char *name) {
+    for (int i = 0; i < cfg->n_groups; i++)
+        if (strcmp(cfg->groups[i].name, name) == 0) return i;
+    return -1;
+}
+
+static int in01(float x) { return x >= 0.0f && x < 1.0f; }
+
+lb_status lb_optim_config_check(const lb_optim_config *c) {
+    if ((unsigned)c->type > LB_OPTIM_LION) return lb_error(LB_ECONFIG, "optimizer: unknown type %d", (int)c->type);
+    if (c->type != LB_OPTIM_SGD && (!in01(c->beta1) || !in01(c->beta2)))
+        return lb_error(LB_ECONFIG, "optimizer %s: betas must be in [0, 1), got (%g, %g)", lb_optim_type_name(c->type),
+                        (double)c->beta1, (double)c->beta2);
+    if (c->type == LB_OPTIM_ADAMW && !(c->eps > 0.0f))
+        return lb_error(LB_ECONFIG, "optimizer adamw: eps must be > 0, got %g", (double)c->eps);
+    if (c->type == LB_OPTIM_SGD && !in01(c->momentum))
+        return lb_error(LB_ECONFIG, "optimizer sgd: momentum must be in [0, 1), got %g", (double)c->momentum);
+    if (!(c->clip_norm >= 0.0f) || !isfinite(c->clip_norm))
+        return lb_error(LB_ECONFIG, "optimizer: clip_norm must be >= 0 (0 = off), got %g", (double)c->clip_norm);
+    if (c->accum_steps < 1) return lb_error(LB_ECONFIG, "optimizer: accum_steps must be >= 1, got %d", c->accum_steps);
+    if ((unsigned)c->grad_precision > LB_GRAD_INT8)
+        return lb_error(LB_ECONFIG, "optimizer: unknown gradient precision %d", (int)c->grad_precision);
+    if (c->fp8_margin < 0 || c->fp8_margin > 16)
+        return lb_error(LB_ECONFIG, "optimizer: fp8_margin must be in [0, 16], got %d", c->fp8_margin);
+    if (c->int8_min_numel < 0) return lb_error(LB_ECONFIG, "optimizer: int8_min_numel must be >= 0");
+    if (!(c->loss_scale > 0.0f) || !isfinite(c->loss_scale))
+        return lb_error(LB_ECONFIG, "optimizer: loss_scale must be > 0, got %g", (double)c->loss_scale);
+    if (c->n_groups < 1 || c->n_groups > LB_OPTIM_MAX_GROUPS)
+        return lb_error(LB_ECONFIG, "optimizer: n_groups must be in [1, %d], got %d", LB_OPTIM_MAX_GROUPS, c->n_groups);
+    for (int i = 0; i < c->n_groups; i++) {
+        const lb_optim_group *g = &c->groups[i];
+        if (!(g->lr_scale >= 0.0f) || !isfinite(g->lr_scale) || !(g->wd_scale >= 0.0f) || !isfinite(g->wd_scale))
+            return lb_error(LB_ECONFIG, "optimizer group '%s': lr_scale and wd_scale must be finite and >= 0",
+                            g->name);
+        if ((unsigned)g->state > LB_STATE_INT8)
+            return lb_error(LB_ECONFIG, "optimizer group '%s': unknown state precision %d", g->name, (int)g->state);
+    }
+    return LB_OK;
+}
+
+/* ---- creation ------------------------------------------------------------- */
+
+size_t lb_buf_dtype_size(lb_buf_dtype t) { return t == LB_BUF_U8 ? 1 : t == LB_BUF_U16 ? 2 : 4; }
+
+const char *lb_buf_dtype_name(lb_buf_dtype t) {
+    static const char *const names[] = {"f32", "u8", "u16", "i32"};
+    return (unsigned)t < 4 ? names[t] : "?";
+}
+
+static lb_status add_buffer(lb_optim *o, const char *pname, const char *what, lb_buf_dtype dt, int ndim,
+                            const int *shape, void *data) {
+    lb_state_buffer *b = &o->buffers[o->n_buffers++];
+    int k = snprintf(b->name, sizeof b->name, "%s/%s", pname, what);
+    if (k < 0 || (size_t)k >= sizeof b->name)
+        return lb_error(LB_EINVAL, "optimizer: state name '%s/%s' longer than %d characters", pname, what,
+                        LB_STATE_NAME_MAX - 1);
+    b->dtype = dt;
+    b->ndim = ndim;
+    b->n = 1;
+    for (int i = 0; i < LB_MAX_DIMS; i++) {
+        b->shape[i] = i < ndim ? shape[i] : 1;
+        if (i < ndim) b->n *= (size_t)shape[i];
+    }
+    b->data = data;
+    return LB_OK;
+}
+
+/* Allocates one slot's buffers and registers them; `what` is "m", "v" or "momentum". */
+static lb_status slot_init(lb_optim *o, pstate *p, slot *s, const char *pname, const char *what, int is_signed) {
+    const lb_tensor *t = p->t;
+    size_t n = t->n;
+    char nm[48];
+    s->codec = p->codec;
+    s->is_signed = is_signed;
+    int one = 1;
+    switch (s->codec) {
+    case LB_STATE_FP32:
+        s->data = calloc(n, sizeof(float));
+        if (!s->data) return lb_error(LB_ENOMEM, "optimizer: no memory for the state of '%s'", pname);
+        return add_buffer(o, pname, what, LB_BUF_F32, t->ndim, t->shape, s->data);
+    case LB_STATE_BF16:
+        s->data = calloc(n, sizeof(uint16_t)); /* 0x0000 is +0 */
+        if (!s->data) return lb_error(LB_ENOMEM, "optimizer: no memory for the state of '%s'", pname);
+        snprintf(nm, sizeof nm, "%s_bf16", what);
+        return add_buffer(o, pname, nm, LB_BUF_U16, t->ndim, t->shape, s->data);
+    case LB_STATE_FP8: {
+        s->store = is_signed ? LB_STORE_E4M3 : (o->cfg.fp8_v_e5m2 ? LB_STORE_E5M2 : LB_STORE_FP16);
+        int bytes = lb_fp8_store_bytes(s->store);
+        s->data = calloc(n, (size_t)bytes); /* code 0 is +0 in all three formats */
+        s->aux = malloc(sizeof(float));
+        if (!s->data || !s->aux) return lb_error(LB_ENOMEM, "optimizer: no memory for the state of '%s'", pname);
+        s->aux[0] = 1.0f;
+        s->new_scale = 1.0f;
+        snprintf(nm, sizeof nm, "%s_codes", what);
+        LB_TRY(add_buffer(o, pname, nm, bytes == 2 ? LB_BUF_U16 : LB_BUF_U8, t->ndim, t->shape, s->data));
+        snprintf(nm, sizeof nm, "%s_scale", what);
+        return add_buffer(o, pname, nm, LB_BUF_F32, 1, &one, s->aux);
+    }
+    case LB_STATE_INT8: {
+        size_t nb = lb_int8_nblocks(n);
+        s->data = malloc(n);
+        s->aux = calloc(nb, sizeof(float)); /* absmax 0: every element decodes to 0 */
+        if (!s->data || !s->aux) return lb_error(LB_ENOMEM, "optimizer: no memory for the state of '%s'", pname);
+        memset(s->data, lb_dynmap_encode(is_signed ? o->map_signed : o->map_unsigned, 0.0f), n);
+        int nbi = (int)nb;
+        snprintf(nm, sizeof nm, "%s_codes", what);
+        LB_TRY(add_buffer(o, pname, nm, LB_BUF_U8, t->ndim, t->shape, s->data));
+        snprintf(nm, sizeof nm, "%s_absmax", what);
+        return add_buffer(o, pname, nm, LB_BUF_F32, 1, &nbi, s->aux);
+    }
+    }
+    return lb_error(LB_EINVAL, "optimizer: bad state precision");
+}
+
+lb_optim *lb_optim_create(const lb_optim_config *cfg, lb_tensor *const *params, const int *groups,
+                          int n_params) {
+    if (lb_optim_config_check(cfg) != LB_OK) return NULL;
+    if (n_params < 1 || !params) {
+        lb_error(LB_EINVAL, "optimizer: needs at least one parameter, got %d", n_params);
+        return NULL;
+    }
+    for (int i = 0; i < n_params; i++) {
+        const char *nm = params[i] && params[i]->name ? params[i]->name : "(unnamed)";
+        if (!params[i] || !params[i]->data || params[i]->n == 0) {
+            lb_error(LB_EINVAL, "optimizer: parameter %d '%s' has no data", i, nm);
+            return NULL;
+        }
+        if (params[i]->n > (size_t)INT32_MAX) {
+            lb_error(LB_EINVAL, "optimizer: parameter '%s' has more than 2^31 elements", nm);
+            return NULL;
+        }
+        if (groups && (groups[i] < 0 || groups[i] >= cfg->n_groups)) {
+            lb_error(LB_EINVAL, "optimizer: parameter '%s' in group %d, but there are %d groups", nm, groups[i],
+                     cfg->n_groups);
+            return NULL;
+        }
+    }
+    lb_optim *o = calloc(1, sizeof *o);
+    if (!o) {
+        lb_error(LB_ENOMEM, "optimizer: out of memory");
+        return NULL;
+    }
+    o->cfg = *cfg;
+    o->n_params = n_params;
+    lb_dynmap_build(o->map_signed, 1);
+    lb_dynmap_build(o->map_unsigned, 0);
+    lb_loss_scaler_init(&o->scaler, cfg->loss_scale, cfg->loss_scale_dynamic);
+    o->ps = calloc((size_t)n_params, sizeof *o->ps);
+    /* at most 2 slots × 2 buffers per parameter, plus the loss scale's two */
+    o->buffers = calloc((size_t)n_params * 4 + 2, sizeof *o->buffers);
+    if (!o->ps || !o->buffers) {
+        lb_error(LB_ENOMEM, "optimizer: out of memory");
+        lb_optim_free(o);
+        return NULL;
+    }
+    for (int i = 0; i < n_params; i++) {
+        pstate *p = &o->ps[i];
+        p->t = params[i];
+        p->group = groups ? groups[i] : 0;
+        p->codec = cfg->groups[p->group].state;
+        if (p->codec == LB_STATE_INT8 && p->t->n < (size_t)cfg->int8_min_numel) p->codec = LB_STATE_FP32;
+        p->n_slots = cfg->type == LB_OPTIM_ADAMW ? 2 : cfg->type == LB_OPTIM_LION ? 1 : cfg->momentum > 0.0f;
+        char pname[64];
+        if (params[i]->name) snprintf(pname, sizeof pname, "%s", params[i]->name);
+        else snprintf(pname, sizeof pname, "param%d", i);
+        const char *what0 = cfg->type == LB_OPTIM_SGD ? "momentum" : "m";
+        lb_status st = LB_OK;
+        if (p->n_slots >= 1) st = slot_init(o, p, &p->s[0], pname, what0, 1);
+        if (st == LB_OK && p->n_slots == 2) st = slot_init(o, p, &p->s[1], pname, "v", 0);
+        /* ids: 3i for the gradient, 3i+1 and 3i+2 for the two slots */
+        p->s[0].sr_id = LB_SR_ID_OPTIM + 3 * (uint64_t)i + 1;
+        p->s[1].sr_id = LB_SR_ID_OPTIM + 3 * (uint64_t)i + 2;
+        if (st != LB_OK) {
+            lb_optim_free(o);
+            return NULL;
+        }
+    }
+    int one = 1;
+    _Static_assert(sizeof(int) == 4, "good_steps is stored as i32");
+    if (add_buffer(o, "optim", "loss_scale", LB_BUF_F32, 1, &one, &o->scaler.scale) != LB_OK ||
+        add_buffer(o, "optim", "loss_scale_good_steps", LB_BUF_I32, 1, &one, &o->scaler.good_steps) != LB_OK) {
+        lb_optim_free(o);
+        return NULL;
+    }
+    return o;
+}
+
+void lb_optim_free(lb_optim *o) {
+    if (!o) return;
+    if (o->ps)
+        for (int i = 0; i < o->n_params; i++)
+            for (int k = 0; k < 2; k++) {
+                free(o->ps[i].s[k].data);
+                free(o->ps[i].s[k].aux);
+            }
+    free(o->ps);
+    free(o->buffers);
+    free(o);
+}
+
+/* ---- state decode / encode of one chunk ------------------------------------------ */
+
+/* Random words for elements [lo, lo + len) of a stream; lo is a multiple of 4. */
+static void random_words(uint64_t seed, uint64_t stream, size_t lo, size_t len, uint32_t *r) {
+    for (size_t i = 0; i < len; i += 4) {
+        uint32_t w[4];
+        lb_philox4x32(seed, (lo + i) >> 2, stream, w);
+        for (size_t k = 0; k < 4 && i + k < len; k++) r[i + k] = w[k];
+    }
+}
+
+static void slot_load(const lb_optim *o, const slot *s, size_t lo, size_t len, float *x) {
+    switch (s->codec) {
+    case LB_STATE_FP32: memcpy(x, (const float *)s->data + lo, len * sizeof(float)); break;
+    case LB_STATE_BF16: {
+        const uint16_t *h = (const uint16_t *)s->data + lo;
+        for (size_t i = 0; i < len; i++) x[i] = lb_bf16_to_f32(h[i]);
+        break;
+    }
+    case LB_STATE_FP8: {
+        float inv = 1.0f / s->aux[0];
+        for (size_t i = 0; i < len; i++) x[i] = lb_fp8_store_get(s->store, s->data, lo + i, inv);
+        break;
+    }
+    case LB_STATE_INT8: {
+        const float *map = s->is_signed ? o->map_signed : o->map_unsigned;
+        const uint8_t *c = (const uint8_t *)s->data + lo;
+        float a = s->aux[lo / CHUNK];
+        for (size_t i = 0; i < len; i++) x[i] = map[c[i]] * a;
+        break;
+    }
+    }
+}
+
+static void slot_store(const lb_optim *o, slot *s, size_t lo, size_t len, const float *x, const hyper *h) {
+    switch (s->codec) {
+    case LB_STATE_FP32: memcpy((float *)s->data + lo, x, len * sizeof(float)); break;
+    case LB_STATE_BF16: {
+        uint16_t *d = (uint16_t *)s->data + lo;
+        if (o->cfg.bf16_stochastic) {
+            uint32_t r[CHUNK];
+            random_words(h->seed, LB_STREAM_STOCHASTIC + LB_SR_COUNTER(h->step, s->sr_id), lo, len, r);
+            for (size_t i = 0; i < len; i++) d[i] = lb_bf16_from_f32_stochastic(x[i], r[i]);
+        } else {
+            for (size_t i = 0; i < len; i++) d[i] = lb_bf16_from_f32(x[i]);
+        }
+        break;
+    }
+    case LB_STATE_FP8:
+        for (size_t i = 0; i < len; i++) lb_fp8_store_put(s->store, s->data, lo + i, x[i], s->new_scale);
+        break;
+    case LB_STATE_INT8: {
+        const float *map = s->is_signed ? o->map_signed : o->map_unsigned;
+        uint8_t *c = (uint8_t *)s->data + lo;
+        float a = 0.0f;
+        for (size_t i = 0; i < len; i++) a = fmaxf(a, fabsf(x[i]));
+        s->aux[lo / CHUNK] = a;
+        float inv = a > 0.0f ? 1.0f / a : 0.0f;
+        for (size_t i = 0; i < len; i++) c[i] = lb_dynmap_encode(map, x[i] * inv);
+        break;
+    }
+    }
+}
+
+/* ---- the update of one chunk ------------------------------------------------------
+ * g: gradient (to be multiplied by h->gmul); w: weights (written when `apply`);
+ * m, v: decoded state, updated in place. */
+static void update_chunk(lb_optim_type type, int n_slots, int nesterov, const hyper *h, const float *g, float *w,
+                         float *m, float *v, size_t len, int apply) {
+    switch (type) {
+    case LB_OPTIM_ADAMW:
+        for (size_t i = 0; i < len; i++) {
+            float gi = g[i] * h->gmul;
+            m[i] = h->b1 * m[i] + (1.0f - h->b1) * gi;
+            v[i] = h->b2 * v[i] + (1.0f - h->b2) * gi * gi;
+            if (apply) {
+                float denom = sqrtf(v[i]) * h->inv_sqrt_bc2 + h->eps;
+                w[i] = w[i] * h->decay - h->step_size * m[i] / denom;
+            }
+        }
+        break;
+    case LB_OPTIM_SGD:
+        for (size_t i = 0; i < len; i++) {
+            float gi = g[i] * h->gmul, d = gi;
+            if (n_slots) {
+                m[i] = h->b1 * m[i] + gi; /* b1 holds the momentum */
+                d = nesterov ? gi + h->b1 * m[i] : m[i];
+            }
+            if (apply) w[i] = w[i] * h->decay - h->lr * d;
+        }
+        break;
+    case LB_OPTIM_LION:
+        for (size_t i = 0; i < len; i++) {
+            float gi = g[i] * h->gmul;
+            float c = h->b1 * m[i] + (1.0f - h->b1) * gi;
+            float sgn = (float)((c > 0.0f) - (c < 0.0f));
+            if (apply) w[i] = w[i] * h->decay - h->lr * sgn;
+            m[i] = h->b2 * m[i] + (1.0f - h->b2) * gi;
+        }
+        break;
+    }
+}
+
+/* Updates parameter p. For fp8 state, pass 0 only measures the amax of the
+ * new state (to choose the scales) and pass 1 writes. */
+static void update_param(lb_optim *o, pstate *p, const hyper *h) {
+    lb_tensor *t = p->t;
+    size_t n = t->n, nchunks = (n + CHUNK - 1) / CHUNK;
+    lb_optim_type type = o->cfg.type;
+    int ns = p->n_slots, nesterov = o->cfg.nesterov;
+    int passes = p->codec == LB_STATE_FP8 && ns > 0 ? 2 : 1;
+    for (int pass = 2 - passes; pass < 2; pass++) {
+        int apply = pass == 1;
+        float am0 = 0.0f, am1 = 0.0f;
+#pragma omp parallel for schedule(static) reduction(max : am0, am1) if (n >= PAR_MIN)
+        for (size_t c = 0; c < nchunks; c++) {
+            size_t lo = c * CHUNK, len = lo + CHUNK <= n ? CHUNK : n - lo;
+            float m[CHUNK], v[CHUNK];
+            if (ns >= 1) slot_load(o, &p->s[0], lo, len, m);
+            if (ns >= 2) slot_load(o, &p->s[1], lo, len, v);
+            update_chunk(type, ns, nesterov, h, t->grad + lo, t->data + lo, m, v, len, apply);
+            if (!apply) {
+                for (size_t i = 0; i < len; i++) am0 = fmaxf(am0, fabsf(m[i]));
+                if (ns >= 2)
+                    for (size_t i = 0; i < len; i++) am1 = fmaxf(am1, v[i]);
+                continue;
+            }
+            if (ns >= 1) slot_store(o, &p->s[0], lo, len, m, h);
+            if (ns >= 2) slot_store(o, &p->s[1], lo, len, v, h);
+        }
+        if (!apply) { /* fp8: choose this step's scales from the new amax */
+            for (int k = 0; k < ns; k++) {
+                slot *s = &p->s[k];
+                s->new_scale = lb_fp8_scale_for(k == 0 ? am0 : am1, lb_fp8_store_max(s->store), o->cfg.fp8_margin,
+                                                 s->aux[0]);
+            }
+        }
+    }
+    if (p->codec == LB_STATE_FP8)
+        for (int k = 0; k < ns; k++) p->s[k].aux[0] = p->s[k].new_scale;
+}
+
+/* ---- the step ------------------------------------------------------------------- */
+
+static double grad_sumsq(const float *g, size_t n) {
+    double s = 0.0;
+#pragma omp parallel for reduction(+ : s) schedule(static) if (n >= PAR_MIN)
+    for (size_t i = 0; i < n; i++) s += (double)g[i] * (double)g[i];
+    return s;
+}
+
+lb_status lb_optim_step(lb_optim *o, float lr, float wd, int64_t step, lb_optim_step_info *info) {
+    if (step < 1) return lb_error(LB_EINVAL, "optimizer step: step counts from 1, got %lld", (long long)step);
+    if (!(lr >= 0.0f) || !isfinite(lr) || !(wd >= 0.0f) || !isfinite(wd))
+        return lb_error(LB_EINVAL, "optimizer step %lld: lr and wd must be finite and >= 0, got %g and %g",
+                        (long long)step, (double)lr, (double)wd);
+    const lb_optim_config *cfg = &o->cfg;
+
+    /* 1. low-bit weight gradients */
+    if (cfg->grad_precision != LB_GRAD_FP32)
+        for (int i = 0; i < o->n_params; i++) {
+            lb_tensor *t = o->ps[i].t;
+            if (!t->grad) continue;
+            LB_TRY(lb_quantize_grad_inplace(t->grad, lb_tensor_rows(t), (size_t)lb_tensor_cols(t), cfg->grad_precision,
+                                            cfg->seed, LB_SR_COUNTER(step, LB_SR_ID_OPTIM + 3 * (uint64_t)i)));
+        }
+
+    /* 2. global norm; a non-finite element makes the double sum non-finite */
+    double sumsq = 0.0;
+    for (int i = 0; i < o->n_params; i++)
+        if (o->ps[i].t->grad) sumsq += grad_sumsq(o->ps[i].t->grad, o->ps[i].t->n);
+    float scale = o->scaler.scale; /* the scale these gradients were made with */
+    int skipped = lb_loss_scaler_update(&o->scaler, isfinite(sumsq));
+    double unscale = 1.0 / ((double)scale * cfg->accum_steps);
+    double norm = sqrt(sumsq) * unscale;
+    if (info) {
+        info->skipped = skipped;
+        info->grad_norm = (float)norm;
+        info->clip_coef = 1.0f;
+        info->loss_scale = o->scaler.scale;
+    }
+    if (skipped) return LB_OK;
+
+    /* 3. clipping by global norm */
+    double coef = 1.0;
+    if (cfg->clip_norm > 0.0f && norm > cfg->clip_norm) coef = cfg->clip_norm / (norm + 1e-6);
+    if (info) info->clip_coef = (float)coef;
+
+    /* 4. the updates */
+    double bc1 = 1.0 - pow(cfg->beta1, (double)step), bc2 = 1.0 - pow(cfg->beta2, (double)step);
+    for (int i = 0; i < o->n_params; i++) {
+        pstate *p = &o->ps[i];
+        if (!p->t->grad) continue;
+        const lb_optim_group *gr = &cfg->groups[p->group];
+        hyper h;
+        h.lr = lr * gr->lr_scale;
+        h.decay = 1.0f - h.lr * (wd * gr->wd_scale);
+        h.gmul = (float)(unscale * coef);
+        h.b1 = cfg->type == LB_OPTIM_SGD ? cfg->momentum : cfg->beta1;
+        h.b2 = cfg->beta2;
+        h.eps = cfg->eps;
+        h.step_size = (float)(h.lr / bc1);
+        h.inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
+        h.seed = cfg->seed;
+        h.step = (uint64_t)step;
+        update_param(o, p, &h);
+    }
+    return LB_OK;
+}
+
+void lb_optim_zero_grad(lb_optim *o) {
+    for (int i = 0; i < o->n_params; i++) {
+        lb_tensor *t = o->ps[i].t;
+        if (!t->grad) continue;
+        size_t n = t->n;
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+        for (size_t j = 0; j < n; j++) t->grad[j] = 0.0f;
+    }
+}
+
+float lb_optim_loss_scale(const lb_optim *o) { return o->scaler.scale; }
+
+lb_state_codec lb_optim_param_codec(const lb_optim *o, int param) {
+    return param >= 0 && param < o->n_params ? o->ps[param].codec : LB_STATE_FP32;
+}
+
+/* ---- checkpoint buffers -------------------------------------------------------------- */
+
+const lb_state_buffer *lb_optim_buffers(const lb_optim *o, int *n_buffers) {
+    *n_buffers = o->n_buffers;
+    return o->buffers;
+}
+
+lb_status lb_optim_state_loaded(lb_optim *o) {
+    for (int i = 0; i < o->n_params; i++) {
+        pstate *p = &o->ps[i];
+        for (int k = 0; k < p->n_slots; k++) {
+            slot *s = &p->s[k];
+            if (s->codec == LB_STATE_FP8) {
+                if (!(s->aux[0] > 0.0f) || !isfinite(s->aux[0]))
+                    return lb_error(LB_EFORMAT, "optimizer state of '%s': slot %d scale %g is not a positive number",
+                                    p->t->name ? p->t->name : "?", k, (double)s->aux[0]);
+                s->new_scale = s->aux[0];
+            } else if (s->codec == LB_STATE_INT8) {
+                size_t nb = lb_int8_nblocks(p->t->n);
+                for (size_t b = 0; b < nb; b++)
+                    if (!(s->aux[b] >= 0.0f) || !isfinite(s->aux[b]))
+                        return lb_error(LB_EFORMAT, "optimizer state of '%s': slot %d absmax[%zu] = %g is not >= 0",
+                                        p->t->name ? p->t->name : "?", k, b, (double)s->aux[b]);
+            }
+        }
+    }
+    if (!(o->scaler.scale > 0.0f) || !isfinite(o->scaler.scale))
+        return lb_error(LB_EFORMAT, "optimizer state: optim/loss_scale %g is not a positive number",
+                        (double)o->scaler.scale);
+    if (o->scaler.good_steps < 0)
+        return lb_error(LB_EFORMAT, "optimizer state: optim/loss_scale_good_steps %d is negative", o->scaler.good_steps);
+    return LB_OK;
+}
+
+/* ---- memory accounting ----------------------------------------------------------------- */
+
+lb_optim_memory lb_optim_bytes_per_param(const lb_optim *o) {
+    lb_optim_memory m;
+    memset(&m, 0, sizeof m);
+    for (int i = 0; i < o->n_params; i++) m.n_elements += o->ps[i].t->n;
+    m.weight_bytes = m.n_elements * sizeof(float);
+    m.master_bytes = 0;
+    m.grad_bytes = m.n_elements * sizeof(float);
+    /* every buffer but the two loss-scale scalars belongs to a parameter */
+    for (int b = 0; b < o->n_buffers - 2; b++) m.state_bytes += o->buffers[b].n * lb_buf_dtype_size(o->buffers[b].dtype);
+    double n = (double)m.n_elements;
+    m.weights = (double)m.weight_bytes / n;
+    m.master = (double)m.master_bytes / n;
+    m.grads = (double)m.grad_bytes / n;
+    m.state = (double)m.state_bytes / n;
+    m.total = m.weights + m.master + m.grads + m.state;
+    return m;
+}
+
+int lb_optim_memory_format(const lb_optim *o, char *buf, size_t size) {
+    lb_optim_memory m = lb_optim_bytes_per_param(o);
+    /* the codecs in use, e.g. "int8+fp32" when small tensors fell back */
+    char codecs[40] = "";
+    int seen[4] = {0};
+    for (int i = 0; i < o->n_params; i++) seen[o->ps[i].codec] = 1;
+    for (int c = 0; c < 4; c++)
+        if (seen[c]) {
+            size_t l = strlen(codecs);
+            snprintf(codecs + l, sizeof codecs - l, "%s%s", l ? "+" : "", codec_names[c]);
+        }
+    double total_bytes = (double)(m.weight_bytes + m.master_bytes + m.grad_bytes + m.state_bytes);
+    return snprintf(buf, size,
+                    "memory per parameter: weights %.2f B, master %.2f B, gradients %.2f B, "
+                    "optimizer state %.2f B (%s %s), total %.2f B; %.2fM parameters, %.1f MiB",
+                    m.weights, m.master, m.grads, m.state, lb_optim_type_name(o->cfg.type), codecs, m.total,
+                    (double)m.n_elements / 1e6, total_bytes / (1024.0 * 1024.0));
+}
