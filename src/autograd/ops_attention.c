@@ -21,48 +21,50 @@ typedef struct rope_saved {
     const float *cos, *sin;   /* [T, Dh/2] */
 } rope_saved;
 
-static void rope_rotate(const float *x, float *y, const float *cos_t, const float *sin_t, int B, int T, int H,
-                        int Dh, float sign) {
+/* Below this many elements the loops stay on one thread: entering an OpenMP
+ * parallel region costs about half a microsecond even when its `if` clause
+ * is false, so small tensors skip the region altogether. */
+#define PAR_MIN 32768
+
+/* Rotates the H heads of one position by the angles in c/s (sign = −1
+ * rotates back). With `accumulate`, adds into y instead of storing. */
+static void rope_position(const float *x, float *y, const float *c, const float *s, int H, int Dh, float sign,
+                          int accumulate) {
     const int half = Dh / 2;
-#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * H * Dh > 32768)
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            const float *c = cos_t + (size_t)t * half, *s = sin_t + (size_t)t * half;
-            for (int h = 0; h < H; h++) {
-                size_t off = (((size_t)b * T + t) * H + h) * Dh;
-                const float *xi = x + off;
-                float *yi = y + off;
-                for (int j = 0; j < half; j++) {
-                    float x0 = xi[j], x1 = xi[j + half], sn = sign * s[j];
-                    yi[j] = x0 * c[j] - x1 * sn;
-                    yi[j + half] = x1 * c[j] + x0 * sn;
-                }
-            }
+    for (int h = 0; h < H; h++, x += Dh, y += Dh)
+        for (int j = 0; j < half; j++) {
+            float x0 = x[j], x1 = x[j + half], sn = sign * s[j];
+            float y0 = x0 * c[j] - x1 * sn, y1 = x1 * c[j] + x0 * sn;
+            y[j] = accumulate ? y[j] + y0 : y0;
+            y[j + half] = accumulate ? y[j + half] + y1 : y1;
         }
 }
 
+/* All B·T positions of x [B, T, H, Dh]; position p uses row p % T of the table. */
+static void rope_apply(const float *x, float *y, const float *cos_t, const float *sin_t, const int *shape,
+                       float sign, int accumulate) {
+    const int T = shape[1], H = shape[2], Dh = shape[3], half = Dh / 2;
+    const int n_pos = shape[0] * T;
+    const size_t stride = (size_t)H * Dh;
+    if ((size_t)n_pos * stride >= PAR_MIN) {
+#pragma omp parallel for schedule(static)
+        for (int p = 0; p < n_pos; p++)
+            rope_position(x + p * stride, y + p * stride, cos_t + (size_t)(p % T) * half,
+                          sin_t + (size_t)(p % T) * half, H, Dh, sign, accumulate);
+    } else {
+        for (int p = 0; p < n_pos; p++)
+            rope_position(x + p * stride, y + p * stride, cos_t + (size_t)(p % T) * half,
+                          sin_t + (size_t)(p % T) * half, H, Dh, sign, accumulate);
+    }
+}
+
+/* The transpose of a rotation is the rotation by the opposite angle; it is
+ * added into x->grad. */
 static void rope_backward(lb_node *node) {
-    lb_tensor *x = node->in[0], *y = node->out;
+    lb_tensor *x = node->in[0];
     if (!x->requires_grad) return;
     const rope_saved *rs = node->saved;
-    const int B = x->shape[0], T = x->shape[1], H = x->shape[2], Dh = x->shape[3], half = Dh / 2;
-    /* The transpose of a rotation is the rotation by the opposite angle;
-     * accumulate it into x->grad. */
-    const float *dy = y->grad;
-    float *dx = x->grad;
-#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * H * Dh > 32768)
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            const float *c = rs->cos + (size_t)t * half, *s = rs->sin + (size_t)t * half;
-            for (int h = 0; h < H; h++) {
-                size_t off = (((size_t)b * T + t) * H + h) * Dh;
-                for (int j = 0; j < half; j++) {
-                    float d0 = dy[off + j], d1 = dy[off + j + half];
-                    dx[off + j] += d0 * c[j] + d1 * s[j];
-                    dx[off + j + half] += d1 * c[j] - d0 * s[j];
-                }
-            }
-        }
+    rope_apply(node->out->grad, x->grad, rs->cos, rs->sin, x->shape, -1.0f, 1);
 }
 
 lb_tensor *lb_rope(lb_graph *g, lb_tensor *x, float theta, int pos0) {
@@ -77,7 +79,7 @@ lb_tensor *lb_rope(lb_graph *g, lb_tensor *x, float theta, int pos0) {
                  lb_shape_str(x, xs, sizeof xs), (double)theta, pos0);
         return NULL;
     }
-    const int B = x->shape[0], T = x->shape[1], H = x->shape[2], Dh = x->shape[3], half = Dh / 2;
+    const int T = x->shape[1], Dh = x->shape[3], half = Dh / 2;
     lb_tensor *y = lb_graph_tensor(g, 4, x->shape);
     float *cos_t = lb_graph_alloc(g, (size_t)T * half * sizeof(float));
     float *sin_t = lb_graph_alloc(g, (size_t)T * half * sizeof(float));
@@ -90,7 +92,7 @@ lb_tensor *lb_rope(lb_graph *g, lb_tensor *x, float theta, int pos0) {
             sin_t[(size_t)t * half + j] = (float)sin(a);
         }
     }
-    rope_rotate(x->data, y->data, cos_t, sin_t, B, T, H, Dh, 1.0f);
+    rope_apply(x->data, y->data, cos_t, sin_t, x->shape, 1.0f, 0);
 
     if (lb_graph_needs_grad(g, &x, 1)) {
         rope_saved *rs = lb_graph_alloc(g, sizeof *rs);

@@ -11,6 +11,26 @@ typedef struct ce_saved {
     int n_counted;    /* rows whose target is not ignore_index */
 } ce_saved;
 
+/* Below this many logits the loops stay on one thread: entering an OpenMP
+ * parallel region costs about half a microsecond even when its `if` clause
+ * is false, so small inputs skip the region altogether. */
+#define PAR_MIN 16384
+
+/* Stable log-sum-exp of one row: the maximum is taken out before exp(). */
+static float row_logsumexp(const float *x, int V) {
+    float mx = x[0];
+    for (int c = 1; c < V; c++) mx = x[c] > mx ? x[c] : mx;
+    float sum = 0.0f;
+    for (int c = 0; c < V; c++) sum += expf(x[c] - mx);
+    return mx + logf(sum);
+}
+
+/* dx += dscale · (softmax(x) − one_hot(target)) for one row. */
+static void row_grad(const float *x, float *dx, int V, float lse, int target, float dscale) {
+    for (int c = 0; c < V; c++) dx[c] += dscale * expf(x[c] - lse);
+    dx[target] -= dscale;
+}
+
 static void cross_entropy_backward(lb_node *node) {
     lb_tensor *logits = node->in[0];
     if (!logits->requires_grad) return;
@@ -20,14 +40,17 @@ static void cross_entropy_backward(lb_node *node) {
     const int ignore_index = node->i[0];
     const int rows = (int)lb_tensor_rows(logits), V = lb_tensor_cols(logits);
     const float dscale = node->out->grad[0] / (float)cs->n_counted;
-#pragma omp parallel for schedule(static) if ((size_t)rows * V > 16384)
-    for (int r = 0; r < rows; r++) {
-        if (targets[r] == ignore_index) continue;
-        const float *x = logits->data + (size_t)r * V;
-        float *dx = logits->grad + (size_t)r * V;
-        const float lse = cs->lse[r];
-        for (int c = 0; c < V; c++) dx[c] += dscale * expf(x[c] - lse);
-        dx[targets[r]] -= dscale;
+    const float *x = logits->data;
+    float *dx = logits->grad;
+    if (logits->n >= PAR_MIN) {
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < rows; r++)
+            if (targets[r] != ignore_index)
+                row_grad(x + (size_t)r * V, dx + (size_t)r * V, V, cs->lse[r], targets[r], dscale);
+    } else {
+        for (int r = 0; r < rows; r++)
+            if (targets[r] != ignore_index)
+                row_grad(x + (size_t)r * V, dx + (size_t)r * V, V, cs->lse[r], targets[r], dscale);
     }
 }
 
@@ -56,24 +79,20 @@ lb_tensor *lb_cross_entropy(lb_graph *g, lb_tensor *logits, const int *targets, 
     lb_tensor *loss = lb_graph_tensor(g, 1, &one);
     ce_saved *cs = lb_graph_alloc(g, sizeof *cs);
     float *lse = lb_graph_alloc(g, (size_t)rows * sizeof(float));
-    float *row_loss = lb_graph_alloc(g, (size_t)rows * sizeof(float));
-    if (!loss || !cs || !lse || !row_loss) return NULL;
+    if (!loss || !cs || !lse) return NULL;
 
-    /* Stable log-sum-exp: subtract the row maximum before exponentiating. */
-#pragma omp parallel for schedule(static) if ((size_t)rows * V > 16384)
-    for (int r = 0; r < rows; r++) {
-        const float *x = logits->data + (size_t)r * V;
-        float mx = x[0];
-        for (int c = 1; c < V; c++) mx = x[c] > mx ? x[c] : mx;
-        float sum = 0.0f;
-        for (int c = 0; c < V; c++) sum += expf(x[c] - mx);
-        lse[r] = mx + logf(sum);
-        row_loss[r] = targets[r] == ignore_index ? 0.0f : lse[r] - x[targets[r]];
+    const float *x = logits->data;
+    if (logits->n >= PAR_MIN) {
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < rows; r++) lse[r] = row_logsumexp(x + (size_t)r * V, V);
+    } else {
+        for (int r = 0; r < rows; r++) lse[r] = row_logsumexp(x + (size_t)r * V, V);
     }
     /* Summed in row order (in double), so the result does not depend on the
      * number of threads. */
     double total = 0.0;
-    for (int r = 0; r < rows; r++) total += row_loss[r];
+    for (int r = 0; r < rows; r++)
+        if (targets[r] != ignore_index) total += (double)lse[r] - x[(size_t)r * V + targets[r]];
     loss->data[0] = n_counted ? (float)(total / n_counted) : 0.0f;
 
     if (lb_graph_needs_grad(g, &logits, 1)) {

@@ -77,41 +77,60 @@ typedef struct bmm_dims {
 } bmm_dims;
 
 /* Small products run one per thread (sgemm called inside a parallel region
- * stays single-threaded); large ones run in order and let sgemm use the
- * threads. The cut-off is where OpenBLAS's own threading starts to pay. */
+ * stays single-threaded); large ones, or a single one, run in order and let
+ * sgemm use the threads. The cut-off is roughly where OpenBLAS's own
+ * threading starts to pay. The serial path avoids the OpenMP region
+ * altogether: entering one costs about half a microsecond even with a false
+ * `if` clause. */
 static int bmm_parallel_over_batch(const bmm_dims *d) {
     return d->B > 1 && (double)d->M * d->N * d->K < 64.0 * 64.0 * 64.0;
+}
+
+/* C = op(A) · op(B) for one batch. */
+static void bmm_forward_one(const bmm_dims *d, const float *A, const float *Bm, float *C) {
+    const int lda = d->ta ? d->M : d->K, ldb = d->tb ? d->K : d->N;
+    cblas_sgemm(CblasRowMajor, d->ta ? CblasTrans : CblasNoTrans, d->tb ? CblasTrans : CblasNoTrans, d->M, d->N,
+                d->K, 1.0f, A, lda, Bm, ldb, 0.0f, C, d->N);
+}
+
+/* Gradients of one batch: A, B, dC are that batch's matrices; dA/dB NULL when
+ * not wanted. */
+static void bmm_backward_one(const bmm_dims *d, const float *A, const float *Bm, const float *dC, float *dA,
+                             float *dB) {
+    const int M = d->M, K = d->K, N = d->N, ta = d->ta, tb = d->tb;
+    const int lda = ta ? M : K, ldb = tb ? K : N;
+    if (dA) {
+        if (!ta) /* dA[M,K] += dC[M,N] · op(B)ᵀ[N,K] */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, tb ? CblasNoTrans : CblasTrans, M, K, N, 1.0f, dC, N, Bm, ldb,
+                        1.0f, dA, K);
+        else /* dA[K,M] += op(B)[K,N] · dCᵀ[N,M] */
+            cblas_sgemm(CblasRowMajor, tb ? CblasTrans : CblasNoTrans, CblasTrans, K, M, N, 1.0f, Bm, ldb, dC, N,
+                        1.0f, dA, M);
+    }
+    if (dB) {
+        if (!tb) /* dB[K,N] += op(A)ᵀ[K,M] · dC[M,N] */
+            cblas_sgemm(CblasRowMajor, ta ? CblasNoTrans : CblasTrans, CblasNoTrans, K, N, M, 1.0f, A, lda, dC, N,
+                        1.0f, dB, N);
+        else /* dB[N,K] += dCᵀ[N,M] · op(A)[M,K] */
+            cblas_sgemm(CblasRowMajor, CblasTrans, ta ? CblasTrans : CblasNoTrans, N, K, M, 1.0f, dC, N, A, lda,
+                        1.0f, dB, K);
+    }
 }
 
 static void bmm_backward(lb_node *node) {
     lb_tensor *a = node->in[0], *b = node->in[1], *c = node->out;
     const bmm_dims *d = node->saved;
-    const int M = d->M, K = d->K, N = d->N, ta = d->ta, tb = d->tb;
-    const int lda = ta ? M : K, ldb = tb ? K : N;
-    const size_t sa = (size_t)M * K, sb = (size_t)K * N, sc = (size_t)M * N;
-    const int a_grad = a->requires_grad, b_grad = b->requires_grad;
-
-#pragma omp parallel for schedule(static) if (bmm_parallel_over_batch(d))
-    for (int i = 0; i < d->B; i++) {
-        const float *A = a->data + i * sa, *Bm = b->data + i * sb, *dC = c->grad + i * sc;
-        if (a_grad) {
-            float *dA = a->grad + i * sa;
-            if (!ta) /* dA[M,K] += dC[M,N] · op(B)ᵀ[N,K] */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, tb ? CblasNoTrans : CblasTrans, M, K, N, 1.0f, dC, N,
-                            Bm, ldb, 1.0f, dA, K);
-            else /* dA[K,M] += op(B)[K,N] · dCᵀ[N,M] */
-                cblas_sgemm(CblasRowMajor, tb ? CblasTrans : CblasNoTrans, CblasTrans, K, M, N, 1.0f, Bm, ldb,
-                            dC, N, 1.0f, dA, M);
-        }
-        if (b_grad) {
-            float *dB = b->grad + i * sb;
-            if (!tb) /* dB[K,N] += op(A)ᵀ[K,M] · dC[M,N] */
-                cblas_sgemm(CblasRowMajor, ta ? CblasNoTrans : CblasTrans, CblasNoTrans, K, N, M, 1.0f, A, lda,
-                            dC, N, 1.0f, dB, N);
-            else /* dB[N,K] += dCᵀ[N,M] · op(A)[M,K] */
-                cblas_sgemm(CblasRowMajor, CblasTrans, ta ? CblasTrans : CblasNoTrans, N, K, M, 1.0f, dC, N, A,
-                            lda, 1.0f, dB, K);
-        }
+    const size_t sa = (size_t)d->M * d->K, sb = (size_t)d->K * d->N, sc = (size_t)d->M * d->N;
+    float *dA = a->requires_grad ? a->grad : NULL, *dB = b->requires_grad ? b->grad : NULL;
+    if (bmm_parallel_over_batch(d)) {
+#pragma omp parallel for schedule(static)
+        for (int i = 0; i < d->B; i++)
+            bmm_backward_one(d, a->data + i * sa, b->data + i * sb, c->grad + i * sc, dA ? dA + i * sa : NULL,
+                             dB ? dB + i * sb : NULL);
+    } else {
+        for (int i = 0; i < d->B; i++)
+            bmm_backward_one(d, a->data + i * sa, b->data + i * sb, c->grad + i * sc, dA ? dA + i * sa : NULL,
+                             dB ? dB + i * sb : NULL);
     }
 }
 
@@ -138,13 +157,13 @@ lb_tensor *lb_bmm(lb_graph *g, lb_tensor *a, lb_tensor *b, int transpose_a, int 
     lb_tensor *c = lb_graph_tensor(g, 3, shape);
     if (!c) return NULL;
 
-    const int M = d.M, K = d.K, N = d.N;
-    const int lda = d.ta ? M : K, ldb = d.tb ? K : N;
-    const size_t sa = (size_t)M * K, sb = (size_t)K * N, sc = (size_t)M * N;
-#pragma omp parallel for schedule(static) if (bmm_parallel_over_batch(&d))
-    for (int i = 0; i < d.B; i++)
-        cblas_sgemm(CblasRowMajor, d.ta ? CblasTrans : CblasNoTrans, d.tb ? CblasTrans : CblasNoTrans, M, N, K,
-                    1.0f, a->data + i * sa, lda, b->data + i * sb, ldb, 0.0f, c->data + i * sc, N);
+    const size_t sa = (size_t)d.M * d.K, sb = (size_t)d.K * d.N, sc = (size_t)d.M * d.N;
+    if (bmm_parallel_over_batch(&d)) {
+#pragma omp parallel for schedule(static)
+        for (int i = 0; i < d.B; i++) bmm_forward_one(&d, a->data + i * sa, b->data + i * sb, c->data + i * sc);
+    } else {
+        for (int i = 0; i < d.B; i++) bmm_forward_one(&d, a->data + i * sa, b->data + i * sb, c->data + i * sc);
+    }
 
     lb_tensor *ins[2] = {a, b};
     if (lb_graph_needs_grad(g, ins, 2)) {
