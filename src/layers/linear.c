@@ -18,9 +18,9 @@ lb_status lb_linear_quant_resolve(const lb_linear_quant *in, lb_linear_quant *ou
         break;
     case LB_LINEAR_B1:
         /* BitNet b1: W̃ = sign(W − α)·β with β = mean|W|; activations absmax
-         * per token to 8 bits. */
+         * per token in the b1 form x̃ = clip(round(x·Qb/γ), ±(Qb − 1)), Qb = 128. */
         LB_TRY(lb_qspec_parse("binary", &r.weight));
-        LB_TRY(lb_qspec_parse("int8:per_token", &r.activation));
+        LB_TRY(lb_qspec_parse("int8:per_token:b1", &r.activation));
         break;
     case LB_LINEAR_B158:
         /* BitNet b1.58: W̃ = clamp(round(W/γ), −1, 1)·γ with γ = mean|W|;

@@ -8,7 +8,7 @@
  *
  *   FP      plain fp32 matmul
  *   B1      BitNet b1: binary weights sign(W − mean W)·mean|W|, 8-bit absmax
- *           activations per token (int8:per_token)
+ *           activations per token in the b1 form x·Qb/γ (int8:per_token:b1)
  *   B158    BitNet b1.58: ternary absmean weights, per-token int8 activations
  *   CUSTOM  the weight and activation specs as given (either may be none)
  *

@@ -1,0 +1,471 @@
+/* Tests of src/layers/model.c and sample.c: parameter layout, init, the
+ * forward pass, training a tiny model, and sampling. */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers/model.h"
+#include "layers/sample.h"
+#include "testutil.h"
+
+/* A byte-level model small enough to train in a second. */
+static lb_model_config tiny_config(void) {
+    lb_model_config c;
+    lb_model_config_defaults(&c);
+    c.vocab_size = 256;
+    c.dim = 32;
+    c.n_layers = 2;
+    c.n_heads = 4;
+    c.n_kv_heads = 2;
+    c.ffn_dim = 64;
+    c.max_seq_len = 32;
+    return c;
+}
+
+static lb_model *create(const lb_model_config *c, uint64_t seed) {
+    lb_model *m = lb_model_create(c, seed);
+    if (!m) fail_msg("lb_model_create: %s", lb_errmsg());
+    return m;
+}
+
+/* ---------------------------------------------------------------------------
+ * Layout */
+
+static void test_param_count_names_shapes(void **state) {
+    (void)state;
+    lb_model_config c = tiny_config();
+    c.sub_norm = 1;
+    c.tie_embeddings = 0;
+    c.attn.mode = LB_LINEAR_B158;
+    lb_model *m = create(&c, 1);
+
+    /* V·d + L·(4 norms-or-subnorms + q, k, v, o + gate, up, down) + d + V·d, with
+     * d = 32, Dh = 8, H·Dh = 32, Hkv·Dh = 16, F = 64. */
+    size_t d = 32, F = 64, V = 256, kv = 16;
+    size_t block = d /*attn_norm*/ + d * d /*q*/ + 2 * kv * d /*k,v*/ + d /*attn_sub_norm*/ + d * d /*o*/ +
+                   d /*ffn_norm*/ + 2 * F * d /*gate,up*/ + F /*ffn_sub_norm*/ + d * F /*down*/;
+    size_t expected = V * d + 2 * block + d + V * d;
+    assert_int_equal(m->n_elements, expected);
+    assert_int_equal(lb_model_config_num_elements(&c), expected);
+    assert_int_equal(lb_model_num_params(m), 1 + 2 * 11 + 2);
+
+    struct { const char *name; int ndim, r, k; } want[] = {
+        {"token_embd.weight", 2, 256, 32},       {"blk.0.attn_norm.weight", 1, 32, 0},
+        {"blk.0.attn_q.weight", 2, 32, 32},      {"blk.0.attn_k.weight", 2, 16, 32},
+        {"blk.0.attn_v.weight", 2, 16, 32},      {"blk.0.attn_sub_norm.weight", 1, 32, 0},
+        {"blk.0.attn_output.weight", 2, 32, 32}, {"blk.0.ffn_norm.weight", 1, 32, 0},
+        {"blk.0.ffn_gate.weight", 2, 64, 32},    {"blk.0.ffn_up.weight", 2, 64, 32},
+        {"blk.0.ffn_sub_norm.weight", 1, 64, 0}, {"blk.0.ffn_down.weight", 2, 32, 64},
+        {"blk.1.attn_norm.weight", 1, 32, 0},    {"output_norm.weight", 1, 32, 0},
+        {"output.weight", 2, 256, 32},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        lb_tensor *t = lb_model_param(m, want[i].name);
+        if (!t) fail_msg("missing parameter %s", want[i].name);
+        assert_string_equal(t->name, want[i].name);
+        assert_int_equal(t->ndim, want[i].ndim);
+        assert_int_equal(t->shape[0], want[i].r);
+        if (want[i].ndim == 2) assert_int_equal(t->shape[1], want[i].k);
+    }
+    assert_string_equal(m->params[0].name, "token_embd.weight");
+    assert_string_equal(m->params[m->n_params - 1].name, "output.weight");
+    assert_null(lb_model_param(m, "blk.2.attn_q.weight"));
+    assert_int_equal(lb_model_param_index(m, "blk.0.attn_norm.weight"), 1);
+
+    /* One allocation each for data and gradients, carved in order. */
+    lb_tensor **list = lb_model_param_list(m);
+    size_t off = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        assert_ptr_equal(list[i], &m->params[i]);
+        assert_ptr_equal(list[i]->data, m->params_memory + off);
+        assert_ptr_equal(list[i]->grad, m->grads_memory + off);
+        assert_true(list[i]->requires_grad);
+        off += list[i]->n;
+    }
+    assert_int_equal(off, expected);
+
+    /* Per-parameter info: decay groups and quant spec texts. */
+    const lb_param_info *pi = lb_model_param_info(m, lb_model_param_index(m, "blk.1.attn_v.weight"));
+    assert_int_equal(pi->kind, LB_PARAM_LINEAR);
+    assert_false(pi->no_decay);
+    assert_non_null(strstr(pi->qspec, "ternary"));
+    assert_non_null(strstr(pi->act_qspec, "int8"));
+    pi = lb_model_param_info(m, lb_model_param_index(m, "blk.1.ffn_up.weight"));
+    assert_string_equal(pi->qspec, "none");
+    pi = lb_model_param_info(m, lb_model_param_index(m, "blk.0.ffn_sub_norm.weight"));
+    assert_int_equal(pi->kind, LB_PARAM_NORM);
+    assert_true(pi->no_decay);
+    pi = lb_model_param_info(m, 0);
+    assert_int_equal(pi->kind, LB_PARAM_EMBEDDING);
+    assert_true(pi->no_decay);
+    lb_model_free(m);
+
+    /* Tied head, no sub-norms: V·d and the sub-norms fewer. */
+    c = tiny_config();
+    m = create(&c, 1);
+    assert_int_equal(m->n_elements, expected - V * d - 2 * (d + F));
+    assert_int_equal(lb_model_num_params(m), 1 + 2 * 9 + 1);
+    assert_null(lb_model_param(m, "output.weight"));
+    assert_null(lb_model_param(m, "blk.0.attn_sub_norm.weight"));
+    assert_ptr_equal(m->output, m->token_embd);
+    lb_model_free(m);
+}
+
+/* ---------------------------------------------------------------------------
+ * Init */
+
+static double std_of(const lb_tensor *t) {
+    double s = 0.0, s2 = 0.0;
+    for (size_t i = 0; i < t->n; i++) s += t->data[i], s2 += (double)t->data[i] * t->data[i];
+    double mean = s / (double)t->n;
+    return sqrt(s2 / (double)t->n - mean * mean);
+}
+
+static void test_init(void **state) {
+    (void)state;
+    lb_model_config c = tiny_config();
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    lb_model *a = create(&c, 7);
+    omp_set_num_threads(2);
+    lb_model *b = create(&c, 7);
+    lb_model *other = create(&c, 8);
+    omp_set_num_threads(threads);
+
+    size_t bytes = a->n_elements * sizeof(float);
+    assert_memory_equal(a->params_memory, b->params_memory, bytes);
+    assert_memory_not_equal(a->params_memory, other->params_memory, bytes);
+    for (size_t i = 0; i < a->n_elements; i++) assert_float_equal(a->grads_memory[i], 0.0f, 0.0f);
+
+    /* Norms start at 1; weights at normal(0, 0.02), residual outputs at
+     * 0.02/sqrt(2·n_layers) = 0.01. */
+    for (int l = 0; l < 2; l++) {
+        const lb_block *blk = &a->blocks[l];
+        for (size_t i = 0; i < blk->ffn_norm->n; i++) assert_float_equal(blk->ffn_norm->data[i], 1.0f, 0.0f);
+        assert_float_equal(std_of(blk->ffn_gate), 0.02, 0.02 * 0.06);
+        assert_float_equal(std_of(blk->ffn_down), 0.01, 0.01 * 0.06);
+        assert_float_equal(std_of(blk->attn_output), 0.01, 0.01 * 0.1);
+    }
+    assert_float_equal(std_of(a->token_embd), 0.02, 0.02 * 0.05);
+    /* Each parameter has its own stream: same-shaped tensors differ. */
+    assert_memory_not_equal(a->blocks[0].attn_q->data, a->blocks[1].attn_q->data, a->blocks[0].attn_q->n * 4);
+    lb_model_free(a);
+    lb_model_free(b);
+    lb_model_free(other);
+}
+
+static void test_config_validation(void **state) {
+    (void)state;
+    struct { const char *field; lb_model_config c; } bad[8];
+    for (int i = 0; i < 8; i++) bad[i].c = tiny_config();
+    bad[0].field = "vocab_size", bad[0].c.vocab_size = 0;
+    bad[1].field = "n_kv_heads", bad[1].c.n_kv_heads = 3;
+    bad[2].field = "dim", bad[2].c.dim = 30;         /* 4 heads do not divide 30 */
+    bad[3].field = "even", bad[3].c.dim = 12;        /* head dim 3 */
+    bad[4].field = "norm_eps", bad[4].c.norm_eps = 0;
+    bad[5].field = "ffn", bad[5].c.ffn.mode = (lb_linear_mode)9;
+    bad[6].field = "n_layers", bad[6].c.n_layers = -1;
+    bad[7].field = "max_seq_len", bad[7].c.max_seq_len = 0;
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(lb_model_config_validate(&bad[i].c), LB_EINVAL);
+        if (!strstr(lb_errmsg(), bad[i].field)) fail_msg("case %d: message '%s' lacks '%s'", i, lb_errmsg(), bad[i].field);
+        assert_null(lb_model_create(&bad[i].c, 1));
+        assert_int_equal(lb_errcode(), LB_EINVAL);
+    }
+    lb_model_config ok = tiny_config();
+    ok.dim = 24; /* head dim 6 */
+    assert_int_equal(lb_model_config_validate(&ok), LB_OK);
+}
+
+/* ---------------------------------------------------------------------------
+ * Forward */
+
+static float eval_loss(lb_model *m, const int *ids, const int *tg, int B, int T) {
+    lb_graph g;
+    assert_int_equal(lb_graph_init(&g, 0), LB_OK);
+    lb_graph_set_grad(&g, 0);
+    lb_tensor *logits = NULL;
+    lb_tensor *loss = lb_model_forward(m, &g, ids, B, T, tg, &logits);
+    if (!loss) fail_msg("forward: %s", lb_errmsg());
+    assert_non_null(logits);
+    assert_int_equal(logits->ndim, 3);
+    assert_int_equal(logits->shape[2], m->cfg.vocab_size);
+    float v = loss->data[0];
+    lb_graph_free(&g);
+    return v;
+}
+
+static void random_ids(int *ids, int n, uint64_t seed) {
+    for (int i = 0; i < n; i++) ids[i] = (int)(lb_rand_u32(seed, 99, (uint64_t)i) % 256);
+}
+
+/* With weights of std 0.02 the logits are nearly equal, so the loss starts at
+ * about ln V = ln 256 (plus half the logits' variance, ~0.01 here). */
+static void test_initial_loss_is_ln_v(void **state) {
+    (void)state;
+    int ids[2 * 17];
+    random_ids(ids, 2 * 17, 5);
+    for (int tied = 0; tied <= 1; tied++) {
+        lb_model_config c = tiny_config();
+        c.tie_embeddings = tied;
+        lb_model *m = create(&c, 3);
+        int x[32], y[32];
+        for (int b = 0; b < 2; b++)
+            for (int t = 0; t < 16; t++) x[b * 16 + t] = ids[b * 17 + t], y[b * 16 + t] = ids[b * 17 + t + 1];
+        float loss = eval_loss(m, x, y, 2, 16);
+        assert_float_equal(loss, logf(256.0f), 0.1);
+        lb_model_free(m);
+    }
+}
+
+static void test_forward_errors(void **state) {
+    (void)state;
+    lb_model_config c = tiny_config();
+    lb_model *m = create(&c, 3);
+    lb_graph g;
+    assert_int_equal(lb_graph_init(&g, 0), LB_OK);
+    int ids[40] = {0};
+    assert_null(lb_model_forward(m, &g, ids, 1, 33, NULL, NULL)); /* T > max_seq_len */
+    assert_int_equal(lb_errcode(), LB_EINVAL);
+    assert_non_null(strstr(lb_errmsg(), "max_seq_len"));
+    lb_graph_reset(&g);
+    ids[3] = 256; /* out of vocabulary */
+    assert_null(lb_model_forward(m, &g, ids, 1, 8, NULL, NULL));
+    assert_int_equal(lb_errcode(), LB_EINVAL);
+    assert_int_equal(lb_model_set_quant_lambda(m, 1.5f), LB_EINVAL);
+    lb_graph_free(&g);
+    lb_model_free(m);
+}
+
+/* The tied head feeds gradient into every embedding row (through the
+ * logits); an untied embedding only gets gradient in rows of input tokens. */
+static void test_tied_head_gradient(void **state) {
+    (void)state;
+    int ids[8] = {1, 2, 3, 4, 5, 6, 7, 8}, tg[8] = {2, 3, 4, 5, 6, 7, 8, 9};
+    for (int tied = 0; tied <= 1; tied++) {
+        lb_model_config c = tiny_config();
+        c.tie_embeddings = tied;
+        lb_model *m = create(&c, 4);
+        lb_graph g;
+        assert_int_equal(lb_graph_init(&g, 0), LB_OK);
+        lb_tensor *loss = lb_model_forward(m, &g, ids, 1, 8, tg, NULL);
+        assert_int_equal(lb_backward(&g, loss), LB_OK);
+        const float *row200 = m->token_embd->grad + 200 * 32; /* token 200 is not in the input */
+        double s = 0.0;
+        for (int k = 0; k < 32; k++) s += fabs(row200[k]);
+        if (tied) assert_true(s > 0.0);
+        else {
+            assert_float_equal(s, 0.0, 0.0);
+            lb_tensor *out = lb_model_param(m, "output.weight");
+            double so = 0.0;
+            for (size_t i = 0; i < out->n; i++) so += fabs(out->grad[i]);
+            assert_true(so > 0.0);
+        }
+        lb_graph_free(&g);
+        lb_model_free(m);
+    }
+}
+
+/* ---------------------------------------------------------------------------
+ * Training: Adam written out here, over the flat parameter array. */
+
+static float train(lb_model *m, const int *ids, const int *tg, int B, int T, int steps, float lr, float *first) {
+    float *mom = calloc(m->n_elements, sizeof(float)), *var = calloc(m->n_elements, sizeof(float));
+    lb_graph g;
+    assert_int_equal(lb_graph_init(&g, 0), LB_OK);
+    float loss_v = 0.0f;
+    for (int step = 1; step <= steps; step++) {
+        lb_graph_reset(&g);
+        lb_model_zero_grad(m);
+        lb_tensor *loss = lb_model_forward(m, &g, ids, B, T, tg, NULL);
+        if (!loss) fail_msg("forward: %s", lb_errmsg());
+        loss_v = loss->data[0];
+        assert_true(isfinite(loss_v));
+        if (step == 1 && first) *first = loss_v;
+        assert_int_equal(lb_backward(&g, loss), LB_OK);
+        const float b1 = 0.9f, b2 = 0.99f;
+        float c1 = 1.0f - powf(b1, (float)step), c2 = 1.0f - powf(b2, (float)step);
+        for (size_t i = 0; i < m->n_elements; i++) {
+            float gr = m->grads_memory[i];
+            mom[i] = b1 * mom[i] + (1 - b1) * gr;
+            var[i] = b2 * var[i] + (1 - b2) * gr * gr;
+            m->params_memory[i] -= lr * (mom[i] / c1) / (sqrtf(var[i] / c2) + 1e-8f);
+        }
+    }
+    lb_graph_free(&g);
+    free(mom);
+    free(var);
+    return loss_v;
+}
+
+static const char *TEXT = "the cat sat on the mat. the cat sat on the mat. the cat sat";
+
+static void text_ids(int *ids, int *tg, int T) {
+    for (int t = 0; t < T; t++) ids[t] = (unsigned char)TEXT[t], tg[t] = (unsigned char)TEXT[t + 1];
+}
+
+/* A fixed sequence is memorised: the loss falls far below ln 256 ≈ 5.55, and
+ * greedy generation from its first tokens then reproduces it (the causal
+ * model's prediction at t depends only on the prefix, which is the training
+ * prefix). */
+static void test_train_and_greedy_generate(void **state) {
+    (void)state;
+    enum { T = 24 };
+    int ids[T], tg[T];
+    text_ids(ids, tg, T);
+    lb_model_config c = tiny_config();
+    lb_model *m = create(&c, 11);
+    float first = 0.0f;
+    float last = train(m, ids, tg, 1, T, 150, 1e-2f, &first);
+    assert_float_equal(first, logf(256.0f), 0.1);
+    if (!(last < 0.5f)) fail_msg("loss %g after training (started at %g)", last, first);
+
+    lb_graph g;
+    assert_int_equal(lb_graph_init(&g, 0), LB_OK);
+    lb_rng rng;
+    lb_rng_init(&rng, 1, LB_STREAM_SAMPLE);
+    int out[T];
+    assert_int_equal(lb_generate(m, &g, ids, 4, T - 4, 0.0f, 0, &rng, out), LB_OK);
+    int match = 0;
+    for (int i = 0; i < T - 4; i++) match += out[i] == (unsigned char)TEXT[4 + i];
+    if (match < T - 6) fail_msg("greedy generation reproduced %d of %d tokens", match, T - 4);
+    assert_true(g.grad_enabled); /* restored */
+    lb_graph_free(&g);
+    lb_model_free(m);
+}
+
+/* The other graph variants: ReLU², LayerNorm, SubLN, untied head, BitNet
+ * b1.58 and b1 linears, gradual λ. Each must run forward and backward and
+ * learn something. */
+static void test_variants_train(void **state) {
+    (void)state;
+    enum { T = 24 };
+    int ids[T], tg[T];
+    text_ids(ids, tg, T);
+    for (int v = 0; v < 4; v++) {
+        lb_model_config c = tiny_config();
+        if (v == 0) c.ffn_act = LB_FFN_RELU2;
+        if (v == 1) c.norm = LB_NORM_LAYER, c.tie_embeddings = 0;
+        if (v == 2) c.sub_norm = 1, c.ffn_act = LB_FFN_RELU2, c.attn.mode = LB_LINEAR_B158, c.ffn.mode = LB_LINEAR_B158;
+        if (v == 3) c.attn.mode = LB_LINEAR_B1, c.ffn.mode = LB_LINEAR_B1;
+        lb_model *m = create(&c, 21);
+        if (v == 3) assert_int_equal(lb_model_set_quant_lambda(m, 0.5f), LB_OK);
+        float first = 0.0f;
+        float last = train(m, ids, tg, 1, T, 60, 1e-2f, &first);
+        if (!(last < first - 1.5f)) fail_msg("variant %d: loss %g -> %g", v, first, last);
+        lb_model_free(m);
+    }
+}
+
+/* λ = 0 turns every BitLinear into the fp32 Linear: same loss as an fp32
+ * model with the same seed (init does not depend on the quant settings). */
+static void test_lambda_zero_matches_fp(void **state) {
+    (void)state;
+    int ids[16], tg[16];
+    random_ids(ids, 16, 9);
+    random_ids(tg, 16, 10);
+    lb_model_config c = tiny_config();
+    lb_model *fp = create(&c, 5);
+    c.attn.mode = LB_LINEAR_B158;
+    c.ffn.mode = LB_LINEAR_B158;
+    lb_model *q = create(&c, 5);
+    float lq = eval_loss(q, ids, tg, 2, 8);
+    assert_int_equal(lb_model_set_quant_lambda(q, 0.0f), LB_OK);
+    float l0 = eval_loss(q, ids, tg, 2, 8);
+    float lf = eval_loss(fp, ids, tg, 2, 8);
+    assert_float_equal(l0, lf, 1e-6);
+    assert_true(lq != lf);
+    lb_model_free(fp);
+    lb_model_free(q);
+}
+
+/* ---------------------------------------------------------------------------
+ * Sampling */
+
+static void test_sample_logits_distribution(void **state) {
+    (void)state;
+    /* logits ln 1, ln 2, ln 4, −inf-ish: softmax = 1/7, 2/7, 4/7, 0. */
+    const float logits[4] = {0.0f, logf(2.0f), logf(4.0f), -30.0f};
+    float scratch[4];
+    lb_rng rng;
+    lb_rng_init(&rng, 3, LB_STREAM_SAMPLE);
+    enum { N = 14000 };
+    int count[4] = {0}, count_k2[4] = {0}, count_t[4] = {0};
+    for (int i = 0; i < N; i++) count[lb_sample_logits(logits, 4, 1.0f, 0, &rng, scratch)]++;
+    for (int i = 0; i < N; i++) count_k2[lb_sample_logits(logits, 4, 1.0f, 2, &rng, scratch)]++;
+    for (int i = 0; i < N; i++) count_t[lb_sample_logits(logits, 4, 0.5f, 0, &rng, scratch)]++;
+    /* Expected counts with a 5σ band (σ = sqrt(N p (1 − p))). */
+    const double p[3] = {1 / 7.0, 2 / 7.0, 4 / 7.0};
+    const double pk[3] = {0.0, 1 / 3.0, 2 / 3.0};         /* top-2: ids 1 and 2 */
+    const double pt[3] = {1 / 21.0, 4 / 21.0, 16 / 21.0}; /* T = 0.5 squares the ratios */
+    for (int i = 0; i < 3; i++) {
+        assert_float_equal(count[i], N * p[i], 5 * sqrt(N * p[i] * (1 - p[i])) + 1);
+        assert_float_equal(count_k2[i], N * pk[i], 5 * sqrt(N * pk[i] * (1 - pk[i])) + 1);
+        assert_float_equal(count_t[i], N * pt[i], 5 * sqrt(N * pt[i] * (1 - pt[i])) + 1);
+    }
+    assert_int_equal(count_k2[0], 0);
+    assert_int_equal(count_k2[3], 0);
+    assert_int_equal(lb_sample_logits(logits, 4, 0.0f, 0, &rng, scratch), 2);
+    assert_int_equal(lb_sample_logits(logits, 4, 5.0f, 1, &rng, scratch), 2);
+    const float tie[3] = {1.0f, 3.0f, 3.0f};
+    assert_int_equal(lb_sample_logits(tie, 3, 0.0f, 0, &rng, scratch), 1); /* lowest id on ties */
+}
+
+static void test_generate_deterministic(void **state) {
+    (void)state;
+    lb_model_config c = tiny_config();
+    lb_model *m = create(&c, 13);
+    lb_graph g;
+    assert_int_equal(lb_graph_init(&g, 0), LB_OK);
+    /* A prompt of 30 tokens plus 12 new runs past max_seq_len = 32: the
+     * window slides. */
+    int prompt[30];
+    random_ids(prompt, 30, 17);
+    int greedy1[12], greedy2[12], topk1[12], s1[12], s2[12], s3[12];
+    lb_rng r;
+    lb_rng_init(&r, 1, LB_STREAM_SAMPLE);
+    assert_int_equal(lb_generate(m, &g, prompt, 30, 12, 0.0f, 0, &r, greedy1), LB_OK);
+    lb_rng_init(&r, 2, LB_STREAM_SAMPLE);
+    assert_int_equal(lb_generate(m, &g, prompt, 30, 12, 0.0f, 0, &r, greedy2), LB_OK);
+    lb_rng_init(&r, 3, LB_STREAM_SAMPLE);
+    assert_int_equal(lb_generate(m, &g, prompt, 30, 12, 1.0f, 1, &r, topk1), LB_OK);
+    assert_memory_equal(greedy1, greedy2, sizeof greedy1);
+    assert_memory_equal(greedy1, topk1, sizeof greedy1);
+
+    /* Temperature sampling: reproducible from the seed; another seed gives
+     * another sequence (near-uniform logits over 256 ids at init). */
+    lb_rng_init(&r, 4, LB_STREAM_SAMPLE);
+    assert_int_equal(lb_generate(m, &g, prompt, 30, 12, 1.0f, 0, &r, s1), LB_OK);
+    assert_int_equal(r.pos, 12);
+    lb_rng_init(&r, 4, LB_STREAM_SAMPLE);
+    assert_int_equal(lb_generate(m, &g, prompt, 30, 12, 1.0f, 0, &r, s2), LB_OK);
+    lb_rng_init(&r, 5, LB_STREAM_SAMPLE);
+    assert_int_equal(lb_generate(m, &g, prompt, 30, 12, 1.0f, 0, &r, s3), LB_OK);
+    assert_memory_equal(s1, s2, sizeof s1);
+    assert_memory_not_equal(s1, s3, sizeof s1);
+
+    int badp[2] = {3, 300};
+    assert_int_equal(lb_generate(m, &g, badp, 2, 1, 0.0f, 0, &r, s1), LB_EINVAL);
+    assert_int_equal(lb_generate(m, &g, badp, 0, 1, 0.0f, 0, &r, s1), LB_EINVAL);
+    lb_graph_free(&g);
+    lb_model_free(m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_param_count_names_shapes),
+        cmocka_unit_test(test_init),
+        cmocka_unit_test(test_config_validation),
+        cmocka_unit_test(test_initial_loss_is_ln_v),
+        cmocka_unit_test(test_forward_errors),
+        cmocka_unit_test(test_tied_head_gradient),
+        cmocka_unit_test(test_train_and_greedy_generate),
+        cmocka_unit_test(test_variants_train),
+        cmocka_unit_test(test_lambda_zero_matches_fp),
+        cmocka_unit_test(test_sample_logits_distribution),
+        cmocka_unit_test(test_generate_deterministic),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
