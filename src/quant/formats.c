@@ -16,36 +16,8 @@
 #include <math.h>
 #include <string.h>
 
-static inline uint32_t f32_bits(float x) {
-    uint32_t u;
-    memcpy(&u, &x, sizeof u);
-    return u;
-}
 
-static inline float f32_from_bits(uint32_t u) {
-    float x;
-    memcpy(&x, &u, sizeof x);
-    return x;
-}
-
-/* Code magnitude of finite a >= 0 for a format with `mbits` mantissa bits and
- * exponent bias `bias`. May exceed the largest finite code: callers clamp. */
-static inline uint32_t mini_encode_mag(float a, int mbits, int bias) {
-    int emin = 1 - bias;
-    int e = (int)((f32_bits(a) >> 23) & 0xff) - 127; /* fp32 subnormals give -127 */
-    if (e < emin) e = emin;
-    float inv_step = f32_from_bits((uint32_t)(127 + mbits - e) << 23); /* 2^(mbits - e) */
-    uint32_t q = (uint32_t)rintf(a * inv_step);
-    return ((uint32_t)(e - emin) << mbits) + q;
-}
-
-/* Value of a code magnitude (no inf/NaN handling). */
-static inline float mini_decode_mag(uint32_t c, int mbits, int bias) {
-    uint32_t ef = c >> mbits, m = c & ((1u << mbits) - 1);
-    if (ef == 0) /* subnormal: m · 2^(1 - bias - mbits) */
-        return (float)m * f32_from_bits((uint32_t)(127 + 1 - bias - mbits) << 23);
-    return f32_from_bits(((ef - (uint32_t)bias + 127) << 23) | (m << (23 - mbits)));
-}
+#include "quant/minifloat.h"
 
 /* --- FP8 E4M3 ------------------------------------------------------------ */
 
@@ -56,6 +28,14 @@ uint8_t lb_fp8_e4m3_from_f32(float x, int saturate) {
     if (isinf(x)) return saturate ? (sign | 0x7e) : (sign | 0x7f);
     uint32_t c = mini_encode_mag(fabsf(x), 3, 7);
     if (c > 0x7e) c = saturate ? 0x7e : 0x7f; /* beyond 448 (464 and up round past it) */
+    return sign | (uint8_t)c;
+}
+
+uint8_t lb_fp8_e4m3_from_f32_sr(float x, float u, int saturate) {
+    if (!isfinite(x)) return lb_fp8_e4m3_from_f32(x, saturate);
+    uint8_t sign = (uint8_t)((f32_bits(x) >> 31) << 7);
+    uint32_t c = mini_encode_mag_sr(fabsf(x), 3, 7, u);
+    if (c > 0x7e) c = saturate ? 0x7e : 0x7f;
     return sign | (uint8_t)c;
 }
 
@@ -74,6 +54,14 @@ uint8_t lb_fp8_e5m2_from_f32(float x, int saturate) {
     if (isnan(x)) return sign | 0x7f;
     if (isinf(x)) return sign | 0x7c; /* inf stays inf, also when saturating */
     uint32_t c = mini_encode_mag(fabsf(x), 2, 15);
+    if (c > 0x7b) c = saturate ? 0x7b : 0x7c;
+    return sign | (uint8_t)c;
+}
+
+uint8_t lb_fp8_e5m2_from_f32_sr(float x, float u, int saturate) {
+    if (!isfinite(x)) return lb_fp8_e5m2_from_f32(x, saturate);
+    uint8_t sign = (uint8_t)((f32_bits(x) >> 31) << 7);
+    uint32_t c = mini_encode_mag_sr(fabsf(x), 2, 15, u);
     if (c > 0x7b) c = saturate ? 0x7b : 0x7c;
     return sign | (uint8_t)c;
 }

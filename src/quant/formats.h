@@ -17,6 +17,13 @@ float lb_fp8_e4m3_to_f32(uint8_t code);
 uint8_t lb_fp8_e5m2_from_f32(float x, int saturate);
 float lb_fp8_e5m2_to_f32(uint8_t code);
 
+/* Stochastic rounding: x goes to the neighbour above with probability equal
+ * to its distance from the neighbour below, in units of the spacing, given a
+ * uniform u in [0, 1) (round down iff frac < 1 − u). Unbiased below the
+ * overflow threshold. */
+uint8_t lb_fp8_e4m3_from_f32_sr(float x, float u, int saturate);
+uint8_t lb_fp8_e5m2_from_f32_sr(float x, float u, int saturate);
+
 /* FP4 E2M1 (4 low bits): ±{0, 0.5, 1, 1.5, 2, 3, 4, 6}. The format has no
  * inf or NaN: conversion saturates at ±6 (±inf too) and NaN becomes +0 (MX
  * blocks flag NaN through their E8M0 scale instead, see quant/quantize.h). */

@@ -14,6 +14,7 @@
 #define LOWBIT_QUANT_QSPEC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/error.h"
 
@@ -46,6 +47,16 @@ typedef struct lb_qspec {
     int per_token;     /* printed as per_token rather than per_channel (same kernel: rows) */
     int stochastic;    /* INT8/FP8: stochastic rounding instead of nearest-even */
     int saturate;      /* FP8: clamp overflow to ±max (default 1) instead of NaN/inf */
+    int b1;            /* INT: BitNet b1 activation form, x·Qb/γ with Qb = 2^(bits−1), codes within ±(Qb−1);
+                          with `asymmetric` the b1 zero-point shift x − min(x) for non-negative inputs */
+    int raw;           /* FP8/FP4: cast without a scale (fixed scale 1) instead of a power-of-two amax scale */
+    /* Stochastic rounding draws element i's uniform as
+     *   lb_rand_uniform(seed, LB_STREAM_STOCHASTIC + stream, i)
+     * (i the flat index in the tensor), so (seed, stream) reproduces a rounding.
+     * Callers give every (step, tensor) its own stream, e.g. (step << 20) + tensor index.
+     * Not part of the text form: parsing sets both to 0. */
+    uint64_t seed;
+    uint64_t stream;
 } lb_qspec;
 
 /* Parses `text` into `out`. LB_ECONFIG with a message saying what was

@@ -1,0 +1,508 @@
+/* Array quantizers: one pass for the statistics of each scale block (mean,
+ * mean |x|, min, max), then one element pass that rounds, clamps and either
+ * stores codes or writes the dequantized value straight back (fake-quant).
+ *
+ * Every integer-like format is the same element operation with different
+ * block parameters:
+ *   q = clamp(round((x − shift) · s) + z, qmin, qmax),   y = q · d + m
+ *   ternary      s = 1/γ, γ = max(mean|x|, 1e-5), q in [−1, 1]       (BitNet b1.58)
+ *   INT sym      s = Qp / max(max|x|, 1e-5), q in [−Qp−1, Qp]
+ *   INT b1       s = Qb / max(max|x|, 1e-5), q in [−(Qb−1), Qb−1]    (BitNet b1 activations)
+ *   INT b1 asym  shift = min x, q in [0, Qb−1], m = min x
+ *   INT asym     d = (max(x,0) − min(x,0)) / (2^n − 1), z = round(−min(x,0)/d), m = −z·d
+ * with d = 1/s. Binary is a sign against the mean, and the float formats
+ * round through the shared minifloat encoder (quant/minifloat.h).
+ * round() is round-half-to-even (rintf), as torch.round in the BitNet
+ * reference code. */
+#include "quant/quantize.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "core/rng.h"
+#include "quant/formats.h"
+#include "quant/minifloat.h"
+
+#define MX_BLOCK 32
+#define PAR_MIN 32768 /* below this many elements a loop runs on one thread */
+
+/* --- blocks ------------------------------------------------------------------ */
+
+static int scaled_by_block(const lb_qspec *s) {
+    switch (s->format) {
+    case LB_QF_NONE: case LB_QF_BF16: case LB_QF_FP16: return 0;
+    case LB_QF_FP8_E4M3: case LB_QF_FP8_E5M2: case LB_QF_FP4_E2M1: return !s->raw;
+    default: return 1;
+    }
+}
+
+static size_t groups_per_row(const lb_qspec *s, size_t cols) { return (cols + (size_t)s->group - 1) / (size_t)s->group; }
+
+size_t lb_quant_n_blocks(const lb_qspec *s, size_t rows, size_t cols) {
+    if (!scaled_by_block(s) || s->gran == LB_QG_TENSOR) return 1;
+    if (s->gran == LB_QG_ROW) return rows;
+    return rows * groups_per_row(s, cols);
+}
+
+size_t lb_quant_block_of(const lb_qspec *s, size_t rows, size_t cols, size_t r, size_t c) {
+    (void)rows;
+    if (!scaled_by_block(s) || s->gran == LB_QG_TENSOR) return 0;
+    if (s->gran == LB_QG_ROW) return r;
+    return r * groups_per_row(s, cols) + c / (size_t)s->group;
+}
+
+size_t lb_quant_code_size(const lb_qspec *s) {
+    if (s->format == LB_QF_NONE) return 0;
+    if (s->format == LB_QF_BF16 || s->format == LB_QF_FP16) return 2;
+    return 1;
+}
+
+lb_status lb_quant_check(const lb_qspec *s, size_t rows, size_t cols) {
+    if (rows == 0 || cols == 0) return lb_error(LB_EINVAL, "quantize: empty matrix [%zu, %zu]", rows, cols);
+    if (s->format == LB_QF_INT && (s->bits < 2 || s->bits > 8))
+        return lb_error(LB_EINVAL, "quantize: int%d: expected 2 to 8 bits", s->bits);
+    if (s->format == LB_QF_MXFP8 || s->format == LB_QF_MXFP4) {
+        if (s->gran != LB_QG_GROUP || s->group != MX_BLOCK)
+            return lb_error(LB_EINVAL, "quantize: MX formats need blocks of %d (gran group, group %d)", MX_BLOCK, MX_BLOCK);
+    }
+    if (scaled_by_block(s) && s->gran == LB_QG_GROUP && s->group < 1)
+        return lb_error(LB_EINVAL, "quantize: group size %d: expected >= 1", s->group);
+    if ((unsigned)s->format > LB_QF_FP16) return lb_error(LB_EINVAL, "quantize: unknown format %d", (int)s->format);
+    return LB_OK;
+}
+
+/* Block b as the contiguous run [*start, *start + *len) of the flat array. */
+static void block_span(const lb_qspec *s, size_t rows, size_t cols, size_t b, size_t *start, size_t *len) {
+    if (!scaled_by_block(s) || s->gran == LB_QG_TENSOR) {
+        *start = 0;
+        *len = rows * cols;
+    } else if (s->gran == LB_QG_ROW) {
+        *start = b * cols;
+        *len = cols;
+    } else {
+        size_t G = groups_per_row(s, cols), r = b / G, k = b % G, g = (size_t)s->group;
+        *start = r * cols + k * g;
+        *len = cols - k * g < g ? cols - k * g : g;
+    }
+}
+
+/* --- statistics --------------------------------------------------------------- */
+
+typedef struct stats {
+    double sum, sabs;  /* only when the format needs means */
+    float mn, mx;      /* NaNs are skipped (comparisons with NaN are false) */
+    int nonfinite;     /* an inf or NaN was seen */
+} stats;
+
+static int needs_means(const lb_qspec *s) { return s->format == LB_QF_BINARY || s->format == LB_QF_TERNARY; }
+
+static stats stats_of(const lb_qspec *s, const float *x, size_t n) {
+    stats st = {0, 0, INFINITY, -INFINITY, 0};
+    if (needs_means(s)) {
+        double sum = 0, sabs = 0;
+        for (size_t i = 0; i < n; i++) {
+            sum += x[i];
+            sabs += fabsf(x[i]);
+        }
+        st.sum = sum;
+        st.sabs = sabs;
+    } else {
+        float mn = INFINITY, mx = -INFINITY;
+        int bad = 0;
+        for (size_t i = 0; i < n; i++) {
+            mn = x[i] < mn ? x[i] : mn;
+            mx = x[i] > mx ? x[i] : mx;
+            bad |= (f32_bits(x[i]) & 0x7f800000u) == 0x7f800000u;
+        }
+        st.mn = mn;
+        st.mx = mx;
+        st.nonfinite = bad;
+    }
+    return st;
+}
+
+/* Whole-tensor statistics over fixed chunks combined in order, so the sums
+ * do not depend on the number of threads. */
+#define MAX_CHUNKS 256
+static stats stats_tensor(const lb_qspec *s, const float *x, size_t n) {
+    stats part[MAX_CHUNKS];
+    size_t chunk = n / MAX_CHUNKS + 1;
+    if (chunk < 4096) chunk = 4096;
+    int nc = (int)((n + chunk - 1) / chunk);
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (int c = 0; c < nc; c++) {
+        size_t lo = (size_t)c * chunk, len = n - lo < chunk ? n - lo : chunk;
+        part[c] = stats_of(s, x + lo, len);
+    }
+    stats st = part[0];
+    for (int c = 1; c < nc; c++) {
+        st.sum += part[c].sum;
+        st.sabs += part[c].sabs;
+        st.mn = part[c].mn < st.mn ? part[c].mn : st.mn;
+        st.mx = part[c].mx > st.mx ? part[c].mx : st.mx;
+        st.nonfinite |= part[c].nonfinite;
+    }
+    return st;
+}
+
+/* --- block parameters ---------------------------------------------------------- */
+
+typedef struct qblock {
+    float s, d;          /* multiply before rounding; step after */
+    float shift, z, m;   /* see the top of the file */
+    float qmin, qmax;
+    float lo, hi;        /* representable range */
+} qblock;
+
+static float fmt_max(lb_qformat f) {
+    switch (f) {
+    case LB_QF_FP8_E4M3: case LB_QF_MXFP8: return 448.0f;
+    case LB_QF_FP8_E5M2: return 57344.0f;
+    case LB_QF_FP4_E2M1: case LB_QF_MXFP4: return 6.0f;
+    case LB_QF_FP16: return 65504.0f;
+    default: return FLT_MAX;
+    }
+}
+
+float lb_pow2_scale(float amax, float fmax, int margin, float old_scale) {
+    if (!(amax > 0.0f) || !isfinite(amax)) return old_scale;
+    int e = (int)floor(log2((double)fmax / (double)amax)) - margin;
+    if (e > 126) e = 126;
+    if (e < -126) e = -126;
+    float k = pow2f(e);
+    while (e > -126 && amax * k > fmax) k = pow2f(--e); /* guards log2 rounding at a boundary */
+    return k;
+}
+
+static qblock params_of(const lb_qspec *s, const stats *st, size_t n) {
+    qblock b = {1, 1, 0, 0, 0, 0, 0, -INFINITY, INFINITY};
+    float amax = fmaxf(fabsf(st->mn), fabsf(st->mx));
+    switch (s->format) {
+    case LB_QF_BINARY: {
+        float alpha = (float)(st->sum / (double)n), beta = (float)(st->sabs / (double)n);
+        b.shift = alpha; /* the threshold */
+        b.d = beta;
+        b.qmin = -1;
+        b.qmax = 1;
+        break;
+    }
+    case LB_QF_TERNARY: {
+        float gamma = fmaxf((float)(st->sabs / (double)n), 1e-5f);
+        b.s = 1.0f / gamma;
+        b.d = 1.0f / b.s;
+        b.qmin = -1;
+        b.qmax = 1;
+        break;
+    }
+    case LB_QF_INT: {
+        float Qb = (float)(1 << (s->bits - 1));
+        if (s->b1) {
+            b.s = Qb / fmaxf(amax, 1e-5f);
+            b.d = 1.0f / b.s;
+            b.qmin = s->asymmetric ? 0 : -(Qb - 1);
+            b.qmax = Qb - 1;
+            if (s->asymmetric) b.shift = b.m = st->mn;
+        } else if (s->asymmetric) {
+            float lo = fminf(st->mn, 0.0f), hi = fmaxf(st->mx, 0.0f);
+            b.qmax = (float)((1 << s->bits) - 1);
+            b.d = fmaxf(hi - lo, 1e-5f) / b.qmax;
+            b.s = 1.0f / b.d;
+            b.z = fminf(fmaxf(rintf(-lo * b.s), 0.0f), b.qmax);
+            b.m = -(b.z * b.d);
+        } else {
+            b.s = (Qb - 1) / fmaxf(amax, 1e-5f);
+            b.d = 1.0f / b.s;
+            b.qmin = -Qb;
+            b.qmax = Qb - 1;
+        }
+        b.lo = (b.qmin - 0.5f) * b.d + b.m;
+        b.hi = (b.qmax + 0.5f) * b.d + b.m;
+        return b;
+    }
+    case LB_QF_FP8_E4M3: case LB_QF_FP8_E5M2: case LB_QF_FP4_E2M1:
+        if (!s->raw) {
+            b.s = lb_pow2_scale(amax, fmt_max(s->format), 0, 1.0f);
+            b.d = 1.0f / b.s;
+        }
+        b.lo = -fmt_max(s->format) * b.d;
+        b.hi = fmt_max(s->format) * b.d;
+        return b;
+    case LB_QF_MXFP8: case LB_QF_MXFP4: {
+        /* OCP MX v1.0: shared exponent floor(log2(amax)) − emax of the element type. */
+        int emax = s->format == LB_QF_MXFP8 ? 8 : 2;
+        int X = amax > 0.0f ? ilogbf(amax) - emax : -127;
+        if (X < -127) X = -127;
+        if (X > 127) X = 127;
+        b.d = st->nonfinite ? NAN : ldexpf(1.0f, X);
+        b.s = ldexpf(1.0f, -X);
+        b.lo = -fmt_max(s->format) * b.d;
+        b.hi = fmt_max(s->format) * b.d;
+        return b;
+    }
+    case LB_QF_BF16: case LB_QF_FP16:
+        b.lo = -fmt_max(s->format);
+        b.hi = fmt_max(s->format);
+        return b;
+    case LB_QF_NONE: return b;
+    }
+    /* Binary and ternary: x is inside while the clamp does not change its
+     * code, within half a step of the extreme levels (binary: levels ±β,
+     * step 2β, so [−2β, 2β]). */
+    b.lo = s->format == LB_QF_BINARY ? -2.0f * b.d : (b.qmin - 0.5f) * b.d;
+    b.hi = s->format == LB_QF_BINARY ? 2.0f * b.d : (b.qmax + 0.5f) * b.d;
+    return b;
+}
+
+/* --- element passes -------------------------------------------------------------
+ * x, codes and y point at the block's first element; `base` is its flat index
+ * (for the stochastic-rounding counter). Exactly one of codes/y is non-NULL. */
+
+static void int_pass(const lb_qspec *s, const qblock *b, const float *x, size_t n, size_t base, uint8_t *codes,
+                     float *y) {
+    const float sc = b->s, shift = b->shift, z = b->z, qmin = b->qmin, qmax = b->qmax, d = b->d, m = b->m;
+    if (s->stochastic) {
+        uint64_t stream = LB_STREAM_STOCHASTIC + s->stream;
+        for (size_t i = 0; i < n; i++) {
+            float u = lb_rand_uniform(s->seed, stream, base + i);
+            float q = fminf(fmaxf(floorf((x[i] - shift) * sc + u) + z, qmin), qmax);
+            if (codes) codes[i] = (uint8_t)(int)q;
+            else y[i] = q * d + m;
+        }
+    } else if (codes) {
+        for (size_t i = 0; i < n; i++)
+            codes[i] = (uint8_t)(int)fminf(fmaxf(rintf((x[i] - shift) * sc) + z, qmin), qmax);
+    } else {
+        for (size_t i = 0; i < n; i++) y[i] = fminf(fmaxf(rintf((x[i] - shift) * sc) + z, qmin), qmax) * d + m;
+    }
+}
+
+static void binary_pass(const qblock *b, const float *x, size_t n, uint8_t *codes, float *y) {
+    const float alpha = b->shift, beta = b->d;
+    /* sign(x − α) with sign(0) = −1 */
+    if (codes)
+        for (size_t i = 0; i < n; i++) codes[i] = (uint8_t)(x[i] > alpha ? 1 : -1);
+    else
+        for (size_t i = 0; i < n; i++) y[i] = x[i] > alpha ? beta : -beta;
+}
+
+/* FP8/FP4 elements (also the MX element types). */
+static inline uint8_t fp_encode(lb_qformat f, float v, int saturate) {
+    switch (f) {
+    case LB_QF_FP8_E4M3: case LB_QF_MXFP8: return lb_fp8_e4m3_from_f32(v, saturate);
+    case LB_QF_FP8_E5M2: return lb_fp8_e5m2_from_f32(v, saturate);
+    default: return lb_fp4_e2m1_from_f32(v);
+    }
+}
+
+static inline float fp_decode(lb_qformat f, uint8_t c) {
+    switch (f) {
+    case LB_QF_FP8_E4M3: case LB_QF_MXFP8: return lb_fp8_e4m3_to_f32(c);
+    case LB_QF_FP8_E5M2: return lb_fp8_e5m2_to_f32(c);
+    default: return lb_fp4_e2m1_to_f32(c);
+    }
+}
+
+/* Fake-quant to E4M3/E5M2/E2M1 in the float domain: the same rounding as the
+ * encoder (round the significand at the format's spacing), without building
+ * codes. Finite inputs only; others go through the encoder. */
+static inline float fp_round(float v, int mbits, int bias, float fmax, int saturate, int nonsat_inf) {
+    float a = fabsf(v);
+    if (!(a <= FLT_MAX)) return NAN; /* inf/NaN: handled by the caller */
+    int e = mini_exp(a, bias);
+    float r = rintf(a * pow2f(mbits - e)) * pow2f(e - mbits);
+    if (r > fmax) r = saturate ? fmax : (nonsat_inf ? INFINITY : NAN);
+    return copysignf(r, v);
+}
+
+static void fp_pass(const lb_qspec *s, const qblock *b, const float *x, size_t n, size_t base, uint8_t *codes,
+                    float *y) {
+    const lb_qformat f = s->format;
+    const float sc = b->s, d = b->d;
+    const int sat = (f == LB_QF_MXFP8 || f == LB_QF_MXFP4) ? 1 : s->saturate;
+    if (s->stochastic && (f == LB_QF_FP8_E4M3 || f == LB_QF_FP8_E5M2)) {
+        uint64_t stream = LB_STREAM_STOCHASTIC + s->stream;
+        for (size_t i = 0; i < n; i++) {
+            float u = lb_rand_uniform(s->seed, stream, base + i);
+            uint8_t c = f == LB_QF_FP8_E4M3 ? lb_fp8_e4m3_from_f32_sr(x[i] * sc, u, sat)
+                                            : lb_fp8_e5m2_from_f32_sr(x[i] * sc, u, sat);
+            if (codes) codes[i] = c;
+            else y[i] = fp_decode(f, c) * d;
+        }
+        return;
+    }
+    if (codes) {
+        for (size_t i = 0; i < n; i++) codes[i] = fp_encode(f, x[i] * sc, sat);
+        return;
+    }
+    int mbits, bias, inf = 0;
+    switch (f) {
+    case LB_QF_FP8_E4M3: case LB_QF_MXFP8: mbits = 3; bias = 7; break;
+    case LB_QF_FP8_E5M2: mbits = 2; bias = 15; inf = 1; break;
+    default: mbits = 1; bias = 1; break;
+    }
+    const float fmax = fmt_max(f);
+    const int fp4 = f == LB_QF_FP4_E2M1 || f == LB_QF_MXFP4;
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i] * sc;
+        if (fabsf(v) <= FLT_MAX) y[i] = fp_round(v, mbits, bias, fmax, sat || fp4, inf) * d;
+        else y[i] = fp_decode(f, fp_encode(f, v, sat)) * d;
+    }
+}
+
+static void half_pass(const lb_qspec *s, const float *x, size_t n, uint16_t *codes, float *y) {
+    int bf = s->format == LB_QF_BF16;
+    for (size_t i = 0; i < n; i++) {
+        uint16_t h = bf ? lb_bf16_from_f32(x[i]) : lb_fp16_from_f32(x[i]);
+        if (codes) codes[i] = h;
+        else y[i] = bf ? lb_bf16_to_f32(h) : lb_fp16_to_f32(h);
+    }
+}
+
+static void pass(const lb_qspec *s, const qblock *b, const float *x, size_t start, size_t n, void *codes, float *y) {
+    uint8_t *c8 = codes ? (uint8_t *)codes + start : NULL;
+    float *yy = y ? y + start : NULL;
+    switch (s->format) {
+    case LB_QF_NONE:
+        if (yy && yy != x + start) memcpy(yy, x + start, n * sizeof(float));
+        break;
+    case LB_QF_BINARY: binary_pass(b, x + start, n, c8, yy); break;
+    case LB_QF_TERNARY: case LB_QF_INT: int_pass(s, b, x + start, n, start, c8, yy); break;
+    case LB_QF_BF16: case LB_QF_FP16:
+        half_pass(s, x + start, n, codes ? (uint16_t *)codes + start : NULL, yy);
+        break;
+    default: fp_pass(s, b, x + start, n, start, c8, yy); break;
+    }
+}
+
+/* --- drivers ---------------------------------------------------------------------- */
+
+static lb_status run(const lb_qspec *s, const float *x, size_t rows, size_t cols, void *codes, float *scales,
+                     float *zeros, float *y, float *range) {
+    LB_TRY(lb_quant_check(s, rows, cols));
+    size_t nb = lb_quant_n_blocks(s, rows, cols), n = rows * cols;
+    if (nb == 1) {
+        stats st = scaled_by_block(s) ? stats_tensor(s, x, n) : (stats){0, 0, 0, 0, 0};
+        qblock b = params_of(s, &st, n);
+        if (scales) scales[0] = b.d;
+        if (zeros) zeros[0] = b.m;
+        if (range) range[0] = b.lo, range[1] = b.hi;
+        const size_t chunk = 16384;
+        long nc = (long)((n + chunk - 1) / chunk);
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+        for (long c = 0; c < nc; c++) {
+            size_t lo = (size_t)c * chunk;
+            pass(s, &b, x, lo, n - lo < chunk ? n - lo : chunk, codes, y);
+        }
+        return LB_OK;
+    }
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (long bi = 0; bi < (long)nb; bi++) {
+        size_t start, len;
+        block_span(s, rows, cols, (size_t)bi, &start, &len);
+        stats st = stats_of(s, x + start, len);
+        qblock b = params_of(s, &st, len);
+        if (scales) scales[bi] = b.d;
+        if (zeros) zeros[bi] = b.m;
+        if (range) range[2 * bi] = b.lo, range[2 * bi + 1] = b.hi;
+        pass(s, &b, x, start, len, codes, y);
+    }
+    return LB_OK;
+}
+
+lb_status lb_quantize(const lb_qspec *s, const float *x, size_t rows, size_t cols, void *codes, float *scales,
+                      float *zeros) {
+    if (s->format == LB_QF_NONE) return lb_error(LB_EINVAL, "quantize: format 'none' has no codes");
+    if (s->format == LB_QF_INT && s->asymmetric && !zeros)
+        return lb_error(LB_EINVAL, "quantize: asymmetric int%d needs a zeros array", s->bits);
+    return run(s, x, rows, cols, codes, scales, zeros, NULL, NULL);
+}
+
+lb_status lb_fake_quantize(const lb_qspec *s, const float *x, float *y, size_t rows, size_t cols, float *range) {
+    return run(s, x, rows, cols, NULL, NULL, NULL, y, range);
+}
+
+lb_status lb_dequantize(const lb_qspec *s, const void *codes, const float *scales, const float *zeros, size_t rows,
+                        size_t cols, float *y) {
+    LB_TRY(lb_quant_check(s, rows, cols));
+    if (s->format == LB_QF_NONE) return lb_error(LB_EINVAL, "dequantize: format 'none' has no codes");
+    int asym = s->format == LB_QF_INT && s->asymmetric;
+    if (asym && !zeros) return lb_error(LB_EINVAL, "dequantize: asymmetric int%d needs a zeros array", s->bits);
+    size_t nb = lb_quant_n_blocks(s, rows, cols), n = rows * cols;
+    const uint8_t *c8 = codes;
+    const uint16_t *c16 = codes;
+    /* Parallel over blocks when there are several, else over chunks of the one. */
+    size_t unit = nb > 1 ? 0 : 16384;
+    long nu = nb > 1 ? (long)nb : (long)((n + unit - 1) / unit);
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (long u = 0; u < nu; u++) {
+        size_t start, len, b = 0;
+        if (nb > 1) {
+            b = (size_t)u;
+            block_span(s, rows, cols, b, &start, &len);
+        } else {
+            start = (size_t)u * unit;
+            len = n - start < unit ? n - start : unit;
+        }
+        float d = scales ? scales[b] : 1.0f, m = asym ? zeros[b] : 0.0f;
+        float *yy = y + start;
+        const uint8_t *c = c8 + start;
+        switch (s->format) {
+        case LB_QF_BINARY: case LB_QF_TERNARY:
+            for (size_t i = 0; i < len; i++) yy[i] = (float)(int8_t)c[i] * d;
+            break;
+        case LB_QF_INT:
+            if (asym || (s->b1 && s->asymmetric))
+                for (size_t i = 0; i < len; i++) yy[i] = (float)c[i] * d + m;
+            else
+                for (size_t i = 0; i < len; i++) yy[i] = (float)(int8_t)c[i] * d;
+            break;
+        case LB_QF_BF16:
+            for (size_t i = 0; i < len; i++) yy[i] = lb_bf16_to_f32(c16[start + i]);
+            break;
+        case LB_QF_FP16:
+            for (size_t i = 0; i < len; i++) yy[i] = lb_fp16_to_f32(c16[start + i]);
+            break;
+        default:
+            for (size_t i = 0; i < len; i++) yy[i] = fp_decode(s->format, c[i]) * d;
+            break;
+        }
+    }
+    return LB_OK;
+}
+
+/* --- LSQ ---------------------------------------------------------------------------- */
+
+void lb_lsq_forward(const float *x, float *y, size_t n, float s, int bits) {
+    const float Qn = (float)(1 << (bits - 1)), Qp = Qn - 1, inv = 1.0f / s;
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++) y[i] = rintf(fminf(fmaxf(x[i] * inv, -Qn), Qp)) * s;
+}
+
+float lb_lsq_backward(const float *x, const float *dy, float *dx, size_t n, float s, int bits, float grad_scale) {
+    const float Qn = (float)(1 << (bits - 1)), Qp = Qn - 1, inv = 1.0f / s;
+    double ds = 0.0;
+    /* Fixed chunks summed in order keep ds independent of the thread count. */
+    enum { CH = 64 };
+    double part[CH] = {0};
+    size_t chunk = n / CH + 1;
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (int c = 0; c < CH; c++) {
+        size_t lo = (size_t)c * chunk, hi = lo + chunk < n ? lo + chunk : n;
+        double acc = 0.0;
+        for (size_t i = lo; i < hi; i++) {
+            float v = x[i] * inv;
+            float g;
+            if (v < -Qn) g = -Qn;
+            else if (v > Qp) g = Qp;
+            else {
+                g = rintf(v) - v;
+                if (dx) dx[i] += dy[i];
+            }
+            acc += (double)dy[i] * g;
+        }
+        part[c] = acc;
+    }
+    for (int c = 0; c < CH; c++) ds += part[c];
+    return (float)(ds * grad_scale);
+}

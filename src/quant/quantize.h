@@ -1,0 +1,75 @@
+/* Array quantizers over a row-major [rows, cols] matrix.
+ *
+ * A spec (quant/qspec.h) splits the matrix into blocks that share a scale.
+ * Every block is a contiguous run of the flat array:
+ *   LB_QG_TENSOR  one block, the whole matrix
+ *   LB_QG_ROW     block r = row r (a weight's output channel, an activation's token)
+ *   LB_QG_GROUP   block r·G + k = elements [k·g, min((k+1)·g, cols)) of row r,
+ *                 G = ceil(cols / g) groups per row. When g does not divide
+ *                 cols the last group of each row is shorter and its scale is
+ *                 computed from the elements it has (for absmax formats this
+ *                 is exactly zero padding).
+ *
+ * Codes are one byte per element (two for bf16/fp16, see lb_quant_code_size):
+ *   binary             int8 ±1                      x ≈ code · d
+ *   ternary, INT sym   int8 in [−Qn, Qp]            x ≈ code · d
+ *   INT asym, b1 asym  uint8 in [0, Qmax]           x ≈ code · d + m
+ *   FP8 / MX-FP8       the fp8 byte                 x ≈ fp8(code) · d
+ *   FP4 / MXFP4        the E2M1 nibble (low 4 bits) x ≈ fp4(code) · d
+ *   bf16 / fp16        the 16-bit word              x ≈ value (no scale)
+ * with one step d per block in `scales` and, for asymmetric INT, one offset m
+ * per block in `zeros` (m = −z·d for an integer zero point z, so 0 is exact).
+ * MX block scales d are powers of two (their E8M0 code is
+ * lb_e8m0_from_exp(ilogbf(d)); NaN when the block held inf or NaN).
+ *
+ * The formulas per format are in docs/quantization.md. None of these functions
+ * allocates; all are parallel across blocks or elements with OpenMP and give
+ * the same results for any thread count. */
+#ifndef LOWBIT_QUANT_QUANTIZE_H
+#define LOWBIT_QUANT_QUANTIZE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "quant/qspec.h"
+
+/* Number of scale blocks (1 for none/bf16/fp16/raw casts). */
+size_t lb_quant_n_blocks(const lb_qspec *s, size_t rows, size_t cols);
+/* Block of element (r, c). */
+size_t lb_quant_block_of(const lb_qspec *s, size_t rows, size_t cols, size_t r, size_t c);
+/* Bytes per element code: 0 for none, 2 for bf16/fp16, else 1. */
+size_t lb_quant_code_size(const lb_qspec *s);
+/* LB_EINVAL with a message when the spec cannot apply to [rows, cols]
+ * (a bad bit width or group, an empty matrix). Every kernel checks this. */
+lb_status lb_quant_check(const lb_qspec *s, size_t rows, size_t cols);
+
+/* codes: rows·cols·code_size bytes; scales: n_blocks floats; zeros: n_blocks
+ * floats or NULL (written only for asymmetric INT, which requires it). */
+lb_status lb_quantize(const lb_qspec *s, const float *x, size_t rows, size_t cols, void *codes, float *scales,
+                      float *zeros);
+lb_status lb_dequantize(const lb_qspec *s, const void *codes, const float *scales, const float *zeros, size_t rows,
+                        size_t cols, float *y);
+
+/* y = dequantize(quantize(x)) in one pass, bit-identical to the two calls
+ * above. y may equal x. `range`, when not NULL, receives 2 floats per block,
+ * the clipping range of the clipped straight-through estimator: the inputs
+ * the block's clamp leaves alone. Integer formats: within half a step of the
+ * extreme codes, [(qmin − ½)·d + m, (qmax + ½)·d + m] (binary: [−2β, 2β]);
+ * float formats: [−fmax·d, fmax·d]. Absmax-scaled blocks never clip. */
+lb_status lb_fake_quantize(const lb_qspec *s, const float *x, float *y, size_t rows, size_t cols, float *range);
+
+/* Power-of-two scale for casting to a float format with largest finite value
+ * fmax (448 for E4M3): 2^(floor(log2(fmax / amax)) − margin), so amax·scale
+ * never overflows. Returns old_scale when amax is 0 or not finite (FP8-LM). */
+float lb_pow2_scale(float amax, float fmax, int margin, float old_scale);
+
+/* LSQ (Esser et al., 2020) for signed `bits`-bit integers, Qn = 2^(bits−1),
+ * Qp = 2^(bits−1) − 1, step s > 0:
+ *   y = round(clamp(x / s, −Qn, Qp)) · s        (round half to even)
+ * Backward adds dy into dx inside [−Qn·s, Qp·s] (clipped STE) and returns
+ *   Σ dy · (v inside ? round(v) − v : v < −Qn ? −Qn : Qp),  v = x / s,
+ * times grad_scale (1/√(N·Qp) in LSQ), for the caller to add to ds. */
+void lb_lsq_forward(const float *x, float *y, size_t n, float s, int bits);
+float lb_lsq_backward(const float *x, const float *dy, float *dx, size_t n, float s, int bits, float grad_scale);
+
+#endif

@@ -1,0 +1,261 @@
+/* Tests of the fake-quant autograd ops (src/autograd/ops_quant.c): BitNet
+ * formulas on hand-computed examples, the straight-through estimators, the
+ * λ-blend and LSQ's step-size gradient. */
+#include <math.h>
+#include <string.h>
+
+#include "autograd/ops.h"
+#include "quant/qspec.h"
+#include "testutil.h"
+
+static lb_qspec spec(const char *text) {
+    lb_qspec s;
+    if (lb_qspec_parse(text, &s) != LB_OK) fail_msg("parse '%s': %s", text, lb_errmsg());
+    return s;
+}
+
+static lb_tensor *tensor_2d(int rows, int cols, const float *v, int with_grad) {
+    int shape[2] = {rows, cols};
+    lb_tensor *t = lb_tensor_alloc(2, shape, with_grad);
+    assert_non_null(t);
+    memcpy(t->data, v, t->n * sizeof(float));
+    return t;
+}
+
+/* Forward only: y = fake_quant(x) with gradients off. */
+static void fq(const char *text, int rows, int cols, const float *x, float *y) {
+    lb_graph g;
+    assert_int_equal(lb_graph_init(&g, 0), LB_OK);
+    lb_graph_set_grad(&g, 0);
+    lb_qspec s = spec(text);
+    lb_tensor *xt = tensor_2d(rows, cols, x, 0);
+    lb_tensor *yt = lb_fake_quant(&g, xt, &s, LB_STE_IDENTITY, 1.0f);
+    if (!yt) fail_msg("fake_quant '%s': %s", text, lb_errmsg());
+    memcpy(y, yt->data, (size_t)rows * (size_t)cols * sizeof(float));
+    lb_tensor_free(xt);
+    lb_graph_free(&g);
+}
+
+static void assert_close(const float *got, const double *want, int n, double rtol) {
+    for (int i = 0; i < n; i++)
+        if (fabs(got[i] - want[i]) > rtol * fabs(want[i]) + 1e-12)
+            fail_msg("element %d: got %.9g, want %.9g", i, got[i], want[i]);
+}
+
+/* BitNet b1.58: γ = mean|W|, clamp(round(W/γ), −1, 1)·γ. */
+static void test_ternary_hand_example(void **state) {
+    (void)state;
+    const float w[6] = {0.5f, -1.0f, 0.25f, 0.0f, -2.0f, 1.0f};
+    double gamma = (0.5 + 1.0 + 0.25 + 0.0 + 2.0 + 1.0) / 6.0; /* 0.7917 */
+    /* W/γ = 0.63, −1.26, 0.32, 0, −2.53, 1.26 */
+    const double want[6] = {gamma, -gamma, 0, 0, -gamma, gamma};
+    float y[6];
+    fq("ternary", 2, 3, w, y);
+    assert_close(y, want, 6, 1e-6);
+
+    /* Halves round to even as torch.round does: 0.5 → 0, −1.5 → −2 → −1. */
+    const float t[4] = {0.5f, -1.5f, 1.0f, -1.0f}; /* γ = 1 */
+    const double want_t[4] = {0, -1, 1, -1};
+    fq("ternary", 1, 4, t, y);
+    assert_close(y, want_t, 4, 0);
+
+    /* Per channel: each row its own γ. */
+    const float w2[4] = {1.0f, -3.0f, 0.25f, 0.75f};
+    const double want2[4] = {0, -2.0, 0, 0.5}; /* γ0 = 2: 0.5→0, −1.5→−2→−1; γ1 = 0.5: 0.5→0, 1.5→2→1 */
+    fq("ternary:per_channel", 2, 2, w2, y);
+    assert_close(y, want2, 4, 1e-6);
+
+    /* All zeros: γ clamps to 1e-5 and the result is exactly 0. */
+    const float z[3] = {0, 0, 0};
+    const double want_z[3] = {0, 0, 0};
+    fq("ternary", 1, 3, z, y);
+    assert_close(y, want_z, 3, 0);
+}
+
+/* BitNet b1: sign(W − mean W) with sign(0) = −1, scale mean|W|. */
+static void test_binary_hand_example(void **state) {
+    (void)state;
+    const float w[4] = {0.75f, -0.25f, 0.5f, 0.0f}; /* α = 0.25, β = 0.375 */
+    const double want[4] = {0.375, -0.375, 0.375, -0.375};
+    float y[5];
+    fq("binary", 2, 2, w, y);
+    assert_close(y, want, 4, 1e-7);
+    const float w0[5] = {1, -1, 0, 2, -2}; /* α = 0: the 0 maps to −β; β = 1.2 */
+    const double want0[5] = {1.2, -1.2, -1.2, 1.2, -1.2};
+    fq("binary", 1, 5, w0, y);
+    assert_close(y, want0, 5, 1e-6);
+}
+
+/* s = 127 / max(max|x|, 1e-5) per token, clamp(round(x·s), −128, 127) / s. */
+static void test_int8_per_token_hand_example(void **state) {
+    (void)state;
+    const float x[8] = {1, -2, 0.5f, 4, 0.1f, 0.2f, -0.3f, 0};
+    double s0 = 127.0 / 4.0;  /* x·s0 = 31.75, −63.5 (tie → −64), 15.875, 127 */
+    double s1 = 127.0 / 0.3;  /* 42.33, 84.67, −127, 0 */
+    const double want[8] = {32 / s0, -64 / s0, 16 / s0, 127 / s0, 42 / s1, 85 / s1, -127 / s1, 0};
+    float y[8];
+    fq("int8:per_token", 2, 4, x, y);
+    assert_close(y, want, 8, 2e-7);
+    /* Per tensor instead: one scale from max|x| = 4. */
+    const double want_t[8] = {32 / s0, -64 / s0, 16 / s0, 127 / s0, 3 / s0, 6 / s0, -10 / s0, 0};
+    fq("int8", 2, 4, x, y);
+    assert_close(y, want_t, 8, 2e-7);
+}
+
+/* Runs fake_quant forward with gradients, seeds dy and runs its backward. */
+static void fq_backward(const lb_qspec *s, lb_ste ste, float lambda, lb_tensor *x, const float *dy, float *y_out) {
+    lb_graph g;
+    assert_int_equal(lb_graph_init(&g, 0), LB_OK);
+    memset(x->grad, 0, x->n * sizeof(float));
+    x->requires_grad = 1;
+    lb_tensor *y = lb_fake_quant(&g, x, s, ste, lambda);
+    if (!y) fail_msg("fake_quant: %s", lb_errmsg());
+    assert_int_equal(g.n_nodes, 1);
+    if (y_out) memcpy(y_out, y->data, x->n * sizeof(float));
+    float *gy = lb_grad(&g, y);
+    memcpy(gy, dy, x->n * sizeof(float));
+    g.nodes[0].backward(&g.nodes[0]);
+    lb_graph_free(&g);
+}
+
+static void test_ste_identity_and_clipped(void **state) {
+    (void)state;
+    /* Ternary clips: γ = 1, so |x| > 1.5 (rounds past the ±1 codes) is outside. */
+    const float xv[4] = {0.5f, -2.5f, 1.0f, 0.0f};
+    const float dy[4] = {1, 2, 3, 4};
+    lb_tensor *x = tensor_2d(1, 4, xv, 1);
+    lb_qspec s = spec("ternary");
+    fq_backward(&s, LB_STE_IDENTITY, 1.0f, x, dy, NULL);
+    for (int i = 0; i < 4; i++) assert_float_equal(x->grad[i], dy[i], 0);
+    fq_backward(&s, LB_STE_CLIPPED, 1.0f, x, dy, NULL);
+    const float want[4] = {1, 0, 3, 4};
+    for (int i = 0; i < 4; i++) assert_float_equal(x->grad[i], want[i], 0);
+
+    /* λ-blend: the value is x + λ(q − x); clipped gradient (1 − λ) outside. */
+    float y[4];
+    fq_backward(&s, LB_STE_CLIPPED, 0.25f, x, dy, y);
+    const float q[4] = {0, -1, 1, 0};
+    for (int i = 0; i < 4; i++) assert_float_equal(y[i], xv[i] + 0.25f * (q[i] - xv[i]), 1e-6);
+    const float want_b[4] = {1, 2 * 0.75f, 3, 4};
+    for (int i = 0; i < 4; i++) assert_float_equal(x->grad[i], want_b[i], 1e-7);
+    lb_tensor_free(x);
+
+    /* Absmax INT8 never clips: clipped == identity. Fixed-scale FP8 clips at 448. */
+    const float xa[4] = {3, -7, 0.1f, 1000};
+    lb_tensor *xt = tensor_2d(1, 4, xa, 1);
+    lb_qspec i8 = spec("int8:per_token");
+    fq_backward(&i8, LB_STE_CLIPPED, 1.0f, xt, dy, NULL);
+    for (int i = 0; i < 4; i++) assert_float_equal(xt->grad[i], dy[i], 0);
+    lb_qspec f8 = spec("fp8_e4m3:raw");
+    fq_backward(&f8, LB_STE_CLIPPED, 1.0f, xt, dy, y);
+    assert_float_equal(y[3], 448.0f, 0);
+    const float want_f8[4] = {1, 2, 3, 0};
+    for (int i = 0; i < 4; i++) assert_float_equal(xt->grad[i], want_f8[i], 0);
+    lb_tensor_free(xt);
+}
+
+/* With λ = 0 the op is the identity, so its gradient must match finite
+ * differences exactly like any smooth op. */
+static lb_tensor *loss_blend0(lb_graph *g, lb_tensor **p, int np, void *ctx) {
+    (void)np;
+    const lb_qspec *s = ctx;
+    lb_tensor *y = lb_fake_quant(g, p[0], s, LB_STE_CLIPPED, 0.0f);
+    return lb_sum(g, lb_mul(g, y, y));
+}
+
+static void test_blend_zero_gradcheck(void **state) {
+    (void)state;
+    int shape[2] = {3, 5};
+    lb_tensor *x = lb_tensor_alloc(2, shape, 1);
+    tu_fill_uniform(x, 11, -2, 2);
+    lb_qspec s = spec("int4:g4");
+    tu_gradcheck(loss_blend0, &x, 1, &s, 1e-2f, 1e-2, 1e-3);
+    lb_tensor_free(x);
+}
+
+/* LSQ: y = round(clamp(x/s, −Qn, Qp))·s. The step-size gradient equals the
+ * derivative of the PyTorch formulation s·(clamp(x/s) + stopgrad(round(v) − v)),
+ * which the test differentiates numerically, times 1/√(N·Qp). */
+static void test_lsq(void **state) {
+    (void)state;
+    const int bits = 3, N = 64; /* Qn = 4, Qp = 3 */
+    int shape[1] = {N};
+    lb_tensor *x = lb_tensor_alloc(1, shape, 1);
+    int one[1] = {1};
+    lb_tensor *s = lb_tensor_alloc(1, one, 1);
+    s->data[0] = 0.37f;
+    tu_fill_uniform(x, 5, -2.0f, 2.0f); /* v = x/s in about [−5.4, 5.4]: both sides clip */
+    double w[64];
+    for (int i = 0; i < N; i++) w[i] = lb_rand_uniform(9, 1, (uint64_t)i) - 0.5;
+
+    lb_graph g;
+    assert_int_equal(lb_graph_init(&g, 0), LB_OK);
+    lb_tensor *y = lb_fake_quant_lsq(&g, x, s, bits);
+    assert_non_null(y);
+    float *gy = lb_grad(&g, y);
+    for (int i = 0; i < N; i++) gy[i] = (float)w[i];
+    memset(x->grad, 0, N * sizeof(float));
+    s->grad[0] = 0;
+    g.nodes[0].backward(&g.nodes[0]);
+
+    double sd = s->data[0], fd = 0;
+    const double h = 1e-4;
+    int n_in = 0, n_out = 0;
+    for (int i = 0; i < N; i++) {
+        double v = x->data[i] / sd;
+        double c = nearbyint(v) - v; /* frozen, as stopgrad */
+        double vp = fmin(fmax(x->data[i] / (sd + h), -4), 3), vm = fmin(fmax(x->data[i] / (sd - h), -4), 3);
+        int inside = v >= -4 && v <= 3;
+        double yp = (sd + h) * (vp + (inside ? c : 0)), ym = (sd - h) * (vm + (inside ? c : 0));
+        fd += w[i] * (yp - ym) / (2 * h);
+        /* value */
+        double want = nearbyint(fmin(fmax(v, -4), 3)) * sd;
+        assert_float_equal(y->data[i], want, 1e-6);
+        /* x gradient: clipped STE */
+        assert_float_equal(x->grad[i], inside ? w[i] : 0.0, 1e-7);
+        inside ? n_in++ : n_out++;
+    }
+    assert_true(n_in > 10 && n_out > 5);
+    double want_ds = fd / sqrt((double)N * 3.0);
+    assert_float_equal(s->grad[0], want_ds, 1e-4 * fabs(want_ds) + 1e-6);
+    lb_graph_free(&g);
+
+    /* A non-positive step is an error, not a crash. */
+    s->data[0] = 0.0f;
+    assert_int_equal(lb_graph_init(&g, 0), LB_OK);
+    assert_null(lb_fake_quant_lsq(&g, x, s, bits));
+    assert_int_equal(lb_errcode(), LB_ENUMERIC);
+    lb_graph_free(&g);
+    lb_tensor_free(x);
+    lb_tensor_free(s);
+}
+
+static void test_errors(void **state) {
+    (void)state;
+    lb_graph g;
+    assert_int_equal(lb_graph_init(&g, 0), LB_OK);
+    int shape[2] = {2, 3};
+    lb_tensor *x = lb_tensor_alloc(2, shape, 0);
+    lb_qspec s = spec("int8");
+    assert_null(lb_fake_quant(&g, x, &s, LB_STE_IDENTITY, 1.5f));
+    assert_int_equal(lb_errcode(), LB_EINVAL);
+    s.bits = 9;
+    assert_null(lb_fake_quant(&g, x, &s, LB_STE_IDENTITY, 1.0f));
+    assert_non_null(strstr(lb_errmsg(), "[2,3]"));
+    assert_null(lb_fake_quant(&g, NULL, &s, LB_STE_IDENTITY, 1.0f));
+    lb_tensor_free(x);
+    lb_graph_free(&g);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ternary_hand_example),
+        cmocka_unit_test(test_binary_hand_example),
+        cmocka_unit_test(test_int8_per_token_hand_example),
+        cmocka_unit_test(test_ste_identity_and_clipped),
+        cmocka_unit_test(test_blend_zero_gradcheck),
+        cmocka_unit_test(test_lsq),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
