@@ -77,6 +77,10 @@ void lb_int8_block_quantize(const float *x, size_t n, const float map[LB_DYNMAP_
         float amax = 0.0f;
         for (size_t i = lo; i < hi; i++) amax = fmaxf(amax, fabsf(x[i]));
         absmax[b] = amax;
+        if (amax > 0.0f && amax < 0x1p-126f) { /* 1/amax would overflow: divide */
+            for (size_t i = lo; i < hi; i++) codes[i] = lb_dynmap_encode(map, x[i] / amax);
+            continue;
+        }
         float inv = amax > 0.0f ? 1.0f / amax : 0.0f;
         for (size_t i = lo; i < hi; i++) codes[i] = lb_dynmap_encode(map, x[i] * inv);
     }

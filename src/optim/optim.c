@@ -21,6 +21,7 @@
 
 #define CHUNK LB_INT8_BLOCK
 #define PAR_MIN 32768 /* elements below which a tensor is updated on one thread */
+#define NORM_PART 16384 /* elements per partial sum of the gradient norm */
 
 /* One moment buffer of one parameter, in its compact form. */
 typedef struct slot {
@@ -49,6 +50,7 @@ struct lb_optim {
     float map_signed[LB_DYNMAP_SIZE], map_unsigned[LB_DYNMAP_SIZE];
     int n_buffers;
     lb_state_buffer *buffers;
+    double *partial;      /* per-part sums of squares of the largest gradient */
 };
 
 /* Hyper-parameters of one parameter's update at one step. */
@@ -258,9 +260,12 @@ lb_optim *lb_optim_create(const lb_optim_config *cfg, lb_tensor *const *params, 
     lb_dynmap_build(o->map_unsigned, 0);
     lb_loss_scaler_init(&o->scaler, cfg->loss_scale, cfg->loss_scale_dynamic);
     o->ps = calloc((size_t)n_params, sizeof *o->ps);
+    size_t max_n = 0;
+    for (int i = 0; i < n_params; i++) max_n = params[i]->n > max_n ? params[i]->n : max_n;
+    o->partial = malloc((max_n + NORM_PART - 1) / NORM_PART * sizeof(double));
     /* at most 2 slots × 2 buffers per parameter, plus the loss scale's two */
     o->buffers = calloc((size_t)n_params * 4 + 2, sizeof *o->buffers);
-    if (!o->ps || !o->buffers) {
+    if (!o->ps || !o->buffers || !o->partial) {
         lb_error(LB_ENOMEM, "optimizer: out of memory");
         lb_optim_free(o);
         return NULL;
@@ -307,6 +312,7 @@ void lb_optim_free(lb_optim *o) {
             }
     free(o->ps);
     free(o->buffers);
+    free(o->partial);
     free(o);
 }
 
@@ -367,6 +373,10 @@ static void slot_store(const lb_optim *o, slot *s, size_t lo, size_t len, const 
         float a = 0.0f;
         for (size_t i = 0; i < len; i++) a = fmaxf(a, fabsf(x[i]));
         s->aux[lo / CHUNK] = a;
+        if (a > 0.0f && a < 0x1p-126f) { /* 1/a would overflow: divide */
+            for (size_t i = 0; i < len; i++) c[i] = lb_dynmap_encode(map, x[i] / a);
+            break;
+        }
         float inv = a > 0.0f ? 1.0f / a : 0.0f;
         for (size_t i = 0; i < len; i++) c[i] = lb_dynmap_encode(map, x[i] * inv);
         break;
@@ -454,10 +464,19 @@ static void update_param(lb_optim *o, pstate *p, const hyper *h) {
 
 /* ---- the step ------------------------------------------------------------------- */
 
-static double grad_sumsq(const float *g, size_t n) {
+/* Sum of squares in double. Fixed parts summed in a fixed order, so the norm
+ * (and hence clipping) is the same bit for bit with any number of threads. */
+static double grad_sumsq(double *partial, const float *g, size_t n) {
+    size_t nparts = (n + NORM_PART - 1) / NORM_PART;
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (size_t p = 0; p < nparts; p++) {
+        size_t lo = p * NORM_PART, hi = lo + NORM_PART < n ? lo + NORM_PART : n;
+        double s = 0.0;
+        for (size_t i = lo; i < hi; i++) s += (double)g[i] * (double)g[i];
+        partial[p] = s;
+    }
     double s = 0.0;
-#pragma omp parallel for reduction(+ : s) schedule(static) if (n >= PAR_MIN)
-    for (size_t i = 0; i < n; i++) s += (double)g[i] * (double)g[i];
+    for (size_t p = 0; p < nparts; p++) s += partial[p];
     return s;
 }
 
@@ -480,7 +499,7 @@ lb_status lb_optim_step(lb_optim *o, float lr, float wd, int64_t step, lb_optim_
     /* 2. global norm; a non-finite element makes the double sum non-finite */
     double sumsq = 0.0;
     for (int i = 0; i < o->n_params; i++)
-        if (o->ps[i].t->grad) sumsq += grad_sumsq(o->ps[i].t->grad, o->ps[i].t->n);
+        if (o->ps[i].t->grad) sumsq += grad_sumsq(o->partial, o->ps[i].t->grad, o->ps[i].t->n);
     float scale = o->scaler.scale; /* the scale these gradients were made with */
     int skipped = lb_loss_scaler_update(&o->scaler, isfinite(sumsq));
     double unscale = 1.0 / ((double)scale * cfg->accum_steps);
