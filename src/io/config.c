@@ -195,8 +195,10 @@ static int edit_distance(const char *a, const char *b) {
     return row[lb];
 }
 
+/* A few edits apart, or one a shortening of the other ("rms" for "rmsnorm"). */
 static int close_enough(const char *typed, const char *known) {
-    size_t n = strlen(known);
+    size_t n = strlen(known), t = strlen(typed);
+    if (t >= 2 && (strncmp(typed, known, t < n ? t : n) == 0)) return 1;
     int allowed = n <= 4 ? 1 : n <= 8 ? 2 : 3;
     return edit_distance(typed, known) <= allowed;
 }
@@ -600,8 +602,8 @@ void lb_config_defaults(lb_config *c) {
     t->grad_clip = 1.0f;
     t->quant_warmup_steps = 0;
 
-    lb_optim_config *o = &c->optim;
-    o->type = LB_OPTIM_ADAMW;
+    lb_cfg_optim *o = &c->optim;
+    o->type = LB_CFG_OPTIM_ADAMW;
     o->beta1 = 0.9f;
     o->beta2 = 0.95f;
     o->eps = 1e-8f;

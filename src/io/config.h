@@ -14,6 +14,10 @@
  *
  * lb_config_to_yaml prints the resolved config (every key, derived defaults
  * filled in); loading that text gives back identical sections. */
+/* data/tokenizer.h defines lb_tokenizer_kind (data.tokenizer) unless this
+ * header's guard is already defined, so it comes before the guard. */
+#include "data/tokenizer.h"
+
 #ifndef LOWBIT_IO_CONFIG_H
 #define LOWBIT_IO_CONFIG_H
 
@@ -26,8 +30,6 @@
 #define LB_CONFIG_MAX_PATHS 16  /* entries of data.paths */
 #define LB_CONFIG_TEXT_MAX 256  /* bytes of log.sample_prompt */
 #define LB_CONFIG_MAX_KEYS 96   /* size of the per-key bookkeeping below */
-
-typedef enum lb_tokenizer_kind { LB_TOKENIZER_BYTE = 0, LB_TOKENIZER_CHAR = 1 } lb_tokenizer_kind;
 
 typedef struct lb_data_config {
     lb_tokenizer_kind tokenizer;
@@ -65,20 +67,23 @@ typedef struct lb_train_config {
     char init_from[LB_CONFIG_PATH_MAX]; /* checkpoint to start from ("" : random init) */
 } lb_train_config;
 
-typedef enum lb_optim_type { LB_OPTIM_ADAMW = 0, LB_OPTIM_SGD, LB_OPTIM_LION } lb_optim_type;
+/* The optimizer as the config names it (optim/optim.h has its own lb_optim_type). */
+typedef enum lb_cfg_optim_type { LB_CFG_OPTIM_ADAMW = 0, LB_CFG_OPTIM_SGD, LB_CFG_OPTIM_LION } lb_cfg_optim_type;
 /* Precision of optimizer states and of gradients. Not every value is
  * allowed everywhere: gradients have no bf16 (see docs/config.md). */
 typedef enum lb_precision { LB_PREC_FP32 = 0, LB_PREC_BF16, LB_PREC_FP8, LB_PREC_INT8 } lb_precision;
 
-typedef struct lb_optim_config {
-    lb_optim_type type;
+/* The optim section (named apart from optim/optim.h's lb_optim_config, which
+ * the trainer fills from it). */
+typedef struct lb_cfg_optim {
+    lb_cfg_optim_type type;
     float beta1, beta2, eps;  /* adamw (beta1, beta2 also lion) */
     float momentum;           /* sgd */
     lb_precision state;       /* fp32, bf16, fp8, int8 (block-wise) */
     lb_precision grad;        /* weight gradients: fp32, fp8, int8 */
     lb_precision act_grad;    /* activation gradients: fp32, fp8, int8 */
     int no_decay_on_norms_and_embeddings;
-} lb_optim_config;
+} lb_cfg_optim;
 
 typedef struct lb_eval_config {
     int interval;  /* steps between evaluations; 0: only at the end */
@@ -108,7 +113,7 @@ typedef struct lb_config {
     lb_model_config model;
     lb_data_config data;
     lb_train_config train;
-    lb_optim_config optim;
+    lb_cfg_optim optim;
     lb_eval_config eval;
     lb_ckpt_config checkpoint;
     lb_log_config log;
