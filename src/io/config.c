@@ -348,6 +348,7 @@ static lb_status walk_map(cfg_ctx *x, const char *section, yaml_node_t *map);
 static void record_origin(cfg_ctx *x, int k, const yaml_node_t *key_node) {
     lb_config_origin *o = &x->c->meta.origin[k];
     memset(o, 0, sizeof *o);
+    o->order = ++x->c->meta.n_given;
     if (x->set_arg) {
         snprintf(o->set_arg, sizeof o->set_arg, "%.*s%s", (int)sizeof o->set_arg - 4, x->set_arg,
                  strlen(x->set_arg) > sizeof o->set_arg - 4 ? "..." : "");
@@ -797,10 +798,11 @@ lb_status lb_config_set(lb_config *c, const char *assignment) {
 
 /* ---- cross-field checks ---------------------------------------------------- */
 
-/* "FILE:LINE:COL: " of key `k` (or of `other` when `k` kept its default). */
+/* "FILE:LINE:COL: " of key `k`, or of `other` when that was given after `k`
+ * (the change that broke the rule is the later one). */
 static void origin_of(const lb_config *c, int k, int other, char *buf, size_t size) {
     const lb_config_origin *o = &c->meta.origin[k];
-    if (!o->line && !o->set_arg[0] && other >= 0) o = &c->meta.origin[other];
+    if (other >= 0 && c->meta.origin[other].order > o->order) o = &c->meta.origin[other];
     if (o->set_arg[0])
         snprintf(buf, size, "--set '%s': ", o->set_arg);
     else if (o->line)
@@ -928,7 +930,11 @@ static void sb_quoted(sbuf *b, const char *s) {
 
 /* The shortest decimal that reads back as the same float. */
 static void sb_float(sbuf *b, float v) {
-    char buf[32];
+    char buf[48];
+    if (v == floorf(v) && fabsf(v) < 1e9f) { /* whole numbers as 10000.0, not 1e+04 */
+        sb_printf(b, "%.1f", (double)v);
+        return;
+    }
     for (int p = 1; p <= 9; p++) {
         snprintf(buf, sizeof buf, "%.*g", p, (double)v);
         if ((float)strtod(buf, NULL) == v) break;

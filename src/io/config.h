@@ -107,6 +107,7 @@ typedef struct lb_log_config {
 typedef struct lb_config_origin {
     int line, column;  /* 1-based position in `source`; 0 when not from the file */
     char set_arg[96];  /* the --set argument that gave it ("" when none) */
+    int order;         /* 1, 2, ... in the order keys were given; 0: default */
 } lb_config_origin;
 
 typedef struct lb_config {
@@ -126,6 +127,7 @@ typedef struct lb_config {
         int auto_n_kv_heads; /* model.n_kv_heads = model.n_heads */
         int auto_ckpt_dir;   /* checkpoint.dir = runs/<name> */
         int auto_jsonl;      /* log.jsonl = <checkpoint.dir>/metrics.jsonl */
+        int n_given;         /* keys given so far (numbers origin[].order) */
         lb_config_origin origin[LB_CONFIG_MAX_KEYS]; /* by key, in the order of docs/config.md */
     } meta;
 } lb_config;
