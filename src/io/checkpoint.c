@@ -41,11 +41,12 @@ static void h5_quiet(void) {
 
 static herr_t innermost_error(unsigned n, const H5E_error2_t *e, void *data) {
     char *buf = data;
-    if (n == 0 && e->desc && e->desc[0]) snprintf(buf, 256, "%s", e->desc);
+    (void)n;
+    if (!buf[0] && e->desc && e->desc[0]) snprintf(buf, 256, "%s", e->desc);
     return 0;
 }
 
-/* The most specific message on HDF5's error stack, e.g. "data error detected
+/* The most specific message on HDF5's error stack (the innermost non-empty one), e.g. "data error detected
  * by Fletcher32 checksum". Call right after the failing HDF5 call: the next
  * HDF5 call clears the stack. */
 static const char *h5_reason(char buf[256]) {
@@ -613,10 +614,11 @@ lb_status lb_ckpt_open(const char *path, lb_ckpt **out) {
     }
     hid_t fapl = file_access_plist();
     c->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    H5Pclose(fapl);
     char why[256];
+    if (c->file < 0) h5_reason(why);   /* before the next HDF5 call clears it */
+    H5Pclose(fapl);
     if (c->file < 0) {
-        lb_status s = fail(c, LB_EFORMAT, "cannot open as HDF5 (%s); the file is truncated or corrupt", h5_reason(why));
+        lb_status s = fail(c, LB_EFORMAT, "cannot open as HDF5 (%s); the file is truncated or corrupt", why);
         lb_ckpt_close(c);
         return s;
     }
