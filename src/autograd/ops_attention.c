@@ -202,15 +202,20 @@ lb_tensor *lb_attention(lb_graph *g, lb_tensor *q, lb_tensor *k, lb_tensor *v) {
     const int ldq = H * Dh, ldk = Hkv * Dh;
     const float scale = 1.0f / sqrtf((float)Dh);
 
+    /* Training keeps every head's probabilities for the backward pass;
+     * evaluation needs only one [T, T] buffer per thread. */
+    lb_tensor *ins[3] = {q, k, v};
+    const int keep = lb_graph_needs_grad(g, ins, 3);
+    const int n_threads = omp_get_max_threads();
     lb_tensor *o = lb_graph_tensor(g, 4, q->shape);
-    float *probs = lb_graph_alloc(g, (size_t)B * H * T * T * sizeof(float));
+    float *probs = lb_graph_alloc(g, (keep ? (size_t)B * H : (size_t)n_threads) * T * T * sizeof(float));
     if (!o || !probs) return NULL;
 
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) num_threads(n_threads)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
             const int kh = h / group;
-            float *P = probs + ((size_t)b * H + h) * T * T;
+            float *P = probs + (keep ? (size_t)b * H + h : (size_t)omp_get_thread_num()) * T * T;
             const float *Q = q->data + (size_t)b * T * ldq + (size_t)h * Dh;
             const float *K = k->data + (size_t)b * T * ldk + (size_t)kh * Dh;
             const float *V = v->data + (size_t)b * T * ldk + (size_t)kh * Dh;
@@ -220,11 +225,10 @@ lb_tensor *lb_attention(lb_graph *g, lb_tensor *q, lb_tensor *k, lb_tensor *v) {
                         o->data + (size_t)b * T * ldq + (size_t)h * Dh, ldq);
         }
 
-    lb_tensor *ins[3] = {q, k, v};
-    if (lb_graph_needs_grad(g, ins, 3)) {
+    if (keep) {
         attn_saved *as = lb_graph_alloc(g, sizeof *as);
         if (!as) return NULL;
-        as->n_threads = omp_get_max_threads();
+        as->n_threads = n_threads;
         as->scratch = lb_graph_alloc(g, (size_t)as->n_threads * T * T * sizeof(float));
         if (!as->scratch) return NULL;
         as->probs = probs;
