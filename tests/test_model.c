@@ -268,6 +268,45 @@ static void test_tied_head_gradient(void **state) {
     }
 }
 
+/* The whole forward's wiring (every parameter of a tiny fp32 model) against
+ * finite differences, for the default graph and for the variant with
+ * LayerNorm, ReLU², SubLN and an untied head. */
+typedef struct model_ctx {
+    lb_model *m;
+    int ids[6], tg[6];
+} model_ctx;
+
+static lb_tensor *model_loss(lb_graph *g, lb_tensor **p, int n, void *vctx) {
+    (void)p, (void)n;
+    model_ctx *c = vctx;
+    return lb_model_forward(c->m, g, c->ids, 2, 3, c->tg, NULL);
+}
+
+static void test_model_gradcheck(void **state) {
+    (void)state;
+    for (int variant = 0; variant <= 1; variant++) {
+        lb_model_config c;
+        lb_model_config_defaults(&c);
+        c.vocab_size = 11;
+        c.dim = 8;
+        c.n_layers = 1;
+        c.n_heads = 2;
+        c.n_kv_heads = 1;
+        c.ffn_dim = 12;
+        c.max_seq_len = 4;
+        c.init_std = 0.3f; /* larger than usual, so every path carries signal */
+        if (variant) c.norm = LB_NORM_LAYER, c.ffn_act = LB_FFN_RELU2, c.sub_norm = 1, c.tie_embeddings = 0;
+        model_ctx ctx = {.m = create(&c, 17), .ids = {1, 5, 9, 2, 2, 10}, .tg = {5, 9, 0, 2, -1, 7}};
+        /* Norm gains away from 1 so their gradients are not special. */
+        for (int i = 0; i < ctx.m->n_params; i++)
+            if (ctx.m->param_info[i].kind == LB_PARAM_NORM) tu_fill_uniform(&ctx.m->params[i], 30 + i, 0.5f, 1.5f);
+        /* h small: LayerNorm over 8 features (no bias) is strongly curved where a
+         * row is nearly constant; h = 1e-2 misses by several percent there. */
+        tu_gradcheck(model_loss, lb_model_param_list(ctx.m), lb_model_num_params(ctx.m), &ctx, 5e-4f, 2e-2, 2e-3);
+        lb_model_free(ctx.m);
+    }
+}
+
 /* ---------------------------------------------------------------------------
  * Training: Adam written out here, over the flat parameter array. */
 
@@ -461,6 +500,7 @@ int main(void) {
         cmocka_unit_test(test_initial_loss_is_ln_v),
         cmocka_unit_test(test_forward_errors),
         cmocka_unit_test(test_tied_head_gradient),
+        cmocka_unit_test(test_model_gradcheck),
         cmocka_unit_test(test_train_and_greedy_generate),
         cmocka_unit_test(test_variants_train),
         cmocka_unit_test(test_lambda_zero_matches_fp),
