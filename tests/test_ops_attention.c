@@ -269,10 +269,11 @@ static void test_attention_grad(void **state) {
     check_attention_grad((attn_dims){2, 5, 2, 2, 4}); /* Hkv = H */
     check_attention_grad((attn_dims){2, 5, 4, 2, 4}); /* grouped */
     check_attention_grad((attn_dims){1, 4, 3, 1, 6}); /* one KV head for all */
+    check_attention_grad((attn_dims){1, 32, 2, 1, 32}); /* big enough to run the heads in parallel */
 }
 
 /* The same inputs give bit-identical outputs and gradients with 1 and 2
- * threads. */
+ * threads, and the same outputs as the reference. */
 static void run_attention(attn_case *c, int threads, float *out, float *grads) {
     omp_set_num_threads(threads);
     lb_graph g;
@@ -294,14 +295,18 @@ static void run_attention(attn_case *c, int threads, float *out, float *grads) {
 static void test_attention_deterministic(void **state) {
     (void)state;
     attn_case c;
-    attn_case_init(&c, (attn_dims){3, 9, 4, 2, 8}, 400, 1.0f);
-    enum { MAXN = 3 * 9 * 4 * 8 };
+    /* Large enough (B·H·T²·Dh > 65536) for the heads to run in parallel. */
+    attn_case_init(&c, (attn_dims){3, 24, 4, 2, 16}, 400, 1.0f);
+    enum { MAXN = 3 * 24 * 4 * 16 };
     static float o1[MAXN], o2[MAXN], g1[3 * MAXN], g2[3 * MAXN];
     int saved = omp_get_max_threads();
     run_attention(&c, 1, o1, g1);
     run_attention(&c, 2, o2, g2);
     omp_set_num_threads(saved);
     assert_memory_equal(o1, o2, c.q->n * sizeof(float));
+    static double ref[MAXN];
+    attention_reference(&c.d, c.q->data, c.k->data, c.v->data, ref);
+    for (size_t i = 0; i < c.q->n; i++) assert_float_equal(o1[i], ref[i], 1e-5);
     assert_memory_equal(g1, g2, (c.q->n + c.k->n + c.v->n) * sizeof(float));
     attn_case_free(&c);
 }

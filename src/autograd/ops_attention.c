@@ -124,6 +124,15 @@ typedef struct attn_saved {
     int n_threads;
 } attn_saved;
 
+/* Below about this many multiply-adds (B·H·T²·Dh) the heads run on one
+ * thread: entering an OpenMP region costs about half a microsecond, and far
+ * more when other processes hold the cores. */
+#define ATTN_PAR_MIN 65536.0
+
+static int attn_parallel(const lb_tensor *q) {
+    return (double)q->shape[0] * q->shape[2] * q->shape[1] * q->shape[1] * q->shape[3] >= ATTN_PAR_MIN;
+}
+
 /* In place over the rows of S [T, T]: row t becomes softmax(S[t, 0..t]),
  * zeros after the diagonal. */
 static void causal_softmax(float *S, int T) {
@@ -142,49 +151,70 @@ static void causal_softmax(float *S, int T) {
     }
 }
 
-static void attention_backward(lb_node *node) {
+/* Forward of sequence b, query head h: P [T, T] receives the probabilities. */
+static void head_forward(const lb_tensor *q, const lb_tensor *k, const lb_tensor *v, lb_tensor *o, int b, int h,
+                         float *P) {
+    const int T = q->shape[1], H = q->shape[2], Dh = q->shape[3], Hkv = k->shape[2];
+    const int kh = h / (H / Hkv), ldq = H * Dh, ldk = Hkv * Dh;
+    const size_t qoff = (size_t)b * T * ldq + (size_t)h * Dh, koff = (size_t)b * T * ldk + (size_t)kh * Dh;
+    const float scale = 1.0f / sqrtf((float)Dh);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, Dh, scale, q->data + qoff, ldq, k->data + koff, ldk,
+                0.0f, P, T);
+    causal_softmax(P, T);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Dh, T, 1.0f, P, T, v->data + koff, ldk, 0.0f,
+                o->data + qoff, ldq);
+}
+
+/* Backward of sequence b, KV head kh and the query heads that read it. The
+ * heads of a group all add into the same dK/dV, so they run in order here,
+ * which also keeps the sums in a fixed order. dS is [T, T] scratch. */
+static void group_backward(const lb_node *node, int b, int kh, float *dS) {
     lb_tensor *q = node->in[0], *k = node->in[1], *v = node->in[2], *o = node->out;
     const attn_saved *as = node->saved;
-    const int B = q->shape[0], T = q->shape[1], H = q->shape[2], Dh = q->shape[3], Hkv = k->shape[2];
-    const int group = H / Hkv;
-    const int ldq = H * Dh, ldk = Hkv * Dh;
-    const float scale = node->f[0];
-    const int gq = q->requires_grad, gk = k->requires_grad, gv = v->requires_grad;
-
-    /* One task per (b, KV head): the query heads of a group all add into the
-     * same dK/dV, so they run in order inside one task, which also keeps the
-     * sums in a fixed order. */
-#pragma omp parallel for collapse(2) schedule(static) num_threads(as->n_threads)
-    for (int b = 0; b < B; b++)
-        for (int kh = 0; kh < Hkv; kh++) {
-            float *dS = as->scratch + (size_t)omp_get_thread_num() * T * T;
-            const float *K = k->data + (size_t)b * T * ldk + (size_t)kh * Dh;
-            const float *V = v->data + (size_t)b * T * ldk + (size_t)kh * Dh;
-            for (int h = kh * group; h < (kh + 1) * group; h++) {
-                const float *P = as->probs + ((size_t)b * H + h) * T * T;
-                const float *Q = q->data + (size_t)b * T * ldq + (size_t)h * Dh;
-                const float *dO = o->grad + (size_t)b * T * ldq + (size_t)h * Dh;
-                if (gv)
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, Dh, T, 1.0f, P, T, dO, ldq, 1.0f,
-                                v->grad + (size_t)b * T * ldk + (size_t)kh * Dh, ldk);
-                if (!gq && !gk) continue;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, Dh, 1.0f, dO, ldq, V, ldk, 0.0f, dS, T);
-                for (int t = 0; t < T; t++) {
-                    const float *p = P + (size_t)t * T;
-                    float *d = dS + (size_t)t * T;
-                    float dot = 0.0f;
-                    for (int s = 0; s <= t; s++) dot += p[s] * d[s];
-                    for (int s = 0; s <= t; s++) d[s] = p[s] * (d[s] - dot);
-                    for (int s = t + 1; s < T; s++) d[s] = 0.0f;
-                }
-                if (gq)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Dh, T, scale, dS, T, K, ldk, 1.0f,
-                                q->grad + (size_t)b * T * ldq + (size_t)h * Dh, ldq);
-                if (gk)
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, Dh, T, scale, dS, T, Q, ldq, 1.0f,
-                                k->grad + (size_t)b * T * ldk + (size_t)kh * Dh, ldk);
-            }
+    const int T = q->shape[1], H = q->shape[2], Dh = q->shape[3], Hkv = k->shape[2];
+    const int group = H / Hkv, ldq = H * Dh, ldk = Hkv * Dh;
+    const float scale = 1.0f / sqrtf((float)Dh);
+    const size_t koff = (size_t)b * T * ldk + (size_t)kh * Dh;
+    const float *K = k->data + koff, *V = v->data + koff;
+    for (int h = kh * group; h < (kh + 1) * group; h++) {
+        const size_t qoff = (size_t)b * T * ldq + (size_t)h * Dh;
+        const float *P = as->probs + ((size_t)b * H + h) * T * T;
+        const float *Q = q->data + qoff, *dO = o->grad + qoff;
+        if (v->requires_grad) /* dV += Pᵀ dO */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, Dh, T, 1.0f, P, T, dO, ldq, 1.0f, v->grad + koff,
+                        ldk);
+        if (!q->requires_grad && !k->requires_grad) continue;
+        /* dP = dO Vᵀ, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) in place. */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, Dh, 1.0f, dO, ldq, V, ldk, 0.0f, dS, T);
+        for (int t = 0; t < T; t++) {
+            const float *p = P + (size_t)t * T;
+            float *d = dS + (size_t)t * T;
+            float dot = 0.0f;
+            for (int s = 0; s <= t; s++) dot += p[s] * d[s];
+            for (int s = 0; s <= t; s++) d[s] = p[s] * (d[s] - dot);
+            for (int s = t + 1; s < T; s++) d[s] = 0.0f;
         }
+        if (q->requires_grad) /* dQ += scale · dS K */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Dh, T, scale, dS, T, K, ldk, 1.0f,
+                        q->grad + qoff, ldq);
+        if (k->requires_grad) /* dK += scale · dSᵀ Q */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, Dh, T, scale, dS, T, Q, ldq, 1.0f,
+                        k->grad + koff, ldk);
+    }
+}
+
+static void attention_backward(lb_node *node) {
+    const lb_tensor *q = node->in[0], *k = node->in[1];
+    const attn_saved *as = node->saved;
+    const int B = q->shape[0], T = q->shape[1], Hkv = k->shape[2];
+    /* One task per (b, KV head). */
+    if (attn_parallel(q)) {
+#pragma omp parallel for schedule(static) num_threads(as->n_threads)
+        for (int task = 0; task < B * Hkv; task++)
+            group_backward(node, task / Hkv, task % Hkv, as->scratch + (size_t)omp_get_thread_num() * T * T);
+    } else {
+        for (int task = 0; task < B * Hkv; task++) group_backward(node, task / Hkv, task % Hkv, as->scratch);
+    }
 }
 
 lb_tensor *lb_attention(lb_graph *g, lb_tensor *q, lb_tensor *k, lb_tensor *v) {
@@ -197,10 +227,8 @@ lb_tensor *lb_attention(lb_graph *g, lb_tensor *q, lb_tensor *k, lb_tensor *v) {
                  lb_shape_str(q, qs, sizeof qs), lb_shape_str(k, ks, sizeof ks), lb_shape_str(v, vs, sizeof vs));
         return NULL;
     }
-    const int B = q->shape[0], T = q->shape[1], H = q->shape[2], Dh = q->shape[3], Hkv = k->shape[2];
-    const int group = H / Hkv;
-    const int ldq = H * Dh, ldk = Hkv * Dh;
-    const float scale = 1.0f / sqrtf((float)Dh);
+    const int B = q->shape[0], T = q->shape[1], H = q->shape[2];
+    const size_t TT = (size_t)T * T;
 
     /* Training keeps every head's probabilities for the backward pass;
      * evaluation needs only one [T, T] buffer per thread. */
@@ -208,34 +236,30 @@ lb_tensor *lb_attention(lb_graph *g, lb_tensor *q, lb_tensor *k, lb_tensor *v) {
     const int keep = lb_graph_needs_grad(g, ins, 3);
     const int n_threads = omp_get_max_threads();
     lb_tensor *o = lb_graph_tensor(g, 4, q->shape);
-    float *probs = lb_graph_alloc(g, (keep ? (size_t)B * H : (size_t)n_threads) * T * T * sizeof(float));
+    float *probs = lb_graph_alloc(g, (keep ? (size_t)B * H : (size_t)n_threads) * TT * sizeof(float));
     if (!o || !probs) return NULL;
 
-#pragma omp parallel for collapse(2) schedule(static) num_threads(n_threads)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            const int kh = h / group;
-            float *P = probs + (keep ? (size_t)b * H + h : (size_t)omp_get_thread_num()) * T * T;
-            const float *Q = q->data + (size_t)b * T * ldq + (size_t)h * Dh;
-            const float *K = k->data + (size_t)b * T * ldk + (size_t)kh * Dh;
-            const float *V = v->data + (size_t)b * T * ldk + (size_t)kh * Dh;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, Dh, scale, Q, ldq, K, ldk, 0.0f, P, T);
-            causal_softmax(P, T);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Dh, T, 1.0f, P, T, V, ldk, 0.0f,
-                        o->data + (size_t)b * T * ldq + (size_t)h * Dh, ldq);
-        }
+    /* One task per (b, query head). */
+    if (attn_parallel(q)) {
+#pragma omp parallel for schedule(static) num_threads(n_threads)
+        for (int task = 0; task < B * H; task++)
+            head_forward(q, k, v, o, task / H, task % H,
+                         probs + (keep ? (size_t)task : (size_t)omp_get_thread_num()) * TT);
+    } else {
+        for (int task = 0; task < B * H; task++)
+            head_forward(q, k, v, o, task / H, task % H, probs + (keep ? (size_t)task * TT : 0));
+    }
 
     if (keep) {
         attn_saved *as = lb_graph_alloc(g, sizeof *as);
-        if (!as) return NULL;
-        as->n_threads = n_threads;
-        as->scratch = lb_graph_alloc(g, (size_t)as->n_threads * T * T * sizeof(float));
-        if (!as->scratch) return NULL;
+        float *scratch = lb_graph_alloc(g, (size_t)n_threads * TT * sizeof(float));
+        if (!as || !scratch) return NULL;
         as->probs = probs;
+        as->scratch = scratch;
+        as->n_threads = n_threads;
         lb_node *node = lb_graph_record(g, "attention", attention_backward, o, q, k, v, NULL);
         if (!node) return NULL;
         node->saved = as;
-        node->f[0] = scale;
     }
     return o;
 }
