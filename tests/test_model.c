@@ -420,6 +420,31 @@ static void test_lambda_zero_matches_fp(void **state) {
     lb_model_free(q);
 }
 
+/* CUSTOM specs with stochastic rounding: the noise is a function of (seed,
+ * step, tensor), so a step repeats exactly and the next step rounds anew. */
+static void test_stochastic_rounding_streams(void **state) {
+    (void)state;
+    int ids[16], tg[16];
+    random_ids(ids, 16, 19);
+    random_ids(tg, 16, 20);
+    lb_model_config c = tiny_config();
+    c.attn.mode = c.ffn.mode = LB_LINEAR_CUSTOM;
+    assert_int_equal(lb_qspec_parse("int4:per_channel", &c.attn.weight), LB_OK);
+    assert_int_equal(lb_qspec_parse("int8:per_token:sr", &c.attn.activation), LB_OK);
+    c.ffn = c.attn;
+    assert_int_equal(lb_qspec_parse("int8:per_channel:sr", &c.embedding), LB_OK);
+    c.init_std = 0.2f; /* activations spread enough that rounding noise shows in the loss */
+    lb_model *m = create(&c, 23);
+    lb_model_set_step(m, 5);
+    float a = eval_loss(m, ids, tg, 2, 8), b = eval_loss(m, ids, tg, 2, 8);
+    lb_model_set_step(m, 6);
+    float d = eval_loss(m, ids, tg, 2, 8);
+    assert_float_equal(a, b, 0.0f);
+    assert_true(a != d);
+    assert_true(isfinite(d));
+    lb_model_free(m);
+}
+
 /* ---------------------------------------------------------------------------
  * Sampling */
 
@@ -504,6 +529,7 @@ int main(void) {
         cmocka_unit_test(test_train_and_greedy_generate),
         cmocka_unit_test(test_variants_train),
         cmocka_unit_test(test_lambda_zero_matches_fp),
+        cmocka_unit_test(test_stochastic_rounding_streams),
         cmocka_unit_test(test_sample_logits_distribution),
         cmocka_unit_test(test_generate_deterministic),
     };

@@ -98,6 +98,7 @@ lb_model *lb_model_create(const lb_model_config *cfg, uint64_t seed) {
     m->cfg = *cfg;
     m->head_dim = cfg->dim / cfg->n_heads;
     m->quant_lambda = 1.0f;
+    m->seed = seed;
     lb_linear_quant_resolve(&cfg->attn, &m->q_attn, "attn");
     lb_linear_quant_resolve(&cfg->ffn, &m->q_ffn, "ffn");
     lb_linear_quant_resolve(&cfg->head, &m->q_head, "head");
@@ -239,6 +240,22 @@ static lb_tensor *reshape3(lb_graph *g, lb_tensor *x, int B, int T, int D) {
     return lb_reshape(g, x, 3, shape);
 }
 
+/* A linear layer of the model. Specs with stochastic rounding get a copy in
+ * the arena with this step's and this tensor's stream (see lb_model_set_step). */
+static lb_tensor *linear(lb_graph *g, const lb_model *m, lb_tensor *x, lb_tensor *w, const lb_linear_quant *q) {
+    if (q->weight.stochastic || q->activation.stochastic) {
+        lb_linear_quant *c = lb_graph_alloc(g, sizeof *c);
+        if (!c) return NULL;
+        *c = *q;
+        uint64_t base = (m->step << 20) + 2 * (uint64_t)(w - m->params);
+        c->weight.seed = c->activation.seed = m->seed;
+        c->weight.stream = base;
+        c->activation.stream = base + 1;
+        q = c;
+    }
+    return lb_linear(g, x, w, q, m->quant_lambda);
+}
+
 lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, const int *ids, int B, int T, const int *targets,
                             lb_tensor **logits_out) {
     const lb_model_config *c = &m->cfg;
@@ -253,8 +270,17 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, const int *ids, int B, int
 
     /* Token embedding, fake-quantized first when the config asks for it. */
     lb_tensor *table = m->token_embd;
-    if (!lb_qspec_is_none(&m->q_embd) && lambda > 0.0f)
-        table = lb_fake_quant(g, table, &m->q_embd, LB_STE_IDENTITY, lambda);
+    if (!lb_qspec_is_none(&m->q_embd) && lambda > 0.0f) {
+        const lb_qspec *spec = &m->q_embd;
+        lb_qspec *sr = m->q_embd.stochastic ? lb_graph_alloc(g, sizeof *sr) : NULL;
+        if (sr) { /* stream as for the weight of parameter 0, see linear() */
+            *sr = m->q_embd;
+            sr->seed = m->seed;
+            sr->stream = m->step << 20;
+            spec = sr;
+        }
+        table = m->q_embd.stochastic && !sr ? NULL : lb_fake_quant(g, table, spec, LB_STE_IDENTITY, lambda);
+    }
     lb_tensor *x = table ? lb_embedding(g, table, ids, B, T) : NULL; /* [B, T, d] */
 
     for (int l = 0; l < c->n_layers; l++) {
@@ -263,27 +289,27 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, const int *ids, int B, int
         /* Attention: pre-norm, q/k/v projections, RoPE, causal attention,
          * optional SubLN, output projection, residual. */
         lb_tensor *h = norm(g, m, x, b->attn_norm);
-        lb_tensor *q = reshape4(g, lb_linear(g, h, b->attn_q, &m->q_attn, lambda), B, T, H, Dh);
-        lb_tensor *k = reshape4(g, lb_linear(g, h, b->attn_k, &m->q_attn, lambda), B, T, Hkv, Dh);
-        lb_tensor *v = reshape4(g, lb_linear(g, h, b->attn_v, &m->q_attn, lambda), B, T, Hkv, Dh);
+        lb_tensor *q = reshape4(g, linear(g, m, h, b->attn_q, &m->q_attn), B, T, H, Dh);
+        lb_tensor *k = reshape4(g, linear(g, m, h, b->attn_k, &m->q_attn), B, T, Hkv, Dh);
+        lb_tensor *v = reshape4(g, linear(g, m, h, b->attn_v, &m->q_attn), B, T, Hkv, Dh);
         q = lb_rope(g, q, c->rope_theta, 0);
         k = lb_rope(g, k, c->rope_theta, 0);
         lb_tensor *a = reshape3(g, lb_attention(g, q, k, v), B, T, H * Dh);
         if (b->attn_sub_norm) a = norm(g, m, a, b->attn_sub_norm);
-        x = lb_add(g, x, lb_linear(g, a, b->attn_output, &m->q_attn, lambda));
+        x = lb_add(g, x, linear(g, m, a, b->attn_output, &m->q_attn));
 
         /* Feed-forward: pre-norm, gated activation, optional SubLN, down
          * projection, residual. */
         h = norm(g, m, x, b->ffn_norm);
-        lb_tensor *gate = lb_linear(g, h, b->ffn_gate, &m->q_ffn, lambda);
-        lb_tensor *up = lb_linear(g, h, b->ffn_up, &m->q_ffn, lambda);
+        lb_tensor *gate = linear(g, m, h, b->ffn_gate, &m->q_ffn);
+        lb_tensor *up = linear(g, m, h, b->ffn_up, &m->q_ffn);
         lb_tensor *f = c->ffn_act == LB_FFN_RELU2 ? lb_mul(g, lb_relu2(g, gate), up) : lb_swiglu(g, gate, up);
         if (b->ffn_sub_norm) f = norm(g, m, f, b->ffn_sub_norm);
-        x = lb_add(g, x, lb_linear(g, f, b->ffn_down, &m->q_ffn, lambda));
+        x = lb_add(g, x, linear(g, m, f, b->ffn_down, &m->q_ffn));
     }
 
     x = norm(g, m, x, m->output_norm);
-    lb_tensor *logits = lb_linear(g, x, m->output, &m->q_head, lambda); /* [B, T, V] */
+    lb_tensor *logits = linear(g, m, x, m->output, &m->q_head); /* [B, T, V] */
     if (!logits) {
         lb_error_prefix("model forward");
         return NULL;

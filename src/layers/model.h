@@ -61,6 +61,8 @@ typedef struct lb_model {
     lb_linear_quant q_attn, q_ffn, q_head;
     lb_qspec q_embd;
     float quant_lambda;                /* gradual quantization λ, 1 by default */
+    uint64_t seed;                     /* the init seed; also keys stochastic rounding */
+    uint64_t step;                     /* training step, for stochastic-rounding streams */
 
     lb_tensor *token_embd, *output_norm;
     lb_tensor *output;                 /* the LM head: token_embd when tied */
@@ -116,6 +118,12 @@ void lb_model_zero_grad(lb_model *m);
 
 /* λ of gradual quantization (x + λ·stopgrad(q(x) − x)), in [0, 1]. */
 lb_status lb_model_set_quant_lambda(lb_model *m, float lambda);
+
+/* The training step the next forward belongs to. Quant specs with stochastic
+ * rounding (`:sr`) draw their uniforms from stream (step << 20) + 2·i (weight
+ * of parameter i) or + 2·i + 1 (its input), keyed by the model's seed, so
+ * every step and tensor rounds with fresh, reproducible noise. */
+static inline void lb_model_set_step(lb_model *m, uint64_t step) { m->step = step; }
 
 /* Forward pass over ids [B, T] (T ≤ max_seq_len), positions 0..T−1.
  * With `targets` ([B, T], entries −1 left out of the mean) returns the mean cross-entropy
