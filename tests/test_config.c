@@ -325,8 +325,12 @@ static void test_set_bad_forms(void **state) {
     assert_msg_has("key 'model.quant'", "expected a mapping", NULL);
     set_fails(&c, "train.lr=[1, 2]");
     assert_msg_has("key 'train.lr'", "got a list", NULL);
-    /* A failed --set leaves the config valid and unchanged there. */
-    assert_int_equal(c.model.dim, 256);
+    set_fails(&c, "model.quant.ffn={weight: int4:g128, activation: int9}");
+    assert_msg_has("key 'model.quant.ffn.activation'", "int9", NULL);
+    /* A failed --set changes nothing, not even the half of a mapping that was fine. */
+    lb_config fresh;
+    lb_config_defaults(&fresh);
+    assert_same_config(&c, &fresh);
     assert_int_equal(lb_config_validate(&c), LB_OK);
 
     /* Cross-field errors name the --set that caused them. */

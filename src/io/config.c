@@ -765,7 +765,7 @@ lb_status lb_config_set(lb_config *c, const char *assignment) {
 
     /* The value as a one-node document: literal text, or YAML for [ { " '. */
     yaml_document_t doc;
-    cfg_ctx x = {c, &doc, NULL, assignment};
+    cfg_ctx x = {NULL, &doc, NULL, assignment};
     if (value[0] && strchr("[{\"'", value[0])) {
         yaml_parser_t parser;
         if (!yaml_parser_initialize(&parser)) return lb_error(LB_ENOMEM, "--set '%s': cannot start the YAML parser", assignment);
@@ -785,13 +785,21 @@ lb_status lb_config_set(lb_config *c, const char *assignment) {
             return lb_error(LB_ENOMEM, "--set '%s': out of memory", assignment);
         }
     }
+    /* Work on a copy so that a failure halfway through a mapping changes nothing. */
+    lb_config *work = malloc(sizeof *work);
     yaml_node_t *root = yaml_document_get_root_node(&doc);
     lb_status st;
-    if (!root) {
+    if (!work) {
+        st = lb_error(LB_ENOMEM, "--set '%s': out of memory", assignment);
+    } else if (!root) {
         st = lb_error(LB_ECONFIG, "--set '%s': key '%s': expected a value after '='", assignment, key);
     } else {
+        *work = *c;
+        x.c = work;
         st = set_key(&x, k, NULL, root);
+        if (st == LB_OK) *c = *work;
     }
+    free(work);
     yaml_document_delete(&doc);
     return st;
 }

@@ -134,14 +134,16 @@ typedef struct lb_config {
 
 /* The documented defaults (the bitnet-b158-tiny architecture). */
 void lb_config_defaults(lb_config *c);
-/* Defaults, then the file. LB_EIO when it cannot be read, LB_ECONFIG when malformed. */
+/* Defaults, then the file. LB_EIO when it cannot be read, LB_ECONFIG when
+ * malformed (then *c holds the defaults and what was read before the error). */
 lb_status lb_config_load_file(const char *path, lb_config *c);
 /* Defaults, then `yaml`; `name_for_errors` stands for the file in messages
  * and names the run (checkpoint.dir = runs/<name without extension>). */
 lb_status lb_config_load_string(const char *yaml, const char *name_for_errors, lb_config *c);
 /* One "a.b=value" from --set, with the file's validation and messages.
  * The value is taken literally, except that one starting with [ { " or '
- * is read as YAML (data.paths=[a.txt, b.txt], model.quant.attn={weight: int4}). */
+ * is read as YAML (data.paths=[a.txt, b.txt], model.quant.attn={weight: int4}).
+ * On failure *c is unchanged. */
 lb_status lb_config_set(lb_config *c, const char *assignment);
 /* Cross-field checks (shapes, schedule), after the file and all --set. */
 lb_status lb_config_validate(const lb_config *c);
