@@ -29,12 +29,12 @@ float lb_rng_uniform(lb_rng *r);                 /* [0, 1) */
 uint32_t lb_rng_below(lb_rng *r, uint32_t n);    /* [0, n), unbiased; n > 0 */
 float lb_rng_normal(lb_rng *r);                  /* standard normal (Box-Muller) */
 
-/* Stream numbers used across the library, so no two uses share a stream. */
-enum {
-    LB_STREAM_INIT = 1,        /* parameter initialisation (+ parameter index) */
-    LB_STREAM_DATA = 2,        /* batch sampling */
-    LB_STREAM_SAMPLE = 3,      /* text generation */
-    LB_STREAM_STOCHASTIC = 4   /* stochastic rounding (+ step << 20 + tensor index) */
-};
+/* Stream numbers used across the library. Each use owns the 2^48 streams
+ * from its base, so "base + index" (a parameter, a step and tensor) never
+ * reaches another use's streams. */
+#define LB_STREAM_INIT ((uint64_t)1 << 48)        /* parameter initialisation (+ parameter index) */
+#define LB_STREAM_DATA ((uint64_t)2 << 48)        /* batch sampling */
+#define LB_STREAM_SAMPLE ((uint64_t)3 << 48)      /* text generation */
+#define LB_STREAM_STOCHASTIC ((uint64_t)4 << 48)  /* stochastic rounding (+ step and tensor counter) */
 
 #endif

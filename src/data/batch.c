@@ -40,8 +40,8 @@ lb_rng lb_batcher_state(const lb_batcher *b) { return b->rng; }
 
 lb_status lb_batcher_restore(lb_batcher *b, lb_rng state) {
     if (state.stream != LB_STREAM_DATA)
-        return lb_error(LB_EFORMAT, "batcher state: stream %llu, expected %d (data)",
-                        (unsigned long long)state.stream, LB_STREAM_DATA);
+        return lb_error(LB_EFORMAT, "batcher state: stream %llu, expected %llu (data)",
+                        (unsigned long long)state.stream, (unsigned long long)LB_STREAM_DATA);
     b->rng = state;
     return LB_OK;
 }
