@@ -1,0 +1,462 @@
+#include "trainer/trainer.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "core/log.h"
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- building ------------------------------------------------------------ */
+
+static lb_status load_corpus(lb_trainer *t) {
+    const lb_data_config *d = &t->cfg.data;
+    if (d->n_paths > 0) {
+        const char *paths[LB_CONFIG_MAX_PATHS];
+        for (int i = 0; i < d->n_paths; i++) paths[i] = d->paths[i];
+        return lb_corpus_load(&t->corpus, paths, d->n_paths);
+    }
+    return lb_corpus_load_path(&t->corpus, d->path);
+}
+
+static lb_status make_tokenizer(lb_trainer *t) {
+    if (t->cfg.data.tokenizer == LB_TOKENIZER_CHAR)
+        t->tok = lb_tokenizer_build_char(t->corpus.text, t->corpus.len);
+    else
+        t->tok = lb_tokenizer_byte();
+    return t->tok ? LB_OK : lb_errcode();
+}
+
+static lb_optim_config optim_config_from(const lb_config *c) {
+    static const lb_optim_type types[] = {[LB_CFG_OPTIM_ADAMW] = LB_OPTIM_ADAMW,
+                                          [LB_CFG_OPTIM_SGD] = LB_OPTIM_SGD,
+                                          [LB_CFG_OPTIM_LION] = LB_OPTIM_LION};
+    static const lb_state_codec states[] = {[LB_PREC_FP32] = LB_STATE_FP32, [LB_PREC_BF16] = LB_STATE_BF16,
+                                            [LB_PREC_FP8] = LB_STATE_FP8, [LB_PREC_INT8] = LB_STATE_INT8};
+    static const lb_grad_precision grads[] = {[LB_PREC_FP32] = LB_GRAD_FP32, [LB_PREC_BF16] = LB_GRAD_FP32,
+                                              [LB_PREC_FP8] = LB_GRAD_FP8, [LB_PREC_INT8] = LB_GRAD_INT8};
+    lb_optim_config o = lb_optim_config_default(types[c->optim.type]);
+    o.beta1 = c->optim.beta1;
+    o.beta2 = c->optim.beta2;
+    o.eps = c->optim.eps;
+    o.momentum = c->optim.momentum;
+    o.clip_norm = c->train.grad_clip;
+    o.accum_steps = c->train.grad_accum;
+    o.grad_precision = grads[c->optim.grad];
+    o.loss_scale_dynamic = c->optim.grad == LB_PREC_FP8;
+    o.seed = c->train.seed;
+    for (int i = 0; i < o.n_groups; i++) o.groups[i].state = states[c->optim.state];
+    return o;
+}
+
+static lb_schedule schedule_from(const lb_config *c) {
+    static const lb_sched_kind kinds[] = {[LB_SCHEDULE_COSINE] = LB_SCHED_COSINE,
+                                          [LB_SCHEDULE_LINEAR] = LB_SCHED_LINEAR,
+                                          [LB_SCHEDULE_CONSTANT] = LB_SCHED_CONSTANT,
+                                          [LB_SCHEDULE_TWO_STAGE] = LB_SCHED_TWO_STAGE};
+    const lb_train_config *tr = &c->train;
+    lb_schedule s = {0};
+    s.kind = kinds[tr->schedule];
+    s.peak_lr = tr->lr;
+    s.min_lr = tr->min_lr;
+    s.warmup_steps = tr->warmup_steps;
+    s.total_steps = tr->steps;
+    s.stage2_at = tr->decay_at;
+    s.stage2_lr = tr->lr * tr->lr_after;
+    s.weight_decay = tr->weight_decay;
+    s.weight_decay_stage2 = tr->schedule == LB_SCHEDULE_TWO_STAGE ? tr->weight_decay_stage2 : tr->weight_decay;
+    return s;
+}
+
+static lb_status make_optimizer(lb_trainer *t) {
+    lb_optim_config oc = optim_config_from(&t->cfg);
+    lb_model *m = t->model;
+    int *groups = malloc((size_t)m->n_params * sizeof *groups);
+    if (!groups) return lb_error(LB_ENOMEM, "optimizer groups");
+    for (int i = 0; i < m->n_params; i++)
+        groups[i] = t->cfg.optim.no_decay_on_norms_and_embeddings && m->param_info[i].no_decay ? 1 : 0;
+    t->opt = lb_optim_create(&oc, m->param_list, groups, m->n_params);
+    free(groups);
+    return t->opt ? LB_OK : lb_errcode();
+}
+
+lb_status lb_model_load(lb_model *m, lb_ckpt *c) {
+    char name[256];
+    for (int i = 0; i < m->n_params; i++) {
+        lb_tensor *p = m->param_list[i];
+        snprintf(name, sizeof name, "model/%s", p->name);
+        LB_TRY(lb_ckpt_get_f32(c, name, p->ndim, p->shape, p->data));
+        size_t bad = lb_find_nonfinite(p->data, p->n);
+        if (bad)
+            return lb_error(LB_EFORMAT, "%s: tensor '%s' holds a non-finite value at element %zu", lb_ckpt_path(c),
+                            name, bad - 1);
+    }
+    return LB_OK;
+}
+
+static lb_status init_from_checkpoint(lb_trainer *t, const char *path) {
+    lb_ckpt *c;
+    LB_TRY(lb_ckpt_open(path, &c));
+    lb_status s = lb_model_load(t->model, c);
+    lb_ckpt_close(c);
+    if (s != LB_OK) lb_error_prefix("train.init_from");
+    return s;
+}
+
+lb_status lb_trainer_init(lb_trainer *t, const lb_config *cfg) {
+    memset(t, 0, sizeof *t);
+    t->cfg = *cfg;
+    lb_config *c = &t->cfg;
+    lb_status s;
+    if (c->train.threads > 0) omp_set_num_threads(c->train.threads);
+
+    if ((s = load_corpus(t)) != LB_OK) goto fail;
+    if ((s = make_tokenizer(t)) != LB_OK) goto fail;
+    if ((s = lb_dataset_build(&t->data, &t->corpus, t->tok, c->data.val_fraction)) != LB_OK) goto fail;
+    if (c->model.vocab_size == 0) c->model.vocab_size = t->tok->vocab_size;
+    if (c->model.vocab_size < t->tok->vocab_size) {
+        s = lb_error(LB_ECONFIG, "key 'model.vocab_size': expected at least %d (the %s tokenizer's vocabulary), got %d",
+                     t->tok->vocab_size, lb_tokenizer_kind_name(t->tok->kind), c->model.vocab_size);
+        goto fail;
+    }
+    if (!(t->model = lb_model_create(&c->model, c->train.seed))) {
+        s = lb_errcode();
+        goto fail;
+    }
+    if (c->train.init_from[0] && (s = init_from_checkpoint(t, c->train.init_from)) != LB_OK) goto fail;
+    if ((s = lb_graph_init(&t->graph, 0)) != LB_OK) goto fail;
+    if ((s = make_optimizer(t)) != LB_OK) goto fail;
+    t->sched = schedule_from(c);
+    if ((s = lb_schedule_check(&t->sched)) != LB_OK) goto fail;
+    if ((s = lb_batcher_init(&t->batcher, &t->data, c->train.batch_size, c->train.seq_len, c->train.seed)) != LB_OK)
+        goto fail;
+    size_t bt = (size_t)c->train.batch_size * (size_t)c->train.seq_len;
+    t->inputs = malloc(bt * sizeof(int));
+    t->targets = malloc(bt * sizeof(int));
+    if (!t->inputs || !t->targets) {
+        s = lb_error(LB_ENOMEM, "batch buffers");
+        goto fail;
+    }
+    if ((s = lb_config_to_yaml(c, &t->config_yaml)) != LB_OK) goto fail;
+    return LB_OK;
+fail:
+    lb_trainer_free(t);
+    return s;
+}
+
+void lb_trainer_free(lb_trainer *t) {
+    if (t->metrics) fclose(t->metrics);
+    free(t->inputs);
+    free(t->targets);
+    free(t->config_yaml);
+    if (t->opt) lb_optim_free(t->opt);
+    lb_graph_free(&t->graph);
+    if (t->model) lb_model_free(t->model);
+    lb_dataset_free(&t->data);
+    lb_corpus_free(&t->corpus);
+    if (t->tok) lb_tokenizer_free(t->tok);
+    memset(t, 0, sizeof *t);
+}
+
+/* ---- stepping ------------------------------------------------------------ */
+
+static float quant_lambda(const lb_trainer *t, int64_t step) {
+    int n = t->cfg.train.quant_warmup_steps;
+    if (n <= 0) return 1.0f;
+    return step >= n ? 1.0f : (float)step / (float)n;
+}
+
+lb_status lb_trainer_step(lb_trainer *t, lb_step_result *r) {
+    double t0 = now_seconds();
+    const lb_config *c = &t->cfg;
+    int64_t step = t->step + 1; /* the step being taken, counted from 1 */
+    memset(r, 0, sizeof *r);
+    r->lambda = quant_lambda(t, step);
+    LB_TRY(lb_model_set_quant_lambda(t->model, r->lambda));
+    float loss_scale = lb_optim_loss_scale(t->opt);
+    double loss_sum = 0.0;
+    for (int micro = 0; micro < c->train.grad_accum; micro++) {
+        lb_batcher_next(&t->batcher, t->inputs, t->targets);
+        lb_graph_reset(&t->graph);
+        lb_tensor *loss = lb_model_forward(t->model, &t->graph, t->inputs, c->train.batch_size, c->train.seq_len,
+                                           t->targets, NULL);
+        if (!loss) return lb_errcode();
+        loss_sum += loss->data[0];
+        if (loss_scale != 1.0f) loss = lb_scale(&t->graph, loss, loss_scale);
+        LB_TRY(lb_backward(&t->graph, loss));
+    }
+    r->loss = (float)(loss_sum / c->train.grad_accum);
+    r->lr = lb_schedule_lr(&t->sched, step);
+    r->wd = lb_schedule_wd(&t->sched, step);
+    lb_optim_step_info info;
+    LB_TRY(lb_optim_step(t->opt, r->lr, r->wd, step, &info));
+    lb_optim_zero_grad(t->opt);
+    r->grad_norm = info.grad_norm;
+    r->skipped = info.skipped;
+    if (info.skipped) lb_warn("step %lld skipped: gradients are not finite", (long long)step);
+    t->step = step;
+    t->tokens_seen += (int64_t)c->train.grad_accum * c->train.batch_size * c->train.seq_len;
+    r->seconds = now_seconds() - t0;
+    return LB_OK;
+}
+
+lb_status lb_trainer_evaluate(lb_trainer *t, int n_batches, float *loss) {
+    const lb_config *c = &t->cfg;
+    int B = c->train.batch_size, T = c->train.seq_len;
+    if (n_batches < 1) return lb_error(LB_EINVAL, "evaluation needs at least one batch");
+    int was = lb_graph_set_grad(&t->graph, 0);
+    double sum = 0.0;
+    lb_status s = LB_OK;
+    for (int i = 0; i < n_batches && s == LB_OK; i++) {
+        s = lb_val_batch(&t->data, B, T, i, n_batches, t->inputs, t->targets);
+        if (s != LB_OK) break;
+        lb_graph_reset(&t->graph);
+        lb_tensor *l = lb_model_forward(t->model, &t->graph, t->inputs, B, T, t->targets, NULL);
+        if (!l) s = lb_errcode();
+        else sum += l->data[0];
+    }
+    lb_graph_reset(&t->graph);
+    lb_graph_set_grad(&t->graph, was);
+    if (s != LB_OK) return s;
+    *loss = (float)(sum / n_batches);
+    return LB_OK;
+}
+
+/* ---- checkpoints ----------------------------------------------------------- */
+
+static lb_status mkdir_p(const char *dir) {
+    char buf[LB_CONFIG_PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", dir);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return lb_error(LB_EIO, "cannot create directory '%s': %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+        return lb_error(LB_EIO, "cannot create directory '%s': %s", buf, strerror(errno));
+    return LB_OK;
+}
+
+static lb_status put_state_buffer(lb_ckpt *c, const char *name, const lb_state_buffer *b) {
+    switch (b->dtype) {
+    case LB_BUF_F32: return lb_ckpt_put_f32(c, name, b->ndim, b->shape, b->data);
+    case LB_BUF_U8: return lb_ckpt_put_u8(c, name, b->ndim, b->shape, b->data);
+    case LB_BUF_U16: return lb_ckpt_put_u16(c, name, b->ndim, b->shape, b->data);
+    case LB_BUF_I32: return lb_ckpt_put_i32(c, name, b->ndim, b->shape, b->data);
+    }
+    return lb_error(LB_EINVAL, "optimizer buffer '%s' has an unknown type", b->name);
+}
+
+static lb_status get_state_buffer(lb_ckpt *c, const char *name, lb_state_buffer *b) {
+    switch (b->dtype) {
+    case LB_BUF_F32: return lb_ckpt_get_f32(c, name, b->ndim, b->shape, b->data);
+    case LB_BUF_U8: return lb_ckpt_get_u8(c, name, b->ndim, b->shape, b->data);
+    case LB_BUF_U16: return lb_ckpt_get_u16(c, name, b->ndim, b->shape, b->data);
+    case LB_BUF_I32: return lb_ckpt_get_i32(c, name, b->ndim, b->shape, b->data);
+    }
+    return lb_error(LB_EINVAL, "optimizer buffer '%s' has an unknown type", b->name);
+}
+
+static lb_status write_checkpoint(lb_trainer *t, lb_ckpt *c) {
+    char name[256];
+    lb_model *m = t->model;
+    LB_TRY(lb_ckpt_put_string(c, "config", t->config_yaml));
+    for (int i = 0; i < m->n_params; i++) {
+        lb_tensor *p = m->param_list[i];
+        snprintf(name, sizeof name, "model/%s", p->name);
+        LB_TRY(lb_ckpt_put_f32(c, name, p->ndim, p->shape, p->data));
+        LB_TRY(lb_ckpt_set_attr_str(c, name, "quant", m->param_info[i].qspec));
+        LB_TRY(lb_ckpt_set_attr_str(c, name, "act_quant", m->param_info[i].act_qspec));
+    }
+    int n_buf;
+    const lb_state_buffer *bufs = lb_optim_buffers(t->opt, &n_buf);
+    for (int i = 0; i < n_buf; i++) {
+        snprintf(name, sizeof name, "optim/%s", bufs[i].name);
+        LB_TRY(put_state_buffer(c, name, &bufs[i]));
+    }
+    int one = 1, three = 3;
+    int64_t step = t->step, tokens = t->tokens_seen;
+    lb_rng r = lb_batcher_state(&t->batcher);
+    int64_t rng[3] = {(int64_t)r.seed, (int64_t)r.stream, (int64_t)r.pos};
+    LB_TRY(lb_ckpt_put_i64(c, "train/step", 1, &one, &step));
+    LB_TRY(lb_ckpt_put_i64(c, "train/tokens_seen", 1, &one, &tokens));
+    LB_TRY(lb_ckpt_put_i64(c, "data/rng", 1, &three, rng));
+    size_t n_tok;
+    uint8_t *blob = lb_tokenizer_to_bytes(t->tok, &n_tok);
+    if (!blob) return lb_errcode();
+    int shape = (int)n_tok;
+    lb_status s = lb_ckpt_put_u8(c, "tokenizer/vocab", 1, &shape, blob);
+    free(blob);
+    LB_TRY(s);
+    return lb_ckpt_set_attr_str(c, "tokenizer/vocab", "kind", lb_tokenizer_kind_name(t->tok->kind));
+}
+
+lb_status lb_trainer_save(lb_trainer *t, char *path_out, size_t size) {
+    char path[LB_CONFIG_PATH_MAX + 32];
+    LB_TRY(mkdir_p(t->cfg.checkpoint.dir));
+    LB_TRY(lb_ckpt_path_for_step(t->cfg.checkpoint.dir, (long)t->step, path, sizeof path));
+    lb_ckpt *c;
+    LB_TRY(lb_ckpt_create(path, &c));
+    lb_status s = write_checkpoint(t, c);
+    if (s != LB_OK) {
+        lb_ckpt_abort(c);
+        lb_error_prefix("writing checkpoint '%s'", path);
+        return s;
+    }
+    LB_TRY(lb_ckpt_commit(c));
+    if (t->cfg.checkpoint.keep_last > 0) LB_TRY(lb_ckpt_prune(t->cfg.checkpoint.dir, t->cfg.checkpoint.keep_last));
+    if (path_out) snprintf(path_out, size, "%s", path);
+    return LB_OK;
+}
+
+static lb_status resolve_checkpoint_path(const char *path, char *buf, size_t size) {
+    struct stat st;
+    if (stat(path, &st) != 0) return lb_error(LB_EIO, "cannot open '%s': %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode)) return lb_ckpt_find_latest(path, buf, size);
+    snprintf(buf, size, "%s", path);
+    return LB_OK;
+}
+
+static lb_status read_state(lb_trainer *t, lb_ckpt *c) {
+    char name[256];
+    LB_TRY(lb_model_load(t->model, c));
+    int n_buf;
+    const lb_state_buffer *bufs = lb_optim_buffers(t->opt, &n_buf);
+    for (int i = 0; i < n_buf; i++) {
+        snprintf(name, sizeof name, "optim/%s", bufs[i].name);
+        if (!lb_ckpt_has(c, name))
+            return lb_error(LB_EFORMAT,
+                            "no optimizer state '%s' (was the checkpoint written with another optim.type or "
+                            "optim.state than the config's?)",
+                            name);
+        LB_TRY(get_state_buffer(c, name, (lb_state_buffer *)&bufs[i]));
+    }
+    LB_TRY(lb_optim_state_loaded(t->opt));
+    int one = 1, three = 3;
+    int64_t step, tokens, rng[3];
+    LB_TRY(lb_ckpt_get_i64(c, "train/step", 1, &one, &step));
+    LB_TRY(lb_ckpt_get_i64(c, "train/tokens_seen", 1, &one, &tokens));
+    LB_TRY(lb_ckpt_get_i64(c, "data/rng", 1, &three, rng));
+    if (step < 0 || tokens < 0) return lb_error(LB_EFORMAT, "train/step or train/tokens_seen is negative");
+    lb_rng r = {(uint64_t)rng[0], (uint64_t)rng[1], (uint64_t)rng[2]};
+    LB_TRY(lb_batcher_restore(&t->batcher, r));
+    /* The data must tokenize as it did: a changed corpus changes a char vocabulary. */
+    size_t n_mine;
+    uint8_t *mine = lb_tokenizer_to_bytes(t->tok, &n_mine);
+    if (!mine) return lb_errcode();
+    int nd, shape[LB_CKPT_MAX_DIMS];
+    lb_status s = lb_ckpt_shape(c, "tokenizer/vocab", &nd, shape);
+    uint8_t *theirs = s == LB_OK && nd == 1 ? malloc((size_t)shape[0] + 1) : NULL;
+    if (s == LB_OK && theirs) s = lb_ckpt_get_u8(c, "tokenizer/vocab", 1, shape, theirs);
+    if (s == LB_OK && (!theirs || (size_t)shape[0] != n_mine || memcmp(mine, theirs, n_mine) != 0))
+        s = lb_error(LB_EFORMAT, "the tokenizer in the checkpoint differs from the one built from data.path "
+                                 "(has the corpus changed?)");
+    free(mine);
+    free(theirs);
+    LB_TRY(s);
+    t->step = step;
+    t->tokens_seen = tokens;
+    return LB_OK;
+}
+
+lb_status lb_trainer_resume(lb_trainer *t, const char *path) {
+    char file[LB_CONFIG_PATH_MAX + 32];
+    LB_TRY(resolve_checkpoint_path(path, file, sizeof file));
+    lb_ckpt *c;
+    LB_TRY(lb_ckpt_open(file, &c));
+    lb_status s = read_state(t, c);
+    lb_ckpt_close(c);
+    if (s != LB_OK) lb_error_prefix("resuming from '%s'", file);
+    return s;
+}
+
+lb_status lb_load_checkpoint_model(const char *path, lb_config *cfg, lb_tokenizer **tok, lb_model **model) {
+    char file[LB_CONFIG_PATH_MAX + 32];
+    *tok = NULL;
+    *model = NULL;
+    LB_TRY(resolve_checkpoint_path(path, file, sizeof file));
+    lb_ckpt *c;
+    LB_TRY(lb_ckpt_open(file, &c));
+    char *yaml = NULL;
+    uint8_t *blob = NULL;
+    int nd, shape[LB_CKPT_MAX_DIMS];
+    lb_status s = lb_ckpt_get_string(c, "config", &yaml);
+    if (s == LB_OK) s = lb_config_load_string(yaml, file, cfg);
+    if (s == LB_OK) s = lb_ckpt_shape(c, "tokenizer/vocab", &nd, shape);
+    if (s == LB_OK && nd != 1) s = lb_error(LB_EFORMAT, "tensor 'tokenizer/vocab': expected 1 dimension, found %d", nd);
+    if (s == LB_OK && !(blob = malloc((size_t)shape[0]))) s = lb_error(LB_ENOMEM, "tokenizer");
+    if (s == LB_OK) s = lb_ckpt_get_u8(c, "tokenizer/vocab", 1, shape, blob);
+    if (s == LB_OK && !(*tok = lb_tokenizer_from_bytes(blob, (size_t)shape[0]))) s = lb_errcode();
+    if (s == LB_OK && !(*model = lb_model_create(&cfg->model, cfg->train.seed))) s = lb_errcode();
+    if (s == LB_OK) s = lb_model_load(*model, c);
+    free(yaml);
+    free(blob);
+    lb_ckpt_close(c);
+    if (s != LB_OK) {
+        if (*model) lb_model_free(*model);
+        if (*tok) lb_tokenizer_free(*tok);
+        *model = NULL;
+        *tok = NULL;
+        lb_error_prefix("checkpoint '%s'", file);
+    }
+    return s;
+}
+
+/* ---- metrics ---------------------------------------------------------------- */
+
+lb_status lb_trainer_open_metrics(lb_trainer *t) {
+    const char *path = t->cfg.log.jsonl;
+    if (!path[0]) return LB_OK;
+    /* The file usually lives in the run directory, which the first save makes. */
+    char dir[LB_CONFIG_PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = '\0';
+        LB_TRY(mkdir_p(dir));
+    }
+    /* A resumed run appends to its history; a new run starts the file afresh. */
+    t->metrics = fopen(path, t->step > 0 ? "a" : "w");
+    if (!t->metrics) return lb_error(LB_EIO, "cannot open the metrics file '%s': %s", path, strerror(errno));
+    return LB_OK;
+}
+
+static lb_status write_json_line(lb_trainer *t, json_t *obj) {
+    if (!t->metrics) {
+        json_decref(obj);
+        return LB_OK;
+    }
+    int rc = json_dumpf(obj, t->metrics, JSON_COMPACT | JSON_REAL_PRECISION(7));
+    json_decref(obj);
+    if (rc != 0 || fputc('\n', t->metrics) == EOF || fflush(t->metrics) != 0)
+        return lb_error(LB_EIO, "cannot write the metrics file '%s'", t->cfg.log.jsonl);
+    return LB_OK;
+}
+
+lb_status lb_trainer_log_step(lb_trainer *t, const lb_step_result *r, double tokens_per_s) {
+    json_t *o = json_pack("{s:s, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:b, s:f}", "event", "step", "step",
+                          (json_int_t)t->step, "tokens", (json_int_t)t->tokens_seen, "loss", (double)r->loss, "lr",
+                          (double)r->lr, "wd", (double)r->wd, "grad_norm", (double)r->grad_norm, "lambda",
+                          (double)r->lambda, "skipped", r->skipped, "tokens_per_s", tokens_per_s);
+    if (!o) return lb_error(LB_ENOMEM, "metrics record");
+    return write_json_line(t, o);
+}
+
+lb_status lb_trainer_log_eval(lb_trainer *t, float val_loss) {
+    json_t *o = json_pack("{s:s, s:I, s:I, s:f, s:f}", "event", "eval", "step", (json_int_t)t->step, "tokens",
+                          (json_int_t)t->tokens_seen, "val_loss", (double)val_loss, "val_ppl", exp(val_loss));
+    if (!o) return lb_error(LB_ENOMEM, "metrics record");
+    return write_json_line(t, o);
+}

@@ -1,0 +1,199 @@
+/* lowbit train CONFIG [--set key=value ...] [--resume DIR|FILE] */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "core/log.h"
+#include "layers/sample.h"
+#include "trainer/trainer.h"
+
+static const char TRAIN_USAGE[] =
+    "usage: lowbit train CONFIG [--set key=value ...] [--resume DIR|FILE] [--quiet]\n"
+    "\n"
+    "Trains the model a YAML config describes (see docs/config.md and configs/).\n"
+    "  --set key=value   override a config key, e.g. --set train.steps=100 --set model.quant.preset=b1\n"
+    "  --resume PATH     continue from a checkpoint file, or the newest one in a run directory\n"
+    "  --quiet           no progress lines (errors and warnings still print)\n"
+    "\n"
+    "Prints the resolved config, then progress (step, loss, tokens/s, ETA), validation loss every\n"
+    "eval.interval steps, and a text sample at the end. Checkpoints go to checkpoint.dir; metrics\n"
+    "to log.jsonl. SIGINT/SIGTERM write a checkpoint and stop; exit code 0 when training finished\n"
+    "or was stopped cleanly, 1 on a runtime failure, 2 on a usage or configuration error.\n";
+
+static volatile sig_atomic_t g_stop_signal;
+
+static void on_signal(int sig) { g_stop_signal = sig; }
+
+static void install_signal_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+static int parse_args(int argc, char **argv, lb_config *cfg, const char **resume, int *quiet) {
+    const char *config_path = NULL;
+    /* First the file, then every --set in order, so --set wins. */
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--set") || !strcmp(argv[i], "--resume")) {
+            i++;
+            continue;
+        }
+        if (!strcmp(argv[i], "--quiet")) continue;
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            fputs(TRAIN_USAGE, stdout);
+            exit(LB_EXIT_OK);
+        }
+        if (argv[i][0] == '-') {
+            fprintf(stderr, "lowbit train: unknown option '%s'\n\n%s", argv[i], TRAIN_USAGE);
+            return LB_EXIT_USAGE;
+        }
+        if (config_path) {
+            fprintf(stderr, "lowbit train: more than one config given ('%s' and '%s')\n", config_path, argv[i]);
+            return LB_EXIT_USAGE;
+        }
+        config_path = argv[i];
+    }
+    if (!config_path) {
+        fprintf(stderr, "lowbit train: no config given\n\n%s", TRAIN_USAGE);
+        return LB_EXIT_USAGE;
+    }
+    if (lb_config_load_file(config_path, cfg) != LB_OK) return cli_fail(NULL);
+    for (int i = 1; i < argc; i++) {
+        int is_set = !strcmp(argv[i], "--set"), is_resume = !strcmp(argv[i], "--resume");
+        if (!is_set && !is_resume) {
+            if (!strcmp(argv[i], "--quiet")) *quiet = 1;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "lowbit train: %s needs a value\n", argv[i]);
+            return LB_EXIT_USAGE;
+        }
+        if (is_resume) *resume = argv[i + 1];
+        else if (lb_config_set(cfg, argv[i + 1]) != LB_OK) return cli_fail(NULL);
+        i++;
+    }
+    if (lb_config_validate(cfg) != LB_OK) return cli_fail(NULL);
+    return LB_EXIT_OK;
+}
+
+static int save(lb_trainer *t, const char *why) {
+    char path[1024];
+    if (lb_trainer_save(t, path, sizeof path) != LB_OK) return cli_fail("saving a checkpoint");
+    printf("checkpoint (%s): %s\n", why, path);
+    return LB_EXIT_OK;
+}
+
+static void print_sample(lb_trainer *t) {
+    const lb_log_config *lc = &t->cfg.log;
+    int n_new = lc->sample_tokens;
+    if (n_new <= 0) return;
+    size_t len = strlen(lc->sample_prompt), n_prompt = 0;
+    int *ids = malloc((len + (size_t)n_new + 1) * sizeof(int));
+    if (!ids) return;
+    if (lb_tokenizer_encode(t->tok, lc->sample_prompt, len, ids, &n_prompt) != LB_OK || n_prompt == 0) {
+        ids[0] = t->data.train[0]; /* no usable prompt: start from the first corpus token */
+        n_prompt = 1;
+    }
+    lb_rng rng;
+    lb_rng_init(&rng, t->cfg.train.seed, LB_STREAM_SAMPLE);
+    if (lb_generate(t->model, &t->graph, ids, (int)n_prompt, n_new, 0.8f, 40, &rng, ids + n_prompt) == LB_OK) {
+        char *text = lb_tokenizer_decode(t->tok, ids, n_prompt + (size_t)n_new, NULL);
+        if (text) printf("sample (temperature 0.8, top-k 40):\n%s\n", text);
+        free(text);
+    } else {
+        lb_warn("sampling failed: %s", lb_errmsg());
+    }
+    free(ids);
+}
+
+int cmd_train(int argc, char **argv) {
+    lb_config cfg;
+    const char *resume = NULL;
+    int quiet = 0;
+    int rc = parse_args(argc, argv, &cfg, &resume, &quiet);
+    if (rc != LB_EXIT_OK) return rc;
+
+    lb_trainer t;
+    if (lb_trainer_init(&t, &cfg) != LB_OK) return cli_fail(NULL);
+    if (resume && lb_trainer_resume(&t, resume) != LB_OK) {
+        rc = cli_fail(NULL);
+        lb_trainer_free(&t);
+        return rc;
+    }
+    const lb_config *c = &t.cfg;
+    if (!quiet) {
+        printf("# lowbit %s — resolved config (%s)\n%s", LOWBIT_VERSION, c->source, t.config_yaml);
+        char mem[256];
+        lb_optim_memory_format(t.opt, mem, sizeof mem);
+        printf("# corpus: %d documents, %zu train / %zu validation tokens; %s tokenizer, vocabulary %d\n",
+               t.corpus.n_docs, t.data.n_train, t.data.n_val, lb_tokenizer_kind_name(t.tok->kind),
+               t.tok->vocab_size);
+        printf("# model: %zu parameters; %s\n", t.model->n_elements, mem);
+        if (resume) printf("# resumed at step %lld\n", (long long)t.step);
+        fflush(stdout);
+    }
+    if (lb_trainer_open_metrics(&t) != LB_OK) lb_warn("%s; continuing without metrics", lb_errmsg());
+
+    if (t.step >= c->train.steps)
+        printf("nothing to do: the run is at step %lld and train.steps is %d (raise it with --set train.steps=N)\n",
+               (long long)t.step, c->train.steps);
+    install_signal_handlers();
+    cli_progress progress;
+    cli_progress_init(&progress, (long)t.step, c->train.steps, (long)t.tokens_seen);
+    double t_start = cli_now();
+    int64_t tokens_start = t.tokens_seen;
+    float val_loss = NAN;
+    rc = LB_EXIT_OK;
+    while (t.step < c->train.steps) {
+        lb_step_result r;
+        if (lb_trainer_step(&t, &r) != LB_OK) {
+            cli_progress_break(&progress);
+            rc = cli_fail("training step");
+            break;
+        }
+        double tok_s = (double)(t.tokens_seen - tokens_start) / (cli_now() - t_start);
+        if (lb_trainer_log_step(&t, &r, tok_s) != LB_OK) lb_warn("%s", lb_errmsg());
+        if (!quiet) cli_progress_step(&progress, (long)t.step, (long)t.tokens_seen, r.loss, r.lr, c->log.interval);
+        int last = t.step == c->train.steps;
+        if ((c->eval.interval > 0 && t.step % c->eval.interval == 0) || last) {
+            if (lb_trainer_evaluate(&t, c->eval.batches, &val_loss) != LB_OK) {
+                cli_progress_break(&progress);
+                rc = cli_fail("evaluation");
+                break;
+            }
+            lb_trainer_log_eval(&t, val_loss);
+            if (!quiet) {
+                cli_progress_break(&progress);
+                printf("step %lld: validation loss %.4f (perplexity %.2f)\n", (long long)t.step, val_loss,
+                       exp(val_loss));
+            }
+        }
+        if (g_stop_signal) {
+            cli_progress_break(&progress);
+            printf("%s received at step %lld: saving and stopping\n", g_stop_signal == SIGINT ? "SIGINT" : "SIGTERM",
+                   (long long)t.step);
+            rc = save(&t, "interrupted");
+            if (rc == LB_EXIT_OK)
+                printf("resume with: lowbit train %s --resume %s\n", c->source, c->checkpoint.dir);
+            break;
+        }
+        if (last || (c->checkpoint.interval > 0 && t.step % c->checkpoint.interval == 0)) {
+            cli_progress_break(&progress);
+            if ((rc = save(&t, last ? "final" : "periodic")) != LB_EXIT_OK) break;
+        }
+    }
+    if (rc == LB_EXIT_OK && t.step == c->train.steps && !g_stop_signal) {
+        double secs = cli_now() - t_start;
+        printf("done: %lld steps, final validation loss %.4f, %.0f tokens/s, %.1f s\n", (long long)t.step,
+               val_loss, (double)(t.tokens_seen - tokens_start) / secs, secs);
+        print_sample(&t);
+    }
+    lb_trainer_free(&t);
+    return rc;
+}
