@@ -70,6 +70,74 @@ static void test_quantize_dequantize_equals_fake(void **state) {
     free(codes);
 }
 
+/* The fused float-domain path follows the encoders on special inputs too. */
+static void test_fake_matches_codes_on_specials(void **state) {
+    (void)state;
+    const float x[12] = {INFINITY, -INFINITY, NAN, -NAN, 1e30f, -1e30f, 500.0f, 464.0f, 61440.0f, 1e-40f, -0.0f, 65520.0f};
+    const char *specs[] = {"fp8_e4m3:raw", "fp8_e4m3:raw:nosat", "fp8_e5m2:raw", "fp8_e5m2:raw:nosat",
+                           "fp4_e2m1:raw", "bf16",         "fp16"};
+    for (int k = 0; k < 7; k++) {
+        lb_qspec s = spec(specs[k]);
+        float y[12], want[12], sc[1];
+        uint8_t codes[12];
+        assert_int_equal(lb_fake_quantize(&s, x, y, 1, 12, NULL), LB_OK);
+        assert_int_equal(lb_quantize(&s, x, 1, 12, codes, sc, NULL), LB_OK);
+        assert_int_equal(lb_dequantize(&s, codes, sc, NULL, 1, 12, want), LB_OK);
+        for (int i = 0; i < 12; i++) {
+            int same = isnan(want[i]) ? isnan(y[i]) : memcmp(&y[i], &want[i], 4) == 0;
+            if (!same) fail_msg("%s: input %g: fake %g, via codes %g", specs[k], x[i], y[i], want[i]);
+        }
+    }
+}
+
+/* The array encoder gives the scalar encoders' codes on arbitrary fp32 bit
+ * patterns (all exponents, subnormals, inf, NaN). */
+static void test_codes_match_scalar_encoders(void **state) {
+    (void)state;
+    const size_t n = 1 << 18;
+    float *x = malloc(n * sizeof(float));
+    uint8_t *codes = malloc(n);
+    uint16_t *c16 = malloc(n * 2);
+    float *y = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = lb_rand_u32(3, 9, i);
+        if (i % 4 == 1) u = (u & 0x807fffffu) | ((uint32_t)(110 + (u >> 23) % 40) << 23); /* near the formats' range */
+        memcpy(&x[i], &u, 4);
+    }
+    const char *specs[] = {"fp8_e4m3:raw", "fp8_e4m3:raw:nosat", "fp8_e5m2:raw", "fp8_e5m2:raw:nosat", "fp4_e2m1:raw",
+                           "bf16", "fp16"};
+    for (int k = 0; k < 7; k++) {
+        lb_qspec s = spec(specs[k]);
+        float sc[1];
+        int half = k >= 5;
+        assert_int_equal(lb_quantize(&s, x, 1, n, half ? (void *)c16 : (void *)codes, sc, NULL), LB_OK);
+        for (size_t i = 0; i < n; i++) {
+            unsigned want = k < 2   ? lb_fp8_e4m3_from_f32(x[i], s.saturate)
+                            : k < 4 ? lb_fp8_e5m2_from_f32(x[i], s.saturate)
+                            : k == 4 ? lb_fp4_e2m1_from_f32(x[i])
+                            : k == 5 ? lb_bf16_from_f32(x[i])
+                                     : lb_fp16_from_f32(x[i]);
+            unsigned got = half ? c16[i] : codes[i];
+            if (got != want) fail_msg("%s: input %a: code 0x%x, scalar encoder 0x%x", specs[k], x[i], got, want);
+        }
+        /* The fused path gives the decoded scalar codes. */
+        assert_int_equal(lb_fake_quantize(&s, x, y, 1, n, NULL), LB_OK);
+        for (size_t i = 0; i < n; i++) {
+            float want = k < 2   ? lb_fp8_e4m3_to_f32(lb_fp8_e4m3_from_f32(x[i], s.saturate))
+                         : k < 4 ? lb_fp8_e5m2_to_f32(lb_fp8_e5m2_from_f32(x[i], s.saturate))
+                         : k == 4 ? lb_fp4_e2m1_to_f32(lb_fp4_e2m1_from_f32(x[i]))
+                         : k == 5 ? lb_bf16_to_f32(lb_bf16_from_f32(x[i]))
+                                  : lb_fp16_to_f32(lb_fp16_from_f32(x[i]));
+            int same = isnan(want) ? isnan(y[i]) : memcmp(&y[i], &want, 4) == 0;
+            if (!same) fail_msg("%s: input %a: fake %a, scalar %a", specs[k], x[i], y[i], want);
+        }
+    }
+    free(y);
+    free(x);
+    free(codes);
+    free(c16);
+}
+
 /* Symmetric formats are odd functions: q(−x) = −q(x). */
 static void test_symmetric_formats_are_odd(void **state) {
     (void)state;
@@ -348,6 +416,8 @@ static void test_errors(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_quantize_dequantize_equals_fake),
+        cmocka_unit_test(test_fake_matches_codes_on_specials),
+        cmocka_unit_test(test_codes_match_scalar_encoders),
         cmocka_unit_test(test_symmetric_formats_are_odd),
         cmocka_unit_test(test_error_bounds_and_group_scales),
         cmocka_unit_test(test_int_hand_examples),

@@ -15,20 +15,12 @@
 
 #include <math.h>
 #include <string.h>
-
-
 #include "quant/minifloat.h"
 
 /* --- FP8 E4M3 ------------------------------------------------------------ */
 
 uint8_t lb_fp8_e4m3_from_f32(float x, int saturate) {
-    uint32_t u = f32_bits(x);
-    uint8_t sign = (uint8_t)((u >> 31) << 7);
-    if (isnan(x)) return sign | 0x7f;
-    if (isinf(x)) return saturate ? (sign | 0x7e) : (sign | 0x7f);
-    uint32_t c = mini_encode_mag(fabsf(x), 3, 7);
-    if (c > 0x7e) c = saturate ? 0x7e : 0x7f; /* beyond 448 (464 and up round past it) */
-    return sign | (uint8_t)c;
+    return mf_e4m3_from_f32(x, saturate);
 }
 
 uint8_t lb_fp8_e4m3_from_f32_sr(float x, float u, int saturate) {
@@ -49,13 +41,7 @@ float lb_fp8_e4m3_to_f32(uint8_t code) {
 /* --- FP8 E5M2 ------------------------------------------------------------ */
 
 uint8_t lb_fp8_e5m2_from_f32(float x, int saturate) {
-    uint32_t u = f32_bits(x);
-    uint8_t sign = (uint8_t)((u >> 31) << 7);
-    if (isnan(x)) return sign | 0x7f;
-    if (isinf(x)) return sign | 0x7c; /* inf stays inf, also when saturating */
-    uint32_t c = mini_encode_mag(fabsf(x), 2, 15);
-    if (c > 0x7b) c = saturate ? 0x7b : 0x7c;
-    return sign | (uint8_t)c;
+    return mf_e5m2_from_f32(x, saturate);
 }
 
 uint8_t lb_fp8_e5m2_from_f32_sr(float x, float u, int saturate) {
@@ -78,11 +64,7 @@ float lb_fp8_e5m2_to_f32(uint8_t code) {
 /* --- FP4 E2M1 (OCP MX): no inf or NaN; conversion saturates at ±6 --------- */
 
 uint8_t lb_fp4_e2m1_from_f32(float x) {
-    if (isnan(x)) return 0; /* no NaN code; MX blocks carry NaN in their scale */
-    uint8_t sign = (uint8_t)((f32_bits(x) >> 31) << 3);
-    uint32_t c = isinf(x) ? 7 : mini_encode_mag(fabsf(x), 1, 1);
-    if (c > 7) c = 7;
-    return sign | (uint8_t)c;
+    return mf_e2m1_from_f32(x);
 }
 
 float lb_fp4_e2m1_to_f32(uint8_t code) {
@@ -107,10 +89,7 @@ uint8_t lb_e8m0_from_exp(int e) {
 /* --- BF16: the top half of an fp32, rounded to nearest even ------------------ */
 
 uint16_t lb_bf16_from_f32(float x) {
-    uint32_t u = f32_bits(x);
-    if (isnan(x)) return (uint16_t)((u >> 16) | 0x40); /* keep it a (quiet) NaN */
-    u += 0x7fffu + ((u >> 16) & 1u);                    /* carries into the exponent: overflow gives inf */
-    return (uint16_t)(u >> 16);
+    return mf_bf16_from_f32(x);
 }
 
 float lb_bf16_to_f32(uint16_t h) { return f32_from_bits((uint32_t)h << 16); }
@@ -118,13 +97,7 @@ float lb_bf16_to_f32(uint16_t h) { return f32_from_bits((uint32_t)h << 16); }
 /* --- FP16 (IEEE binary16): overflow gives inf, as IEEE rounding does --------- */
 
 uint16_t lb_fp16_from_f32(float x) {
-    uint32_t u = f32_bits(x);
-    uint16_t sign = (uint16_t)((u >> 31) << 15);
-    if (isnan(x)) return sign | 0x7e00;
-    if (isinf(x)) return sign | 0x7c00;
-    uint32_t c = mini_encode_mag(fabsf(x), 10, 15);
-    if (c > 0x7c00) c = 0x7c00;
-    return sign | (uint16_t)c;
+    return mf_fp16_from_f32(x);
 }
 
 float lb_fp16_to_f32(uint16_t h) {

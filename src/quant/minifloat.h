@@ -54,4 +54,51 @@ static inline float mini_decode_mag(uint32_t c, int mbits, int bias) {
     return f32_from_bits(((ef - (uint32_t)bias + 127) << 23) | (m << (23 - mbits)));
 }
 
+/* The format encoders (documented in quant/formats.h), inline for the array
+ * kernels; formats.c exports them. */
+static inline uint8_t mf_e4m3_from_f32(float x, int saturate) {
+    uint32_t u = f32_bits(x);
+    uint8_t sign = (uint8_t)((u >> 31) << 7);
+    if (isnan(x)) return sign | 0x7f;
+    if (isinf(x)) return saturate ? (sign | 0x7e) : (sign | 0x7f);
+    uint32_t c = mini_encode_mag(fabsf(x), 3, 7);
+    if (c > 0x7e) c = saturate ? 0x7e : 0x7f; /* beyond 448 (464 and up round past it) */
+    return sign | (uint8_t)c;
+}
+
+static inline uint8_t mf_e5m2_from_f32(float x, int saturate) {
+    uint32_t u = f32_bits(x);
+    uint8_t sign = (uint8_t)((u >> 31) << 7);
+    if (isnan(x)) return sign | 0x7f;
+    if (isinf(x)) return sign | 0x7c; /* inf stays inf, also when saturating */
+    uint32_t c = mini_encode_mag(fabsf(x), 2, 15);
+    if (c > 0x7b) c = saturate ? 0x7b : 0x7c;
+    return sign | (uint8_t)c;
+}
+
+static inline uint8_t mf_e2m1_from_f32(float x) {
+    if (isnan(x)) return 0; /* no NaN code; MX blocks carry NaN in their scale */
+    uint8_t sign = (uint8_t)((f32_bits(x) >> 31) << 3);
+    uint32_t c = isinf(x) ? 7 : mini_encode_mag(fabsf(x), 1, 1);
+    if (c > 7) c = 7;
+    return sign | (uint8_t)c;
+}
+
+static inline uint16_t mf_bf16_from_f32(float x) {
+    uint32_t u = f32_bits(x);
+    if (isnan(x)) return (uint16_t)((u >> 16) | 0x40); /* keep it a (quiet) NaN */
+    u += 0x7fffu + ((u >> 16) & 1u);                    /* carries into the exponent: overflow gives inf */
+    return (uint16_t)(u >> 16);
+}
+
+static inline uint16_t mf_fp16_from_f32(float x) {
+    uint32_t u = f32_bits(x);
+    uint16_t sign = (uint16_t)((u >> 31) << 15);
+    if (isnan(x)) return sign | 0x7e00;
+    if (isinf(x)) return sign | 0x7c00;
+    uint32_t c = mini_encode_mag(fabsf(x), 10, 15);
+    if (c > 0x7c00) c = 0x7c00;
+    return sign | (uint16_t)c;
+}
+
 #endif

@@ -101,6 +101,9 @@ static stats stats_of(const lb_qspec *s, const float *x, size_t n) {
     stats st = {0, 0, INFINITY, -INFINITY, 0};
     if (needs_means(s)) {
         double sum = 0, sabs = 0;
+        /* simd reorders the sum by vector lanes: fixed for a given build, not
+         * dependent on threads. */
+#pragma omp simd reduction(+ : sum, sabs)
         for (size_t i = 0; i < n; i++) {
             sum += x[i];
             sabs += fabsf(x[i]);
@@ -110,6 +113,7 @@ static stats stats_of(const lb_qspec *s, const float *x, size_t n) {
     } else {
         float mn = INFINITY, mx = -INFINITY;
         int bad = 0;
+#pragma omp simd reduction(min : mn) reduction(max : mx) reduction(| : bad)
         for (size_t i = 0; i < n; i++) {
             mn = x[i] < mn ? x[i] : mn;
             mx = x[i] > mx ? x[i] : mx;
@@ -231,11 +235,12 @@ static qblock params_of(const lb_qspec *s, const stats *st, size_t n) {
     case LB_QF_MXFP8: case LB_QF_MXFP4: {
         /* OCP MX v1.0: shared exponent floor(log2(amax)) − emax of the element type. */
         int emax = s->format == LB_QF_MXFP8 ? 8 : 2;
-        int X = amax > 0.0f ? ilogbf(amax) - emax : -127;
+        int ea = (int)((f32_bits(amax) >> 23) & 0xff) - 127; /* floor(log2 amax) for normal amax */
+        int X = amax > 0.0f ? (ea > -127 ? ea : ilogbf(amax)) - emax : -127;
         if (X < -127) X = -127;
         if (X > 127) X = 127;
-        b.d = st->nonfinite ? NAN : ldexpf(1.0f, X);
-        b.s = ldexpf(1.0f, -X);
+        b.d = st->nonfinite ? NAN : (X > -127 ? pow2f(X) : ldexpf(1.0f, X));
+        b.s = X < 127 ? pow2f(-X) : ldexpf(1.0f, -X);
         b.lo = -fmt_max(s->format) * b.d;
         b.hi = fmt_max(s->format) * b.d;
         return b;
@@ -258,22 +263,53 @@ static qblock params_of(const lb_qspec *s, const stats *st, size_t n) {
  * x, codes and y point at the block's first element; `base` is its flat index
  * (for the stochastic-rounding counter). Exactly one of codes/y is non-NULL. */
 
+/* Uniforms of stochastic rounding for elements base .. base + n − 1, equal to
+ * lb_rand_uniform(seed, stream, base + i) but using all four outputs of each
+ * Philox call. */
+static void sr_uniforms(uint64_t seed, uint64_t stream, size_t base, size_t n, float *u) {
+    size_t i = 0;
+    while (i < n) {
+        size_t idx = base + i;
+        uint32_t r[4];
+        lb_philox4x32(seed, idx >> 2, stream, r);
+        for (size_t j = idx & 3; j < 4 && i < n; j++, i++) u[i] = (float)(r[j] >> 8) * (1.0f / 16777216.0f);
+    }
+}
+
+#define SR_BATCH 256
+
 static void int_pass(const lb_qspec *s, const qblock *b, const float *x, size_t n, size_t base, uint8_t *codes,
                      float *y) {
     const float sc = b->s, shift = b->shift, z = b->z, qmin = b->qmin, qmax = b->qmax, d = b->d, m = b->m;
+    /* Clamps written as comparisons so the loops vectorize; NaN passes through. */
     if (s->stochastic) {
-        uint64_t stream = LB_STREAM_STOCHASTIC + s->stream;
-        for (size_t i = 0; i < n; i++) {
-            float u = lb_rand_uniform(s->seed, stream, base + i);
-            float q = fminf(fmaxf(floorf((x[i] - shift) * sc + u) + z, qmin), qmax);
-            if (codes) codes[i] = (uint8_t)(int)q;
-            else y[i] = q * d + m;
+        const uint64_t stream = LB_STREAM_STOCHASTIC + s->stream;
+        float u[SR_BATCH];
+        for (size_t i0 = 0; i0 < n; i0 += SR_BATCH) {
+            size_t len = n - i0 < SR_BATCH ? n - i0 : SR_BATCH;
+            sr_uniforms(s->seed, stream, base + i0, len, u);
+            for (size_t j = 0; j < len; j++) {
+                float q = floorf((x[i0 + j] - shift) * sc + u[j]) + z;
+                q = q < qmin ? qmin : q;
+                q = q > qmax ? qmax : q;
+                if (codes) codes[i0 + j] = (uint8_t)(int)q;
+                else y[i0 + j] = q * d + m;
+            }
         }
     } else if (codes) {
-        for (size_t i = 0; i < n; i++)
-            codes[i] = (uint8_t)(int)fminf(fmaxf(rintf((x[i] - shift) * sc) + z, qmin), qmax);
+        for (size_t i = 0; i < n; i++) {
+            float q = rintf((x[i] - shift) * sc) + z;
+            q = q < qmin ? qmin : q;
+            q = q > qmax ? qmax : q;
+            codes[i] = (uint8_t)(int)q;
+        }
     } else {
-        for (size_t i = 0; i < n; i++) y[i] = fminf(fmaxf(rintf((x[i] - shift) * sc) + z, qmin), qmax) * d + m;
+        for (size_t i = 0; i < n; i++) {
+            float q = rintf((x[i] - shift) * sc) + z;
+            q = q < qmin ? qmin : q;
+            q = q > qmax ? qmax : q;
+            y[i] = q * d + m;
+        }
     }
 }
 
@@ -286,33 +322,31 @@ static void binary_pass(const qblock *b, const float *x, size_t n, uint8_t *code
         for (size_t i = 0; i < n; i++) y[i] = x[i] > alpha ? beta : -beta;
 }
 
-/* FP8/FP4 elements (also the MX element types). */
-static inline uint8_t fp_encode(lb_qformat f, float v, int saturate) {
-    switch (f) {
-    case LB_QF_FP8_E4M3: case LB_QF_MXFP8: return lb_fp8_e4m3_from_f32(v, saturate);
-    case LB_QF_FP8_E5M2: return lb_fp8_e5m2_from_f32(v, saturate);
-    default: return lb_fp4_e2m1_from_f32(v);
+/* Decoding table of an element format: 256 entries (16 used for FP4). */
+static void fp_table(lb_qformat f, float *lut) {
+    for (int c = 0; c < 256; c++) {
+        switch (f) {
+        case LB_QF_FP8_E4M3: case LB_QF_MXFP8: lut[c] = lb_fp8_e4m3_to_f32((uint8_t)c); break;
+        case LB_QF_FP8_E5M2: lut[c] = lb_fp8_e5m2_to_f32((uint8_t)c); break;
+        default: lut[c] = lb_fp4_e2m1_to_f32((uint8_t)(c & 15)); break;
+        }
     }
 }
 
-static inline float fp_decode(lb_qformat f, uint8_t c) {
-    switch (f) {
-    case LB_QF_FP8_E4M3: case LB_QF_MXFP8: return lb_fp8_e4m3_to_f32(c);
-    case LB_QF_FP8_E5M2: return lb_fp8_e5m2_to_f32(c);
-    default: return lb_fp4_e2m1_to_f32(c);
-    }
-}
+typedef struct fp_fmt {
+    int mbits, bias;
+    float fmax;
+    float ovf;      /* value of a finite overflow: fmax (saturating), inf or NaN */
+    int keep_inf;   /* inf inputs stay inf (E5M2) */
+    int nan_zero;   /* NaN becomes +0 (FP4 has no NaN) */
+} fp_fmt;
 
-/* Fake-quant to E4M3/E5M2/E2M1 in the float domain: the same rounding as the
- * encoder (round the significand at the format's spacing), without building
- * codes. Finite inputs only; others go through the encoder. */
-static inline float fp_round(float v, int mbits, int bias, float fmax, int saturate, int nonsat_inf) {
-    float a = fabsf(v);
-    if (!(a <= FLT_MAX)) return NAN; /* inf/NaN: handled by the caller */
-    int e = mini_exp(a, bias);
-    float r = rintf(a * pow2f(mbits - e)) * pow2f(e - mbits);
-    if (r > fmax) r = saturate ? fmax : (nonsat_inf ? INFINITY : NAN);
-    return copysignf(r, v);
+static fp_fmt fp_fmt_of(const lb_qspec *s) {
+    fp_fmt f = {1, 1, 6.0f, 6.0f, 0, 1}; /* E2M1 always saturates */
+    int sat = (s->format == LB_QF_MXFP8 || s->format == LB_QF_MXFP4) ? 1 : s->saturate;
+    if (s->format == LB_QF_FP8_E4M3 || s->format == LB_QF_MXFP8) f = (fp_fmt){3, 7, 448.0f, sat ? 448.0f : NAN, 0, 0};
+    if (s->format == LB_QF_FP8_E5M2) f = (fp_fmt){2, 15, 57344.0f, sat ? 57344.0f : INFINITY, 1, 0};
+    return f;
 }
 
 static void fp_pass(const lb_qspec *s, const qblock *b, const float *x, size_t n, size_t base, uint8_t *codes,
@@ -320,42 +354,94 @@ static void fp_pass(const lb_qspec *s, const qblock *b, const float *x, size_t n
     const lb_qformat f = s->format;
     const float sc = b->s, d = b->d;
     const int sat = (f == LB_QF_MXFP8 || f == LB_QF_MXFP4) ? 1 : s->saturate;
+    const fp_fmt ff = fp_fmt_of(s);
     if (s->stochastic && (f == LB_QF_FP8_E4M3 || f == LB_QF_FP8_E5M2)) {
-        uint64_t stream = LB_STREAM_STOCHASTIC + s->stream;
-        for (size_t i = 0; i < n; i++) {
-            float u = lb_rand_uniform(s->seed, stream, base + i);
-            uint8_t c = f == LB_QF_FP8_E4M3 ? lb_fp8_e4m3_from_f32_sr(x[i] * sc, u, sat)
-                                            : lb_fp8_e5m2_from_f32_sr(x[i] * sc, u, sat);
-            if (codes) codes[i] = c;
-            else y[i] = fp_decode(f, c) * d;
+        const uint64_t stream = LB_STREAM_STOCHASTIC + s->stream;
+        float u[SR_BATCH];
+        for (size_t i0 = 0; i0 < n; i0 += SR_BATCH) {
+            size_t len = n - i0 < SR_BATCH ? n - i0 : SR_BATCH;
+            sr_uniforms(s->seed, stream, base + i0, len, u);
+            for (size_t j = 0; j < len; j++) {
+                float v = x[i0 + j] * sc;
+                uint8_t c = f == LB_QF_FP8_E4M3 ? lb_fp8_e4m3_from_f32_sr(v, u[j], sat)
+                                                : lb_fp8_e5m2_from_f32_sr(v, u[j], sat);
+                if (codes) codes[i0 + j] = c;
+                else y[i0 + j] = (f == LB_QF_FP8_E4M3 ? lb_fp8_e4m3_to_f32(c) : lb_fp8_e5m2_to_f32(c)) * d;
+            }
         }
         return;
     }
+    /* Both loops round in the float domain, as the encoder does, written
+     * without branches so they vectorize: r = rint(|v| / spacing) · spacing,
+     * then the overflow and inf/NaN rules of the format. */
+    const int mbits = ff.mbits, bias = ff.bias, keep_inf = ff.keep_inf, nan_zero = ff.nan_zero;
+    const float fmax = ff.fmax, ovf = ff.ovf;
     if (codes) {
-        for (size_t i = 0; i < n; i++) codes[i] = fp_encode(f, x[i] * sc, sat);
+        /* Codes of the format (see formats.c): the largest finite code, what a
+         * finite overflow, an inf and a NaN become, where the sign bit goes. */
+        const int fp4 = nan_zero, emin = 1 - bias;
+        const uint32_t maxc = fp4 ? 7u : (keep_inf ? 0x7bu : 0x7eu);
+        const uint32_t ovfc = fp4 ? 7u : (sat ? maxc : (keep_inf ? 0x7cu : 0x7fu));
+        const uint32_t infc = fp4 ? 7u : (keep_inf ? 0x7cu : (sat ? 0x7eu : 0x7fu));
+        const uint32_t nanc = fp4 ? 0u : 0x7fu;
+        const int sign_shift = fp4 ? 3 : 7;
+        const uint32_t mmask = (1u << mbits) - 1;
+        for (size_t i = 0; i < n; i++) {
+            float v = x[i] * sc, a = fabsf(v);
+            int e = mini_exp(a, bias);
+            e = e > 127 ? 127 : e;
+            float r = rintf(a * pow2f(mbits - e)) * pow2f(e - mbits);
+            int finite = a <= FLT_MAX, over = finite && r > fmax, isnan_ = a != a;
+            float rr = finite && !over ? r : 0.0f;
+            uint32_t u = f32_bits(rr);
+            int E = (int)(u >> 23) - 127;
+            uint32_t normal = ((uint32_t)(E + bias) << mbits) | ((u >> (23 - mbits)) & mmask);
+            uint32_t sub = (uint32_t)(rr * pow2f(mbits - emin));
+            uint32_t c = E >= emin ? normal : sub;
+            c = over ? ovfc : c;
+            c = finite || isnan_ ? c : infc;
+            c = isnan_ ? nanc : c;
+            uint32_t sign = (fp4 && isnan_) ? 0u : (f32_bits(v) >> 31) << sign_shift;
+            codes[i] = (uint8_t)(c | sign);
+        }
         return;
     }
-    int mbits, bias, inf = 0;
-    switch (f) {
-    case LB_QF_FP8_E4M3: case LB_QF_MXFP8: mbits = 3; bias = 7; break;
-    case LB_QF_FP8_E5M2: mbits = 2; bias = 15; inf = 1; break;
-    default: mbits = 1; bias = 1; break;
-    }
-    const float fmax = fmt_max(f);
-    const int fp4 = f == LB_QF_FP4_E2M1 || f == LB_QF_MXFP4;
     for (size_t i = 0; i < n; i++) {
-        float v = x[i] * sc;
-        if (fabsf(v) <= FLT_MAX) y[i] = fp_round(v, mbits, bias, fmax, sat || fp4, inf) * d;
-        else y[i] = fp_decode(f, fp_encode(f, v, sat)) * d;
+        float v = x[i] * sc, a = fabsf(v);
+        int e = mini_exp(a, bias);
+        e = e > 127 ? 127 : e; /* inf/NaN: keeps the exponents below in range */
+        float r = rintf(a * pow2f(mbits - e)) * pow2f(e - mbits);
+        r = a > FLT_MAX ? a : r;                                  /* inf */
+        r = r > fmax ? (keep_inf && a > FLT_MAX ? a : ovf) : r;   /* overflow */
+        float out = copysignf(r, v);
+        out = (nan_zero && a != a) ? 0.0f : out;
+        y[i] = out * d;
     }
 }
 
 static void half_pass(const lb_qspec *s, const float *x, size_t n, uint16_t *codes, float *y) {
-    int bf = s->format == LB_QF_BF16;
-    for (size_t i = 0; i < n; i++) {
-        uint16_t h = bf ? lb_bf16_from_f32(x[i]) : lb_fp16_from_f32(x[i]);
-        if (codes) codes[i] = h;
-        else y[i] = bf ? lb_bf16_to_f32(h) : lb_fp16_to_f32(h);
+    const int bf = s->format == LB_QF_BF16;
+    if (codes) {
+        for (size_t i = 0; i < n; i++) codes[i] = bf ? mf_bf16_from_f32(x[i]) : mf_fp16_from_f32(x[i]);
+    } else if (bf) {
+        /* Round the low 16 bits away, to nearest even; NaN stays a quiet NaN. */
+        for (size_t i = 0; i < n; i++) {
+            uint32_t u = f32_bits(x[i]);
+            uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+            r = (u & 0x7fffffffu) > 0x7f800000u ? (u | 0x00400000u) & 0xffff0000u : r;
+            y[i] = f32_from_bits(r);
+        }
+    } else {
+        /* binary16 through the float-domain rounding of fp_pass. */
+        for (size_t i = 0; i < n; i++) {
+            float v = x[i], a = fabsf(v);
+            int e = mini_exp(a, 15);
+            e = e > 127 ? 127 : e;
+            float r = rintf(a * pow2f(10 - e)) * pow2f(e - 10);
+            r = a > FLT_MAX ? a : r;
+            r = r > 65504.0f ? INFINITY : r;
+            y[i] = copysignf(r, v);
+        }
     }
 }
 
@@ -431,6 +517,8 @@ lb_status lb_dequantize(const lb_qspec *s, const void *codes, const float *scale
     size_t nb = lb_quant_n_blocks(s, rows, cols), n = rows * cols;
     const uint8_t *c8 = codes;
     const uint16_t *c16 = codes;
+    float lut[256];
+    if (s->format >= LB_QF_FP8_E4M3 && s->format <= LB_QF_MXFP4) fp_table(s->format, lut);
     /* Parallel over blocks when there are several, else over chunks of the one. */
     size_t unit = nb > 1 ? 0 : 16384;
     long nu = nb > 1 ? (long)nb : (long)((n + unit - 1) / unit);
@@ -452,7 +540,7 @@ lb_status lb_dequantize(const lb_qspec *s, const void *codes, const float *scale
             for (size_t i = 0; i < len; i++) yy[i] = (float)(int8_t)c[i] * d;
             break;
         case LB_QF_INT:
-            if (asym || (s->b1 && s->asymmetric))
+            if (asym)
                 for (size_t i = 0; i < len; i++) yy[i] = (float)c[i] * d + m;
             else
                 for (size_t i = 0; i < len; i++) yy[i] = (float)(int8_t)c[i] * d;
@@ -464,7 +552,7 @@ lb_status lb_dequantize(const lb_qspec *s, const void *codes, const float *scale
             for (size_t i = 0; i < len; i++) yy[i] = lb_fp16_to_f32(c16[start + i]);
             break;
         default:
-            for (size_t i = 0; i < len; i++) yy[i] = fp_decode(s->format, c[i]) * d;
+            for (size_t i = 0; i < len; i++) yy[i] = lut[c[i]] * d;
             break;
         }
     }
