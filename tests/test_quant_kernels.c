@@ -37,7 +37,7 @@ static const char *all_specs[] = {
     "int3:g8:asym",    "int8:per_channel:asym", "int8:per_token:b1", "int8:per_token:asym:b1", "int4:per_token:b1",
     "fp8_e4m3",        "fp8_e4m3:per_channel", "fp8_e5m2:g16",   "fp8_e4m3:raw",        "fp8_e5m2:raw:nosat",
     "fp4_e2m1:g16",    "fp4_e2m1:raw",       "mxfp8",            "mxfp4",               "bf16",
-    "fp16",
+    "fp16",            "int8:sr",            "int4:g16:sr",      "fp8_e4m3:sr",         "fp8_e5m2:g16:sr",
 };
 #define N_SPECS (sizeof all_specs / sizeof all_specs[0])
 
@@ -147,7 +147,7 @@ static void test_symmetric_formats_are_odd(void **state) {
     for (size_t i = 0; i < n; i++) nx[i] = -x[i];
     for (size_t k = 0; k < N_SPECS; k++) {
         lb_qspec s = spec(all_specs[k]);
-        if (s.asymmetric) continue;
+        if (s.asymmetric || s.stochastic) continue;
         fake(all_specs[k], x, y, rows, cols);
         fake(all_specs[k], nx, ny, rows, cols);
         for (size_t i = 0; i < n; i++)
@@ -372,6 +372,31 @@ static void test_stochastic_rounding(void **state) {
     free(y2);
 }
 
+/* Stochastic rounding of element i uses lb_rand_uniform(seed,
+ * LB_STREAM_STOCHASTIC + stream, i), as qspec.h documents. */
+static void test_stochastic_rounding_stream(void **state) {
+    (void)state;
+    const size_t rows = 3, cols = 333, n = rows * cols;
+    float *x = random_matrix(n, 12), *y = malloc(n * sizeof(float));
+    lb_qspec s = spec("int8:per_token:sr");
+    s.seed = 1234;
+    s.stream = 99;
+    assert_int_equal(lb_fake_quantize(&s, x, y, rows, cols, NULL), LB_OK);
+    for (size_t r = 0; r < rows; r++) {
+        float amax = 0;
+        for (size_t c = 0; c < cols; c++) amax = fmaxf(amax, fabsf(x[r * cols + c]));
+        float sc = 127.0f / amax, d = 1.0f / sc;
+        for (size_t c = 0; c < cols; c++) {
+            size_t i = r * cols + c;
+            float u = lb_rand_uniform(1234, LB_STREAM_STOCHASTIC + 99, i);
+            float q = fminf(fmaxf(floorf(x[i] * sc + u), -128), 127);
+            if (y[i] != q * d) fail_msg("element %zu: %g, want %g", i, y[i], q * d);
+        }
+    }
+    free(x);
+    free(y);
+}
+
 /* Results, sums of per-tensor scales included, do not depend on the thread count. */
 static void test_thread_count_independent(void **state) {
     (void)state;
@@ -424,6 +449,7 @@ int main(void) {
         cmocka_unit_test(test_mx_blocks),
         cmocka_unit_test(test_fp8_scale_helper),
         cmocka_unit_test(test_stochastic_rounding),
+        cmocka_unit_test(test_stochastic_rounding_stream),
         cmocka_unit_test(test_thread_count_independent),
         cmocka_unit_test(test_errors),
     };

@@ -263,16 +263,51 @@ static qblock params_of(const lb_qspec *s, const stats *st, size_t n) {
  * x, codes and y point at the block's first element; `base` is its flat index
  * (for the stochastic-rounding counter). Exactly one of codes/y is non-NULL. */
 
-/* Uniforms of stochastic rounding for elements base .. base + n − 1, equal to
- * lb_rand_uniform(seed, stream, base + i) but using all four outputs of each
- * Philox call. */
+/* Philox4x32-10 (core/rng.c) for PH_N consecutive counters at once, in
+ * arrays so the rounds vectorize: u[4j + k] is output k of counter ctr + j,
+ * as a uniform in [0, 1) with 24 bits, exactly as lb_rand_uniform. */
+#define PH_N 64
+static void philox_uniforms(uint64_t seed, uint64_t stream, uint64_t ctr, float *u) {
+    uint32_t c0[PH_N], c1[PH_N], c2[PH_N], c3[PH_N];
+    for (int j = 0; j < PH_N; j++) {
+        c0[j] = (uint32_t)(ctr + (uint64_t)j);
+        c1[j] = (uint32_t)((ctr + (uint64_t)j) >> 32);
+        c2[j] = (uint32_t)stream;
+        c3[j] = (uint32_t)(stream >> 32);
+    }
+    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+    for (int round = 0; round < 10; round++) {
+        for (int j = 0; j < PH_N; j++) {
+            uint64_t p0 = (uint64_t)0xD2511F53u * c0[j], p1 = (uint64_t)0xCD9E8D57u * c2[j];
+            uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1[j] ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3[j] ^ k1;
+            c0[j] = n0;
+            c1[j] = (uint32_t)p1;
+            c2[j] = n2;
+            c3[j] = (uint32_t)p0;
+        }
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    for (int j = 0; j < PH_N; j++) {
+        u[4 * j + 0] = (float)(c0[j] >> 8) * (1.0f / 16777216.0f);
+        u[4 * j + 1] = (float)(c1[j] >> 8) * (1.0f / 16777216.0f);
+        u[4 * j + 2] = (float)(c2[j] >> 8) * (1.0f / 16777216.0f);
+        u[4 * j + 3] = (float)(c3[j] >> 8) * (1.0f / 16777216.0f);
+    }
+}
+
+/* Uniforms of stochastic rounding for elements base .. base + n − 1:
+ * u[i] = lb_rand_uniform(seed, stream, base + i). */
 static void sr_uniforms(uint64_t seed, uint64_t stream, size_t base, size_t n, float *u) {
+    float tmp[4 * PH_N];
     size_t i = 0;
     while (i < n) {
-        size_t idx = base + i;
-        uint32_t r[4];
-        lb_philox4x32(seed, idx >> 2, stream, r);
-        for (size_t j = idx & 3; j < 4 && i < n; j++, i++) u[i] = (float)(r[j] >> 8) * (1.0f / 16777216.0f);
+        uint64_t idx = (uint64_t)(base + i);
+        size_t off = (size_t)(idx & 3), take = 4 * PH_N - off;
+        if (take > n - i) take = n - i;
+        philox_uniforms(seed, stream, idx >> 2, tmp);
+        memcpy(u + i, tmp + off, take * sizeof(float));
+        i += take;
     }
 }
 
@@ -357,16 +392,27 @@ static void fp_pass(const lb_qspec *s, const qblock *b, const float *x, size_t n
     const fp_fmt ff = fp_fmt_of(s);
     if (s->stochastic && (f == LB_QF_FP8_E4M3 || f == LB_QF_FP8_E5M2)) {
         const uint64_t stream = LB_STREAM_STOCHASTIC + s->stream;
+        const int mbits = ff.mbits, bias = ff.bias, keep_inf = ff.keep_inf;
+        const float fmax = ff.fmax, ovf = ff.ovf;
         float u[SR_BATCH];
         for (size_t i0 = 0; i0 < n; i0 += SR_BATCH) {
             size_t len = n - i0 < SR_BATCH ? n - i0 : SR_BATCH;
             sr_uniforms(s->seed, stream, base + i0, len, u);
+            if (codes) {
+                for (size_t j = 0; j < len; j++)
+                    codes[i0 + j] = f == LB_QF_FP8_E4M3 ? lb_fp8_e4m3_from_f32_sr(x[i0 + j] * sc, u[j], sat)
+                                                        : lb_fp8_e5m2_from_f32_sr(x[i0 + j] * sc, u[j], sat);
+                continue;
+            }
+            /* The rounding of mini_encode_mag_sr in the float domain (see below). */
             for (size_t j = 0; j < len; j++) {
-                float v = x[i0 + j] * sc;
-                uint8_t c = f == LB_QF_FP8_E4M3 ? lb_fp8_e4m3_from_f32_sr(v, u[j], sat)
-                                                : lb_fp8_e5m2_from_f32_sr(v, u[j], sat);
-                if (codes) codes[i0 + j] = c;
-                else y[i0 + j] = (f == LB_QF_FP8_E4M3 ? lb_fp8_e4m3_to_f32(c) : lb_fp8_e5m2_to_f32(c)) * d;
+                float v = x[i0 + j] * sc, a = fabsf(v);
+                int e = mini_exp(a, bias);
+                e = e > 127 ? 127 : e;
+                float r = floorf(a * pow2f(mbits - e) + u[j]) * pow2f(e - mbits);
+                r = a > FLT_MAX ? a : r;
+                r = r > fmax ? (keep_inf && a > FLT_MAX ? a : ovf) : r;
+                y[i0 + j] = copysignf(r, v) * d;
             }
         }
         return;
@@ -546,10 +592,19 @@ lb_status lb_dequantize(const lb_qspec *s, const void *codes, const float *scale
                 for (size_t i = 0; i < len; i++) yy[i] = (float)(int8_t)c[i] * d;
             break;
         case LB_QF_BF16:
-            for (size_t i = 0; i < len; i++) yy[i] = lb_bf16_to_f32(c16[start + i]);
+            for (size_t i = 0; i < len; i++) yy[i] = f32_from_bits((uint32_t)c16[start + i] << 16);
             break;
         case LB_QF_FP16:
-            for (size_t i = 0; i < len; i++) yy[i] = lb_fp16_to_f32(c16[start + i]);
+            /* binary16 → fp32 without branches: rebias normals, scale
+             * subnormals, widen inf/NaN. */
+            for (size_t i = 0; i < len; i++) {
+                uint32_t h = c16[start + i], sign = (h & 0x8000u) << 16, em = h & 0x7fffu;
+                uint32_t normal = (em << 13) + ((127u - 15u) << 23);
+                uint32_t sub = f32_bits((float)em * (1.0f / 16777216.0f));
+                uint32_t special = 0x7f800000u | ((em & 0x3ffu) << 13);
+                uint32_t bits = em >= 0x7c00u ? special : (em < 0x400u ? sub : normal);
+                yy[i] = f32_from_bits(bits | sign);
+            }
             break;
         default:
             for (size_t i = 0; i < len; i++) yy[i] = lut[c[i]] * d;
