@@ -14,6 +14,15 @@
 #include "io/checkpoint.h"
 #include "testutil.h"
 
+/* HDF5 1.10 leaks object headers whose checksum fails to verify (in
+ * H5O_protect, on blocks recycled from its free lists, so the allocation
+ * stacks point anywhere in HDF5). The bit-flip test walks that error path
+ * thousands of times, so sanitizer builds ignore memory HDF5 allocated
+ * itself. Our own leaks still show, and HDF5 objects we forget to close are
+ * caught by assert_no_open_hdf5() instead. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void) { return "leak:libhdf5\n"; }
+
 /* ---- helpers ---------------------------------------------------------------- */
 
 static void must(lb_status s) {
@@ -68,6 +77,9 @@ static void remove_tree(const char *dir) {
     closedir(d);
     rmdir(dir);
 }
+
+/* Every file, dataset, group, type and attribute opened was closed. */
+static void assert_no_open_hdf5(void) { assert_int_equal(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL), 0); }
 
 static int contains(const char *haystack, const char *needle) { return strstr(haystack, needle) != NULL; }
 
@@ -166,6 +178,7 @@ static void test_sample_round_trip(void **state) {
     assert_true(same);
     assert_int_equal(count_entries(dir), 1);   /* no temporary file left behind */
     remove_tree(dir);
+    assert_no_open_hdf5();
 }
 
 static lb_status collect(const char *name, void *ctx) {
@@ -294,6 +307,7 @@ static void test_every_dtype_exact_and_queries(void **state) {
     free(big2);
     free(longtext);
     remove_tree(dir);
+    assert_no_open_hdf5();
 }
 
 static void test_error_messages(void **state) {
@@ -350,6 +364,7 @@ static void test_error_messages(void **state) {
     must(verify_sample(path, &same));
     assert_true(same);
     remove_tree(dir);
+    assert_no_open_hdf5();
 }
 
 /* A file written with the plain HDF5 API, with optional root attributes. */
@@ -421,6 +436,7 @@ static void test_foreign_and_non_hdf5_files_rejected(void **state) {
     assert_int_equal(lb_ckpt_open(path, &c), LB_EIO);
     assert_true(contains(lb_errmsg(), "missing.h5': cannot open: No such file or directory"));
     remove_tree(dir);
+    assert_no_open_hdf5();
 }
 
 static void test_truncated_file_is_an_error(void **state) {
@@ -444,6 +460,7 @@ static void test_truncated_file_is_an_error(void **state) {
     }
     free(bytes);
     remove_tree(dir);
+    assert_no_open_hdf5();
 }
 
 /* Offset of the first occurrence of `pat` in `buf`, or -1. */
@@ -481,6 +498,7 @@ static void test_flipped_data_byte_is_caught(void **state) {
     lb_ckpt_close(c);
     free(bytes);
     remove_tree(dir);
+    assert_no_open_hdf5();
 }
 
 /* Every single-bit flip anywhere in the file either is reported as an error
@@ -494,12 +512,15 @@ static void test_any_flipped_bit_is_caught_or_harmless(void **state) {
     write_sample(path);
     long size;
     unsigned char *bytes = read_all(path, &size);
+    write_all(bad, bytes, size);
+    int fd = open(bad, O_WRONLY);
+    assert_true(fd >= 0);
     int caught = 0, harmless = 0;
     for (long i = 0; i < size; i++) {
+        /* Flip one bit of byte i in the copy, read it back, restore it. */
         int bit = (int)(i % 8);
-        bytes[i] ^= (unsigned char)(1u << bit);
-        write_all(bad, bytes, size);
-        bytes[i] ^= (unsigned char)(1u << bit);
+        unsigned char flipped = bytes[i] ^ (unsigned char)(1u << bit);
+        assert_int_equal(pwrite(fd, &flipped, 1, i), 1);
         int same;
         lb_status s = verify_sample(bad, &same);
         if (s != LB_OK) {
@@ -509,11 +530,14 @@ static void test_any_flipped_bit_is_caught_or_harmless(void **state) {
         } else {
             fail_msg("flipping bit %d of byte %ld (of %ld) changed values without an error", bit, i, size);
         }
+        assert_int_equal(pwrite(fd, &bytes[i], 1, i), 1);
     }
+    close(fd);
     print_message("%ld bit flips: %d reported, %d in unused bytes\n", size, caught, harmless);
     assert_true(caught > 0);
     free(bytes);
     remove_tree(dir);
+    assert_no_open_hdf5();
 }
 
 static void test_commit_replaces_and_abort_keeps(void **state) {
@@ -582,6 +606,7 @@ static void test_commit_replaces_and_abort_keeps(void **state) {
         lb_ckpt_close(c);
     }
     remove_tree(dir);
+    assert_no_open_hdf5();
 }
 
 static void touch(const char *dir, const char *name) {
@@ -623,7 +648,8 @@ static void test_step_files_latest_and_prune(void **state) {
     snprintf(want, sizeof want, "%s/step_1000000000.h5", dir);
     assert_string_equal(buf, want);
 
-    assert_int_equal(lb_ckpt_prune(dir, 0), LB_EINVAL);
+    must(lb_ckpt_prune(dir, 0));   /* 0: keep all */
+    assert_int_equal(count_entries(dir), 5 + 4);
     must(lb_ckpt_prune(dir, 3));
     assert_int_equal(count_entries(dir), 3 + 4);
     const char *kept[] = {"step_1000000000.h5", "step_00000100.h5", "step_00000020.h5",
@@ -639,6 +665,7 @@ static void test_step_files_latest_and_prune(void **state) {
     must(lb_ckpt_find_latest(dir, buf, sizeof buf));
     assert_string_equal(buf, want);
     remove_tree(dir);
+    assert_no_open_hdf5();
 }
 
 /* h5py (and h5dump, when installed) read what we write. */
@@ -665,6 +692,7 @@ static void test_h5py_and_h5dump_read_checkpoint(void **state) {
         assert_int_equal(system(cmd), 0);
     }
     remove_tree(dir);
+    assert_no_open_hdf5();
 }
 
 int main(void) {

@@ -897,7 +897,7 @@ lb_status lb_ckpt_find_latest(const char *dir, char *buf, size_t size) {
 
 lb_status lb_ckpt_prune(const char *dir, int keep_last) {
     if (!dir) return lb_error(LB_EINVAL, "lb_ckpt_prune: dir is NULL");
-    if (keep_last < 1) return lb_error(LB_EINVAL, "checkpoint directory '%s': keep_last must be >= 1, got %d", dir, keep_last);
+    if (keep_last <= 0) return LB_OK;   /* 0 means keep them all (checkpoint.keep_last) */
     struct step_file *files;
     size_t n;
     LB_TRY(list_steps(dir, &files, &n));

@@ -144,7 +144,8 @@ lb_status lb_ckpt_path_for_step(const char *dir, long step, char *buf, size_t si
  * read, LB_EINVAL when it holds no step file. Temporary files are ignored. */
 lb_status lb_ckpt_find_latest(const char *dir, char *buf, size_t size);
 
-/* Deletes all but the newest `keep_last` (>= 1) step_*.h5 files of DIR. */
+/* Deletes all but the newest `keep_last` step_*.h5 files of DIR; keep_last
+ * <= 0 keeps them all. Other files, temporary ones included, are left alone. */
 lb_status lb_ckpt_prune(const char *dir, int keep_last);
 
 #endif
