@@ -183,6 +183,7 @@ lb_status lb_trainer_step(lb_trainer *t, lb_step_result *r) {
     memset(r, 0, sizeof *r);
     r->lambda = quant_lambda(t, step);
     LB_TRY(lb_model_set_quant_lambda(t->model, r->lambda));
+    lb_model_set_step(t->model, (uint64_t)step); /* keys stochastic rounding in the layers */
     float loss_scale = lb_optim_loss_scale(t->opt);
     double loss_sum = 0.0;
     for (int micro = 0; micro < c->train.grad_accum; micro++) {

@@ -1,0 +1,293 @@
+/* End-to-end tests of src/trainer: training from a config lowers the
+ * validation loss, resuming from a checkpoint continues bit for bit, and a
+ * damaged checkpoint is an error rather than a crash. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "testutil.h"
+#include "trainer/trainer.h"
+
+/* A corpus with structure a small model learns in a few dozen steps: sentences
+ * drawn from a small grammar with the counter-based RNG. */
+static void write_corpus(const char *path, size_t bytes) {
+    static const char *subj[] = {"the cat", "a dog", "my friend", "the old man", "every child", "the teacher"};
+    static const char *verb[] = {"sees", "likes", "finds", "paints", "reads about", "talks to"};
+    static const char *obj[] = {"the moon", "a red ball", "the river", "an apple", "the quiet house", "a bird"};
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    lb_rng r;
+    lb_rng_init(&r, 99, 0);
+    size_t written = 0;
+    while (written < bytes) {
+        int n = fprintf(f, "%s %s %s.\n", subj[lb_rng_below(&r, 6)], verb[lb_rng_below(&r, 6)],
+                        obj[lb_rng_below(&r, 6)]);
+        written += (size_t)n;
+    }
+    fclose(f);
+}
+
+typedef struct fixture {
+    char dir[256];
+    char corpus[300];
+} fixture;
+
+static int setup(void **state) {
+    fixture *fx = calloc(1, sizeof *fx);
+    tu_tmpdir(fx->dir, sizeof fx->dir, "trainer");
+    snprintf(fx->corpus, sizeof fx->corpus, "%s/corpus.txt", fx->dir);
+    write_corpus(fx->corpus, 200000);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture *fx = *state;
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", fx->dir);
+    free(fx);
+    return 0;
+}
+
+static void set(lb_config *c, const char *fmt, ...) LB_PRINTF(2, 3);
+static void set(lb_config *c, const char *fmt, ...) {
+    char buf[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (lb_config_set(c, buf) != LB_OK) fail_msg("--set %s: %s", buf, lb_errmsg());
+}
+
+/* A model small enough that a step takes milliseconds, with weights big enough
+ * (64x64 = 4096 elements) for the int8 optimizer state to apply. */
+static void small_config(lb_config *c, const fixture *fx, const char *run, const char *state_codec) {
+    lb_config_defaults(c);
+    set(c, "model.dim=64");
+    set(c, "model.n_layers=2");
+    set(c, "model.n_heads=2");
+    set(c, "model.n_kv_heads=1");
+    set(c, "model.ffn_dim=128");
+    set(c, "model.max_seq_len=32");
+    set(c, "model.sub_norm=true");
+    set(c, "model.quant.preset=b1.58");
+    set(c, "data.path=%s", fx->corpus);
+    set(c, "train.steps=6");
+    set(c, "train.batch_size=4");
+    set(c, "train.seq_len=32");
+    set(c, "train.grad_accum=2");
+    set(c, "train.warmup_steps=2");
+    set(c, "train.lr=3e-3");
+    set(c, "train.schedule=two_stage");
+    set(c, "optim.state=%s", state_codec);
+    set(c, "checkpoint.dir=%s/%s", fx->dir, run);
+    set(c, "log.jsonl=");
+    if (lb_config_validate(c) != LB_OK) fail_msg("validate: %s", lb_errmsg());
+}
+
+static void init_trainer(lb_trainer *t, const lb_config *c) {
+    if (lb_trainer_init(t, c) != LB_OK) fail_msg("lb_trainer_init: %s", lb_errmsg());
+}
+
+static void steps(lb_trainer *t, int n, float *losses) {
+    for (int i = 0; i < n; i++) {
+        lb_step_result r;
+        if (lb_trainer_step(t, &r) != LB_OK) fail_msg("step: %s", lb_errmsg());
+        losses[i] = r.loss;
+    }
+}
+
+/* N steps straight == N/2 steps, save, a fresh process-like restart, resume, N/2 steps. */
+static void check_resume_exact(const fixture *fx, const char *codec) {
+    enum { N = 6 };
+    char run_a[32], run_b[32];
+    snprintf(run_a, sizeof run_a, "straight-%s", codec);
+    snprintf(run_b, sizeof run_b, "resumed-%s", codec);
+    lb_config ca, cb;
+    small_config(&ca, fx, run_a, codec);
+    small_config(&cb, fx, run_b, codec);
+
+    lb_trainer a;
+    float la[N], lb[N];
+    init_trainer(&a, &ca);
+    steps(&a, N, la);
+
+    lb_trainer b;
+    init_trainer(&b, &cb);
+    steps(&b, N / 2, lb);
+    char path[512];
+    assert_int_equal(lb_trainer_save(&b, path, sizeof path), LB_OK);
+    lb_trainer_free(&b);
+
+    init_trainer(&b, &cb);
+    char dir[320];
+    snprintf(dir, sizeof dir, "%s/%s", fx->dir, run_b);
+    if (lb_trainer_resume(&b, dir) != LB_OK) fail_msg("resume: %s", lb_errmsg());
+    assert_int_equal(b.step, N / 2);
+    steps(&b, N - N / 2, lb + N / 2);
+
+    for (int i = 0; i < N; i++)
+        if (memcmp(&la[i], &lb[i], sizeof(float)) != 0)
+            fail_msg("%s state: loss of step %d differs: straight %.9g, resumed %.9g", codec, i + 1, la[i], lb[i]);
+    assert_int_equal(a.model->n_elements, b.model->n_elements);
+    assert_memory_equal(a.model->params_memory, b.model->params_memory, a.model->n_elements * sizeof(float));
+    assert_int_equal(a.tokens_seen, b.tokens_seen);
+    lb_trainer_free(&a);
+    lb_trainer_free(&b);
+}
+
+static void test_resume_is_bit_exact_fp32_state(void **state) { check_resume_exact(*state, "fp32"); }
+static void test_resume_is_bit_exact_int8_state(void **state) { check_resume_exact(*state, "int8"); }
+static void test_resume_is_bit_exact_fp8_state(void **state) { check_resume_exact(*state, "fp8"); }
+
+static void test_seed_fixes_the_run(void **state) {
+    fixture *fx = *state;
+    lb_config c;
+    small_config(&c, fx, "seed", "fp32");
+    float l1[3], l2[3], l3[3];
+    lb_trainer t;
+    init_trainer(&t, &c);
+    steps(&t, 3, l1);
+    lb_trainer_free(&t);
+    init_trainer(&t, &c);
+    steps(&t, 3, l2);
+    lb_trainer_free(&t);
+    assert_memory_equal(l1, l2, sizeof l1);
+    set(&c, "train.seed=12345");
+    init_trainer(&t, &c);
+    steps(&t, 3, l3);
+    lb_trainer_free(&t);
+    assert_memory_not_equal(l1, l3, sizeof l1);
+}
+
+static void corrupt_copy(const char *src, const char *dst, long truncate_to, long flip_at) {
+    FILE *in = fopen(src, "rb");
+    assert_non_null(in);
+    fseek(in, 0, SEEK_END);
+    long size = ftell(in);
+    fseek(in, 0, SEEK_SET);
+    unsigned char *buf = malloc((size_t)size);
+    assert_int_equal(fread(buf, 1, (size_t)size, in), (size_t)size);
+    fclose(in);
+    if (flip_at >= 0) buf[flip_at % size] ^= 0x5A;
+    FILE *out = fopen(dst, "wb");
+    fwrite(buf, 1, (size_t)(truncate_to >= 0 ? truncate_to : size), out);
+    fclose(out);
+    free(buf);
+}
+
+static void test_damaged_checkpoints_are_errors(void **state) {
+    fixture *fx = *state;
+    lb_config c;
+    small_config(&c, fx, "damaged", "int8");
+    lb_trainer t;
+    init_trainer(&t, &c);
+    float l[2];
+    steps(&t, 2, l);
+    char good[512];
+    assert_int_equal(lb_trainer_save(&t, good, sizeof good), LB_OK);
+    struct stat st;
+    assert_int_equal(stat(good, &st), 0);
+
+    char bad[600];
+    snprintf(bad, sizeof bad, "%s/bad.h5", fx->dir);
+    /* Truncations at several points, and flipped bytes all over the file. */
+    long cuts[] = {0, 100, st.st_size / 3, st.st_size / 2, st.st_size - 100};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        corrupt_copy(good, bad, cuts[i], -1);
+        lb_trainer u;
+        init_trainer(&u, &c);
+        lb_status s = lb_trainer_resume(&u, bad);
+        if (s == LB_OK) fail_msg("a checkpoint truncated to %ld of %ld bytes was accepted", cuts[i], (long)st.st_size);
+        assert_non_null(strstr(lb_errmsg(), "bad.h5"));
+        lb_trainer_free(&u);
+    }
+    int rejected = 0, tries = 0;
+    for (long at = 4096; at < st.st_size; at += st.st_size / 23, tries++) {
+        corrupt_copy(good, bad, -1, at);
+        lb_trainer u;
+        init_trainer(&u, &c);
+        if (lb_trainer_resume(&u, bad) != LB_OK) rejected++;
+        lb_trainer_free(&u);
+    }
+    /* Data bytes are covered by checksums; a flip in unused padding may be
+     * harmless, so most, not all, flips must be caught. */
+    assert_true(rejected * 10 >= tries * 8);
+
+    /* The good checkpoint is untouched by all of this and still loads. */
+    lb_trainer u;
+    init_trainer(&u, &c);
+    if (lb_trainer_resume(&u, good) != LB_OK) fail_msg("resume: %s", lb_errmsg());
+    assert_int_equal(u.step, 2);
+    lb_trainer_free(&u);
+    lb_trainer_free(&t);
+}
+
+static void test_resume_with_another_architecture_is_an_error(void **state) {
+    fixture *fx = *state;
+    lb_config c;
+    small_config(&c, fx, "arch", "fp32");
+    lb_trainer t;
+    init_trainer(&t, &c);
+    char path[512];
+    assert_int_equal(lb_trainer_save(&t, path, sizeof path), LB_OK);
+    lb_trainer_free(&t);
+    set(&c, "model.ffn_dim=192");
+    init_trainer(&t, &c);
+    assert_int_not_equal(lb_trainer_resume(&t, path), LB_OK);
+    assert_non_null(strstr(lb_errmsg(), "ffn_gate"));
+    lb_trainer_free(&t);
+}
+
+/* The tiny example configs (their architecture as shipped; fewer, smaller
+ * batches so the test stays short) lower the validation loss well below
+ * ln(256), the loss of a byte model that knows nothing. */
+static void check_config_learns(const fixture *fx, const char *config, float lr) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/configs/%s", tu_source_dir(), config);
+    lb_config c;
+    if (lb_config_load_file(path, &c) != LB_OK) fail_msg("%s", lb_errmsg());
+    set(&c, "data.path=%s", fx->corpus);
+    set(&c, "train.steps=40");
+    set(&c, "train.warmup_steps=5");
+    set(&c, "train.batch_size=4");
+    set(&c, "train.seq_len=64");
+    set(&c, "train.lr=%g", lr);
+    set(&c, "checkpoint.dir=%s/learn-%s", fx->dir, config);
+    set(&c, "log.jsonl=");
+    assert_int_equal(lb_config_validate(&c), LB_OK);
+    lb_trainer t;
+    init_trainer(&t, &c);
+    float before, after, losses[40];
+    assert_int_equal(lb_trainer_evaluate(&t, 4, &before), LB_OK);
+    steps(&t, 40, losses);
+    assert_int_equal(lb_trainer_evaluate(&t, 4, &after), LB_OK);
+    print_message("%s: validation loss %.3f -> %.3f after 40 steps (ln 256 = %.3f)\n", config, before, after,
+                  log(256.0));
+    assert_true(fabsf(before - (float)log(256.0)) < 0.5f);
+    assert_true(after < 0.6f * (float)log(256.0));
+    lb_trainer_free(&t);
+}
+
+static void test_b158_tiny_learns(void **state) { check_config_learns(*state, "bitnet-b158-tiny.yaml", 3e-3f); }
+static void test_b1_tiny_learns(void **state) { check_config_learns(*state, "bitnet-b1-tiny.yaml", 3e-3f); }
+static void test_fp32_tiny_learns(void **state) { check_config_learns(*state, "fp32-tiny.yaml", 2e-3f); }
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_resume_is_bit_exact_fp32_state),
+        cmocka_unit_test(test_resume_is_bit_exact_int8_state),
+        cmocka_unit_test(test_resume_is_bit_exact_fp8_state),
+        cmocka_unit_test(test_seed_fixes_the_run),
+        cmocka_unit_test(test_damaged_checkpoints_are_errors),
+        cmocka_unit_test(test_resume_with_another_architecture_is_an_error),
+        cmocka_unit_test(test_b158_tiny_learns),
+        cmocka_unit_test(test_b1_tiny_learns),
+        cmocka_unit_test(test_fp32_tiny_learns),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
