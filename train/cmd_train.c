@@ -63,7 +63,10 @@ static int parse_args(int argc, char **argv, lb_config *cfg, const char **resume
         fprintf(stderr, "lowbit train: no config given\n\n%s", TRAIN_USAGE);
         return LB_EXIT_USAGE;
     }
-    if (lb_config_load_file(config_path, cfg) != LB_OK) return cli_fail(NULL);
+    if (lb_config_load_file(config_path, cfg) != LB_OK) {
+        cli_fail(NULL);
+        return LB_EXIT_USAGE; /* a config that cannot be read is a usage error too */
+    }
     for (int i = 1; i < argc; i++) {
         int is_set = !strcmp(argv[i], "--set"), is_resume = !strcmp(argv[i], "--resume");
         if (!is_set && !is_resume) {

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# The lowbit program as a user runs it: help and exit codes, a short training
+# run, SIGINT (checkpoint and clean stop), resume, eval, sample, a damaged
+# checkpoint, and h5dump/h5py on a checkpoint.
+#   test_cli.sh LOWBIT SOURCE_DIR
+set -u
+LOWBIT=$1
+SRC=$2
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/lowbit-cli-XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); echo "ok: $1"; }
+bad() { failed=$((failed + 1)); echo "FAILED: $1"; }
+# expect CODE DESCRIPTION -- command...: runs it, checks the exit code.
+expect() {
+  local want=$1 what=$2
+  shift 3
+  "$@" >"$WORK/out" 2>"$WORK/err"
+  local got=$?
+  if [ "$got" = "$want" ]; then ok "$what (exit $got)"; else
+    bad "$what: exit $got, expected $want"; sed 's/^/  | /' "$WORK/out" "$WORK/err" | tail -20; fi
+}
+contains() { # FILE TEXT DESCRIPTION
+  if grep -qF -- "$2" "$1"; then ok "$3"; else bad "$3: no '$2' in:"; sed 's/^/  | /' "$1" | tail -10; fi
+}
+
+# A small corpus with structure, and a config small enough to run in seconds.
+for i in $(seq 1 3000); do echo "the cat sees the moon $((i % 7)). a dog likes the river."; done >"$WORK/corpus.txt"
+cat >"$WORK/tiny.yaml" <<YAML
+model: {dim: 64, n_layers: 2, n_heads: 2, ffn_dim: 128, max_seq_len: 32, sub_norm: true, quant: {preset: b1.58}}
+data: {path: $WORK/corpus.txt}
+train: {steps: 400, batch_size: 4, seq_len: 32, warmup_steps: 2, lr: 3.0e-3}
+eval: {interval: 0, batches: 2}
+checkpoint: {dir: $WORK/run, interval: 0}
+log: {interval: 1, sample_tokens: 20}
+YAML
+
+expect 0 "lowbit --help" -- "$LOWBIT" --help
+contains "$WORK/out" "usage: lowbit" "--help prints usage"
+expect 0 "lowbit --version" -- "$LOWBIT" --version
+contains "$WORK/out" "lowbit " "--version prints the version"
+expect 2 "no command" -- "$LOWBIT"
+expect 2 "unknown command" -- "$LOWBIT" frobnicate
+expect 0 "lowbit train --help" -- "$LOWBIT" train --help
+expect 2 "train without a config" -- "$LOWBIT" train
+expect 2 "missing config file" -- "$LOWBIT" train "$WORK/nope.yaml"
+contains "$WORK/err" "nope.yaml" "missing config named"
+printf 'model:\n  dim: 64\n  n_heads: 3\n' >"$WORK/bad.yaml"
+expect 2 "inconsistent config" -- "$LOWBIT" train "$WORK/bad.yaml"
+contains "$WORK/err" "bad.yaml:3" "config error names file and line"
+contains "$WORK/err" "model.n_heads" "config error names the key"
+expect 2 "bad --set" -- "$LOWBIT" train "$WORK/tiny.yaml" --set model.dimm=3
+contains "$WORK/err" "model.dim" "bad --set suggests the key"
+expect 2 "unknown option" -- "$LOWBIT" train "$WORK/tiny.yaml" --frob
+
+# SIGINT during training: a checkpoint is written and the program stops cleanly.
+"$LOWBIT" train "$WORK/tiny.yaml" >"$WORK/train.out" 2>"$WORK/train.err" &
+pid=$!
+for _ in $(seq 1 200); do grep -q "^step [3-9]/" "$WORK/train.out" 2>/dev/null && break; sleep 0.1; done
+kill -INT $pid
+wait $pid
+code=$?
+if [ $code = 0 ]; then ok "SIGINT: clean exit"; else bad "SIGINT: exit $code"; cat "$WORK/train.err"; fi
+contains "$WORK/train.out" "SIGINT received" "SIGINT reported"
+ckpt=$(ls "$WORK"/run/step_*.h5 2>/dev/null | tail -1)
+if [ -n "$ckpt" ]; then ok "SIGINT wrote $ckpt"; else bad "no checkpoint after SIGINT"; fi
+contains "$WORK/run/metrics.jsonl" '"event":"step"' "metrics file has step records"
+
+# Resume to the end with fewer steps, then eval and sample.
+expect 0 "resume" -- "$LOWBIT" train "$WORK/tiny.yaml" --set train.steps=60 --resume "$WORK/run"
+contains "$WORK/out" "resumed at step" "resume reported"
+contains "$WORK/out" "done: 60 steps" "resumed run finished"
+expect 0 "eval" -- "$LOWBIT" eval "$WORK/run"
+contains "$WORK/out" "perplexity" "eval prints perplexity"
+expect 0 "sample" -- "$LOWBIT" sample "$WORK/run" --prompt "the cat" --tokens 16 --temperature 0
+contains "$WORK/out" "the cat" "sample starts with the prompt"
+expect 2 "sample without prompt" -- "$LOWBIT" sample "$WORK/run"
+
+# A truncated checkpoint is an error naming the file, and nothing is overwritten.
+final="$WORK/run/step_00000060.h5"
+head -c 3000 "$final" >"$WORK/trunc.h5"
+expect 1 "eval of a truncated checkpoint" -- "$LOWBIT" eval "$WORK/trunc.h5"
+contains "$WORK/err" "trunc.h5" "truncated checkpoint named"
+echo "not hdf5" >"$WORK/foreign.h5"
+expect 1 "eval of a foreign file" -- "$LOWBIT" eval "$WORK/foreign.h5"
+
+# Standard HDF5 tools read the checkpoint.
+if command -v h5dump >/dev/null; then
+  expect 0 "h5dump -H" -- h5dump -H "$final"
+  contains "$WORK/out" "blk.0.attn_q.weight" "h5dump lists the parameters"
+else
+  echo "skip: h5dump not installed"
+fi
+if /usr/bin/python3 -c "import h5py" 2>/dev/null; then
+  expect 0 "h5py reads the checkpoint" -- /usr/bin/python3 -c "
+import h5py, sys
+f = h5py.File(sys.argv[1], 'r')
+assert f.attrs['format'] in (b'lowbit-checkpoint', 'lowbit-checkpoint')
+w = f['model/blk.0.attn_q.weight']
+assert w.shape == (64, 64), w.shape
+q = w.attrs['quant']
+assert (q.decode() if isinstance(q, bytes) else q) == 'ternary', q
+assert int(f['train/step'][0]) == 60
+cfg = f['config'][()]
+assert b'n_layers: 2' in (cfg if isinstance(cfg, bytes) else cfg.encode())
+" "$final"
+else
+  echo "skip: python3-h5py not installed"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
