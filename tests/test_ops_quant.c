@@ -154,6 +154,64 @@ static void test_ste_identity_and_clipped(void **state) {
     lb_tensor_free(xt);
 }
 
+/* The clipped range is per block: each group of 4 has its own γ, and an
+ * element is zeroed only when it lies beyond 1.5·γ of its own group. */
+static void test_clipped_per_group_and_steady_state(void **state) {
+    (void)state;
+    const int rows = 3, cols = 12; /* groups of 4: 3 per row */
+    int shape[2] = {rows, cols};
+    lb_tensor *x = lb_tensor_alloc(2, shape, 1);
+    tu_fill_uniform(x, 21, -1, 1);
+    x->data[5] = 9.0f;   /* row 0, group 1: far outside */
+    x->data[30] = -0.1f; /* row 2, group 1 */
+    x->data[31] = 30.0f;
+    float dy[36], want[36];
+    for (int i = 0; i < 36; i++) dy[i] = 1.0f + (float)i;
+    for (int b = 0; b < rows * 3; b++) {
+        double sabs = 0;
+        for (int j = 0; j < 4; j++) sabs += fabs(x->data[4 * b + j]);
+        double gamma = sabs / 4;
+        for (int j = 0; j < 4; j++) want[4 * b + j] = fabs(x->data[4 * b + j]) <= 1.5 * gamma ? dy[4 * b + j] : 0.0f;
+    }
+    assert_float_equal(want[5], 0, 0);
+    assert_float_equal(want[31], 0, 0);
+    lb_qspec s = spec("ternary:g4");
+    fq_backward(&s, LB_STE_CLIPPED, 1.0f, x, dy, NULL);
+    for (int i = 0; i < 36; i++) assert_float_equal(x->grad[i], want[i], 0);
+
+    /* MX: 32-element blocks; X = floor(log2 amax) − 2, so elements above 6·2^X clip:
+     * 7 in a block with amax 7 (X = 0) does, 5 does not. */
+    int shape2[2] = {2, 64};
+    lb_tensor *m = lb_tensor_alloc(2, shape2, 1);
+    float dy2[128];
+    for (int i = 0; i < 128; i++) {
+        m->data[i] = 0.25f * (float)(i % 5 - 2); /* amax 0.5: X = −3, 0.5·2^3 = 4 ≤ 6 */
+        dy2[i] = 1.0f;
+    }
+    m->data[100] = 7.0f; /* row 1, block 1 */
+    m->data[101] = 5.0f; /* same block, inside */
+    lb_qspec mx = spec("mxfp4");
+    fq_backward(&mx, LB_STE_CLIPPED, 1.0f, m, dy2, NULL);
+    for (int i = 0; i < 128; i++)
+        if (m->grad[i] != (i == 100 ? 0.0f : 1.0f)) fail_msg("mxfp4 element %d: gradient %g", i, m->grad[i]);
+
+    /* A training step of the same shape takes nothing more from the system. */
+    lb_graph g;
+    assert_int_equal(lb_graph_init(&g, 0), LB_OK);
+    size_t allocs = 0;
+    for (int step = 0; step < 3; step++) {
+        lb_tensor *y = lb_fake_quant(&g, x, &s, LB_STE_CLIPPED, 0.5f);
+        assert_non_null(y);
+        assert_int_equal(lb_backward(&g, lb_sum(&g, y)), LB_OK);
+        lb_graph_reset(&g);
+        if (step == 0) allocs = g.arena.n_system_allocs;
+    }
+    assert_int_equal(g.arena.n_system_allocs, allocs);
+    lb_graph_free(&g);
+    lb_tensor_free(x);
+    lb_tensor_free(m);
+}
+
 /* With λ = 0 the op is the identity, so its gradient must match finite
  * differences exactly like any smooth op. */
 static lb_tensor *loss_blend0(lb_graph *g, lb_tensor **p, int np, void *ctx) {
@@ -253,6 +311,7 @@ int main(void) {
         cmocka_unit_test(test_binary_hand_example),
         cmocka_unit_test(test_int8_per_token_hand_example),
         cmocka_unit_test(test_ste_identity_and_clipped),
+        cmocka_unit_test(test_clipped_per_group_and_steady_state),
         cmocka_unit_test(test_blend_zero_gradcheck),
         cmocka_unit_test(test_lsq),
         cmocka_unit_test(test_errors),
