@@ -29,15 +29,23 @@ static void fake_quant_backward(lb_node *node) {
         return;
     }
     const size_t rows = sv->rows, cols = sv->cols;
+    const long nb = (long)lb_quant_n_blocks(&sv->spec, rows, cols);
     const float outside = 1.0f - lambda;
+    const float *xd = x->data;
+    if (nb == 1) { /* one range for the whole tensor */
+        const float lo = sv->range[0], hi = sv->range[1];
 #pragma omp parallel for schedule(static) if (n > 32768)
-    for (size_t r = 0; r < rows; r++) {
-        for (size_t c = 0; c < cols; c++) {
-            size_t i = r * cols + c, b = lb_quant_block_of(&sv->spec, rows, cols, r, c);
-            float v = x->data[i];
-            int inside = v >= sv->range[2 * b] && v <= sv->range[2 * b + 1];
-            dx[i] += dy[i] * (inside ? 1.0f : outside);
-        }
+        for (size_t i = 0; i < n; i++) dx[i] += dy[i] * (xd[i] >= lo && xd[i] <= hi ? 1.0f : outside);
+        return;
+    }
+    /* Each block is a contiguous run with its own range. */
+#pragma omp parallel for schedule(static) if (n > 32768)
+    for (long b = 0; b < nb; b++) {
+        size_t start, len;
+        lb_quant_block_span(&sv->spec, rows, cols, (size_t)b, &start, &len);
+        const float lo = sv->range[2 * b], hi = sv->range[2 * b + 1];
+        for (size_t i = start; i < start + len; i++)
+            dx[i] += dy[i] * (xd[i] >= lo && xd[i] <= hi ? 1.0f : outside);
     }
 }
 

@@ -72,8 +72,7 @@ lb_status lb_quant_check(const lb_qspec *s, size_t rows, size_t cols) {
     return LB_OK;
 }
 
-/* Block b as the contiguous run [*start, *start + *len) of the flat array. */
-static void block_span(const lb_qspec *s, size_t rows, size_t cols, size_t b, size_t *start, size_t *len) {
+void lb_quant_block_span(const lb_qspec *s, size_t rows, size_t cols, size_t b, size_t *start, size_t *len) {
     if (!scaled_by_block(s) || s->gran == LB_QG_TENSOR) {
         *start = 0;
         *len = rows * cols;
@@ -531,7 +530,7 @@ static lb_status run(const lb_qspec *s, const float *x, size_t rows, size_t cols
 #pragma omp parallel for schedule(static) if (n > PAR_MIN)
     for (long bi = 0; bi < (long)nb; bi++) {
         size_t start, len;
-        block_span(s, rows, cols, (size_t)bi, &start, &len);
+        lb_quant_block_span(s, rows, cols, (size_t)bi, &start, &len);
         stats st = stats_of(s, x + start, len);
         qblock b = params_of(s, &st, len);
         if (scales) scales[bi] = b.d;
@@ -573,7 +572,7 @@ lb_status lb_dequantize(const lb_qspec *s, const void *codes, const float *scale
         size_t start, len, b = 0;
         if (nb > 1) {
             b = (size_t)u;
-            block_span(s, rows, cols, b, &start, &len);
+            lb_quant_block_span(s, rows, cols, b, &start, &len);
         } else {
             start = (size_t)u * unit;
             len = n - start < unit ? n - start : unit;

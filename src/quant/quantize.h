@@ -35,6 +35,8 @@
 
 /* Number of scale blocks (1 for none/bf16/fp16/raw casts). */
 size_t lb_quant_n_blocks(const lb_qspec *s, size_t rows, size_t cols);
+/* Block b as the contiguous run [*start, *start + *len) of the flat array. */
+void lb_quant_block_span(const lb_qspec *s, size_t rows, size_t cols, size_t b, size_t *start, size_t *len);
 /* Block of element (r, c). */
 size_t lb_quant_block_of(const lb_qspec *s, size_t rows, size_t cols, size_t r, size_t c);
 /* Bytes per element code: 0 for none, 2 for bf16/fp16, else 1. */
