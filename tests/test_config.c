@@ -182,7 +182,7 @@ static void test_example_configs_content(void **state) {
     assert_int_equal(c.train.steps, 600);
     assert_int_equal(c.train.batch_size, 16);
     assert_float_equal(c.train.lr, 1.5e-3f, 0.0f);
-    assert_int_equal(c.train.schedule, LB_SCHEDULE_TWO_STAGE);
+    assert_int_equal(c.train.schedule, LB_SCHED_TWO_STAGE);
     assert_float_equal(c.train.weight_decay, 0.1f, 0.0f);
 
     lb_config b1;
@@ -203,7 +203,7 @@ static void test_example_configs_content(void **state) {
     assert_int_equal(fp.model.dim, c.model.dim);
     assert_int_equal(fp.model.n_layers, c.model.n_layers);
     assert_float_equal(fp.train.lr, 1e-3f, 0.0f);
-    assert_int_equal(fp.train.schedule, LB_SCHEDULE_COSINE);
+    assert_int_equal(fp.train.schedule, LB_SCHED_COSINE);
 
     lb_config small;
     load_example("bitnet-b158-small.yaml", &small);

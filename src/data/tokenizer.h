@@ -21,12 +21,7 @@
 
 #include "core/error.h"
 
-/* io/config.h declares this same enum for its `data.tokenizer` key; the guard
- * lets a file include both headers (config.h first, until config.h includes
- * this header or takes the same guard). */
-#ifndef LOWBIT_IO_CONFIG_H
 typedef enum lb_tokenizer_kind { LB_TOKENIZER_BYTE = 0, LB_TOKENIZER_CHAR = 1 } lb_tokenizer_kind;
-#endif
 
 typedef struct lb_tokenizer {
     lb_tokenizer_kind kind;

@@ -52,10 +52,10 @@ typedef struct key_desc {
 static const char *const norm_names[] = {"rmsnorm", "layernorm"};
 static const char *const act_names[] = {"swiglu", "relu2"};
 static const char *const tok_names[] = {"byte", "char"};
-static const char *const sched_names[] = {"cosine", "linear", "constant", "two_stage"};
-static const char *const optim_names[] = {"adamw", "sgd", "lion"};
-static const char *const state_names[] = {"fp32", "bf16", "fp8", "int8"};
-static const char *const grad_names[] = {"fp32", "", "fp8", "int8"}; /* no bf16 gradients */
+static const char *const sched_names[] = {"constant", "linear", "cosine", "two_stage"}; /* lb_sched_kind */
+static const char *const optim_names[] = {"adamw", "sgd", "lion"};               /* lb_optim_type */
+static const char *const state_names[] = {"fp32", "bf16", "fp8", "int8"};        /* lb_state_codec */
+static const char *const grad_names[] = {"fp32", "fp8", "int8"};                /* lb_grad_precision */
 static const char *const preset_names[] = {"fp32", "b1", "b1.58"};
 
 #define OFF(f) offsetof(lb_config, f)
@@ -595,7 +595,7 @@ void lb_config_defaults(lb_config *c) {
     t->lr = 1.5e-3f;
     t->min_lr = 0.0f;
     t->warmup_steps = 50;
-    t->schedule = LB_SCHEDULE_TWO_STAGE;
+    t->schedule = LB_SCHED_TWO_STAGE;
     t->decay_at = 0.5f;
     t->lr_after = 0.667f;
     t->weight_decay = 0.1f;
@@ -604,14 +604,14 @@ void lb_config_defaults(lb_config *c) {
     t->quant_warmup_steps = 0;
 
     lb_cfg_optim *o = &c->optim;
-    o->type = LB_CFG_OPTIM_ADAMW;
+    o->type = LB_OPTIM_ADAMW;
     o->beta1 = 0.9f;
     o->beta2 = 0.95f;
     o->eps = 1e-8f;
     o->momentum = 0.9f;
-    o->state = LB_PREC_FP32;
-    o->grad = LB_PREC_FP32;
-    o->act_grad = LB_PREC_FP32;
+    o->state = LB_STATE_FP32;
+    o->grad = LB_GRAD_FP32;
+    o->act_grad = LB_GRAD_FP32;
     o->no_decay_on_norms_and_embeddings = 1;
 
     c->eval.interval = 100;
@@ -1031,7 +1031,3 @@ lb_status lb_config_to_yaml(const lb_config *c, char **out) {
     return LB_OK;
 }
 
-const char *lb_precision_name(lb_precision p) {
-    int i = (int)p;
-    return i >= 0 && i < N_OF(state_names) ? state_names[i] : "?";
-}

@@ -14,17 +14,16 @@
  *
  * lb_config_to_yaml prints the resolved config (every key, derived defaults
  * filled in); loading that text gives back identical sections. */
-/* data/tokenizer.h defines lb_tokenizer_kind (data.tokenizer) unless this
- * header's guard is already defined, so it comes before the guard. */
-#include "data/tokenizer.h"
-
 #ifndef LOWBIT_IO_CONFIG_H
 #define LOWBIT_IO_CONFIG_H
 
 #include <stdint.h>
 
 #include "core/error.h"
+#include "data/tokenizer.h"     /* lb_tokenizer_kind: data.tokenizer */
 #include "layers/model_config.h"
+#include "optim/optim.h"        /* lb_optim_type, lb_state_codec, lb_grad_precision */
+#include "optim/schedule.h"     /* lb_sched_kind: train.schedule */
 
 #define LB_CONFIG_PATH_MAX 512  /* bytes of a path field, with the terminating NUL */
 #define LB_CONFIG_MAX_PATHS 16  /* entries of data.paths */
@@ -40,13 +39,6 @@ typedef struct lb_data_config {
     float val_fraction;                                 /* share of the corpus held out, 0..0.5 */
 } lb_data_config;
 
-typedef enum lb_lr_schedule {
-    LB_SCHEDULE_COSINE = 0,
-    LB_SCHEDULE_LINEAR,
-    LB_SCHEDULE_CONSTANT,
-    LB_SCHEDULE_TWO_STAGE /* BitNet b1.58: drop the lr (and weight decay) at decay_at */
-} lb_lr_schedule;
-
 typedef struct lb_train_config {
     int steps;
     int batch_size;          /* sequences per micro-batch */
@@ -57,7 +49,7 @@ typedef struct lb_train_config {
     float lr;                /* peak learning rate */
     float min_lr;            /* lr at the end of the decay */
     int warmup_steps;        /* linear warm-up from 0 to lr */
-    lb_lr_schedule schedule;
+    lb_sched_kind schedule;
     float decay_at;          /* two_stage.decay_at: stage 2 starts at this fraction of steps */
     float lr_after;          /* two_stage.lr_after: stage-2 lr as a fraction of lr */
     float weight_decay;
@@ -67,21 +59,14 @@ typedef struct lb_train_config {
     char init_from[LB_CONFIG_PATH_MAX]; /* checkpoint to start from ("" : random init) */
 } lb_train_config;
 
-/* The optimizer as the config names it (optim/optim.h has its own lb_optim_type). */
-typedef enum lb_cfg_optim_type { LB_CFG_OPTIM_ADAMW = 0, LB_CFG_OPTIM_SGD, LB_CFG_OPTIM_LION } lb_cfg_optim_type;
-/* Precision of optimizer states and of gradients. Not every value is
- * allowed everywhere: gradients have no bf16 (see docs/config.md). */
-typedef enum lb_precision { LB_PREC_FP32 = 0, LB_PREC_BF16, LB_PREC_FP8, LB_PREC_INT8 } lb_precision;
-
-/* The optim section (named apart from optim/optim.h's lb_optim_config, which
- * the trainer fills from it). */
+/* The optim section; the trainer turns it into optim/optim.h's lb_optim_config. */
 typedef struct lb_cfg_optim {
-    lb_cfg_optim_type type;
+    lb_optim_type type;
     float beta1, beta2, eps;  /* adamw (beta1, beta2 also lion) */
     float momentum;           /* sgd */
-    lb_precision state;       /* fp32, bf16, fp8, int8 (block-wise) */
-    lb_precision grad;        /* weight gradients: fp32, fp8, int8 */
-    lb_precision act_grad;    /* activation gradients: fp32, fp8, int8 */
+    lb_state_codec state;     /* fp32, bf16, fp8, int8 (block-wise) */
+    lb_grad_precision grad;   /* weight gradients: fp32, fp8, int8 */
+    lb_grad_precision act_grad; /* activation gradients: fp32, fp8, int8 */
     int no_decay_on_norms_and_embeddings;
 } lb_cfg_optim;
 
@@ -150,7 +135,5 @@ lb_status lb_config_validate(const lb_config *c);
 /* The resolved config as YAML (malloc'd, caller frees). */
 lb_status lb_config_to_yaml(const lb_config *c, char **out);
 
-/* Name of a precision ("fp32", "bf16", "fp8", "int8"), for logs. */
-const char *lb_precision_name(lb_precision p);
 
 #endif

@@ -38,35 +38,24 @@ static lb_status make_tokenizer(lb_trainer *t) {
 }
 
 static lb_optim_config optim_config_from(const lb_config *c) {
-    static const lb_optim_type types[] = {[LB_CFG_OPTIM_ADAMW] = LB_OPTIM_ADAMW,
-                                          [LB_CFG_OPTIM_SGD] = LB_OPTIM_SGD,
-                                          [LB_CFG_OPTIM_LION] = LB_OPTIM_LION};
-    static const lb_state_codec states[] = {[LB_PREC_FP32] = LB_STATE_FP32, [LB_PREC_BF16] = LB_STATE_BF16,
-                                            [LB_PREC_FP8] = LB_STATE_FP8, [LB_PREC_INT8] = LB_STATE_INT8};
-    static const lb_grad_precision grads[] = {[LB_PREC_FP32] = LB_GRAD_FP32, [LB_PREC_BF16] = LB_GRAD_FP32,
-                                              [LB_PREC_FP8] = LB_GRAD_FP8, [LB_PREC_INT8] = LB_GRAD_INT8};
-    lb_optim_config o = lb_optim_config_default(types[c->optim.type]);
+    lb_optim_config o = lb_optim_config_default(c->optim.type);
     o.beta1 = c->optim.beta1;
     o.beta2 = c->optim.beta2;
     o.eps = c->optim.eps;
     o.momentum = c->optim.momentum;
     o.clip_norm = c->train.grad_clip;
     o.accum_steps = c->train.grad_accum;
-    o.grad_precision = grads[c->optim.grad];
-    o.loss_scale_dynamic = c->optim.grad == LB_PREC_FP8;
+    o.grad_precision = c->optim.grad;
+    o.loss_scale_dynamic = c->optim.grad == LB_GRAD_FP8;
     o.seed = c->train.seed;
-    for (int i = 0; i < o.n_groups; i++) o.groups[i].state = states[c->optim.state];
+    for (int i = 0; i < o.n_groups; i++) o.groups[i].state = c->optim.state;
     return o;
 }
 
 static lb_schedule schedule_from(const lb_config *c) {
-    static const lb_sched_kind kinds[] = {[LB_SCHEDULE_COSINE] = LB_SCHED_COSINE,
-                                          [LB_SCHEDULE_LINEAR] = LB_SCHED_LINEAR,
-                                          [LB_SCHEDULE_CONSTANT] = LB_SCHED_CONSTANT,
-                                          [LB_SCHEDULE_TWO_STAGE] = LB_SCHED_TWO_STAGE};
     const lb_train_config *tr = &c->train;
     lb_schedule s = {0};
-    s.kind = kinds[tr->schedule];
+    s.kind = tr->schedule;
     s.peak_lr = tr->lr;
     s.min_lr = tr->min_lr;
     s.warmup_steps = tr->warmup_steps;
@@ -74,7 +63,7 @@ static lb_schedule schedule_from(const lb_config *c) {
     s.stage2_at = tr->decay_at;
     s.stage2_lr = tr->lr * tr->lr_after;
     s.weight_decay = tr->weight_decay;
-    s.weight_decay_stage2 = tr->schedule == LB_SCHEDULE_TWO_STAGE ? tr->weight_decay_stage2 : tr->weight_decay;
+    s.weight_decay_stage2 = tr->schedule == LB_SCHED_TWO_STAGE ? tr->weight_decay_stage2 : tr->weight_decay;
     return s;
 }
 
