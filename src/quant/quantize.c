@@ -322,13 +322,16 @@ static void int_pass(const lb_qspec *s, const qblock *b, const float *x, size_t 
         for (size_t i0 = 0; i0 < n; i0 += SR_BATCH) {
             size_t len = n - i0 < SR_BATCH ? n - i0 : SR_BATCH;
             sr_uniforms(s->seed, stream, base + i0, len, u);
+            /* u now holds the rounded values; then codes or dequantized values. */
             for (size_t j = 0; j < len; j++) {
                 float q = floorf((x[i0 + j] - shift) * sc + u[j]) + z;
                 q = q < qmin ? qmin : q;
-                q = q > qmax ? qmax : q;
-                if (codes) codes[i0 + j] = (uint8_t)(int)q;
-                else y[i0 + j] = q * d + m;
+                u[j] = q > qmax ? qmax : q;
             }
+            if (codes)
+                for (size_t j = 0; j < len; j++) codes[i0 + j] = (uint8_t)(int)u[j];
+            else
+                for (size_t j = 0; j < len; j++) y[i0 + j] = u[j] * d + m;
         }
     } else if (codes) {
         for (size_t i = 0; i < n; i++) {
