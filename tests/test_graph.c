@@ -7,19 +7,12 @@
 #include "autograd/ops.h"
 #include "testutil.h"
 
-static lb_tensor *new_param(int ndim, const int *shape, uint64_t seed) {
-    lb_tensor *t = lb_tensor_alloc(ndim, shape, 1);
-    assert_non_null(t);
-    tu_fill_uniform(t, seed, -1.0f, 1.0f);
-    return t;
-}
-
 static void test_tensor_used_twice_gets_both_contributions(void **state) {
     (void)state;
     lb_graph g;
     assert_int_equal(lb_graph_init(&g, 0), LB_OK);
     int n = 7;
-    lb_tensor *x = new_param(1, &n, 1);
+    lb_tensor *x = tu_param(1, &n, 1, -1.0f, 1.0f);
 
     /* d/dx sum(x·x) = 2x */
     assert_int_equal(lb_backward(&g, lb_sum(&g, lb_mul(&g, x, x))), LB_OK);
@@ -48,7 +41,7 @@ static void test_only_inputs_needing_grad_are_recorded(void **state) {
     lb_graph g;
     assert_int_equal(lb_graph_init(&g, 0), LB_OK);
     int n = 5;
-    lb_tensor *x = new_param(1, &n, 2), *c = lb_tensor_alloc(1, &n, 0);
+    lb_tensor *x = tu_param(1, &n, 2, -1.0f, 1.0f), *c = lb_tensor_alloc(1, &n, 0);
     tu_fill_uniform(c, 3, -1.0f, 1.0f);
 
     /* Nothing depends on x yet: no nodes. */
@@ -75,7 +68,7 @@ static void test_no_grad_mode_records_nothing(void **state) {
     lb_graph g;
     assert_int_equal(lb_graph_init(&g, 0), LB_OK);
     int sh[2] = {3, 4};
-    lb_tensor *x = new_param(2, sh, 4), *w = new_param(1, &sh[1], 5);
+    lb_tensor *x = tu_param(2, sh, 4, -1.0f, 1.0f), *w = tu_param(1, &sh[1], 5, -1.0f, 1.0f);
     const int ids[2] = {0, 2};
 
     assert_int_equal(lb_graph_set_grad(&g, 0), 1);
@@ -106,7 +99,7 @@ static void test_errors_name_shapes_and_null_propagates(void **state) {
     (void)state;
     lb_graph g;
     assert_int_equal(lb_graph_init(&g, 0), LB_OK);
-    lb_tensor *a = new_param(2, (int[]){2, 3}, 6), *b = new_param(2, (int[]){3, 2}, 7);
+    lb_tensor *a = tu_param(2, (int[]){2, 3}, 6, -1.0f, 1.0f), *b = tu_param(2, (int[]){3, 2}, 7, -1.0f, 1.0f);
 
     lb_error_clear();
     lb_tensor *bad = lb_add(&g, a, b);
@@ -149,7 +142,7 @@ static void test_backward_refuses_non_scalar(void **state) {
     (void)state;
     lb_graph g;
     assert_int_equal(lb_graph_init(&g, 0), LB_OK);
-    lb_tensor *x = new_param(1, (int[]){3}, 8);
+    lb_tensor *x = tu_param(1, (int[]){3}, 8, -1.0f, 1.0f);
     lb_error_clear();
     assert_int_equal(lb_backward(&g, lb_silu(&g, x)), LB_EINVAL);
     assert_non_null(strstr(lb_errmsg(), "scalar"));
@@ -177,7 +170,7 @@ static void test_reset_reaches_steady_state(void **state) {
     /* A small arena, so the first step has to grow it. */
     assert_int_equal(lb_graph_init(&g, 4096), LB_OK);
     int V = 11, D = 32;
-    lb_tensor *table = new_param(2, (int[]){V, D}, 9), *w = new_param(1, &D, 10), *b = new_param(1, &D, 11);
+    lb_tensor *table = tu_param(2, (int[]){V, D}, 9, -1.0f, 1.0f), *w = tu_param(1, &D, 10, -1.0f, 1.0f), *b = tu_param(1, &D, 11, -1.0f, 1.0f);
     int ids[16];
     for (int p = 0; p < 16; p++) ids[p] = (p * 7) % V;
 

@@ -8,22 +8,6 @@
 #include "autograd/ops.h"
 #include "testutil.h"
 
-static lb_tensor *weighted_sum(lb_graph *g, lb_tensor *y, uint64_t seed) {
-    if (!y) return NULL;
-    lb_tensor *r = lb_graph_tensor(g, y->ndim, y->shape);
-    if (!r) return NULL;
-    r->requires_grad = 0;
-    tu_fill_uniform(r, seed, -1.0f, 1.0f);
-    return lb_sum(g, lb_mul(g, y, r));
-}
-
-static lb_tensor *new_param(int ndim, const int *shape, uint64_t seed, float range) {
-    lb_tensor *t = lb_tensor_alloc(ndim, shape, 1);
-    assert_non_null(t);
-    tu_fill_uniform(t, seed, -range, range);
-    return t;
-}
-
 static size_t idx4(int b, int t, int h, int d, int T, int H, int D) {
     return (((size_t)b * T + t) * H + h) * D + d;
 }
@@ -35,7 +19,7 @@ enum { RB = 2, RT = 6, RH = 3, RD = 8 };
 static void test_rope_forward_reference(void **state) {
     (void)state;
     int shape[4] = {RB, RT, RH, RD};
-    lb_tensor *x = new_param(4, shape, 1, 1.0f);
+    lb_tensor *x = tu_param(4, shape, 1, -1.0f, 1.0f);
     const double theta = 10000.0;
     const int pos0 = 5;
     lb_graph g;
@@ -61,7 +45,7 @@ static void test_rope_forward_reference(void **state) {
 static void test_rope_identity_at_zero_and_norms(void **state) {
     (void)state;
     int shape[4] = {RB, RT, RH, RD};
-    lb_tensor *x = new_param(4, shape, 2, 2.0f);
+    lb_tensor *x = tu_param(4, shape, 2, -2.0f, 2.0f);
     lb_graph g;
     assert_int_equal(lb_graph_init(&g, 0), LB_OK);
     lb_tensor *y = lb_rope(&g, x, 500000.0f, 0);
@@ -101,13 +85,13 @@ static void test_rope_identity_at_zero_and_norms(void **state) {
 }
 
 static lb_tensor *rope_loss(lb_graph *g, lb_tensor **p, int n, void *ctx) {
-    return weighted_sum(g, lb_rope(g, p[0], 100.0f, 7), 21);
+    return tu_weighted_sum(g, lb_rope(g, p[0], 100.0f, 7), 21);
 }
 
 static void test_rope_grad(void **state) {
     (void)state;
     int shape[4] = {RB, RT, RH, RD};
-    lb_tensor *x = new_param(4, shape, 3, 1.0f);
+    lb_tensor *x = tu_param(4, shape, 3, -1.0f, 1.0f);
     x->name = "x";
     tu_gradcheck(rope_loss, &x, 1, NULL, 1e-2f, 1e-2, 1e-3);
     lb_tensor_free(x);
@@ -116,7 +100,7 @@ static void test_rope_grad(void **state) {
 static void test_rope_errors(void **state) {
     (void)state;
     int odd[4] = {1, 2, 2, 5}, three[3] = {2, 2, 4};
-    lb_tensor *a = new_param(4, odd, 4, 1.0f), *b = new_param(3, three, 5, 1.0f);
+    lb_tensor *a = tu_param(4, odd, 4, -1.0f, 1.0f), *b = tu_param(3, three, 5, -1.0f, 1.0f);
     lb_graph g;
     assert_int_equal(lb_graph_init(&g, 0), LB_OK);
     assert_null(lb_rope(&g, a, 10000.0f, 0));
@@ -172,9 +156,9 @@ typedef struct attn_case {
 static void attn_case_init(attn_case *c, attn_dims d, uint64_t seed, float range) {
     c->d = d;
     int qs[4] = {d.B, d.T, d.H, d.Dh}, ks[4] = {d.B, d.T, d.Hkv, d.Dh};
-    c->q = new_param(4, qs, seed, range);
-    c->k = new_param(4, ks, seed + 1, range);
-    c->v = new_param(4, ks, seed + 2, 1.0f);
+    c->q = tu_param(4, qs, seed, -range, range);
+    c->k = tu_param(4, ks, seed + 1, -range, range);
+    c->v = tu_param(4, ks, seed + 2, -1.0f, 1.0f);
     c->q->name = "q";
     c->k->name = "k";
     c->v->name = "v";
@@ -253,7 +237,7 @@ static void test_attention_causal(void **state) {
 }
 
 static lb_tensor *attention_loss(lb_graph *g, lb_tensor **p, int n, void *ctx) {
-    return weighted_sum(g, lb_attention(g, p[0], p[1], p[2]), 31);
+    return tu_weighted_sum(g, lb_attention(g, p[0], p[1], p[2]), 31);
 }
 
 static void check_attention_grad(attn_dims d) {
@@ -281,7 +265,7 @@ static void run_attention(attn_case *c, int threads, float *out, float *grads) {
     lb_tensor *p[3] = {c->q, c->k, c->v};
     for (int i = 0; i < 3; i++) memset(p[i]->grad, 0, p[i]->n * sizeof(float));
     lb_tensor *o = lb_attention(&g, c->q, c->k, c->v);
-    lb_tensor *loss = weighted_sum(&g, o, 41);
+    lb_tensor *loss = tu_weighted_sum(&g, o, 41);
     assert_non_null(loss);
     assert_int_equal(lb_backward(&g, loss), LB_OK);
     memcpy(out, o->data, o->n * sizeof(float));
@@ -341,7 +325,7 @@ static void test_attention_partial_grad(void **state) {
 static void test_attention_errors(void **state) {
     (void)state;
     int qs[4] = {1, 4, 3, 8}, ks[4] = {1, 4, 2, 8}, kt[4] = {1, 5, 3, 8};
-    lb_tensor *q = new_param(4, qs, 1, 1.0f), *k = new_param(4, ks, 2, 1.0f), *k5 = new_param(4, kt, 3, 1.0f);
+    lb_tensor *q = tu_param(4, qs, 1, -1.0f, 1.0f), *k = tu_param(4, ks, 2, -1.0f, 1.0f), *k5 = tu_param(4, kt, 3, -1.0f, 1.0f);
     lb_graph g;
     assert_int_equal(lb_graph_init(&g, 0), LB_OK);
     assert_null(lb_attention(&g, q, k, k)); /* Hkv 2 does not divide H 3 */

@@ -14,20 +14,6 @@
 
 /* --- helpers ------------------------------------------------------------------ */
 
-static lb_tensor *new_param(int ndim, const int *shape, uint64_t seed, float lo, float hi) {
-    lb_tensor *t = lb_tensor_alloc(ndim, shape, 1);
-    assert_non_null(t);
-    tu_fill_uniform(t, seed, lo, hi);
-    return t;
-}
-
-static lb_tensor *new_const(int ndim, const int *shape, uint64_t seed) {
-    lb_tensor *t = lb_tensor_alloc(ndim, shape, 0);
-    assert_non_null(t);
-    tu_fill_uniform(t, seed, -1.0f, 1.0f);
-    return t;
-}
-
 static void set_values(lb_tensor *t, const float *v) { memcpy(t->data, v, t->n * sizeof(float)); }
 
 /* Moves values out of (-margin, margin), where relu2's derivative has its
@@ -175,7 +161,7 @@ static void test_reshape_shares_data(void **state) {
     (void)state;
     lb_graph g;
     assert_int_equal(lb_graph_init(&g, 0), LB_OK);
-    lb_tensor *x = new_param(2, (int[]){2, 6}, 1, -1, 1);
+    lb_tensor *x = tu_param(2, (int[]){2, 6}, 1, -1, 1);
     lb_tensor *y = lb_reshape(&g, x, 3, (int[]){3, 2, 2});
     assert_non_null(y);
     assert_ptr_equal(y->data, x->data);
@@ -196,10 +182,10 @@ static void check_op(op_id op, int n_inputs, int relu_margin) {
     int shape[3] = {2, 3, 4};
     lb_tensor *p[2];
     for (int k = 0; k < n_inputs; k++) {
-        p[k] = new_param(3, shape, 10 + (uint64_t)op * 2 + (uint64_t)k, -2.0f, 2.0f);
+        p[k] = tu_param(3, shape, 10 + (uint64_t)op * 2 + (uint64_t)k, -2.0f, 2.0f);
         if (relu_margin) keep_away_from_zero(p[k], 0.05f);
     }
-    loss_ctx c = {.op = op, .R = new_const(3, shape, 99)};
+    loss_ctx c = {.op = op, .R = tu_const(3, shape, 99, -1.0f, 1.0f)};
     tu_gradcheck(op_loss, p, n_inputs, &c, 1e-2f, 1e-2, 1e-3);
     for (int k = 0; k < n_inputs; k++) lb_tensor_free(p[k]);
     lb_tensor_free(c.R);
@@ -217,9 +203,9 @@ static void test_grad_mean(void **state) { (void)state; check_op(OP_MEAN, 1, 0);
 
 static void test_grad_reshape(void **state) {
     (void)state;
-    lb_tensor *x = new_param(2, (int[]){4, 6}, 3, -1, 1);
+    lb_tensor *x = tu_param(2, (int[]){4, 6}, 3, -1, 1);
     loss_ctx c = {.op = OP_RESHAPE, .ndim = 3, .shape = {2, 3, 4}};
-    c.R = new_const(3, c.shape, 98);
+    c.R = tu_const(3, c.shape, 98, -1.0f, 1.0f);
     tu_gradcheck(op_loss, &x, 1, &c, 1e-2f, 1e-2, 1e-3);
     lb_tensor_free(x);
     lb_tensor_free(c.R);
@@ -230,8 +216,8 @@ static void test_grad_reshape(void **state) {
 static void test_large_parallel_backward(void **state) {
     (void)state;
     int n = 200000;
-    lb_tensor *x = new_param(1, &n, 21, -4.0f, 4.0f), *u = new_param(1, &n, 22, -1.0f, 1.0f);
-    lb_tensor *R = new_const(1, &n, 23);
+    lb_tensor *x = tu_param(1, &n, 21, -4.0f, 4.0f), *u = tu_param(1, &n, 22, -1.0f, 1.0f);
+    lb_tensor *R = tu_const(1, &n, 23, -1.0f, 1.0f);
     float *gx1 = malloc((size_t)n * sizeof(float));
     int saved = omp_get_max_threads();
     for (int threads = 1; threads <= 2; threads++) {

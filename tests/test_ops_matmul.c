@@ -7,31 +7,13 @@
 #include "autograd/ops.h"
 #include "testutil.h"
 
-/* sum(y ⊙ R) with a fixed random R, so every element of y moves the loss by
- * a different amount and a misplaced gradient cannot cancel out. */
-static lb_tensor *weighted_sum(lb_graph *g, lb_tensor *y, uint64_t seed) {
-    if (!y) return NULL;
-    lb_tensor *r = lb_graph_tensor(g, y->ndim, y->shape);
-    if (!r) return NULL;
-    r->requires_grad = 0;
-    tu_fill_uniform(r, seed, -1.0f, 1.0f);
-    return lb_sum(g, lb_mul(g, y, r));
-}
-
-static lb_tensor *new_param(int ndim, const int *shape, uint64_t seed) {
-    lb_tensor *t = lb_tensor_alloc(ndim, shape, 1);
-    assert_non_null(t);
-    tu_fill_uniform(t, seed, -1.0f, 1.0f);
-    return t;
-}
-
 /* --- lb_matmul ------------------------------------------------------------------ */
 
 static void check_matmul_forward(int transpose_w) {
     enum { B = 2, T = 3, K = 5, N = 4 };
     int xs[3] = {B, T, K};
     int ws[2] = {transpose_w ? N : K, transpose_w ? K : N};
-    lb_tensor *x = new_param(3, xs, 1), *w = new_param(2, ws, 2);
+    lb_tensor *x = tu_param(3, xs, 1, -1.0f, 1.0f), *w = tu_param(2, ws, 2, -1.0f, 1.0f);
     lb_graph g;
     assert_int_equal(lb_graph_init(&g, 0), LB_OK);
     lb_tensor *y = lb_matmul(&g, x, w, transpose_w);
@@ -69,14 +51,14 @@ static lb_tensor *matmul_loss(lb_graph *g, lb_tensor **p, int n, void *ctx) {
     const matmul_ctx *c = ctx;
     lb_tensor *y = lb_matmul(g, p[0], p[1], c->transpose_w);
     if (c->twice) y = lb_add(g, y, lb_scale(g, lb_matmul(g, p[0], p[1], c->transpose_w), 0.5f));
-    return weighted_sum(g, y, 11);
+    return tu_weighted_sum(g, y, 11);
 }
 
 static void check_matmul_grad(int transpose_w, int twice) {
     enum { B = 2, T = 3, K = 5, N = 4 };
     int xs[3] = {B, T, K};
     int ws[2] = {transpose_w ? N : K, transpose_w ? K : N};
-    lb_tensor *p[2] = {new_param(3, xs, 3), new_param(2, ws, 4)};
+    lb_tensor *p[2] = {tu_param(3, xs, 3, -1.0f, 1.0f), tu_param(2, ws, 4, -1.0f, 1.0f)};
     p[0]->name = "x";
     p[1]->name = "w";
     matmul_ctx c = {transpose_w, twice};
@@ -96,7 +78,7 @@ static void test_matmul_grad(void **state) {
 static void test_matmul_errors(void **state) {
     (void)state;
     int xs[2] = {3, 5}, ws[2] = {4, 6};
-    lb_tensor *x = new_param(2, xs, 5), *w = new_param(2, ws, 6);
+    lb_tensor *x = tu_param(2, xs, 5, -1.0f, 1.0f), *w = tu_param(2, ws, 6, -1.0f, 1.0f);
     lb_graph g;
     assert_int_equal(lb_graph_init(&g, 0), LB_OK);
     lb_error_clear();
@@ -133,7 +115,7 @@ static void test_bmm_forward(void **state) {
         for (int tb = 0; tb < 2; tb++) {
             int as[3], bs[3];
             bmm_shapes(ta, tb, as, bs);
-            lb_tensor *a = new_param(3, as, 7), *b = new_param(3, bs, 8);
+            lb_tensor *a = tu_param(3, as, 7, -1.0f, 1.0f), *b = tu_param(3, bs, 8, -1.0f, 1.0f);
             lb_graph g;
             assert_int_equal(lb_graph_init(&g, 0), LB_OK);
             lb_tensor *c = lb_bmm(&g, a, b, ta, tb);
@@ -160,7 +142,7 @@ static void test_bmm_forward(void **state) {
 
 static lb_tensor *bmm_loss(lb_graph *g, lb_tensor **p, int n, void *ctx) {
     const int *t = ctx;
-    return weighted_sum(g, lb_bmm(g, p[0], p[1], t[0], t[1]), 12);
+    return tu_weighted_sum(g, lb_bmm(g, p[0], p[1], t[0], t[1]), 12);
 }
 
 static void test_bmm_grad(void **state) {
@@ -169,7 +151,7 @@ static void test_bmm_grad(void **state) {
         for (int tb = 0; tb < 2; tb++) {
             int as[3], bs[3];
             bmm_shapes(ta, tb, as, bs);
-            lb_tensor *p[2] = {new_param(3, as, 9), new_param(3, bs, 10)};
+            lb_tensor *p[2] = {tu_param(3, as, 9, -1.0f, 1.0f), tu_param(3, bs, 10, -1.0f, 1.0f)};
             p[0]->name = "a";
             p[1]->name = "b";
             int t[2] = {ta, tb};
@@ -182,7 +164,7 @@ static void test_bmm_grad(void **state) {
 static void test_bmm_errors(void **state) {
     (void)state;
     int as[3] = {2, 3, 4}, bs[3] = {2, 5, 6}, cs[3] = {3, 4, 6};
-    lb_tensor *a = new_param(3, as, 1), *b = new_param(3, bs, 2), *c = new_param(3, cs, 3);
+    lb_tensor *a = tu_param(3, as, 1, -1.0f, 1.0f), *b = tu_param(3, bs, 2, -1.0f, 1.0f), *c = tu_param(3, cs, 3, -1.0f, 1.0f);
     lb_graph g;
     assert_int_equal(lb_graph_init(&g, 0), LB_OK);
     assert_null(lb_bmm(&g, a, b, 0, 0)); /* K 4 vs 5 */

@@ -11,20 +11,6 @@
 #include "autograd/ops.h"
 #include "testutil.h"
 
-static lb_tensor *new_param(int ndim, const int *shape, uint64_t seed, float lo, float hi) {
-    lb_tensor *t = lb_tensor_alloc(ndim, shape, 1);
-    assert_non_null(t);
-    tu_fill_uniform(t, seed, lo, hi);
-    return t;
-}
-
-static lb_tensor *new_const(int ndim, const int *shape, uint64_t seed) {
-    lb_tensor *t = lb_tensor_alloc(ndim, shape, 0);
-    assert_non_null(t);
-    tu_fill_uniform(t, seed, -1.0f, 1.0f);
-    return t;
-}
-
 /* Reference norm of one row in double: (x − μ)/sqrt(var + eps)·w + b, μ = 0
  * and var = mean(x²) for RMSNorm. */
 static void ref_norm_row(const float *x, const float *w, const float *b, int D, double eps, int center,
@@ -101,7 +87,7 @@ static void test_norms_match_reference(void **state) {
     lb_graph g;
     assert_int_equal(lb_graph_init(&g, 0), LB_OK);
     int rows = 37, D = 45;
-    lb_tensor *x = new_const(3, (int[]){1, rows, D}, 1), *w = new_const(1, &D, 2), *b = new_const(1, &D, 3);
+    lb_tensor *x = tu_const(3, (int[], -1.0f, 1.0f){1, rows, D}, 1), *w = tu_const(1, &D, 2, -1.0f, 1.0f), *b = tu_const(1, &D, 3, -1.0f, 1.0f);
     for (size_t i = 0; i < x->n; i++) x->data[i] = 3.0f * x->data[i] + 10.0f; /* a large mean */
     double *ref = malloc((size_t)D * sizeof(double));
     for (int center = 0; center <= 1; center++) {
@@ -125,8 +111,8 @@ static void test_norm_shape_errors(void **state) {
     (void)state;
     lb_graph g;
     assert_int_equal(lb_graph_init(&g, 0), LB_OK);
-    lb_tensor *x = new_param(2, (int[]){3, 4}, 1, -1, 1), *w5 = new_param(1, (int[]){5}, 2, -1, 1);
-    lb_tensor *w4 = new_param(1, (int[]){4}, 3, -1, 1);
+    lb_tensor *x = tu_param(2, (int[]){3, 4}, 1, -1, 1), *w5 = tu_param(1, (int[]){5}, 2, -1, 1);
+    lb_tensor *w4 = tu_param(1, (int[]){4}, 3, -1, 1);
     assert_null(lb_rmsnorm(&g, x, w5, 1e-5f));
     assert_int_equal(lb_errcode(), LB_EINVAL);
     assert_non_null(strstr(lb_errmsg(), "rmsnorm"));
@@ -150,7 +136,7 @@ static void test_embedding_forward_and_bad_id(void **state) {
     lb_graph g;
     assert_int_equal(lb_graph_init(&g, 0), LB_OK);
     int V = 5, D = 3;
-    lb_tensor *table = new_const(2, (int[]){V, D}, 4);
+    lb_tensor *table = tu_const(2, (int[], -1.0f, 1.0f){V, D}, 4);
     const int ids[6] = {4, 0, 4, 2, 1, 3};
     lb_tensor *y = lb_embedding(&g, table, ids, 2, 3);
     assert_non_null(y);
@@ -203,10 +189,10 @@ static void check_norm(int kind, int use_w, int use_b) {
     int sh[3] = {2, 3, 6};
     lb_tensor *p[3];
     int n = 0;
-    p[n++] = new_param(3, sh, 30 + (uint64_t)kind, -2.0f, 2.0f);
-    if (use_w) p[n++] = new_param(1, &sh[2], 31, 0.5f, 1.5f);
-    if (use_b) p[n++] = new_param(1, &sh[2], 32, -0.5f, 0.5f);
-    norm_ctx c = {.kind = kind, .use_w = use_w, .use_b = use_b, .eps = 1e-5f, .R = new_const(3, sh, 33)};
+    p[n++] = tu_param(3, sh, 30 + (uint64_t)kind, -2.0f, 2.0f);
+    if (use_w) p[n++] = tu_param(1, &sh[2], 31, 0.5f, 1.5f);
+    if (use_b) p[n++] = tu_param(1, &sh[2], 32, -0.5f, 0.5f);
+    norm_ctx c = {.kind = kind, .use_w = use_w, .use_b = use_b, .eps = 1e-5f, .R = tu_const(3, sh, 33, -1.0f, 1.0f)};
     tu_gradcheck(norm_loss, p, n, &c, 1e-2f, 1e-2, 1e-3);
     for (int k = 0; k < n; k++) lb_tensor_free(p[k]);
     lb_tensor_free(c.R);
@@ -221,11 +207,11 @@ static void test_grad_layernorm_bias_only(void **state) { (void)state; check_nor
 static void test_grad_embedding_repeated_ids(void **state) {
     (void)state;
     int V = 6, D = 4;
-    lb_tensor *table = new_param(2, (int[]){V, D}, 40, -1, 1);
+    lb_tensor *table = tu_param(2, (int[]){V, D}, 40, -1, 1);
     /* Id 2 appears three times and id 5 twice, so their rows accumulate;
      * rows 0 and 4 are never used and must get no gradient. */
     const int ids[8] = {2, 5, 2, 1, 3, 2, 5, 1};
-    norm_ctx c = {.kind = 2, .ids = ids, .B = 2, .T = 4, .R = new_const(3, (int[]){2, 4, D}, 41)};
+    norm_ctx c = {.kind = 2, .ids = ids, .B = 2, .T = 4, .R = tu_const(3, (int[], -1.0f, 1.0f){2, 4, D}, 41)};
     tu_gradcheck(norm_loss, &table, 1, &c, 1e-2f, 1e-2, 1e-3);
     for (int d = 0; d < D; d++) {
         assert_float_equal(table->grad[0 * D + d], 0.0f, 0.0f);
@@ -243,9 +229,9 @@ static void test_grad_embedding_repeated_ids(void **state) {
 static void test_large_deterministic_across_threads(void **state) {
     (void)state;
     int rows = 512, D = 128, V = 50, B = 4, T = 128;
-    lb_tensor *x = new_param(2, (int[]){rows, D}, 50, -2, 2), *w = new_param(1, &D, 51, 0.5f, 1.5f);
-    lb_tensor *b = new_param(1, &D, 52, -0.5f, 0.5f), *table = new_param(2, (int[]){V, D}, 53, -1, 1);
-    lb_tensor *R = new_const(3, (int[]){B, T, D}, 54);
+    lb_tensor *x = tu_param(2, (int[]){rows, D}, 50, -2, 2), *w = tu_param(1, &D, 51, 0.5f, 1.5f);
+    lb_tensor *b = tu_param(1, &D, 52, -0.5f, 0.5f), *table = tu_param(2, (int[]){V, D}, 53, -1, 1);
+    lb_tensor *R = tu_const(3, (int[], -1.0f, 1.0f){B, T, D}, 54);
     int *ids = malloc((size_t)B * T * sizeof(int));
     for (int p = 0; p < B * T; p++) ids[p] = (int)(lb_rand_u32(55, 0, (uint64_t)p) % (uint32_t)V);
     lb_tensor *params[4] = {x, w, b, table};

@@ -11,6 +11,30 @@ void tu_fill_uniform(lb_tensor *t, uint64_t seed, float lo, float hi) {
     for (size_t i = 0; i < t->n; i++) t->data[i] = lo + (hi - lo) * lb_rand_uniform(seed, 77, i);
 }
 
+static lb_tensor *filled(int ndim, const int *shape, uint64_t seed, float lo, float hi, int with_grad) {
+    lb_tensor *t = lb_tensor_alloc(ndim, shape, with_grad);
+    if (!t) fail_msg("lb_tensor_alloc: %s", lb_errmsg());
+    tu_fill_uniform(t, seed, lo, hi);
+    return t;
+}
+
+lb_tensor *tu_param(int ndim, const int *shape, uint64_t seed, float lo, float hi) {
+    return filled(ndim, shape, seed, lo, hi, 1);
+}
+
+lb_tensor *tu_const(int ndim, const int *shape, uint64_t seed, float lo, float hi) {
+    return filled(ndim, shape, seed, lo, hi, 0);
+}
+
+lb_tensor *tu_weighted_sum(lb_graph *g, lb_tensor *y, uint64_t seed) {
+    if (!y) return NULL;
+    lb_tensor *r = lb_graph_tensor(g, y->ndim, y->shape);
+    if (!r) return NULL;
+    r->requires_grad = 0;
+    tu_fill_uniform(r, seed, -1.0f, 1.0f);
+    return lb_sum(g, lb_mul(g, y, r));
+}
+
 static double eval_loss(tu_loss_fn fn, lb_tensor **params, int n_params, void *ctx) {
     lb_graph g;
     assert_int_equal(lb_graph_init(&g, 0), LB_OK);

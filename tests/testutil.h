@@ -8,11 +8,22 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "autograd/graph.h"
+#include "autograd/ops.h"
 #include "core/rng.h"
 
 /* Fills t->data with uniform values in [lo, hi) from (seed, stream). */
 void tu_fill_uniform(lb_tensor *t, uint64_t seed, float lo, float hi);
+
+/* A heap tensor filled uniformly in [lo, hi): tu_param with a gradient
+ * (requires_grad set), tu_const without. Fails the test when out of memory.
+ * Free with lb_tensor_free. */
+lb_tensor *tu_param(int ndim, const int *shape, uint64_t seed, float lo, float hi);
+lb_tensor *tu_const(int ndim, const int *shape, uint64_t seed, float lo, float hi);
+
+/* sum(y ⊙ R) with a fixed random R in [-1, 1) drawn from `seed`, so every
+ * element of y moves the loss by a different amount and a misplaced gradient
+ * cannot cancel out. NULL when y is NULL. */
+lb_tensor *tu_weighted_sum(lb_graph *g, lb_tensor *y, uint64_t seed);
 
 /* A function from the current values of `params` to a scalar loss, built on a
  * fresh graph each call. It returns the loss tensor (NULL on error). */
