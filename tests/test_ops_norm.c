@@ -87,7 +87,7 @@ static void test_norms_match_reference(void **state) {
     lb_graph g;
     assert_int_equal(lb_graph_init(&g, 0), LB_OK);
     int rows = 37, D = 45;
-    lb_tensor *x = tu_const(3, (int[], -1.0f, 1.0f){1, rows, D}, 1), *w = tu_const(1, &D, 2, -1.0f, 1.0f), *b = tu_const(1, &D, 3, -1.0f, 1.0f);
+    lb_tensor *x = tu_const(3, (int[]){1, rows, D}, 1, -1.0f, 1.0f), *w = tu_const(1, &D, 2, -1.0f, 1.0f), *b = tu_const(1, &D, 3, -1.0f, 1.0f);
     for (size_t i = 0; i < x->n; i++) x->data[i] = 3.0f * x->data[i] + 10.0f; /* a large mean */
     double *ref = malloc((size_t)D * sizeof(double));
     for (int center = 0; center <= 1; center++) {
@@ -136,7 +136,7 @@ static void test_embedding_forward_and_bad_id(void **state) {
     lb_graph g;
     assert_int_equal(lb_graph_init(&g, 0), LB_OK);
     int V = 5, D = 3;
-    lb_tensor *table = tu_const(2, (int[], -1.0f, 1.0f){V, D}, 4);
+    lb_tensor *table = tu_const(2, (int[]){V, D}, 4, -1.0f, 1.0f);
     const int ids[6] = {4, 0, 4, 2, 1, 3};
     lb_tensor *y = lb_embedding(&g, table, ids, 2, 3);
     assert_non_null(y);
@@ -211,7 +211,7 @@ static void test_grad_embedding_repeated_ids(void **state) {
     /* Id 2 appears three times and id 5 twice, so their rows accumulate;
      * rows 0 and 4 are never used and must get no gradient. */
     const int ids[8] = {2, 5, 2, 1, 3, 2, 5, 1};
-    norm_ctx c = {.kind = 2, .ids = ids, .B = 2, .T = 4, .R = tu_const(3, (int[], -1.0f, 1.0f){2, 4, D}, 41)};
+    norm_ctx c = {.kind = 2, .ids = ids, .B = 2, .T = 4, .R = tu_const(3, (int[]){2, 4, D}, 41, -1.0f, 1.0f)};
     tu_gradcheck(norm_loss, &table, 1, &c, 1e-2f, 1e-2, 1e-3);
     for (int d = 0; d < D; d++) {
         assert_float_equal(table->grad[0 * D + d], 0.0f, 0.0f);
@@ -231,7 +231,7 @@ static void test_large_deterministic_across_threads(void **state) {
     int rows = 512, D = 128, V = 50, B = 4, T = 128;
     lb_tensor *x = tu_param(2, (int[]){rows, D}, 50, -2, 2), *w = tu_param(1, &D, 51, 0.5f, 1.5f);
     lb_tensor *b = tu_param(1, &D, 52, -0.5f, 0.5f), *table = tu_param(2, (int[]){V, D}, 53, -1, 1);
-    lb_tensor *R = tu_const(3, (int[], -1.0f, 1.0f){B, T, D}, 54);
+    lb_tensor *R = tu_const(3, (int[]){B, T, D}, 54, -1.0f, 1.0f);
     int *ids = malloc((size_t)B * T * sizeof(int));
     for (int p = 0; p < B * T; p++) ids[p] = (int)(lb_rand_u32(55, 0, (uint64_t)p) % (uint32_t)V);
     lb_tensor *params[4] = {x, w, b, table};
