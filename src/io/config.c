@@ -19,6 +19,8 @@
 #include <strings.h>
 #include <yaml.h>
 
+#include "layers/model.h"
+
 /* ---- the schema ----------------------------------------------------------- */
 
 typedef enum key_kind {
@@ -563,19 +565,14 @@ static lb_status walk_map(cfg_ctx *x, const char *section, yaml_node_t *map) {
 void lb_config_defaults(lb_config *c) {
     memset(c, 0, sizeof *c); /* zero padding too, so sections compare with memcmp */
     lb_model_config *m = &c->model;
+    lb_model_config_defaults(m); /* the model's own defaults; the config adds sizes and BitNet choices */
     m->vocab_size = 0;
     m->dim = 256;
     m->n_layers = 4;
     m->n_heads = 4;
     m->ffn_dim = 768;
     m->max_seq_len = 128;
-    m->rope_theta = 10000.0f;
-    m->norm_eps = 1e-5f;
-    m->norm = LB_NORM_RMS;
-    m->ffn_act = LB_FFN_SWIGLU;
     m->sub_norm = 1;
-    m->tie_embeddings = 1;
-    m->init_std = 0.02f;
     make_preset(2, &m->attn); /* b1.58; fixed spellings, cannot fail */
     m->ffn = m->attn;
     make_preset(0, &m->head);
