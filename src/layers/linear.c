@@ -68,3 +68,44 @@ lb_tensor *lb_linear(lb_graph *g, lb_tensor *x, lb_tensor *w, const lb_linear_qu
     }
     return lb_matmul(g, xq, wq, 1);
 }
+
+/* ---- low-bit activation gradients ---------------------------------------- */
+
+typedef struct grad_round_saved {
+    lb_grad_precision p;
+    uint64_t seed, counter;
+} grad_round_saved;
+
+static void grad_round_backward(lb_node *node) {
+    const grad_round_saved *s = node->saved;
+    lb_tensor *x = node->in[0], *y = node->out;
+    /* y's gradient is complete (every consumer ran before this node) and read
+     * by no one else, so it is rounded in place. The precision was checked in
+     * the forward pass, so this cannot fail. */
+    lb_quantize_grad_inplace(y->grad, lb_tensor_rows(y), (size_t)lb_tensor_cols(y), s->p, s->seed, s->counter);
+    size_t n = x->n;
+#pragma omp parallel for schedule(static) if (n >= 65536)
+    for (size_t i = 0; i < n; i++) x->grad[i] += y->grad[i];
+}
+
+lb_tensor *lb_grad_round(lb_graph *g, lb_tensor *x, lb_grad_precision p, uint64_t seed, uint64_t counter) {
+    if (!x) return NULL;
+    if (p != LB_GRAD_FP32 && p != LB_GRAD_FP8 && p != LB_GRAD_INT8) {
+        lb_error(LB_EINVAL, "activation gradient precision %d: expected fp32, fp8 or int8", (int)p);
+        return NULL;
+    }
+    if (p == LB_GRAD_FP32 || !lb_graph_needs_grad(g, &x, 1)) return x;
+    lb_tensor *y = lb_graph_alloc(g, sizeof *y);
+    grad_round_saved *s = lb_graph_alloc(g, sizeof *s);
+    if (!y || !s) return NULL;
+    *y = (lb_tensor){0};
+    lb_tensor_set_shape(y, x->ndim, x->shape);
+    y->data = x->data; /* identity forward: a view, no copy */
+    s->p = p;
+    s->seed = seed;
+    s->counter = counter;
+    lb_node *node = lb_graph_record(g, "grad_round", grad_round_backward, y, x, NULL, NULL, NULL);
+    if (!node) return NULL;
+    node->saved = s;
+    return y;
+}

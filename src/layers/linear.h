@@ -20,6 +20,7 @@
 
 #include "autograd/ops.h"
 #include "layers/model_config.h"
+#include "optim/grad_quant.h"
 
 /* Fills the weight and activation specs that `in->mode` implies (for B1 and
  * B158 the BitNet recipes, whatever the specs in `in` say; for FP both none;
@@ -32,5 +33,14 @@ lb_status lb_linear_quant_resolve(const lb_linear_quant *in, lb_linear_quant *ou
  * the backward pass (the quantizer borrows its specs). `lambda` in [0, 1]:
  * 1 is full quantization, 0 the fp32 layer. NULL on error. */
 lb_tensor *lb_linear(lb_graph *g, lb_tensor *x, lb_tensor *w, const lb_linear_quant *q, float lambda);
+
+/* Low-bit activation gradients: returns x unchanged (a view) and, in the
+ * backward pass, rounds the gradient flowing back through it to precision `p`
+ * with lb_quantize_grad_inplace(dx, rows, cols, p, seed, counter) before it
+ * reaches x. Put in front of a layer's input, it makes the layer's dx low-bit.
+ * `counter` keys stochastic rounding (unique per step and tensor, see
+ * LB_SR_COUNTER). For LB_GRAD_FP32 it returns x itself and records nothing.
+ * NULL on error (unknown precision). */
+lb_tensor *lb_grad_round(lb_graph *g, lb_tensor *x, lb_grad_precision p, uint64_t seed, uint64_t counter);
 
 #endif

@@ -241,8 +241,12 @@ static lb_tensor *reshape3(lb_graph *g, lb_tensor *x, int B, int T, int D) {
 }
 
 /* A linear layer of the model. Specs with stochastic rounding get a copy in
- * the arena with this step's and this tensor's stream (see lb_model_set_step). */
+ * the arena with this step's and this tensor's stream (see lb_model_set_step);
+ * with low-bit activation gradients the input passes through lb_grad_round. */
 static lb_tensor *linear(lb_graph *g, const lb_model *m, lb_tensor *x, lb_tensor *w, const lb_linear_quant *q) {
+    if (m->act_grad != LB_GRAD_FP32)
+        x = lb_grad_round(g, x, m->act_grad, m->seed,
+                          LB_SR_COUNTER(m->step, LB_SR_ID_ACT_GRAD + (uint64_t)(w - m->params)));
     if (q->weight.stochastic || q->activation.stochastic) {
         lb_linear_quant *c = lb_graph_alloc(g, sizeof *c);
         if (!c) return NULL;

@@ -63,6 +63,7 @@ typedef struct lb_model {
     float quant_lambda;                /* gradual quantization λ, 1 by default */
     uint64_t seed;                     /* the init seed; also keys stochastic rounding */
     uint64_t step;                     /* training step, for stochastic-rounding streams */
+    lb_grad_precision act_grad;        /* gradients into each linear layer's input (fp32: as computed) */
 
     lb_tensor *token_embd, *output_norm;
     lb_tensor *output;                 /* the LM head: token_embd when tied */
@@ -124,6 +125,14 @@ lb_status lb_model_set_quant_lambda(lb_model *m, float lambda);
  * of parameter i) or + 2·i + 1 (its input), keyed by the model's seed, so
  * every step and tensor rounds with fresh, reproducible noise. */
 static inline void lb_model_set_step(lb_model *m, uint64_t step) { m->step = step; }
+
+/* Low-bit activation gradients (optim.act_grad): with fp8 or int8, the
+ * gradient flowing back into every linear layer's input (its dx) is rounded
+ * with lb_quantize_grad_inplace (see lb_grad_round), keyed by the model's seed
+ * and counter LB_SR_COUNTER(step, LB_SR_ID_ACT_GRAD + i) for the layer whose
+ * weight is parameter i. fp32 (the default) records nothing. */
+#define LB_SR_ID_ACT_GRAD (1u << 18)
+static inline void lb_model_set_act_grad(lb_model *m, lb_grad_precision p) { m->act_grad = p; }
 
 /* Forward pass over ids [B, T] (T ≤ max_seq_len), positions 0..T−1.
  * With `targets` ([B, T], entries −1 left out of the mean) returns the mean cross-entropy
