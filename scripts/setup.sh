@@ -14,6 +14,7 @@ PACKAGES=(
   libcmocka-dev            # tests
   fortunes                 # the default corpus
   python3 python3-h5py python3-numpy  # checkpoint interoperability tests
+  python3-torch            # PyTorch reference: equivalence tests and scripts/bench_vs_torch.sh
 )
 
 missing=()
