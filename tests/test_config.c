@@ -303,6 +303,49 @@ static void test_set_nested_and_quant(void **state) {
     assert_string_equal(c.checkpoint.dir, "runs/order");
 }
 
+/* optim.decay / optim.no_decay: the state follows optim.state until given,
+ * lr_scale defaults to 1 (docs/config.md), both read from a file and --set,
+ * printed and read back, range-checked with the key in the message. */
+static void test_optim_groups(void **state) {
+    (void)state;
+    lb_config c;
+    lb_config_defaults(&c);
+    assert_int_equal(c.optim.decay.state, LB_STATE_FP32);
+    assert_int_equal(c.optim.no_decay.state, LB_STATE_FP32);
+    assert_float_equal(c.optim.decay.lr_scale, 1.0f, 0.0f);
+    assert_float_equal(c.optim.no_decay.lr_scale, 1.0f, 0.0f);
+    set_ok(&c, "optim.state=int8");
+    assert_int_equal(c.optim.decay.state, LB_STATE_INT8);
+    assert_int_equal(c.optim.no_decay.state, LB_STATE_INT8);
+    set_ok(&c, "optim.no_decay.state=fp32");
+    set_ok(&c, "optim.state=fp8"); /* decay still follows, no_decay was given */
+    assert_int_equal(c.optim.decay.state, LB_STATE_FP8);
+    assert_int_equal(c.optim.no_decay.state, LB_STATE_FP32);
+    set_ok(&c, "optim.decay={state: bf16, lr_scale: 0.5}");
+    assert_int_equal(c.optim.decay.state, LB_STATE_BF16);
+    assert_float_equal(c.optim.decay.lr_scale, 0.5f, 0.0f);
+    assert_int_equal(lb_config_validate(&c), LB_OK);
+    assert_round_trip(&c);
+
+    const char *yaml = "optim:\n"
+                       "  no_decay:\n"
+                       "    lr_scale: 2\n"
+                       "    state: bf16\n"
+                       "  state: int8\n";
+    assert_int_equal(lb_config_load_string(yaml, "groups.yaml", &c), LB_OK);
+    assert_int_equal(c.optim.decay.state, LB_STATE_INT8); /* follows, whatever the order in the file */
+    assert_int_equal(c.optim.no_decay.state, LB_STATE_BF16);
+    assert_float_equal(c.optim.no_decay.lr_scale, 2.0f, 0.0f);
+    assert_float_equal(c.optim.decay.lr_scale, 1.0f, 0.0f);
+
+    set_fails(&c, "optim.decay.lr_scale=-1");
+    assert_msg_has("optim.decay.lr_scale", "[0, 100]", "-1", NULL);
+    set_fails(&c, "optim.no_decay.state=fp16");
+    assert_msg_has("optim.no_decay.state", "int8", "fp16", NULL);
+    load_fails("optim:\n  decay:\n    lr_scal: 1\n");
+    assert_msg_has("bad.yaml:3:5", "lr_scal", NULL);
+}
+
 static void test_set_bad_forms(void **state) {
     (void)state;
     lb_config c;
@@ -471,6 +514,7 @@ int main(void) {
         cmocka_unit_test(test_example_configs_content),
         cmocka_unit_test(test_round_trip_custom),
         cmocka_unit_test(test_set_nested_and_quant),
+        cmocka_unit_test(test_optim_groups),
         cmocka_unit_test(test_set_bad_forms),
         cmocka_unit_test(test_error_unknown_key),
         cmocka_unit_test(test_error_wrong_type),

@@ -137,6 +137,12 @@ static const key_desc keys[] = {
     ENUM("optim.grad", optim.grad, grad_names),
     ENUM("optim.act_grad", optim.act_grad, grad_names),
     BOOL("optim.no_decay_on_norms_and_embeddings", optim.no_decay_on_norms_and_embeddings),
+    SEC("optim.decay"),
+    ENUM("optim.decay.state", optim.decay.state, state_names),
+    FLT("optim.decay.lr_scale", optim.decay.lr_scale, 0, 100, 0, 0, "a number in [0, 100]"),
+    SEC("optim.no_decay"),
+    ENUM("optim.no_decay.state", optim.no_decay.state, state_names),
+    FLT("optim.no_decay.lr_scale", optim.no_decay.lr_scale, 0, 100, 0, 0, "a number in [0, 100]"),
 
     SEC("eval"),
     INT("eval.interval", eval.interval, 0, BIG, "0 (only at the end) or a number of steps"),
@@ -304,6 +310,8 @@ static int in_range(int k, double v) {
 /* Fill the derived defaults that still follow their source. */
 static void resolve_derived(lb_config *c) {
     if (c->meta.auto_n_kv_heads) c->model.n_kv_heads = c->model.n_heads;
+    if (c->meta.auto_decay_state) c->optim.decay.state = c->optim.state;
+    if (c->meta.auto_no_decay_state) c->optim.no_decay.state = c->optim.state;
     if (c->meta.auto_ckpt_dir) snprintf(c->checkpoint.dir, sizeof c->checkpoint.dir, "runs/%s", c->meta.name);
     if (c->meta.auto_jsonl) {
         size_t n = strlen(c->checkpoint.dir);
@@ -502,6 +510,8 @@ static lb_status set_key(cfg_ctx *x, int k, yaml_node_t *key_node, yaml_node_t *
     if (strcmp(d->name, "model.n_kv_heads") == 0) c->meta.auto_n_kv_heads = 0;
     if (strcmp(d->name, "checkpoint.dir") == 0) c->meta.auto_ckpt_dir = 0;
     if (strcmp(d->name, "log.jsonl") == 0) c->meta.auto_jsonl = 0;
+    if (strcmp(d->name, "optim.decay.state") == 0) c->meta.auto_decay_state = 0;
+    if (strcmp(d->name, "optim.no_decay.state") == 0) c->meta.auto_no_decay_state = 0;
     if (strcmp(d->name, "data.path") == 0) c->data.n_paths = 0;
     resolve_derived(c);
     record_origin(x, k, key_node);
@@ -610,6 +620,8 @@ void lb_config_defaults(lb_config *c) {
     o->grad = LB_GRAD_FP32;
     o->act_grad = LB_GRAD_FP32;
     o->no_decay_on_norms_and_embeddings = 1;
+    o->decay.state = o->no_decay.state = LB_STATE_FP32;
+    o->decay.lr_scale = o->no_decay.lr_scale = 1.0f;
 
     c->eval.interval = 100;
     c->eval.batches = 8;
@@ -623,6 +635,8 @@ void lb_config_defaults(lb_config *c) {
     c->meta.auto_n_kv_heads = 1;
     c->meta.auto_ckpt_dir = 1;
     c->meta.auto_jsonl = 1;
+    c->meta.auto_decay_state = 1;
+    c->meta.auto_no_decay_state = 1;
     resolve_derived(c);
 }
 

@@ -59,6 +59,12 @@ typedef struct lb_train_config {
     char init_from[LB_CONFIG_PATH_MAX]; /* checkpoint to start from ("" : random init) */
 } lb_train_config;
 
+/* One parameter group of the optimizer (optim.decay, optim.no_decay). */
+typedef struct lb_cfg_optim_group {
+    lb_state_codec state;     /* follows optim.state unless given */
+    float lr_scale;           /* multiplies the scheduled lr */
+} lb_cfg_optim_group;
+
 /* The optim section; the trainer turns it into optim/optim.h's lb_optim_config. */
 typedef struct lb_cfg_optim {
     lb_optim_type type;
@@ -68,6 +74,8 @@ typedef struct lb_cfg_optim {
     lb_grad_precision grad;   /* weight gradients: fp32, fp8, int8 */
     lb_grad_precision act_grad; /* activation gradients: fp32, fp8, int8 */
     int no_decay_on_norms_and_embeddings;
+    lb_cfg_optim_group decay;    /* projections (and everything when the flag above is off) */
+    lb_cfg_optim_group no_decay; /* norm gains and embeddings, without weight decay */
 } lb_cfg_optim;
 
 typedef struct lb_eval_config {
@@ -112,6 +120,8 @@ typedef struct lb_config {
         int auto_n_kv_heads; /* model.n_kv_heads = model.n_heads */
         int auto_ckpt_dir;   /* checkpoint.dir = runs/<name> */
         int auto_jsonl;      /* log.jsonl = <checkpoint.dir>/metrics.jsonl */
+        int auto_decay_state;    /* optim.decay.state = optim.state */
+        int auto_no_decay_state; /* optim.no_decay.state = optim.state */
         int n_given;         /* keys given so far (numbers origin[].order) */
         lb_config_origin origin[LB_CONFIG_MAX_KEYS]; /* by key, in the order of docs/config.md */
     } meta;

@@ -48,7 +48,11 @@ static lb_optim_config optim_config_from(const lb_config *c) {
     o.grad_precision = c->optim.grad;
     o.loss_scale_dynamic = c->optim.grad == LB_GRAD_FP8;
     o.seed = c->train.seed;
-    for (int i = 0; i < o.n_groups; i++) o.groups[i].state = c->optim.state;
+    /* groups 0 "decay" and 1 "no_decay", as in lb_optim_config_default */
+    o.groups[0].state = c->optim.decay.state;
+    o.groups[0].lr_scale = c->optim.decay.lr_scale;
+    o.groups[1].state = c->optim.no_decay.state;
+    o.groups[1].lr_scale = c->optim.no_decay.lr_scale;
     return o;
 }
 
