@@ -279,6 +279,36 @@ static void test_act_grad_runs(void **state) {
     }
 }
 
+/* optim.decay / optim.no_decay reach the optimizer's groups: state
+ * precision per group, and lr_scale 0 freezes the norms and the embedding
+ * (AdamW with lr 0 and no weight decay leaves a weight exactly as it was). */
+static void test_group_settings(void **state) {
+    fixture *fx = *state;
+    lb_config c;
+    small_config(&c, fx, 4);
+    set(&c, "optim.state=int8");
+    set(&c, "optim.no_decay={state: bf16, lr_scale: 0}");
+    lb_trainer t;
+    init_trainer(&t, &c);
+    lb_model *m = t.model;
+    int qi = lb_model_param_index(m, "blk.0.attn_q.weight"), ni = lb_model_param_index(m, "blk.0.attn_norm.weight");
+    int ei = lb_model_param_index(m, "token_embd.weight");
+    assert_true(qi >= 0 && ni >= 0 && ei >= 0);
+    assert_int_equal(lb_optim_param_codec(t.opt, qi), LB_STATE_INT8);
+    assert_int_equal(lb_optim_param_codec(t.opt, ni), LB_STATE_BF16);
+    assert_int_equal(lb_optim_param_codec(t.opt, ei), LB_STATE_BF16);
+    float q0 = m->param_list[qi]->data[5];
+    size_t en = m->param_list[ei]->n;
+    float *e0 = malloc(en * sizeof *e0);
+    memcpy(e0, m->param_list[ei]->data, en * sizeof *e0);
+    for (int i = 0; i < 4; i++) assert_int_equal(step(&t).skipped, 0);
+    assert_memory_equal(e0, m->param_list[ei]->data, en * sizeof *e0);
+    for (size_t i = 0; i < m->param_list[ni]->n; i++) assert_true(m->param_list[ni]->data[i] == 1.0f);
+    assert_true(m->param_list[qi]->data[5] != q0); /* the decay group trains */
+    free(e0);
+    lb_trainer_free(&t);
+}
+
 /* The trainer multiplies the loss by lb_optim_loss_scale() and the optimizer
  * divides the gradients by it: with a power-of-two scale every gradient is
  * scaled exactly, so a run at scale 1024 is bit-identical to one at scale 1.
@@ -422,6 +452,7 @@ int main(void) {
         cmocka_unit_test(test_grad_round_int8),
         cmocka_unit_test(test_grad_round_errors),
         cmocka_unit_test_setup_teardown(test_act_grad_runs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_settings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loss_scale_fp32_grads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loss_scale_fp8_grads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_injected_nonfinite, setup, teardown),
