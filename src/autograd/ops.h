@@ -87,6 +87,14 @@ typedef enum lb_ste {
  * 0 < lambda < 1 is the gradual quantization used for fine-tuning. */
 lb_tensor *lb_fake_quant(lb_graph *g, lb_tensor *x, const lb_qspec *spec, lb_ste ste, float lambda);
 
+/* y = q_x(x) · q_w(w)ᵀ for x [..., K], w [N, K] (ops_qmatmul.c): the same as
+ * lb_matmul(lb_fake_quant(x, xspec, IDENTITY, λ), lb_fake_quant(w, wspec,
+ * IDENTITY, λ), 1) in one node, whose backward writes dx and dw directly
+ * (no gradient buffers for the quantized copies). A NULL or `none` spec
+ * leaves that operand unquantized. The specs are read in the forward pass only. */
+lb_tensor *lb_qmatmul(lb_graph *g, lb_tensor *x, lb_tensor *w, const lb_qspec *xspec, const lb_qspec *wspec,
+                      float lambda);
+
 /* LSQ (Esser et al., 2020): y = round(clip(x / s, −Qn, Qp)) · s with a
  * trainable step size `s` ([1], per tensor) for signed `bits`-bit integers;
  * x gets the clipped STE, s gets the LSQ gradient scaled by 1 / sqrt(N · Qp). */

@@ -61,12 +61,10 @@ lb_tensor *lb_linear(lb_graph *g, lb_tensor *x, lb_tensor *w, const lb_linear_qu
         return NULL;
     }
 
-    lb_tensor *xq = x, *wq = w;
-    if (q->mode != LB_LINEAR_FP && lambda > 0.0f) {
-        if (!lb_qspec_is_none(&q->activation)) xq = lb_fake_quant(g, x, &q->activation, LB_STE_IDENTITY, lambda);
-        if (!lb_qspec_is_none(&q->weight)) wq = lb_fake_quant(g, w, &q->weight, LB_STE_IDENTITY, lambda);
-    }
-    return lb_matmul(g, xq, wq, 1);
+    /* One node for quantize + matmul: its backward adds into x's and w's
+     * gradients directly (see autograd/ops_qmatmul.c). */
+    if (q->mode != LB_LINEAR_FP && lambda > 0.0f) return lb_qmatmul(g, x, w, &q->activation, &q->weight, lambda);
+    return lb_matmul(g, x, w, 1);
 }
 
 /* ---- low-bit activation gradients ---------------------------------------- */
