@@ -17,6 +17,7 @@ for t in build-valgrind/tests/test_*; do
   if [ -z "${1:-}" ] && [ "$name" = test_trainer ]; then continue; fi
   log=build-valgrind/valgrind-$name.log
   if LOWBIT_SOURCE_DIR=$PWD OMP_NUM_THREADS=2 valgrind -q --error-exitcode=99 --leak-check=full \
+       --suppressions=tests/valgrind.supp \
        --errors-for-leak-kinds=definite "$t" >"$log" 2>&1; then
     echo "clean: $name"
   else
