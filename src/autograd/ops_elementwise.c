@@ -240,6 +240,18 @@ static void swiglu_backward(lb_node *node) {
     lb_tensor *gate = node->in[0], *up = node->in[1];
     const float *dy = node->out->grad;
     size_t n = gate->n;
+    if (gate->requires_grad && up->requires_grad) {
+        /* Both at once: one sigmoid (one expf) per element instead of two. */
+        float *dg = gate->grad, *du = up->grad;
+        const float *gd = gate->data, *ud = up->data;
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+        for (size_t i = 0; i < n; i++) {
+            float v = gd[i], sg = sigmoidf(v);
+            dg[i] += dy[i] * ud[i] * (sg * (1.0f + v * (1.0f - sg)));
+            du[i] += dy[i] * v * sg;
+        }
+        return;
+    }
     if (gate->requires_grad) {
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
         for (size_t i = 0; i < n; i++) gate->grad[i] += dy[i] * up->data[i] * silu_grad(gate->data[i]);
@@ -303,15 +315,9 @@ lb_tensor *lb_mean(lb_graph *g, lb_tensor *x) { return reduce(g, x, "mean", 1); 
 
 /* --- reshape --------------------------------------------------------------------- */
 
-/* The output shares x's data, but gets its own gradient buffer (allocated by
- * lb_backward), which is added into x's. */
-static void reshape_backward(lb_node *node) {
-    lb_tensor *x = node->in[0];
-    const float *dy = node->out->grad;
-    size_t n = x->n;
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (size_t i = 0; i < n; i++) x->grad[i] += dy[i];
-}
+/* Nothing to do: a reshape's output shares its input's gradient buffer (see
+ * lb_reshape), so its consumers have added into x->grad already. */
+static void reshape_backward(lb_node *node) { (void)node; }
 
 lb_tensor *lb_reshape(lb_graph *g, lb_tensor *x, int ndim, const int *shape) {
     if (!x) return NULL;
@@ -333,8 +339,12 @@ lb_tensor *lb_reshape(lb_graph *g, lb_tensor *x, int ndim, const int *shape) {
     *y = (lb_tensor){0};
     lb_tensor_set_shape(y, ndim, shape);
     y->data = x->data;
-    if (lb_graph_needs_grad(g, &x, 1) &&
-        !lb_graph_record(g, "reshape", reshape_backward, y, x, NULL, NULL, NULL))
-        return NULL;
+    if (lb_graph_needs_grad(g, &x, 1)) {
+        /* A view shares the gradient too: y's consumers add straight into
+         * x->grad, which saves a buffer and a copy per reshape. */
+        if (!lb_grad(g, x)) return NULL;
+        y->grad = x->grad;
+        if (!lb_graph_record(g, "reshape", reshape_backward, y, x, NULL, NULL, NULL)) return NULL;
+    }
     return y;
 }
