@@ -9,6 +9,10 @@
  *   rss_mb         peak resident set size of the process
  *   sgemm_share    fraction of step time spent inside cblas_sgemm
  *   sgemm_gflops   GFLOP/s achieved by those sgemm calls
+ *   omp_regions_per_step   OpenMP parallel regions run by a team per step (lowbit's
+ *                  and OpenBLAS's together; regions whose `if` clause is false
+ *                  are not counted)
+ *   sgemm_calls_per_step   (calls inside a region counted once per region thread 0 runs)
  *   raw_gflops     the same calls replayed back to back on warm buffers
  *                  (what sgemm reaches at these shapes without the rest of
  *                  the step in between)
@@ -117,8 +121,9 @@ void cblas_sgemm(const enum CBLAS_ORDER order, const enum CBLAS_TRANSPOSE ta, co
     record_shape(ta == CblasTrans, tb == CblasTrans, M, N, K, par);
 }
 
-/* Replays the recorded calls (single calls, outside any region) on scratch
- * buffers: the GFLOP/s sgemm reaches at these shapes on its own. */
+/* Replays the recorded calls on scratch buffers, each under the same
+ * conditions as in the step (alone, or once per thread inside a region):
+ * the GFLOP/s sgemm reaches at these shapes with nothing else in between. */
 static double raw_sgemm_gflops(void) {
     size_t big = 0;
     for (int i = 0; i < gs.n_shapes; i++) {
@@ -128,28 +133,76 @@ static double raw_sgemm_gflops(void) {
         m = m > c ? m : c;
         big = m > big ? m : big;
     }
-    float *A = calloc(big, sizeof(float)), *B = calloc(big, sizeof(float)), *C = calloc(big, sizeof(float));
+    const int nt = omp_get_max_threads();
+    float *A = calloc(big, sizeof(float)), *B = calloc(big, sizeof(float));
+    float *C = calloc(big * (size_t)nt, sizeof(float));
     if (!A || !B || !C) return 0.0;
     for (size_t i = 0; i < big; i++) A[i] = B[i] = 0.001f * (float)(i % 1000);
     double flops = 0.0, seconds = 0.0;
     for (int i = 0; i < gs.n_shapes; i++) {
-        gemm_shape *s = &gs.shapes[i];
-        int lda = s->ta ? s->M : s->K, ldb = s->tb ? s->K : s->N;
-        /* Warm up once, then time `count` calls (at least 3). */
-        long reps = s->count < 3 ? 3 : s->count;
-        gs.real(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans, s->tb ? CblasTrans : CblasNoTrans, s->M, s->N,
-                s->K, 1.0f, A, lda, B, ldb, 0.0f, C, s->N);
-        double t0 = now();
-        for (long r = 0; r < reps; r++)
-            gs.real(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans, s->tb ? CblasTrans : CblasNoTrans, s->M, s->N,
-                    s->K, 1.0f, A, lda, B, ldb, 1.0f, C, s->N);
+        const gemm_shape *s = &gs.shapes[i];
+        const int lda = s->ta ? s->M : s->K, ldb = s->tb ? s->K : s->N;
+        const enum CBLAS_TRANSPOSE ta = s->ta ? CblasTrans : CblasNoTrans, tb = s->tb ? CblasTrans : CblasNoTrans;
+        /* One warm-up call, then `count` calls (at least 3). */
+        const long reps = s->count < 3 ? 3 : s->count;
+        double t0 = 0.0;
+        if (s->in_parallel) {
+#pragma omp parallel
+            {
+                float *Ct = C + big * (size_t)omp_get_thread_num();
+                gs.real(CblasRowMajor, ta, tb, s->M, s->N, s->K, 1.0f, A, lda, B, ldb, 0.0f, Ct, s->N);
+#pragma omp barrier
+#pragma omp master
+                t0 = now();
+                for (long r = 0; r < reps; r++)
+                    gs.real(CblasRowMajor, ta, tb, s->M, s->N, s->K, 1.0f, A, lda, B, ldb, 1.0f, Ct, s->N);
+            }
+            flops += 2.0 * s->M * s->N * s->K * (double)s->count * nt;
+        } else {
+            gs.real(CblasRowMajor, ta, tb, s->M, s->N, s->K, 1.0f, A, lda, B, ldb, 0.0f, C, s->N);
+            t0 = now();
+            for (long r = 0; r < reps; r++)
+                gs.real(CblasRowMajor, ta, tb, s->M, s->N, s->K, 1.0f, A, lda, B, ldb, 1.0f, C, s->N);
+            flops += 2.0 * s->M * s->N * s->K * (double)s->count;
+        }
         seconds += (now() - t0) * (double)s->count / (double)reps;
-        flops += 2.0 * s->M * s->N * s->K * (double)s->count;
     }
     free(A);
     free(B);
     free(C);
     return seconds > 0.0 ? flops / seconds * 1e-9 : 0.0;
+}
+
+/* --- OpenMP regions ----------------------------------------------------------------
+ * Every `#pragma omp parallel` (lowbit's and OpenBLAS's) enters libgomp
+ * through GOMP_parallel; counting them shows how many thread wake-ups and
+ * barriers a step pays for. */
+
+typedef void (*gomp_parallel_fn)(void (*)(void *), void *, unsigned, unsigned);
+static gomp_parallel_fn real_gomp_parallel;
+static long n_regions;
+/* With LOWBIT_BENCH_REGIONS set, regions are also counted by their outlined
+ * function, printed at exit as addresses for `addr2line -f -e bench_train`. */
+#define MAX_REGION_FNS 256
+static struct { void (*fn)(void *); long count; } region_fns[MAX_REGION_FNS];
+static int n_region_fns, count_by_fn = -1;
+
+void GOMP_parallel(void (*fn)(void *), void *data, unsigned num_threads, unsigned flags);
+void GOMP_parallel(void (*fn)(void *), void *data, unsigned num_threads, unsigned flags) {
+    if (!real_gomp_parallel) real_gomp_parallel = (gomp_parallel_fn)dlsym(RTLD_NEXT, "GOMP_parallel");
+    /* An `if` clause that is false arrives as num_threads 1: no team, no barrier. */
+    if (gs.recording && num_threads != 1) {
+        n_regions++;
+        if (count_by_fn < 0) count_by_fn = getenv("LOWBIT_BENCH_REGIONS") != NULL;
+        int i = 0;
+        while (count_by_fn && i < n_region_fns && region_fns[i].fn != fn) i++;
+        if (count_by_fn && i < MAX_REGION_FNS) {
+            region_fns[i].fn = fn;
+            region_fns[i].count++;
+            if (i == n_region_fns) n_region_fns++;
+        }
+    }
+    real_gomp_parallel(fn, data, num_threads, flags);
 }
 
 /* --- the benchmark -------------------------------------------------------------- */
@@ -231,6 +284,8 @@ int main(int argc, char **argv) {
     double total = 0.0;
     for (int s = 0; s < steps; s++) total += times[s];
     double step = median(times, steps);
+    double n_calls = 0.0;
+    for (int i = 0; i < gs.n_shapes; i++) n_calls += (double)gs.shapes[i].count;
 
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -238,11 +293,20 @@ int main(int argc, char **argv) {
            "blas=%s params=%zu step_ms=%.3f tok_s=%.1f rss_mb=%.1f loss_first=%.4f loss_last=%.4f",
            mode, layers, dim, heads, kv_heads, ffn, T, B, V, omp_get_max_threads(), openblas_get_corename(), m->n_elements, step * 1e3,
            (double)B * T / step, (double)ru.ru_maxrss / 1024.0, (double)loss0, (double)loss1);
+    printf(" arena_peak_mb=%.1f arena_capacity_mb=%.1f", (double)g.arena.peak / 1048576.0,
+           (double)g.arena.capacity / 1048576.0);
     if (sgemm_stats)
-        printf(" sgemm_share=%.3f sgemm_gflops=%.1f raw_gflops=%.1f", gs.seconds / total,
+        printf(" omp_regions_per_step=%.0f sgemm_calls_per_step=%.0f sgemm_share=%.3f sgemm_gflops=%.1f raw_gflops=%.1f", (double)n_regions / steps, n_calls / steps, gs.seconds / total,
                gs.flops / gs.seconds * 1e-9, raw_sgemm_gflops());
     printf("\n");
 
+    for (int i = 0; i < n_region_fns; i++) {
+        Dl_info info;
+        int ok = dladdr((void *)region_fns[i].fn, &info);
+        fprintf(stderr, "region %s+%#lx %.1f/step\n", ok && info.dli_fname ? info.dli_fname : "?",
+                ok ? (unsigned long)((char *)region_fns[i].fn - (char *)info.dli_fbase) : 0UL,
+                (double)region_fns[i].count / steps);
+    }
     free(times);
     free(ids);
     free(tgt);

@@ -17,6 +17,7 @@ void lb_graph_free(lb_graph *g) {
 
 void lb_graph_reset(lb_graph *g) {
     g->n_nodes = 0;
+    memset(&g->qcache, 0, sizeof g->qcache);
     lb_arena_reset(&g->arena);
 }
 

@@ -16,6 +16,7 @@
 
 #include "core/arena.h"
 #include "core/tensor.h"
+#include "quant/qspec.h"
 
 #define LB_NODE_MAX_IN 4
 
@@ -38,6 +39,10 @@ typedef struct lb_graph {
     lb_node *nodes;
     int n_nodes, cap_nodes;
     int grad_enabled;     /* 0: no nodes are recorded (evaluation, sampling) */
+    /* The last input lb_qmatmul quantized (source data, spec, λ, result), so
+     * projections that share an input (q/k/v, gate/up) quantize it once.
+     * Cleared by lb_graph_reset. */
+    struct { const float *src, *q; size_t n; lb_qspec spec; float lambda; } qcache;
 } lb_graph;
 
 lb_status lb_graph_init(lb_graph *g, size_t arena_bytes);

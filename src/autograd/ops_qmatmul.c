@@ -14,6 +14,7 @@
  * the arena (the weight is quantized once per forward and reused by the
  * backward pass). */
 #include <cblas.h>
+#include <string.h>
 
 #include "autograd/ops.h"
 #include "quant/quantize.h"
@@ -57,6 +58,26 @@ static const float *quantized(lb_graph *g, const lb_tensor *v, const lb_qspec *s
     return q;
 }
 
+/* q_x(x) for an activation: reused when the previous call quantized the same
+ * data the same way (q, k and v read one normed input; so do gate and up).
+ * Activations are never written after their op returns, so equal pointers
+ * within one step mean equal contents. */
+static const float *quantized_input(lb_graph *g, const lb_tensor *x, const lb_qspec *spec, float lambda) {
+    if (!spec) return x->data;
+    if (g->qcache.src == x->data && g->qcache.n == x->n && g->qcache.lambda == lambda &&
+        memcmp(&g->qcache.spec, spec, sizeof *spec) == 0)
+        return g->qcache.q;
+    const float *q = quantized(g, x, spec, lambda);
+    if (q) {
+        g->qcache.src = x->data;
+        g->qcache.q = q;
+        g->qcache.n = x->n;
+        g->qcache.spec = *spec;
+        g->qcache.lambda = lambda;
+    }
+    return q;
+}
+
 lb_tensor *lb_qmatmul(lb_graph *g, lb_tensor *x, lb_tensor *w, const lb_qspec *xspec, const lb_qspec *wspec,
                       float lambda) {
     if (!x || !w) return NULL;
@@ -79,7 +100,7 @@ lb_tensor *lb_qmatmul(lb_graph *g, lb_tensor *x, lb_tensor *w, const lb_qspec *x
     for (int d = 0; d < x->ndim - 1; d++) shape[d] = x->shape[d];
     shape[x->ndim - 1] = N;
     lb_tensor *y = lb_graph_tensor(g, x->ndim, shape);
-    const float *xq = y ? quantized(g, x, xspec, lambda) : NULL;
+    const float *xq = y ? quantized_input(g, x, xspec, lambda) : NULL;
     const float *wq = xq ? quantized(g, w, wspec, lambda) : NULL;
     if (!wq) return NULL;
 

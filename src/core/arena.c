@@ -86,8 +86,10 @@ void *lb_arena_calloc(lb_arena *a, size_t bytes) {
 
 void lb_arena_reset(lb_arena *a) {
     if (a->first && a->first->next) {
-        /* Fold the chunks into one, sized for the whole of the last step. */
-        size_t total = a->capacity;
+        /* Fold the chunks into one, sized for the most the steps so far have
+         * used (not the chunks' total, which the doubling makes up to twice
+         * that). */
+        size_t total = a->peak ? a->peak : a->capacity;
         lb_arena_chunk *one = chunk_new(total);
         if (one) {
             chunks_free(a->first);
