@@ -8,14 +8,17 @@
 #
 #   scripts/bench_optim.sh [extra --set arguments for every run]
 #
-# Environment: STEPS (400), BATCH (8 sequences of 128 tokens), THREADS (2),
+# Environment: STEPS (400), BATCH (4 sequences of 128 tokens), THREADS (2),
 # EVAL_BATCHES (32), LOWBIT (the binary; default: build with scripts/setup.sh),
-# OUT (runs/bench_optim). About 15 minutes on 2 idle cores with the defaults.
+# OUT (runs/bench_optim). The eight runs took 12 minutes with THREADS=1 on a
+# busy 2-core machine. On a machine shared with other jobs use THREADS=1:
+# OpenMP threads that wait at barriers lose their core to the other
+# processes, and 2 threads were 3x slower than 1 there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 STEPS=${STEPS:-400}
-BATCH=${BATCH:-8}
+BATCH=${BATCH:-4}
 THREADS=${THREADS:-2}
 EVAL_BATCHES=${EVAL_BATCHES:-32}
 OUT=${OUT:-runs/bench_optim}
