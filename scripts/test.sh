@@ -14,4 +14,7 @@ else
   scripts/setup.sh
 fi
 cd "$LOWBIT_BUILD_DIR"
-ctest --output-on-failure -j"$(nproc)"
+# One test at a time: each test already uses every core through OpenMP, and
+# two tests side by side oversubscribe the cores; spinning OpenMP threads then
+# wait on descheduled ones and the suite gets slower, not faster.
+ctest --output-on-failure
