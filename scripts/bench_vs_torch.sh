@@ -22,7 +22,7 @@ TORCH="scripts/reference/bench_torch.py"
 [ -x "$LOWBIT" ] || { echo "bench_vs_torch: $LOWBIT not built (cmake --build $BUILD)" >&2; exit 1; }
 $PY -c "import torch" 2>/dev/null || { echo "bench_vs_torch: PyTorch missing for $PY (apt-get install python3-torch)" >&2; exit 1; }
 
-SMALL="--layers 4 --heads 4 --kv-heads 2 --dim 128 --seq 64 --batch 12 --vocab 256 --steps 20 --warmup 3"
+SMALL="--layers 4 --heads 4 --kv-heads 2 --dim 128 --seq 64 --batch 12 --vocab 256 --steps 10 --warmup 2"
 BIG="--layers 8 --heads 8 --kv-heads 4 --dim 512 --seq 256 --batch 4 --vocab 256 --steps 3 --warmup 1"
 
 out=$(mktemp)
