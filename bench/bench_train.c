@@ -300,6 +300,12 @@ int main(int argc, char **argv) {
                gs.flops / gs.seconds * 1e-9, raw_sgemm_gflops());
     printf("\n");
 
+    if (getenv("LOWBIT_BENCH_SHAPES")) /* the distinct sgemm calls of a step */
+        for (int i = 0; i < gs.n_shapes; i++) {
+            const gemm_shape *g1 = &gs.shapes[i];
+            fprintf(stderr, "sgemm %c%c M=%d N=%d K=%d %s %.0f/step\n", g1->ta ? 'T' : 'N', g1->tb ? 'T' : 'N', g1->M,
+                    g1->N, g1->K, g1->in_parallel ? "in-region" : "alone", (double)g1->count / steps);
+        }
     for (int i = 0; i < n_region_fns; i++) {
         Dl_info info;
         int ok = dladdr((void *)region_fns[i].fn, &info);
