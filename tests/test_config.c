@@ -179,7 +179,7 @@ static void test_example_configs_content(void **state) {
     assert_true(c.model.sub_norm);
     assert_int_equal(c.model.ffn_act, LB_FFN_SWIGLU);
     assert_true(c.model.tie_embeddings);
-    assert_int_equal(c.train.steps, 600);
+    assert_int_equal(c.train.steps, 800);
     assert_int_equal(c.train.batch_size, 16);
     assert_float_equal(c.train.lr, 1.5e-3f, 0.0f);
     assert_int_equal(c.train.schedule, LB_SCHED_TWO_STAGE);
