@@ -29,8 +29,8 @@
 lb_status lb_linear_quant_resolve(const lb_linear_quant *in, lb_linear_quant *out, const char *what);
 
 /* y = q_a(x) · q_w(w)ᵀ for x [..., K] and w [N, K]; returns [..., N].
- * `q` must be resolved (lb_linear_quant_resolve) and must stay valid until
- * the backward pass (the quantizer borrows its specs). `lambda` in [0, 1]:
+ * `q` must be resolved (lb_linear_quant_resolve); its specs are read during
+ * the forward pass only. `lambda` in [0, 1]:
  * 1 is full quantization, 0 the fp32 layer. NULL on error. */
 lb_tensor *lb_linear(lb_graph *g, lb_tensor *x, lb_tensor *w, const lb_linear_quant *q, float lambda);
 
