@@ -11,81 +11,41 @@
 #include "testutil.h"
 #include "trainer/trainer.h"
 
-/* A corpus with structure a small model learns in a few dozen steps: sentences
- * drawn from a small grammar with the counter-based RNG. */
-static void write_corpus(const char *path, size_t bytes) {
-    static const char *subj[] = {"the cat", "a dog", "my friend", "the old man", "every child", "the teacher"};
-    static const char *verb[] = {"sees", "likes", "finds", "paints", "reads about", "talks to"};
-    static const char *obj[] = {"the moon", "a red ball", "the river", "an apple", "the quiet house", "a bird"};
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    lb_rng r;
-    lb_rng_init(&r, 99, 0);
-    size_t written = 0;
-    while (written < bytes) {
-        int n = fprintf(f, "%s %s %s.\n", subj[lb_rng_below(&r, 6)], verb[lb_rng_below(&r, 6)],
-                        obj[lb_rng_below(&r, 6)]);
-        written += (size_t)n;
-    }
-    fclose(f);
-}
-
-typedef struct fixture {
-    char dir[256];
-    char corpus[300];
-} fixture;
+typedef tu_run_dir fixture; /* the run directory and its generated corpus */
 
 static int setup(void **state) {
-    fixture *fx = calloc(1, sizeof *fx);
-    tu_tmpdir(fx->dir, sizeof fx->dir, "trainer");
-    snprintf(fx->corpus, sizeof fx->corpus, "%s/corpus.txt", fx->dir);
-    write_corpus(fx->corpus, 200000);
-    *state = fx;
+    *state = tu_run_dir_new("trainer", 200000, 99);
     return 0;
 }
 
 static int teardown(void **state) {
-    fixture *fx = *state;
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", fx->dir);
-    free(fx);
+    tu_run_dir_free(*state);
     return 0;
-}
-
-static void set(lb_config *c, const char *fmt, ...) LB_PRINTF(2, 3);
-static void set(lb_config *c, const char *fmt, ...) {
-    char buf[600];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (lb_config_set(c, buf) != LB_OK) fail_msg("--set %s: %s", buf, lb_errmsg());
 }
 
 /* A model small enough that a step takes milliseconds, with weights big enough
  * (64x64 = 4096 elements) for the int8 optimizer state to apply. */
 static void small_config(lb_config *c, const fixture *fx, const char *run, const char *state_codec) {
     lb_config_defaults(c);
-    set(c, "model.dim=64");
-    set(c, "model.n_layers=2");
-    set(c, "model.n_heads=2");
-    set(c, "model.n_kv_heads=1");
-    set(c, "model.ffn_dim=128");
-    set(c, "model.max_seq_len=32");
-    set(c, "model.sub_norm=true");
-    set(c, "model.quant.preset=b1.58");
-    set(c, "data.path=%s", fx->corpus);
-    set(c, "train.steps=6");
-    set(c, "train.batch_size=4");
-    set(c, "train.seq_len=32");
-    set(c, "train.grad_accum=2");
-    set(c, "train.warmup_steps=2");
-    set(c, "train.lr=3e-3");
-    set(c, "train.schedule=two_stage");
-    set(c, "optim.state=%s", state_codec);
-    set(c, "checkpoint.dir=%s/%s", fx->dir, run);
-    set(c, "log.jsonl=");
+    tu_config_set(c, "model.dim=64");
+    tu_config_set(c, "model.n_layers=2");
+    tu_config_set(c, "model.n_heads=2");
+    tu_config_set(c, "model.n_kv_heads=1");
+    tu_config_set(c, "model.ffn_dim=128");
+    tu_config_set(c, "model.max_seq_len=32");
+    tu_config_set(c, "model.sub_norm=true");
+    tu_config_set(c, "model.quant.preset=b1.58");
+    tu_config_set(c, "data.path=%s", fx->corpus);
+    tu_config_set(c, "train.steps=6");
+    tu_config_set(c, "train.batch_size=4");
+    tu_config_set(c, "train.seq_len=32");
+    tu_config_set(c, "train.grad_accum=2");
+    tu_config_set(c, "train.warmup_steps=2");
+    tu_config_set(c, "train.lr=3e-3");
+    tu_config_set(c, "train.schedule=two_stage");
+    tu_config_set(c, "optim.state=%s", state_codec);
+    tu_config_set(c, "checkpoint.dir=%s/%s", fx->dir, run);
+    tu_config_set(c, "log.jsonl=");
     if (lb_config_validate(c) != LB_OK) fail_msg("validate: %s", lb_errmsg());
 }
 
@@ -157,7 +117,7 @@ static void test_seed_fixes_the_run(void **state) {
     steps(&t, 3, l2);
     lb_trainer_free(&t);
     assert_memory_equal(l1, l2, sizeof l1);
-    set(&c, "train.seed=12345");
+    tu_config_set(&c, "train.seed=12345");
     init_trainer(&t, &c);
     steps(&t, 3, l3);
     lb_trainer_free(&t);
@@ -236,7 +196,7 @@ static void test_resume_with_another_architecture_is_an_error(void **state) {
     char path[512];
     assert_int_equal(lb_trainer_save(&t, path, sizeof path), LB_OK);
     lb_trainer_free(&t);
-    set(&c, "model.ffn_dim=192");
+    tu_config_set(&c, "model.ffn_dim=192");
     init_trainer(&t, &c);
     assert_int_not_equal(lb_trainer_resume(&t, path), LB_OK);
     assert_non_null(strstr(lb_errmsg(), "ffn_gate"));
@@ -251,14 +211,14 @@ static void check_config_learns(const fixture *fx, const char *config, float lr)
     snprintf(path, sizeof path, "%s/configs/%s", tu_source_dir(), config);
     lb_config c;
     if (lb_config_load_file(path, &c) != LB_OK) fail_msg("%s", lb_errmsg());
-    set(&c, "data.path=%s", fx->corpus);
-    set(&c, "train.steps=40");
-    set(&c, "train.warmup_steps=5");
-    set(&c, "train.batch_size=4");
-    set(&c, "train.seq_len=64");
-    set(&c, "train.lr=%g", lr);
-    set(&c, "checkpoint.dir=%s/learn-%s", fx->dir, config);
-    set(&c, "log.jsonl=");
+    tu_config_set(&c, "data.path=%s", fx->corpus);
+    tu_config_set(&c, "train.steps=40");
+    tu_config_set(&c, "train.warmup_steps=5");
+    tu_config_set(&c, "train.batch_size=4");
+    tu_config_set(&c, "train.seq_len=64");
+    tu_config_set(&c, "train.lr=%g", lr);
+    tu_config_set(&c, "checkpoint.dir=%s/learn-%s", fx->dir, config);
+    tu_config_set(&c, "log.jsonl=");
     assert_int_equal(lb_config_validate(&c), LB_OK);
     lb_trainer t;
     init_trainer(&t, &c);

@@ -138,78 +138,39 @@ static void test_grad_round_errors(void **state) {
 
 /* ---- training runs -------------------------------------------------------------- */
 
-/* A corpus a small model learns in a few dozen steps. */
-static void write_corpus(const char *path, size_t bytes) {
-    static const char *subj[] = {"the cat", "a dog", "my friend", "the old man", "every child", "the teacher"};
-    static const char *verb[] = {"sees", "likes", "finds", "paints", "reads about", "talks to"};
-    static const char *obj[] = {"the moon", "a red ball", "the river", "an apple", "the quiet house", "a bird"};
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    lb_rng r;
-    lb_rng_init(&r, 7, 0);
-    size_t written = 0;
-    while (written < bytes) {
-        int n = fprintf(f, "%s %s %s.\n", subj[lb_rng_below(&r, 6)], verb[lb_rng_below(&r, 6)],
-                        obj[lb_rng_below(&r, 6)]);
-        written += (size_t)n;
-    }
-    fclose(f);
-}
-
-typedef struct fixture {
-    char dir[256];
-    char corpus[300];
-} fixture;
+typedef tu_run_dir fixture; /* the run directory and its generated corpus */
 
 static int setup(void **state) {
-    fixture *fx = calloc(1, sizeof *fx);
-    tu_tmpdir(fx->dir, sizeof fx->dir, "trainer_optim");
-    snprintf(fx->corpus, sizeof fx->corpus, "%s/corpus.txt", fx->dir);
-    write_corpus(fx->corpus, 100000);
-    *state = fx;
+    *state = tu_run_dir_new("trainer_optim", 100000, 7);
     return 0;
 }
 
 static int teardown(void **state) {
-    fixture *fx = *state;
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", fx->dir);
-    free(fx);
+    tu_run_dir_free(*state);
     return 0;
-}
-
-static void set(lb_config *c, const char *fmt, ...) LB_PRINTF(2, 3);
-static void set(lb_config *c, const char *fmt, ...) {
-    char buf[600];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (lb_config_set(c, buf) != LB_OK) fail_msg("--set %s: %s", buf, lb_errmsg());
 }
 
 /* A b1.58 model small enough for millisecond steps; 64x64 weights are 4096
  * elements, so int8 state applies to them. */
 static void small_config(lb_config *c, const fixture *fx, int steps) {
     lb_config_defaults(c);
-    set(c, "model.dim=64");
-    set(c, "model.n_layers=2");
-    set(c, "model.n_heads=2");
-    set(c, "model.n_kv_heads=1");
-    set(c, "model.ffn_dim=128");
-    set(c, "model.max_seq_len=32");
-    set(c, "model.sub_norm=true");
-    set(c, "model.quant.preset=b1.58");
-    set(c, "data.path=%s", fx->corpus);
-    set(c, "train.steps=%d", steps);
-    set(c, "train.batch_size=4");
-    set(c, "train.seq_len=32");
-    set(c, "train.grad_accum=2");
-    set(c, "train.warmup_steps=2");
-    set(c, "train.lr=3e-3");
-    set(c, "checkpoint.dir=%s/run", fx->dir);
-    set(c, "log.jsonl=");
+    tu_config_set(c, "model.dim=64");
+    tu_config_set(c, "model.n_layers=2");
+    tu_config_set(c, "model.n_heads=2");
+    tu_config_set(c, "model.n_kv_heads=1");
+    tu_config_set(c, "model.ffn_dim=128");
+    tu_config_set(c, "model.max_seq_len=32");
+    tu_config_set(c, "model.sub_norm=true");
+    tu_config_set(c, "model.quant.preset=b1.58");
+    tu_config_set(c, "data.path=%s", fx->corpus);
+    tu_config_set(c, "train.steps=%d", steps);
+    tu_config_set(c, "train.batch_size=4");
+    tu_config_set(c, "train.seq_len=32");
+    tu_config_set(c, "train.grad_accum=2");
+    tu_config_set(c, "train.warmup_steps=2");
+    tu_config_set(c, "train.lr=3e-3");
+    tu_config_set(c, "checkpoint.dir=%s/run", fx->dir);
+    tu_config_set(c, "log.jsonl=");
 }
 
 static void init_trainer(lb_trainer *t, lb_config *c) {
@@ -252,7 +213,7 @@ static void test_act_grad_runs(void **state) {
         for (int rep = 0; rep < (k == 2 ? 2 : 1); rep++) { /* int8 rounds stochastically: run it twice */
             lb_config c;
             small_config(&c, fx, STEPS);
-            set(&c, "optim.act_grad=%s", precs[k]);
+            tu_config_set(&c, "optim.act_grad=%s", precs[k]);
             lb_trainer t;
             init_trainer(&t, &c);
             assert_int_equal((int)t.model->act_grad, k); /* LB_GRAD_FP32, FP8, INT8 */
@@ -286,8 +247,8 @@ static void test_group_settings(void **state) {
     fixture *fx = *state;
     lb_config c;
     small_config(&c, fx, 4);
-    set(&c, "optim.state=int8");
-    set(&c, "optim.no_decay={state: bf16, lr_scale: 0}");
+    tu_config_set(&c, "optim.state=int8");
+    tu_config_set(&c, "optim.no_decay={state: bf16, lr_scale: 0}");
     lb_trainer t;
     init_trainer(&t, &c);
     lb_model *m = t.model;
@@ -318,7 +279,7 @@ static void check_loss_scale_unscaled(const fixture *fx, const char *grad) {
     lb_trainer a, b;
     lb_config ca, cb;
     small_config(&ca, fx, STEPS);
-    set(&ca, "optim.grad=%s", grad);
+    tu_config_set(&ca, "optim.grad=%s", grad);
     cb = ca;
     init_trainer(&a, &ca);
     init_trainer(&b, &cb);
@@ -416,9 +377,9 @@ static void test_injected_nonfinite(void **state) {
     enum { BEFORE = 5, BETWEEN = 4, AFTER = 12 };
     lb_config c;
     small_config(&c, fx, BEFORE + BETWEEN + AFTER + 2);
-    set(&c, "optim.grad=fp8");
-    set(&c, "optim.act_grad=fp8");
-    set(&c, "optim.state=int8");
+    tu_config_set(&c, "optim.grad=fp8");
+    tu_config_set(&c, "optim.act_grad=fp8");
+    tu_config_set(&c, "optim.state=int8");
     lb_trainer t;
     init_trainer(&t, &c);
     *(float *)buffer(&t, "optim/loss_scale")->data = 256.0f; /* room to back off */

@@ -88,6 +88,44 @@ void tu_tmpdir(char *buf, size_t size, const char *tag) {
     if (!mkdtemp(buf)) fail_msg("cannot create a temporary directory %s", buf);
 }
 
+tu_run_dir *tu_run_dir_new(const char *tag, size_t corpus_bytes, uint64_t seed) {
+    static const char *subj[] = {"the cat", "a dog", "my friend", "the old man", "every child", "the teacher"};
+    static const char *verb[] = {"sees", "likes", "finds", "paints", "reads about", "talks to"};
+    static const char *obj[] = {"the moon", "a red ball", "the river", "an apple", "the quiet house", "a bird"};
+    tu_run_dir *r = calloc(1, sizeof *r);
+    if (!r) fail_msg("out of memory");
+    tu_tmpdir(r->dir, sizeof r->dir, tag);
+    snprintf(r->corpus, sizeof r->corpus, "%s/corpus.txt", r->dir);
+    FILE *f = fopen(r->corpus, "w");
+    if (!f) fail_msg("cannot write %s", r->corpus);
+    lb_rng rng;
+    lb_rng_init(&rng, seed, 0);
+    size_t written = 0;
+    while (written < corpus_bytes) {
+        int n = fprintf(f, "%s %s %s.\n", subj[lb_rng_below(&rng, 6)], verb[lb_rng_below(&rng, 6)],
+                        obj[lb_rng_below(&rng, 6)]);
+        written += (size_t)n;
+    }
+    fclose(f);
+    return r;
+}
+
+void tu_run_dir_free(tu_run_dir *r) {
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", r->dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", r->dir);
+    free(r);
+}
+
+void tu_config_set(lb_config *c, const char *fmt, ...) {
+    char buf[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (lb_config_set(c, buf) != LB_OK) fail_msg("--set %s: %s", buf, lb_errmsg());
+}
+
 const char *tu_source_dir(void) {
     const char *d = getenv("LOWBIT_SOURCE_DIR");
     return d && *d ? d : ".";

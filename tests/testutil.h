@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "autograd/ops.h"
+#include "io/config.h"
 #include "core/rng.h"
 
 /* Fills t->data with uniform values in [lo, hi) from (seed, stream). */
@@ -46,6 +47,20 @@ double tu_gradcheck(tu_loss_fn fn, lb_tensor **params, int n_params, void *ctx, 
 /* A fresh, empty directory under $TMPDIR (or /tmp) for a test's files;
  * `buf` receives its path. */
 void tu_tmpdir(char *buf, size_t size, const char *tag);
+
+/* A temporary run directory holding a generated corpus: sentences from a
+ * small grammar (subject, verb, object) drawn with the counter-based RNG
+ * under `seed`, `corpus_bytes` long, which a small model learns in a few
+ * dozen steps. tu_run_dir_free removes the directory and everything in it. */
+typedef struct tu_run_dir {
+    char dir[256];
+    char corpus[300];
+} tu_run_dir;
+tu_run_dir *tu_run_dir_new(const char *tag, size_t corpus_bytes, uint64_t seed);
+void tu_run_dir_free(tu_run_dir *r);
+
+/* lb_config_set with a printf-style assignment; fails the test on error. */
+void tu_config_set(lb_config *c, const char *fmt, ...) LB_PRINTF(2, 3);
 
 /* $LOWBIT_SOURCE_DIR (set by ctest) or "." */
 const char *tu_source_dir(void);
