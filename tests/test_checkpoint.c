@@ -708,5 +708,5 @@ int main(void) {
         cmocka_unit_test(test_step_files_latest_and_prune),
         cmocka_unit_test(test_h5py_and_h5dump_read_checkpoint),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group_tests(tests, NULL, NULL);
 }

@@ -524,5 +524,5 @@ int main(void) {
         cmocka_unit_test(test_error_inconsistent_shapes),
         cmocka_unit_test(test_load_file_errors_name_the_file),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group_tests(tests, NULL, NULL);
 }

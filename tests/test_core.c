@@ -145,5 +145,5 @@ int main(void) {
         cmocka_unit_test(test_rng_same_with_1_and_2_threads),
         cmocka_unit_test(test_rng_sequential_resume_and_distributions),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group_tests(tests, NULL, NULL);
 }

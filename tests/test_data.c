@@ -636,5 +636,5 @@ int main(void) {
         cmocka_unit_test(test_validation_batches_fixed_and_covering),
         cmocka_unit_test(test_fortunes_corpus),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group_tests(tests, NULL, NULL);
 }

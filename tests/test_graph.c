@@ -207,5 +207,5 @@ int main(void) {
         cmocka_unit_test(test_backward_refuses_non_scalar),
         cmocka_unit_test(test_reset_reaches_steady_state),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group_tests(tests, NULL, NULL);
 }

@@ -533,5 +533,5 @@ int main(void) {
         cmocka_unit_test(test_sample_logits_distribution),
         cmocka_unit_test(test_generate_deterministic),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group_tests(tests, NULL, NULL);
 }

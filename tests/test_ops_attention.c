@@ -354,5 +354,5 @@ int main(void) {
         cmocka_unit_test(test_attention_partial_grad),
         cmocka_unit_test(test_attention_errors),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group_tests(tests, NULL, NULL);
 }

@@ -263,5 +263,5 @@ int main(void) {
         cmocka_unit_test(test_grad_reshape),
         cmocka_unit_test(test_large_parallel_backward),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group_tests(tests, NULL, NULL);
 }

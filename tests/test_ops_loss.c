@@ -155,5 +155,5 @@ int main(void) {
         cmocka_unit_test(test_grad_closed_form), cmocka_unit_test(test_all_ignored),
         cmocka_unit_test(test_bad_targets),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group_tests(tests, NULL, NULL);
 }

@@ -184,5 +184,5 @@ int main(void) {
         cmocka_unit_test(test_matmul_errors),  cmocka_unit_test(test_bmm_forward),
         cmocka_unit_test(test_bmm_grad),       cmocka_unit_test(test_bmm_errors),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group_tests(tests, NULL, NULL);
 }

@@ -296,5 +296,5 @@ int main(void) {
         cmocka_unit_test(test_grad_embedding_repeated_ids),
         cmocka_unit_test(test_large_deterministic_across_threads),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group_tests(tests, NULL, NULL);
 }

@@ -618,5 +618,5 @@ int main(void) {
         cmocka_unit_test(test_memory_per_parameter),
         cmocka_unit_test(test_bad_arguments),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group_tests(tests, NULL, NULL);
 }

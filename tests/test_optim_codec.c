@@ -380,5 +380,5 @@ int main(void) {
         cmocka_unit_test(test_loss_scaler_backoff_and_growth),
         cmocka_unit_test(test_schedules),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group_tests(tests, NULL, NULL);
 }

@@ -207,5 +207,5 @@ int main(void) {
         cmocka_unit_test(test_fp16_all_codes_and_edges),
         cmocka_unit_test(test_bf16_edges),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group_tests(tests, NULL, NULL);
 }

@@ -137,5 +137,5 @@ int main(void) {
         cmocka_unit_test(test_edges),
         cmocka_unit_test(test_bad_codes),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group_tests(tests, NULL, NULL);
 }

@@ -116,5 +116,5 @@ int main(void) {
         cmocka_unit_test(test_flags),
         cmocka_unit_test(test_bad_strings),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group_tests(tests, NULL, NULL);
 }

@@ -177,5 +177,5 @@ int main(void) {
         cmocka_unit_test(test_b158),
         cmocka_unit_test(test_b1),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group_tests(tests, NULL, NULL);
 }

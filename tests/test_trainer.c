@@ -249,5 +249,5 @@ int main(void) {
         cmocka_unit_test(test_b1_tiny_learns),
         cmocka_unit_test(test_fp32_tiny_learns),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return tu_run_group_tests(tests, setup, teardown);
 }

@@ -418,5 +418,5 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_loss_scale_fp8_grads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_injected_nonfinite, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group_tests(tests, NULL, NULL);
 }

@@ -163,5 +163,5 @@ int main(void) {
         cmocka_unit_test(test_gradients_through_the_stack),
         cmocka_unit_test(test_sgd_halves_the_loss),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group_tests(tests, NULL, NULL);
 }

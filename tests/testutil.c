@@ -126,6 +126,11 @@ void tu_config_set(lb_config *c, const char *fmt, ...) {
     if (lb_config_set(c, buf) != LB_OK) fail_msg("--set %s: %s", buf, lb_errmsg());
 }
 
+void tu_apply_test_filter(void) {
+    const char *f = getenv("LOWBIT_TEST_FILTER");
+    if (f && *f) cmocka_set_test_filter(f);
+}
+
 const char *tu_source_dir(void) {
     const char *d = getenv("LOWBIT_SOURCE_DIR");
     return d && *d ? d : ".";

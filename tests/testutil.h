@@ -62,6 +62,13 @@ void tu_run_dir_free(tu_run_dir *r);
 /* lb_config_set with a printf-style assignment; fails the test on error. */
 void tu_config_set(lb_config *c, const char *fmt, ...) LB_PRINTF(2, 3);
 
+/* cmocka_run_group_tests limited to the tests $LOWBIT_TEST_FILTER names (a
+ * cmocka glob) when it is set: ctest uses it to list one gradient check per
+ * op (see tests/CMakeLists.txt). */
+#define tu_run_group_tests(tests, setup, teardown) \
+    (tu_apply_test_filter(), cmocka_run_group_tests(tests, setup, teardown))
+void tu_apply_test_filter(void);
+
 /* $LOWBIT_SOURCE_DIR (set by ctest) or "." */
 const char *tu_source_dir(void);
 
