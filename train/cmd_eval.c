@@ -47,11 +47,7 @@ int cmd_eval(int argc, char **argv) {
 
     /* The stored config rebuilds the data pipeline; the weights come from the file. */
     lb_config cfg;
-    lb_tokenizer *tok;
-    lb_model *model;
-    if (lb_load_checkpoint_model(path, &cfg, &tok, &model) != LB_OK) return cli_fail(NULL);
-    lb_tokenizer_free(tok);
-    lb_model_free(model);
+    if (lb_load_checkpoint_config(path, &cfg) != LB_OK) return cli_fail(NULL);
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--set") && lb_config_set(&cfg, argv[++i]) != LB_OK) return cli_fail(NULL);
     cfg.train.init_from[0] = '\0';

@@ -377,6 +377,20 @@ lb_status lb_trainer_resume(lb_trainer *t, const char *path) {
     return s;
 }
 
+lb_status lb_load_checkpoint_config(const char *path, lb_config *cfg) {
+    char file[LB_CONFIG_PATH_MAX + 32];
+    LB_TRY(resolve_checkpoint_path(path, file, sizeof file));
+    lb_ckpt *c;
+    LB_TRY(lb_ckpt_open(file, &c));
+    char *yaml = NULL;
+    lb_status s = lb_ckpt_get_string(c, "config", &yaml);
+    if (s == LB_OK) s = lb_config_load_string(yaml, file, cfg);
+    free(yaml);
+    lb_ckpt_close(c);
+    if (s != LB_OK) lb_error_prefix("checkpoint '%s'", file);
+    return s;
+}
+
 lb_status lb_load_checkpoint_model(const char *path, lb_config *cfg, lb_tokenizer **tok, lb_model **model) {
     char file[LB_CONFIG_PATH_MAX + 32];
     *tok = NULL;

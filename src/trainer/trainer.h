@@ -77,6 +77,9 @@ lb_status lb_trainer_open_metrics(lb_trainer *t);
 lb_status lb_trainer_log_step(lb_trainer *t, const lb_step_result *r, double tokens_per_s);
 lb_status lb_trainer_log_eval(lb_trainer *t, float val_loss);
 
+/* The resolved config stored in a checkpoint (file or run directory). */
+lb_status lb_load_checkpoint_config(const char *path, lb_config *cfg);
+
 /* For `lowbit eval` and `lowbit sample`: the config, tokenizer and model
  * stored in a checkpoint (file or run directory). */
 lb_status lb_load_checkpoint_model(const char *path, lb_config *cfg, lb_tokenizer **tok, lb_model **model);
