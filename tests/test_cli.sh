@@ -30,7 +30,7 @@ for i in $(seq 1 3000); do echo "the cat sees the moon $((i % 7)). a dog likes t
 cat >"$WORK/tiny.yaml" <<YAML
 model: {dim: 64, n_layers: 2, n_heads: 2, ffn_dim: 128, max_seq_len: 32, sub_norm: true, quant: {preset: b1.58}}
 data: {path: $WORK/corpus.txt}
-train: {steps: 400, batch_size: 4, seq_len: 32, warmup_steps: 2, lr: 3.0e-3}
+train: {steps: 1000000, batch_size: 4, seq_len: 32, warmup_steps: 2, lr: 3.0e-3}
 eval: {interval: 0, batches: 2}
 checkpoint: {dir: $WORK/run, interval: 0}
 log: {interval: 1, sample_tokens: 20}
@@ -68,9 +68,12 @@ if [ -n "$ckpt" ]; then ok "SIGINT wrote $ckpt"; else bad "no checkpoint after S
 contains "$WORK/run/metrics.jsonl" '"event":"step"' "metrics file has step records"
 
 # Resume to the end with fewer steps, then eval and sample.
-expect 0 "resume" -- "$LOWBIT" train "$WORK/tiny.yaml" --set train.steps=60 --resume "$WORK/run"
+# Resume and run ten more steps than the interrupted run reached.
+interrupted=$(basename "${ckpt:-step_00000000.h5}" .h5)
+end=$((10#${interrupted#step_} + 10))
+expect 0 "resume" -- "$LOWBIT" train "$WORK/tiny.yaml" --set train.steps=$end --resume "$WORK/run"
 contains "$WORK/out" "resumed at step" "resume reported"
-contains "$WORK/out" "done: 60 steps" "resumed run finished"
+contains "$WORK/out" "done: $end steps" "resumed run finished"
 expect 0 "eval" -- "$LOWBIT" eval "$WORK/run"
 contains "$WORK/out" "perplexity" "eval prints perplexity"
 expect 0 "sample" -- "$LOWBIT" sample "$WORK/run" --prompt "the cat" --tokens 16 --temperature 0
@@ -78,7 +81,7 @@ contains "$WORK/out" "the cat" "sample starts with the prompt"
 expect 2 "sample without prompt" -- "$LOWBIT" sample "$WORK/run"
 
 # A truncated checkpoint is an error naming the file, and nothing is overwritten.
-final="$WORK/run/step_00000060.h5"
+final="$WORK/run/$(printf step_%08d.h5 "$end")"
 head -c 3000 "$final" >"$WORK/trunc.h5"
 expect 1 "eval of a truncated checkpoint" -- "$LOWBIT" eval "$WORK/trunc.h5"
 contains "$WORK/err" "trunc.h5" "truncated checkpoint named"
@@ -101,10 +104,10 @@ w = f['model/blk.0.attn_q.weight']
 assert w.shape == (64, 64), w.shape
 q = w.attrs['quant']
 assert (q.decode() if isinstance(q, bytes) else q) == 'ternary', q
-assert int(f['train/step'][0]) == 60
+assert int(f['train/step'][0]) == int(sys.argv[2])
 cfg = f['config'][()]
 assert b'n_layers: 2' in (cfg if isinstance(cfg, bytes) else cfg.encode())
-" "$final"
+" "$final" "$end"
 else
   echo "skip: python3-h5py not installed"
 fi
