@@ -7,6 +7,8 @@
  *   step_ms        median wall time of a step
  *   tok_s          B·T / step time
  *   rss_mb         peak resident set size of the process
+ *   arena_forward_mb   activations and saved data when backward starts
+ *   arena_peak_mb  most the arena held (backward reuses what it frees)
  *   sgemm_share    fraction of step time spent inside cblas_sgemm
  *   sgemm_gflops   GFLOP/s achieved by those sgemm calls
  *   omp_regions_per_step   OpenMP parallel regions run by a team per step (lowbit's
@@ -26,7 +28,8 @@
  * Usage: bench_train [--layers N] [--heads H] [--kv-heads H] [--dim D] [--ffn F]
  *                    [--seq T] [--batch B] [--vocab V] [--mode fp|b1.58|b1]
  *                    [--steps N] [--warmup N] [--no-sgemm-stats]
- * Threads: OMP_NUM_THREADS. */
+ * Threads: OMP_NUM_THREADS. LOWBIT_BENCH_SHAPES=1 lists the sgemm shapes of
+ * a step, LOWBIT_BENCH_MEMORY=1 what the forward pass holds, by op (stderr). */
 #define _GNU_SOURCE
 #include <cblas.h>
 #include <dlfcn.h>
@@ -207,6 +210,32 @@ void GOMP_parallel(void (*fn)(void *), void *data, unsigned num_threads, unsigne
 
 /* --- the benchmark -------------------------------------------------------------- */
 
+/* What the forward pass holds when backward starts (the step's peak): the
+ * outputs each op made, summed by op, and the rest (saved data such as
+ * attention probabilities and quantized inputs, tensor headers). */
+static void print_forward_memory(const lb_graph *g) {
+    enum { MAX_OPS = 64 };
+    const char *ops[MAX_OPS];
+    double mb[MAX_OPS], outputs = 0.0;
+    int n_ops = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const lb_tensor *out = g->nodes[i].out;
+        if (!(out->arena_owned & LB_OWNS_DATA)) continue;
+        int k = 0;
+        while (k < n_ops && strcmp(ops[k], g->nodes[i].op)) k++;
+        if (k == n_ops) {
+            if (n_ops == MAX_OPS) continue;
+            ops[n_ops] = g->nodes[i].op;
+            mb[n_ops++] = 0.0;
+        }
+        double bytes = (double)out->n * sizeof(float) / 1048576.0;
+        mb[k] += bytes;
+        outputs += bytes;
+    }
+    for (int k = 0; k < n_ops; k++) fprintf(stderr, "forward %-14s %8.1f MB\n", ops[k], mb[k]);
+    fprintf(stderr, "forward %-14s %8.1f MB\n", "saved+other", (double)g->arena.used / 1048576.0 - outputs);
+}
+
 int main(int argc, char **argv) {
     int layers = 4, heads = 4, kv_heads = 2, dim = 128, ffn = 0, T = 64, B = 12, V = 256;
     int steps = 20, warmup = 3, sgemm_stats = 1;
@@ -267,12 +296,16 @@ int main(int argc, char **argv) {
 
     double *times = malloc((size_t)steps * sizeof *times);
     float loss0 = 0.0f, loss1 = 0.0f;
+    size_t forward_bytes = 0;
     for (int s = 0; s < warmup + steps; s++) {
         gs.recording = sgemm_stats && s >= warmup;
         double t0 = now();
         lb_graph_reset(&g);
         lb_tensor *loss = lb_model_forward(m, &g, ids, B, T, tgt, NULL);
-        if (!loss || lb_backward(&g, loss) != LB_OK) die("step");
+        if (!loss) die("forward");
+        forward_bytes = g.arena.used;
+        if (s == warmup + steps - 1 && getenv("LOWBIT_BENCH_MEMORY")) print_forward_memory(&g);
+        if (lb_backward(&g, loss) != LB_OK) die("step");
         if (lb_optim_step(opt, 1e-3f, 0.1f, s + 1, NULL) != LB_OK) die("optimizer step");
         lb_optim_zero_grad(opt);
         double dt = now() - t0;
@@ -293,8 +326,8 @@ int main(int argc, char **argv) {
            "blas=%s params=%zu step_ms=%.3f tok_s=%.1f rss_mb=%.1f loss_first=%.4f loss_last=%.4f",
            mode, layers, dim, heads, kv_heads, ffn, T, B, V, omp_get_max_threads(), openblas_get_corename(), m->n_elements, step * 1e3,
            (double)B * T / step, (double)ru.ru_maxrss / 1024.0, (double)loss0, (double)loss1);
-    printf(" arena_peak_mb=%.1f arena_capacity_mb=%.1f", (double)g.arena.peak / 1048576.0,
-           (double)g.arena.capacity / 1048576.0);
+    printf(" arena_forward_mb=%.1f arena_peak_mb=%.1f arena_capacity_mb=%.1f", (double)forward_bytes / 1048576.0,
+           (double)g.arena.peak / 1048576.0, (double)g.arena.capacity / 1048576.0);
     if (sgemm_stats)
         printf(" omp_regions_per_step=%.0f sgemm_calls_per_step=%.0f sgemm_share=%.3f sgemm_gflops=%.1f raw_gflops=%.1f", (double)n_regions / steps, n_calls / steps, gs.seconds / total,
                gs.flops / gs.seconds * 1e-9, raw_sgemm_gflops());

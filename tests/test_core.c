@@ -71,6 +71,36 @@ static void test_arena_alignment_and_steady_state(void **state) {
     lb_arena_free(&a);
 }
 
+/* Released blocks are reused before the arena bumps: best fit first, then
+ * neighbours merged; a reset forgets them. */
+static void test_arena_release_reuses_blocks(void **state) {
+    (void)state;
+    lb_arena a;
+    assert_int_equal(lb_arena_init(&a, 1 << 16), LB_OK);
+    unsigned char *p1 = lb_arena_alloc(&a, 1024), *p2 = lb_arena_alloc(&a, 1024), *p3 = lb_arena_alloc(&a, 4096);
+    unsigned char *p4 = lb_arena_alloc(&a, 64);
+    size_t used = a.used;
+    lb_arena_release(&a, p3, 4096);
+    lb_arena_release(&a, p2, 1024);
+    assert_ptr_equal(lb_arena_alloc(&a, 1000), p2); /* the smaller block that fits */
+    assert_ptr_equal(lb_arena_alloc(&a, 100), p3);  /* the front of the other... */
+    assert_ptr_equal(lb_arena_alloc(&a, 64), p3 + 128); /* ...and what was left of it */
+    assert_ptr_equal(lb_arena_alloc(&a, 4096 - 192), p3 + 192);
+    assert_int_equal(a.used, used);
+    lb_arena_release(&a, p1, 1024);
+    lb_arena_release(&a, p2, 1000);
+    /* Neither block alone holds 2000 bytes; side by side they do. */
+    assert_ptr_equal(lb_arena_alloc(&a, 2000), p1);
+    assert_int_equal(a.used, used);
+    /* Nothing free that fits: bump. */
+    assert_ptr_equal(lb_arena_alloc(&a, 64), p4 + 64);
+    lb_arena_release(&a, p4, 64);
+    lb_arena_reset(&a);
+    assert_ptr_equal(lb_arena_alloc(&a, 64), p1);
+    assert_ptr_equal(lb_arena_alloc(&a, 64), p1 + 64);
+    lb_arena_free(&a);
+}
+
 static void test_philox_known_answer(void **state) {
     (void)state;
     /* Known-answer vectors of Random123's philox4x32_10 (kat_vectors). */
@@ -141,6 +171,7 @@ int main(void) {
         cmocka_unit_test(test_error_message_and_prefix),
         cmocka_unit_test(test_tensor_shapes),
         cmocka_unit_test(test_arena_alignment_and_steady_state),
+        cmocka_unit_test(test_arena_release_reuses_blocks),
         cmocka_unit_test(test_philox_known_answer),
         cmocka_unit_test(test_rng_same_with_1_and_2_threads),
         cmocka_unit_test(test_rng_sequential_resume_and_distributions),

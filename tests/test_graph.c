@@ -1,6 +1,7 @@
 /* Tests of the tape itself (autograd/graph.c): gradient accumulation for a
  * tensor used twice, no-grad mode, error propagation through NULL, and a
- * steady state in which repeated steps take no memory from the system. */
+ * steady state in which repeated steps take no memory from the system, and
+ * backward freeing activations as it goes. */
 #include <math.h>
 #include <string.h>
 
@@ -150,6 +151,43 @@ static void test_backward_refuses_non_scalar(void **state) {
     lb_graph_free(&g);
 }
 
+/* Backward hands each activation and its gradient back once its producer
+ * has run, so the gradients reuse that memory: on a chain of 12 ops the
+ * step's peak stays near the forward pass's, not twice it. The loss
+ * survives; a second backward on the spent tape is refused. */
+static void test_backward_frees_activations_as_it_goes(void **state) {
+    (void)state;
+    lb_graph g;
+    assert_int_equal(lb_graph_init(&g, 0), LB_OK);
+    int n = 4096;
+    lb_tensor *x = tu_param(1, &n, 12, -1.0f, 1.0f);
+    memset(x->grad, 0, (size_t)n * sizeof(float));
+    lb_tensor *h = x, *mid = NULL;
+    for (int k = 0; k < 12; k++) {
+        h = lb_scale(&g, h, 2.0f);
+        if (k == 5) h = mid = lb_reshape(&g, h, 2, (int[]){64, 64}); /* a view on the way */
+    }
+    lb_tensor *loss = lb_sum(&g, h);
+    assert_non_null(loss);
+    float value = loss->data[0];
+    size_t forward = g.arena.used, one = (size_t)n * sizeof(float);
+    assert_true(forward > 12 * one);
+    assert_int_equal(lb_backward(&g, loss), LB_OK);
+    /* Without reuse the gradients would add 12 more buffers. */
+    assert_true(g.arena.peak <= forward + 3 * one);
+    for (int i = 0; i < n; i++) assert_float_equal(x->grad[i], 4096.0f, 0.0f);
+    assert_memory_equal(loss->data, &value, sizeof value);
+    assert_null(mid->data);
+    assert_null(h->data);
+
+    lb_error_clear();
+    assert_int_equal(lb_backward(&g, loss), LB_EINVAL);
+    assert_non_null(strstr(lb_errmsg(), "reset"));
+    for (int i = 0; i < n; i++) assert_float_equal(x->grad[i], 4096.0f, 0.0f);
+    lb_tensor_free(x);
+    lb_graph_free(&g);
+}
+
 /* One training-like step through every op of this module. */
 static float step(lb_graph *g, lb_tensor *table, lb_tensor *w, lb_tensor *b, const int *ids) {
     lb_tensor *x = lb_embedding(g, table, ids, 2, 8);
@@ -205,6 +243,7 @@ int main(void) {
         cmocka_unit_test(test_no_grad_mode_records_nothing),
         cmocka_unit_test(test_errors_name_shapes_and_null_propagates),
         cmocka_unit_test(test_backward_refuses_non_scalar),
+        cmocka_unit_test(test_backward_frees_activations_as_it_goes),
         cmocka_unit_test(test_reset_reaches_steady_state),
     };
     return tu_run_group_tests(tests, NULL, NULL);

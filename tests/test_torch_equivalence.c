@@ -79,10 +79,10 @@ static void run_lowbit(const char *yaml, const char *path) {
     lb_tensor *logits = NULL;
     lb_tensor *loss = lb_model_forward(m, &g, ids, B, T, tgt, &logits);
     if (!loss) fail_msg("%s", lb_errmsg());
-    must(lb_backward(&g, loss));
     int one = 1;
     must(lb_ckpt_put_f32(c, "equiv/loss", 1, &one, loss->data));
     must(lb_ckpt_put_f32(c, "equiv/logits", logits->ndim, logits->shape, logits->data));
+    must(lb_backward(&g, loss)); /* frees the activations, logits among them */
     for (int i = 0; i < m->n_params; i++) {
         lb_tensor *p = m->param_list[i];
         char name[128];

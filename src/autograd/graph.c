@@ -17,6 +17,8 @@ void lb_graph_free(lb_graph *g) {
 
 void lb_graph_reset(lb_graph *g) {
     g->n_nodes = 0;
+    g->tape_spent = 0;
+    g->backward_status = LB_OK;
     memset(&g->qcache, 0, sizeof g->qcache);
     lb_arena_reset(&g->arena);
 }
@@ -39,6 +41,7 @@ lb_tensor *lb_graph_tensor(lb_graph *g, int ndim, const int *shape) {
     memset(t, 0, sizeof *t);
     lb_tensor_set_shape(t, ndim, shape);
     t->data = data;
+    t->arena_owned = LB_OWNS_DATA;
     return t;
 }
 
@@ -67,6 +70,7 @@ lb_node *lb_graph_record(lb_graph *g, const char *op, lb_backward_fn backward, l
     lb_node *n = &g->nodes[g->n_nodes++];
     memset(n, 0, sizeof *n);
     n->op = op;
+    n->graph = g;
     n->backward = backward;
     n->out = out;
     n->in[0] = in0;
@@ -78,14 +82,38 @@ lb_node *lb_graph_record(lb_graph *g, const char *op, lb_backward_fn backward, l
 }
 
 float *lb_grad(lb_graph *g, lb_tensor *t) {
-    if (!t->grad) t->grad = lb_arena_calloc(&g->arena, t->n * sizeof(float));
+    if (t->grad) return t->grad;
+    if (t->view_of) return t->grad = lb_grad(g, t->view_of);
+    if ((t->grad = lb_arena_calloc(&g->arena, t->n * sizeof(float)))) t->arena_owned |= LB_OWNS_GRAD;
     return t->grad;
+}
+
+void *lb_node_scratch(lb_node *node, size_t bytes) {
+    void *p = lb_arena_alloc(&node->graph->arena, bytes);
+    if (!p) node->graph->backward_status = LB_ENOMEM;
+    return p;
+}
+
+void lb_node_release(lb_node *node, void *p, size_t bytes) { lb_arena_release(&node->graph->arena, p, bytes); }
+
+/* Hands an activation's own buffers back to the arena (a view's belong to
+ * the tensor viewed, whose producer runs later) and forgets the pointers, so
+ * a stray read after backward fails loudly instead of seeing reused memory. */
+static void release_activation(lb_graph *g, lb_tensor *t) {
+    if (t->arena_owned & LB_OWNS_DATA) lb_arena_release(&g->arena, t->data, t->n * sizeof(float));
+    if (t->arena_owned & LB_OWNS_GRAD) lb_arena_release(&g->arena, t->grad, t->n * sizeof(float));
+    t->data = t->grad = NULL;
+    t->arena_owned = 0;
 }
 
 lb_status lb_backward(lb_graph *g, lb_tensor *loss) {
     if (!loss) return lb_errcode() != LB_OK ? lb_errcode() : lb_error(LB_EINVAL, "backward: no loss tensor");
     if (loss->n != 1) return lb_error(LB_EINVAL, "backward: loss must be a scalar, has %zu elements", loss->n);
     if (!loss->requires_grad) return lb_error(LB_EINVAL, "backward: the loss does not depend on any parameter");
+    if (g->tape_spent)
+        return lb_error(LB_EINVAL, "backward: this tape was already run and its activations freed; "
+                                   "reset the graph and run the forward pass again");
+    g->tape_spent = 1;
     float *seed = lb_grad(g, loss);
     if (!seed) return LB_ENOMEM;
     seed[0] += 1.0f;
@@ -97,6 +125,11 @@ lb_status lb_backward(lb_graph *g, lb_tensor *loss) {
             if (in && in->requires_grad && !lb_grad(g, in)) return LB_ENOMEM;
         }
         n->backward(n);
+        if (g->backward_status != LB_OK) {
+            lb_error_prefix("backward of %s", n->op);
+            return g->backward_status;
+        }
+        if (n->out != loss) release_activation(g, n->out);
     }
     return LB_OK;
 }

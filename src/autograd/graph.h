@@ -8,7 +8,12 @@
  *
  * Gradient buffers of activations are allocated (zeroed) lazily during the
  * backward pass. Parameters own persistent .grad buffers that the optimizer
- * zeroes. Ops return NULL on error (with the message recorded, see
+ * zeroes. Once a node's backward has run, nothing needs its output any more
+ * (every consumer came later on the tape and ran before it), so lb_backward
+ * hands the output's data and gradient back to the arena, and the gradients
+ * still to come reuse that memory: a step's peak is about its forward
+ * activations, not twice that. Read any activation you want (logits) before
+ * lb_backward; only the loss survives it. Ops return NULL on error (with the message recorded, see
  * core/error.h) and return NULL at once when an input is NULL, so a forward
  * pass can be written straight through and checked once at the end. */
 #ifndef LOWBIT_AUTOGRAD_GRAPH_H
@@ -21,10 +26,12 @@
 #define LB_NODE_MAX_IN 4
 
 typedef struct lb_node lb_node;
+typedef struct lb_graph lb_graph;
 typedef void (*lb_backward_fn)(lb_node *node);
 
 struct lb_node {
     const char *op;                 /* op name, for debugging and profiles */
+    lb_graph *graph;                /* the tape it is on (for lb_node_scratch) */
     lb_backward_fn backward;
     lb_tensor *out;
     lb_tensor *in[LB_NODE_MAX_IN];  /* unused slots NULL */
@@ -34,16 +41,18 @@ struct lb_node {
     const void *p;                  /* a borrowed pointer (token ids, quant spec) */
 };
 
-typedef struct lb_graph {
+struct lb_graph {
     lb_arena arena;       /* activations, gradients and saved data of one step */
     lb_node *nodes;
     int n_nodes, cap_nodes;
     int grad_enabled;     /* 0: no nodes are recorded (evaluation, sampling) */
+    int tape_spent;       /* lb_backward ran: the activations are gone until the reset */
     /* The last input lb_qmatmul quantized (source data, spec, λ, result), so
      * projections that share an input (q/k/v, gate/up) quantize it once.
      * Cleared by lb_graph_reset. */
     struct { const float *src, *q; size_t n; lb_qspec spec; float lambda; } qcache;
-} lb_graph;
+    lb_status backward_status; /* set by lb_node_scratch when memory runs out */
+};
 
 lb_status lb_graph_init(lb_graph *g, size_t arena_bytes);
 void lb_graph_free(lb_graph *g);
@@ -66,13 +75,22 @@ int lb_graph_needs_grad(const lb_graph *g, lb_tensor *const *ins, int n_ins);
 lb_node *lb_graph_record(lb_graph *g, const char *op, lb_backward_fn backward, lb_tensor *out,
                          lb_tensor *in0, lb_tensor *in1, lb_tensor *in2, lb_tensor *in3);
 
-/* Gradient buffer of `t`, allocated zeroed in the arena on first use; NULL
- * when memory runs out. lb_backward() calls it for every input that requires
+/* Gradient buffer of `t`, allocated zeroed in the arena on first use (a
+ * view's is the viewed tensor's); NULL when memory runs out. lb_backward() calls it for every input that requires
  * a gradient before running a node, so a backward function simply adds into
  * in[k]->grad for each input with requires_grad set. */
 float *lb_grad(lb_graph *g, lb_tensor *t);
 
-/* Backpropagates from a scalar `loss` (n == 1), seeding d loss = 1. */
+/* Memory a backward function needs for a while (recomputed operands,
+ * scratch), from the arena and usually from what the backward pass freed;
+ * hand it back with lb_node_release. On NULL the backward function returns
+ * at once: lb_backward then stops with LB_ENOMEM. */
+void *lb_node_scratch(lb_node *node, size_t bytes);
+void lb_node_release(lb_node *node, void *p, size_t bytes);
+
+/* Backpropagates from a scalar `loss` (n == 1), seeding d loss = 1, freeing
+ * activations as it goes (see the top of this file). Once per tape: a second
+ * call before lb_graph_reset is an error. */
 lb_status lb_backward(lb_graph *g, lb_tensor *loss);
 
 #endif

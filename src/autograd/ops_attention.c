@@ -120,7 +120,6 @@ lb_tensor *lb_rope(lb_graph *g, lb_tensor *x, float theta, int pos0) {
 
 typedef struct attn_saved {
     float *probs;     /* [B, H, T, T] */
-    float *scratch;   /* [n_threads, T, T] for dP / dS in the backward pass */
     int n_threads;
 } attn_saved;
 
@@ -207,14 +206,18 @@ static void attention_backward(lb_node *node) {
     const lb_tensor *q = node->in[0], *k = node->in[1];
     const attn_saved *as = node->saved;
     const int B = q->shape[0], T = q->shape[1], Hkv = k->shape[2];
+    const size_t bytes = (size_t)as->n_threads * T * T * sizeof(float);
+    float *scratch = lb_node_scratch(node, bytes); /* [n_threads, T, T] for dP / dS */
+    if (!scratch) return;
     /* One task per (b, KV head). */
     if (attn_parallel(q)) {
 #pragma omp parallel for schedule(static) num_threads(as->n_threads)
         for (int task = 0; task < B * Hkv; task++)
-            group_backward(node, task / Hkv, task % Hkv, as->scratch + (size_t)omp_get_thread_num() * T * T);
+            group_backward(node, task / Hkv, task % Hkv, scratch + (size_t)omp_get_thread_num() * T * T);
     } else {
-        for (int task = 0; task < B * Hkv; task++) group_backward(node, task / Hkv, task % Hkv, as->scratch);
+        for (int task = 0; task < B * Hkv; task++) group_backward(node, task / Hkv, task % Hkv, scratch);
     }
+    lb_node_release(node, scratch, bytes);
 }
 
 lb_tensor *lb_attention(lb_graph *g, lb_tensor *q, lb_tensor *k, lb_tensor *v) {
@@ -252,10 +255,8 @@ lb_tensor *lb_attention(lb_graph *g, lb_tensor *q, lb_tensor *k, lb_tensor *v) {
 
     if (keep) {
         attn_saved *as = lb_graph_alloc(g, sizeof *as);
-        float *scratch = lb_graph_alloc(g, (size_t)n_threads * TT * sizeof(float));
-        if (!as || !scratch) return NULL;
+        if (!as) return NULL;
         as->probs = probs;
-        as->scratch = scratch;
         as->n_threads = n_threads;
         lb_node *node = lb_graph_record(g, "attention", attention_backward, o, q, k, v, NULL);
         if (!node) return NULL;

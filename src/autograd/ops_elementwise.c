@@ -365,10 +365,10 @@ lb_tensor *lb_reshape(lb_graph *g, lb_tensor *x, int ndim, const int *shape) {
     lb_tensor_set_shape(y, ndim, shape);
     y->data = x->data;
     if (lb_graph_needs_grad(g, &x, 1)) {
-        /* A view shares the gradient too: y's consumers add straight into
-         * x->grad, which saves a buffer and a copy per reshape. */
-        if (!lb_grad(g, x)) return NULL;
-        y->grad = x->grad;
+        /* A view shares the gradient too (lb_grad gives y x's buffer): y's
+         * consumers add straight into x->grad, which saves a buffer and a
+         * copy per reshape. */
+        y->view_of = x;
         if (!lb_graph_record(g, "reshape", reshape_backward, y, x, NULL, NULL, NULL)) return NULL;
     }
     return y;

@@ -12,6 +12,8 @@
 #include "core/error.h"
 
 #define LB_MAX_DIMS 4
+#define LB_OWNS_DATA 1
+#define LB_OWNS_GRAD 2
 
 typedef struct lb_tensor {
     float *data;
@@ -20,6 +22,10 @@ typedef struct lb_tensor {
     int ndim;
     int shape[LB_MAX_DIMS];
     int requires_grad;      /* parameters: set by the model; activations: set by ops */
+    int arena_owned;        /* LB_OWNS_DATA | LB_OWNS_GRAD: buffers the graph's arena made for
+                             * this tensor (not views of another's), which lb_backward hands
+                             * back once no node needs them */
+    struct lb_tensor *view_of; /* a reshape's output: data and gradient are this tensor's */
     const char *name;       /* parameters: checkpoint/GGUF-independent name; activations: NULL */
 } lb_tensor;
 
