@@ -64,4 +64,15 @@ print()
 for model in "ab":
     r = med(model, "b1.58", "lowbit", "step_ms") / med(model, "fp", "lowbit", "step_ms")
     print(f"{names[model]}: lowbit b1.58 step / lowbit fp32 step = {r:.2f}")
+# The step's matrix products alone, at the machine's sgemm peak, bound any
+# implementation of the same arithmetic: torch's step over that floor is the
+# largest speed-up there is to have.
+print("\n| model | mode | sgemm GFLOP/step | peak sgemm GFLOP/s | floor ms (GFLOP / peak) | lowbit ms / floor | torch ms / floor = speed-up ceiling |")
+print("|---|---|---:|---:|---:|---:|---:|")
+for model in "ab":
+    for mode in ("fp", "b1.58"):
+        gf, pk = med(model, mode, "lowbit", "sgemm_gflop_per_step"), med(model, mode, "lowbit", "peak_gflops")
+        floor = gf / pk * 1e3
+        lm, tm = med(model, mode, "lowbit", "step_ms"), med(model, mode, "torch", "step_ms")
+        print(f"| {names[model]} | {mode} | {gf:.2f} | {pk:.0f} | {floor:.1f} | {lm / floor:.2f} | {tm / floor:.2f}x |")
 PYEOF
