@@ -114,6 +114,9 @@ lb_status lb_backward(lb_graph *g, lb_tensor *loss) {
         return lb_error(LB_EINVAL, "backward: this tape was already run and its activations freed; "
                                    "reset the graph and run the forward pass again");
     g->tape_spent = 1;
+    /* Freed blocks will be reused: a cached quantized input must not match a
+     * new tensor that happens to land at a freed tensor's address. */
+    memset(&g->qcache, 0, sizeof g->qcache);
     float *seed = lb_grad(g, loss);
     if (!seed) return LB_ENOMEM;
     seed[0] += 1.0f;
