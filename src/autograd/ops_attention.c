@@ -111,16 +111,19 @@ lb_tensor *lb_rope(lb_graph *g, lb_tensor *x, float theta, int pos0) {
  *   S = Q Kᵀ · scale   [T, T], scale = 1/sqrt(Dh)
  *   P = causal softmax of S (row t over s ≤ t; s > t gets exactly 0)
  *   O = P V            [T, Dh]
- * P [B, H, T, T] is saved for the backward pass:
+ * The backward pass computes P again, head by head, the same way (same
+ * calls, same order, so the same bits), then:
  *   dV += Pᵀ dO,  dP = dO Vᵀ,  dS = P ⊙ (dP − rowsum(P ⊙ dP)),
  *   dQ += scale · dS K,  dK += scale · dSᵀ Q.
- * Q·Kᵀ and P·V go through sgemm, which also computes the masked upper
- * triangle; that waste costs less than hand loops lose to sgemm's kernels
- * (see bench/bench_autograd.c). */
+ * Keeping P instead would hold B·H·T² floats per layer across the step
+ * (model (b) of docs/performance.md: 8 MB a layer; at T = 2048, 128 MB a
+ * layer per sequence) to save one Q·Kᵀ product and a softmax per head,
+ * about a sixth of attention's arithmetic. Q·Kᵀ and P·V go through sgemm,
+ * which also computes the masked upper triangle; that waste costs less than
+ * hand loops lose to sgemm's kernels (see bench/bench_autograd.c). */
 
 typedef struct attn_saved {
-    float *probs;     /* [B, H, T, T] */
-    int n_threads;
+    int n_threads;    /* the forward pass's team: the backward pass runs the same */
 } attn_saved;
 
 /* Below about this many multiply-adds (B·H·T²·Dh) the heads run on one
@@ -150,9 +153,8 @@ static void causal_softmax(float *S, int T) {
     }
 }
 
-/* Forward of sequence b, query head h: P [T, T] receives the probabilities. */
-static void head_forward(const lb_tensor *q, const lb_tensor *k, const lb_tensor *v, lb_tensor *o, int b, int h,
-                         float *P) {
+/* P [T, T] = causal softmax(Q Kᵀ · scale) of sequence b, query head h. */
+static void head_probs(const lb_tensor *q, const lb_tensor *k, int b, int h, float *P) {
     const int T = q->shape[1], H = q->shape[2], Dh = q->shape[3], Hkv = k->shape[2];
     const int kh = h / (H / Hkv), ldq = H * Dh, ldk = Hkv * Dh;
     const size_t qoff = (size_t)b * T * ldq + (size_t)h * Dh, koff = (size_t)b * T * ldk + (size_t)kh * Dh;
@@ -160,16 +162,24 @@ static void head_forward(const lb_tensor *q, const lb_tensor *k, const lb_tensor
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, Dh, scale, q->data + qoff, ldq, k->data + koff, ldk,
                 0.0f, P, T);
     causal_softmax(P, T);
+}
+
+/* Forward of sequence b, query head h; P is [T, T] scratch. */
+static void head_forward(const lb_tensor *q, const lb_tensor *k, const lb_tensor *v, lb_tensor *o, int b, int h,
+                         float *P) {
+    const int T = q->shape[1], H = q->shape[2], Dh = q->shape[3], Hkv = k->shape[2];
+    const int kh = h / (H / Hkv), ldq = H * Dh, ldk = Hkv * Dh;
+    const size_t qoff = (size_t)b * T * ldq + (size_t)h * Dh, koff = (size_t)b * T * ldk + (size_t)kh * Dh;
+    head_probs(q, k, b, h, P);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Dh, T, 1.0f, P, T, v->data + koff, ldk, 0.0f,
                 o->data + qoff, ldq);
 }
 
 /* Backward of sequence b, KV head kh and the query heads that read it. The
  * heads of a group all add into the same dK/dV, so they run in order here,
- * which also keeps the sums in a fixed order. dS is [T, T] scratch. */
-static void group_backward(const lb_node *node, int b, int kh, float *dS) {
+ * which also keeps the sums in a fixed order. P and dS are [T, T] scratch. */
+static void group_backward(const lb_node *node, int b, int kh, float *P, float *dS) {
     lb_tensor *q = node->in[0], *k = node->in[1], *v = node->in[2], *o = node->out;
-    const attn_saved *as = node->saved;
     const int T = q->shape[1], H = q->shape[2], Dh = q->shape[3], Hkv = k->shape[2];
     const int group = H / Hkv, ldq = H * Dh, ldk = Hkv * Dh;
     const float scale = 1.0f / sqrtf((float)Dh);
@@ -177,7 +187,7 @@ static void group_backward(const lb_node *node, int b, int kh, float *dS) {
     const float *K = k->data + koff, *V = v->data + koff;
     for (int h = kh * group; h < (kh + 1) * group; h++) {
         const size_t qoff = (size_t)b * T * ldq + (size_t)h * Dh;
-        const float *P = as->probs + ((size_t)b * H + h) * T * T;
+        head_probs(q, k, b, h, P);
         const float *Q = q->data + qoff, *dO = o->grad + qoff;
         if (v->requires_grad) /* dV += Pᵀ dO */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, Dh, T, 1.0f, P, T, dO, ldq, 1.0f, v->grad + koff,
@@ -206,16 +216,18 @@ static void attention_backward(lb_node *node) {
     const lb_tensor *q = node->in[0], *k = node->in[1];
     const attn_saved *as = node->saved;
     const int B = q->shape[0], T = q->shape[1], Hkv = k->shape[2];
-    const size_t bytes = (size_t)as->n_threads * T * T * sizeof(float);
-    float *scratch = lb_node_scratch(node, bytes); /* [n_threads, T, T] for dP / dS */
+    const size_t TT = (size_t)T * T, bytes = (size_t)as->n_threads * 2 * TT * sizeof(float);
+    float *scratch = lb_node_scratch(node, bytes); /* per thread: P, then dP / dS */
     if (!scratch) return;
     /* One task per (b, KV head). */
     if (attn_parallel(q)) {
 #pragma omp parallel for schedule(static) num_threads(as->n_threads)
-        for (int task = 0; task < B * Hkv; task++)
-            group_backward(node, task / Hkv, task % Hkv, scratch + (size_t)omp_get_thread_num() * T * T);
+        for (int task = 0; task < B * Hkv; task++) {
+            float *mine = scratch + (size_t)omp_get_thread_num() * 2 * TT;
+            group_backward(node, task / Hkv, task % Hkv, mine, mine + TT);
+        }
     } else {
-        for (int task = 0; task < B * Hkv; task++) group_backward(node, task / Hkv, task % Hkv, scratch);
+        for (int task = 0; task < B * Hkv; task++) group_backward(node, task / Hkv, task % Hkv, scratch, scratch + TT);
     }
     lb_node_release(node, scratch, bytes);
 }
@@ -233,30 +245,27 @@ lb_tensor *lb_attention(lb_graph *g, lb_tensor *q, lb_tensor *k, lb_tensor *v) {
     const int B = q->shape[0], T = q->shape[1], H = q->shape[2];
     const size_t TT = (size_t)T * T;
 
-    /* Training keeps every head's probabilities for the backward pass;
-     * evaluation needs only one [T, T] buffer per thread. */
-    lb_tensor *ins[3] = {q, k, v};
-    const int keep = lb_graph_needs_grad(g, ins, 3);
+    /* One [T, T] probability buffer per thread, for this call only. */
     const int n_threads = omp_get_max_threads();
+    const size_t probs_bytes = (size_t)n_threads * TT * sizeof(float);
     lb_tensor *o = lb_graph_tensor(g, 4, q->shape);
-    float *probs = lb_graph_alloc(g, (keep ? (size_t)B * H : (size_t)n_threads) * TT * sizeof(float));
+    float *probs = lb_graph_alloc(g, probs_bytes);
     if (!o || !probs) return NULL;
 
     /* One task per (b, query head). */
     if (attn_parallel(q)) {
 #pragma omp parallel for schedule(static) num_threads(n_threads)
         for (int task = 0; task < B * H; task++)
-            head_forward(q, k, v, o, task / H, task % H,
-                         probs + (keep ? (size_t)task : (size_t)omp_get_thread_num()) * TT);
+            head_forward(q, k, v, o, task / H, task % H, probs + (size_t)omp_get_thread_num() * TT);
     } else {
-        for (int task = 0; task < B * H; task++)
-            head_forward(q, k, v, o, task / H, task % H, probs + (keep ? (size_t)task * TT : 0));
+        for (int task = 0; task < B * H; task++) head_forward(q, k, v, o, task / H, task % H, probs);
     }
+    lb_arena_release(&g->arena, probs, probs_bytes);
 
-    if (keep) {
+    lb_tensor *ins[3] = {q, k, v};
+    if (lb_graph_needs_grad(g, ins, 3)) {
         attn_saved *as = lb_graph_alloc(g, sizeof *as);
         if (!as) return NULL;
-        as->probs = probs;
         as->n_threads = n_threads;
         lb_node *node = lb_graph_record(g, "attention", attention_backward, o, q, k, v, NULL);
         if (!node) return NULL;
