@@ -184,6 +184,17 @@ static void test_backward_frees_activations_as_it_goes(void **state) {
     assert_int_equal(lb_backward(&g, loss), LB_EINVAL);
     assert_non_null(strstr(lb_errmsg(), "reset"));
     for (int i = 0; i < n; i++) assert_float_equal(x->grad[i], 4096.0f, 0.0f);
+
+    /* A loss that is a view keeps its value too. */
+    lb_graph_reset(&g);
+    memset(x->grad, 0, (size_t)n * sizeof(float));
+    lb_tensor *view = lb_reshape(&g, lb_sum(&g, lb_scale(&g, x, 2.0f)), 2, (int[]){1, 1});
+    assert_non_null(view);
+    value = view->data[0];
+    assert_int_equal(lb_backward(&g, view), LB_OK);
+    assert_non_null(view->view_of->data); /* not handed back to the arena */
+    assert_memory_equal(view->data, &value, sizeof value);
+    for (int i = 0; i < n; i++) assert_float_equal(x->grad[i], 2.0f, 0.0f);
     lb_tensor_free(x);
     lb_graph_free(&g);
 }

@@ -120,6 +120,9 @@ lb_status lb_backward(lb_graph *g, lb_tensor *loss) {
     float *seed = lb_grad(g, loss);
     if (!seed) return LB_ENOMEM;
     seed[0] += 1.0f;
+    /* The loss keeps its value, also when it is a view of another tensor. */
+    const lb_tensor *keep = loss;
+    while (keep->view_of) keep = keep->view_of;
     for (int i = g->n_nodes - 1; i >= 0; i--) {
         lb_node *n = &g->nodes[i];
         if (!n->out->grad) continue; /* nothing downstream used this output */
@@ -132,7 +135,7 @@ lb_status lb_backward(lb_graph *g, lb_tensor *loss) {
             lb_error_prefix("backward of %s", n->op);
             return g->backward_status;
         }
-        if (n->out != loss) release_activation(g, n->out);
+        if (n->out != loss && n->out != keep) release_activation(g, n->out);
     }
     return LB_OK;
 }

@@ -13,9 +13,11 @@
  * hands the output's data and gradient back to the arena, and the gradients
  * still to come reuse that memory: a step's peak is about its forward
  * activations, not twice that. Read any activation you want (logits) before
- * lb_backward; only the loss survives it. Ops return NULL on error (with the message recorded, see
- * core/error.h) and return NULL at once when an input is NULL, so a forward
- * pass can be written straight through and checked once at the end. */
+ * lb_backward; only the loss survives it.
+ *
+ * Ops return NULL on error (with the message recorded, see core/error.h) and
+ * return NULL at once when an input is NULL, so a forward pass can be
+ * written straight through and checked once at the end. */
 #ifndef LOWBIT_AUTOGRAD_GRAPH_H
 #define LOWBIT_AUTOGRAD_GRAPH_H
 
@@ -76,9 +78,10 @@ lb_node *lb_graph_record(lb_graph *g, const char *op, lb_backward_fn backward, l
                          lb_tensor *in0, lb_tensor *in1, lb_tensor *in2, lb_tensor *in3);
 
 /* Gradient buffer of `t`, allocated zeroed in the arena on first use (a
- * view's is the viewed tensor's); NULL when memory runs out. lb_backward() calls it for every input that requires
- * a gradient before running a node, so a backward function simply adds into
- * in[k]->grad for each input with requires_grad set. */
+ * view's is the viewed tensor's); NULL when memory runs out. lb_backward()
+ * calls it for every input that requires a gradient before running a node,
+ * so a backward function simply adds into in[k]->grad for each input with
+ * requires_grad set. */
 float *lb_grad(lb_graph *g, lb_tensor *t);
 
 /* Memory a backward function needs for a while (recomputed operands,
