@@ -9,7 +9,7 @@
 #include "optim/codec.h"
 #include "optim/grad_quant.h"
 #include "optim/schedule.h"
-#include "quant/formats.h"
+#include "core/minifloat.h"
 #include "testutil.h"
 
 /* Values over many orders of magnitude, with exact zeros, tiny and huge ones. */

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "core/rng.h"
-#include "quant/formats.h"
+#include "core/minifloat.h"
 #include "quant/quantize.h"
 #include "testutil.h"
 

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "autograd/ops.h"
-#include "quant/formats.h"
+#include "core/minifloat.h"
 #include "testutil.h"
 #include "trainer/trainer.h"
 

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "quant/formats.h"
+#include "core/minifloat.h"
 
 /* --- the dynamic maps ---------------------------------------------------------
  *

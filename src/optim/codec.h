@@ -6,7 +6,7 @@
  *    the index of the entry of a 256-entry "dynamic" map nearest to x/absmax.
  *  - fp8 per-tensor: values are multiplied by a power-of-two scale chosen
  *    from the tensor's amax (FP8-LM / MS-AMP), then stored as E4M3, E5M2 or
- *    FP16 (the conversions themselves are quant/formats.h).
+ *    FP16 (the conversions themselves are core/minifloat.h).
  *  - bf16 with optional stochastic rounding.
  *
  * These are the building blocks; optim/optim.h applies them fused inside the

@@ -6,7 +6,7 @@
 
 #include "core/rng.h"
 #include "optim/codec.h"
-#include "quant/formats.h"
+#include "core/minifloat.h"
 
 const char *lb_grad_precision_name(lb_grad_precision p) {
     switch (p) {

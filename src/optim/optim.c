@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "core/rng.h"
-#include "quant/formats.h"
+#include "core/minifloat.h"
 
 #define CHUNK LB_INT8_BLOCK
 #define PAR_MIN 32768 /* elements below which a tensor is updated on one thread */

@@ -11,7 +11,7 @@
  *   INT b1 asym  shift = min x, q in [0, Qb−1], m = min x
  *   INT asym     d = (max(x,0) − min(x,0)) / (2^n − 1), z = round(−min(x,0)/d), m = −z·d
  * with d = 1/s. Binary is a sign against the mean, and the float formats
- * round through the shared minifloat encoder (quant/minifloat.h).
+ * round through the shared minifloat encoder (core/minifloat.h).
  * round() is round-half-to-even (rintf), as torch.round in the BitNet
  * reference code. */
 #include "quant/quantize.h"
@@ -21,8 +21,8 @@
 #include <string.h>
 
 #include "core/rng.h"
-#include "quant/formats.h"
-#include "quant/minifloat.h"
+#include "core/minifloat.h"
+#include "core/minifloat.h"
 
 #define MX_BLOCK 32
 #define PAR_MIN 32768 /* below this many elements a loop runs on one thread */
@@ -116,7 +116,7 @@ static stats stats_of(const lb_qspec *s, const float *x, size_t n) {
         for (size_t i = 0; i < n; i++) {
             mn = x[i] < mn ? x[i] : mn;
             mx = x[i] > mx ? x[i] : mx;
-            bad |= (f32_bits(x[i]) & 0x7f800000u) == 0x7f800000u;
+            bad |= (lb_f32_bits(x[i]) & 0x7f800000u) == 0x7f800000u;
         }
         st.mn = mn;
         st.mx = mx;
@@ -173,8 +173,8 @@ float lb_pow2_scale(float amax, float fmax, int margin, float old_scale) {
     int e = (int)floor(log2((double)fmax / (double)amax)) - margin;
     if (e > 126) e = 126;
     if (e < -126) e = -126;
-    float k = pow2f(e);
-    while (e > -126 && amax * k > fmax) k = pow2f(--e); /* guards log2 rounding at a boundary */
+    float k = lb_pow2f(e);
+    while (e > -126 && amax * k > fmax) k = lb_pow2f(--e); /* guards log2 rounding at a boundary */
     return k;
 }
 
@@ -234,12 +234,12 @@ static qblock params_of(const lb_qspec *s, const stats *st, size_t n) {
     case LB_QF_MXFP8: case LB_QF_MXFP4: {
         /* OCP MX v1.0: shared exponent floor(log2(amax)) − emax of the element type. */
         int emax = s->format == LB_QF_MXFP8 ? 8 : 2;
-        int ea = (int)((f32_bits(amax) >> 23) & 0xff) - 127; /* floor(log2 amax) for normal amax */
+        int ea = (int)((lb_f32_bits(amax) >> 23) & 0xff) - 127; /* floor(log2 amax) for normal amax */
         int X = amax > 0.0f ? (ea > -127 ? ea : ilogbf(amax)) - emax : -127;
         if (X < -127) X = -127;
         if (X > 127) X = 127;
-        b.d = st->nonfinite ? NAN : (X > -127 ? pow2f(X) : ldexpf(1.0f, X));
-        b.s = X < 127 ? pow2f(-X) : ldexpf(1.0f, -X);
+        b.d = st->nonfinite ? NAN : (X > -127 ? lb_pow2f(X) : ldexpf(1.0f, X));
+        b.s = X < 127 ? lb_pow2f(-X) : ldexpf(1.0f, -X);
         b.lo = -fmt_max(s->format) * b.d;
         b.hi = fmt_max(s->format) * b.d;
         return b;
@@ -406,12 +406,12 @@ static void fp_pass(const lb_qspec *s, const qblock *b, const float *x, size_t n
                                                         : lb_fp8_e5m2_from_f32_sr(x[i0 + j] * sc, u[j], sat);
                 continue;
             }
-            /* The rounding of mini_encode_mag_sr in the float domain (see below). */
+            /* The rounding of lb_mini_encode_mag_sr in the float domain (see below). */
             for (size_t j = 0; j < len; j++) {
                 float v = x[i0 + j] * sc, a = fabsf(v);
-                int e = mini_exp(a, bias);
+                int e = lb_mini_exp(a, bias);
                 e = e > 127 ? 127 : e;
-                float r = floorf(a * pow2f(mbits - e) + u[j]) * pow2f(e - mbits);
+                float r = floorf(a * lb_pow2f(mbits - e) + u[j]) * lb_pow2f(e - mbits);
                 r = a > FLT_MAX ? a : r;
                 r = r > fmax ? (keep_inf && a > FLT_MAX ? a : ovf) : r;
                 y[i0 + j] = copysignf(r, v) * d;
@@ -436,29 +436,29 @@ static void fp_pass(const lb_qspec *s, const qblock *b, const float *x, size_t n
         const uint32_t mmask = (1u << mbits) - 1;
         for (size_t i = 0; i < n; i++) {
             float v = x[i] * sc, a = fabsf(v);
-            int e = mini_exp(a, bias);
+            int e = lb_mini_exp(a, bias);
             e = e > 127 ? 127 : e;
-            float r = rintf(a * pow2f(mbits - e)) * pow2f(e - mbits);
+            float r = rintf(a * lb_pow2f(mbits - e)) * lb_pow2f(e - mbits);
             int finite = a <= FLT_MAX, over = finite && r > fmax, isnan_ = a != a;
             float rr = finite && !over ? r : 0.0f;
-            uint32_t u = f32_bits(rr);
+            uint32_t u = lb_f32_bits(rr);
             int E = (int)(u >> 23) - 127;
             uint32_t normal = ((uint32_t)(E + bias) << mbits) | ((u >> (23 - mbits)) & mmask);
-            uint32_t sub = (uint32_t)(rr * pow2f(mbits - emin));
+            uint32_t sub = (uint32_t)(rr * lb_pow2f(mbits - emin));
             uint32_t c = E >= emin ? normal : sub;
             c = over ? ovfc : c;
             c = finite || isnan_ ? c : infc;
             c = isnan_ ? nanc : c;
-            uint32_t sign = (fp4 && isnan_) ? 0u : (f32_bits(v) >> 31) << sign_shift;
+            uint32_t sign = (fp4 && isnan_) ? 0u : (lb_f32_bits(v) >> 31) << sign_shift;
             codes[i] = (uint8_t)(c | sign);
         }
         return;
     }
     for (size_t i = 0; i < n; i++) {
         float v = x[i] * sc, a = fabsf(v);
-        int e = mini_exp(a, bias);
+        int e = lb_mini_exp(a, bias);
         e = e > 127 ? 127 : e; /* inf/NaN: keeps the exponents below in range */
-        float r = rintf(a * pow2f(mbits - e)) * pow2f(e - mbits);
+        float r = rintf(a * lb_pow2f(mbits - e)) * lb_pow2f(e - mbits);
         r = a > FLT_MAX ? a : r;                                  /* inf */
         r = r > fmax ? (keep_inf && a > FLT_MAX ? a : ovf) : r;   /* overflow */
         float out = copysignf(r, v);
@@ -470,22 +470,22 @@ static void fp_pass(const lb_qspec *s, const qblock *b, const float *x, size_t n
 static void half_pass(const lb_qspec *s, const float *x, size_t n, uint16_t *codes, float *y) {
     const int bf = s->format == LB_QF_BF16;
     if (codes) {
-        for (size_t i = 0; i < n; i++) codes[i] = bf ? mf_bf16_from_f32(x[i]) : mf_fp16_from_f32(x[i]);
+        for (size_t i = 0; i < n; i++) codes[i] = bf ? lb_bf16_from_f32(x[i]) : lb_fp16_from_f32(x[i]);
     } else if (bf) {
         /* Round the low 16 bits away, to nearest even; NaN stays a quiet NaN. */
         for (size_t i = 0; i < n; i++) {
-            uint32_t u = f32_bits(x[i]);
+            uint32_t u = lb_f32_bits(x[i]);
             uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
             r = (u & 0x7fffffffu) > 0x7f800000u ? (u | 0x00400000u) & 0xffff0000u : r;
-            y[i] = f32_from_bits(r);
+            y[i] = lb_f32_from_bits(r);
         }
     } else {
         /* binary16 through the float-domain rounding of fp_pass. */
         for (size_t i = 0; i < n; i++) {
             float v = x[i], a = fabsf(v);
-            int e = mini_exp(a, 15);
+            int e = lb_mini_exp(a, 15);
             e = e > 127 ? 127 : e;
-            float r = rintf(a * pow2f(10 - e)) * pow2f(e - 10);
+            float r = rintf(a * lb_pow2f(10 - e)) * lb_pow2f(e - 10);
             r = a > FLT_MAX ? a : r;
             r = r > 65504.0f ? INFINITY : r;
             y[i] = copysignf(r, v);
@@ -594,7 +594,7 @@ lb_status lb_dequantize(const lb_qspec *s, const void *codes, const float *scale
                 for (size_t i = 0; i < len; i++) yy[i] = (float)(int8_t)c[i] * d;
             break;
         case LB_QF_BF16:
-            for (size_t i = 0; i < len; i++) yy[i] = f32_from_bits((uint32_t)c16[start + i] << 16);
+            for (size_t i = 0; i < len; i++) yy[i] = lb_f32_from_bits((uint32_t)c16[start + i] << 16);
             break;
         case LB_QF_FP16:
             /* binary16 → fp32 without branches: rebias normals, scale
@@ -602,10 +602,10 @@ lb_status lb_dequantize(const lb_qspec *s, const void *codes, const float *scale
             for (size_t i = 0; i < len; i++) {
                 uint32_t h = c16[start + i], sign = (h & 0x8000u) << 16, em = h & 0x7fffu;
                 uint32_t normal = (em << 13) + ((127u - 15u) << 23);
-                uint32_t sub = f32_bits((float)em * (1.0f / 16777216.0f));
+                uint32_t sub = lb_f32_bits((float)em * (1.0f / 16777216.0f));
                 uint32_t special = 0x7f800000u | ((em & 0x3ffu) << 13);
                 uint32_t bits = em >= 0x7c00u ? special : (em < 0x400u ? sub : normal);
-                yy[i] = f32_from_bits(bits | sign);
+                yy[i] = lb_f32_from_bits(bits | sign);
             }
             break;
         default:

@@ -1,10 +1,10 @@
-/* Tests of src/quant/formats.c: the scalar float formats against values
+/* Tests of src/core/minifloat.h: the scalar float formats against values
  * derived here from the specifications' sign/exponent/mantissa rules. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
-#include "quant/formats.h"
+#include "core/minifloat.h"
 #include "testutil.h"
 
 /* The value a minifloat code stands for, from its fields (OCP OFP8 v1.0,
