@@ -281,7 +281,7 @@ static void assert_same_state(const lb_optim *a, const lb_optim *b) {
     assert_int_equal(na, nb);
     for (int i = 0; i < na; i++) {
         assert_string_equal(ba[i].name, bb[i].name);
-        assert_memory_equal(ba[i].data, bb[i].data, ba[i].n * lb_buf_dtype_size(ba[i].dtype));
+        assert_memory_equal(ba[i].data, bb[i].data, lb_dtype_row_bytes(ba[i].dtype, ba[i].n));
     }
 }
 
@@ -323,7 +323,7 @@ static void check_resume(const resume_case *rc) {
     const lb_state_buffer *b1 = lb_optim_buffers(o1, &nb);
     void **saved = calloc((size_t)nb, sizeof(void *));
     for (int i = 0; i < nb; i++) {
-        size_t bytes = b1[i].n * lb_buf_dtype_size(b1[i].dtype);
+        size_t bytes = lb_dtype_row_bytes(b1[i].dtype, b1[i].n);
         saved[i] = malloc(bytes);
         memcpy(saved[i], b1[i].data, bytes);
     }
@@ -338,7 +338,7 @@ static void check_resume(const resume_case *rc) {
         assert_int_equal(b2[i].dtype, b1[i].dtype);
         assert_int_equal(b2[i].ndim, b1[i].ndim);
         assert_memory_equal(b2[i].shape, b1[i].shape, sizeof b1[i].shape);
-        memcpy(b2[i].data, saved[i], b2[i].n * lb_buf_dtype_size(b2[i].dtype));
+        memcpy(b2[i].data, saved[i], lb_dtype_row_bytes(b2[i].dtype, b2[i].n));
     }
     assert_int_equal(lb_optim_state_loaded(o2), LB_OK);
     lb_optim *o3 = lb_optim_create(&cfg, p3, groups, NP); /* same weights, state not restored */
@@ -421,10 +421,10 @@ static void test_nonfinite_gradient_skips_the_step(void **state) {
     int nb;
     const lb_state_buffer *b = lb_optim_buffers(o, &nb);
     size_t bytes = 0;
-    for (int i = 0; i < nb - 2; i++) bytes += b[i].n * lb_buf_dtype_size(b[i].dtype);
+    for (int i = 0; i < nb - 2; i++) bytes += lb_dtype_row_bytes(b[i].dtype, b[i].n);
     unsigned char *snap = malloc(bytes), *p = snap;
     for (int i = 0; i < nb - 2; i++) {
-        size_t k = b[i].n * lb_buf_dtype_size(b[i].dtype);
+        size_t k = lb_dtype_row_bytes(b[i].dtype, b[i].n);
         memcpy(p, b[i].data, k);
         p += k;
     }
@@ -441,7 +441,7 @@ static void test_nonfinite_gradient_skips_the_step(void **state) {
         assert_memory_equal(ps[0]->data, w0, ps[0]->n * sizeof(float));
         p = snap;
         for (int i = 0; i < nb - 2; i++) {
-            size_t n = b[i].n * lb_buf_dtype_size(b[i].dtype);
+            size_t n = lb_dtype_row_bytes(b[i].dtype, b[i].n);
             assert_memory_equal(b[i].data, p, n);
             p += n;
         }
@@ -481,7 +481,7 @@ static void run_threads(int threads, float *w_out, unsigned char *state_out, siz
     const lb_state_buffer *b = lb_optim_buffers(o, &nb);
     size_t off = 0;
     for (int i = 0; i < nb; i++) {
-        size_t k = b[i].n * lb_buf_dtype_size(b[i].dtype);
+        size_t k = lb_dtype_row_bytes(b[i].dtype, b[i].n);
         memcpy(state_out + off, b[i].data, k);
         off += k;
     }
@@ -561,14 +561,14 @@ static void test_memory_per_parameter(void **state) {
     const lb_state_buffer *b = lb_optim_buffers(o, &nb);
     assert_int_equal(nb, 6);
     assert_string_equal(b[0].name, "blk.0.ffn_up.weight/m_codes");
-    assert_int_equal(b[0].dtype, LB_BUF_U8);
+    assert_int_equal(b[0].dtype, LB_DT_U8);
     assert_int_equal(b[0].ndim, 2);
     assert_int_equal(b[0].shape[1], 100);
     assert_string_equal(b[1].name, "blk.0.ffn_up.weight/m_absmax");
     assert_int_equal(b[1].n, 25); /* ceil(6400 / 256) */
     assert_string_equal(b[3].name, "blk.0.ffn_up.weight/v_absmax");
     assert_string_equal(b[4].name, "optim/loss_scale");
-    assert_int_equal(b[5].dtype, LB_BUF_I32);
+    assert_int_equal(b[5].dtype, LB_DT_I32);
     lb_optim_free(o);
     lb_tensor_free(w);
 }

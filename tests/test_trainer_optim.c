@@ -338,7 +338,7 @@ static void inject(lb_trainer *t, const fixture *fx, lb_tensor *p, size_t at, fl
     const lb_state_buffer *bufs = lb_optim_buffers(t->opt, &nb);
     void **copies = calloc((size_t)nb, sizeof *copies);
     for (int i = 0; i < nb; i++) {
-        size_t bytes = bufs[i].n * lb_buf_dtype_size(bufs[i].dtype);
+        size_t bytes = lb_dtype_row_bytes(bufs[i].dtype, bufs[i].n);
         copies[i] = malloc(bytes);
         memcpy(copies[i], bufs[i].data, bytes);
     }
@@ -357,7 +357,7 @@ static void inject(lb_trainer *t, const fixture *fx, lb_tensor *p, size_t at, fl
     for (int i = 0; i < nb; i++) {
         if (strcmp(bufs[i].name, "optim/loss_scale") == 0 || strcmp(bufs[i].name, "optim/loss_scale_good_steps") == 0)
             continue;
-        if (memcmp(copies[i], bufs[i].data, bufs[i].n * lb_buf_dtype_size(bufs[i].dtype)) != 0)
+        if (memcmp(copies[i], bufs[i].data, lb_dtype_row_bytes(bufs[i].dtype, bufs[i].n)) != 0)
             fail_msg("optimizer buffer %s changed in a skipped step", bufs[i].name);
     }
     assert_true(lb_optim_loss_scale(t->opt) == scale / 2.0f); /* backed off */

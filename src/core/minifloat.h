@@ -22,6 +22,14 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Field layouts: mantissa bits and exponent bias of each minifloat. */
+enum {
+    LB_E4M3_MBITS = 3, LB_E4M3_BIAS = 7,
+    LB_E5M2_MBITS = 2, LB_E5M2_BIAS = 15,
+    LB_E2M1_MBITS = 1, LB_E2M1_BIAS = 1,
+    LB_F16_MBITS = 10, LB_F16_BIAS = 15
+};
+
 /* FP4 E2M1 is an element format of MX blocks, never a stored dtype, so its
  * largest value lives here rather than in core/dtype.c's table. */
 #define LB_FP4_E2M1_MAX 6.0f
@@ -83,7 +91,7 @@ static inline uint8_t lb_fp8_e4m3_from_f32(float x, int saturate) {
     uint8_t sign = (uint8_t)((lb_f32_bits(x) >> 31) << 7);
     if (isnan(x)) return sign | 0x7f;
     if (isinf(x)) return saturate ? (sign | 0x7e) : (sign | 0x7f);
-    uint32_t c = lb_mini_encode_mag(fabsf(x), 3, 7);
+    uint32_t c = lb_mini_encode_mag(fabsf(x), LB_E4M3_MBITS, LB_E4M3_BIAS);
     if (c > 0x7e) c = saturate ? 0x7e : 0x7f; /* beyond 448 (464 and up round past it) */
     return sign | (uint8_t)c;
 }
@@ -91,7 +99,7 @@ static inline uint8_t lb_fp8_e4m3_from_f32(float x, int saturate) {
 static inline float lb_fp8_e4m3_to_f32(uint8_t code) {
     uint32_t c = code & 0x7f;
     if (c == 0x7f) return (code & 0x80) ? -NAN : NAN;
-    float v = lb_mini_decode_mag(c, 3, 7);
+    float v = lb_mini_decode_mag(c, LB_E4M3_MBITS, LB_E4M3_BIAS);
     return (code & 0x80) ? -v : v;
 }
 
@@ -102,7 +110,7 @@ static inline uint8_t lb_fp8_e5m2_from_f32(float x, int saturate) {
     uint8_t sign = (uint8_t)((lb_f32_bits(x) >> 31) << 7);
     if (isnan(x)) return sign | 0x7f;
     if (isinf(x)) return sign | 0x7c; /* inf stays inf, also when saturating */
-    uint32_t c = lb_mini_encode_mag(fabsf(x), 2, 15);
+    uint32_t c = lb_mini_encode_mag(fabsf(x), LB_E5M2_MBITS, LB_E5M2_BIAS);
     if (c > 0x7b) c = saturate ? 0x7b : 0x7c;
     return sign | (uint8_t)c;
 }
@@ -112,7 +120,7 @@ static inline float lb_fp8_e5m2_to_f32(uint8_t code) {
     float v;
     if (c == 0x7c) v = INFINITY;
     else if (c > 0x7c) v = NAN;
-    else v = lb_mini_decode_mag(c, 2, 15);
+    else v = lb_mini_decode_mag(c, LB_E5M2_MBITS, LB_E5M2_BIAS);
     return (code & 0x80) ? -v : v;
 }
 
@@ -123,7 +131,7 @@ static inline float lb_fp8_e5m2_to_f32(uint8_t code) {
 static inline uint8_t lb_fp8_e4m3_from_f32_sr(float x, float u, int saturate) {
     if (!isfinite(x)) return lb_fp8_e4m3_from_f32(x, saturate);
     uint8_t sign = (uint8_t)((lb_f32_bits(x) >> 31) << 7);
-    uint32_t c = lb_mini_encode_mag_sr(fabsf(x), 3, 7, u);
+    uint32_t c = lb_mini_encode_mag_sr(fabsf(x), LB_E4M3_MBITS, LB_E4M3_BIAS, u);
     if (c > 0x7e) c = saturate ? 0x7e : 0x7f;
     return sign | (uint8_t)c;
 }
@@ -131,7 +139,7 @@ static inline uint8_t lb_fp8_e4m3_from_f32_sr(float x, float u, int saturate) {
 static inline uint8_t lb_fp8_e5m2_from_f32_sr(float x, float u, int saturate) {
     if (!isfinite(x)) return lb_fp8_e5m2_from_f32(x, saturate);
     uint8_t sign = (uint8_t)((lb_f32_bits(x) >> 31) << 7);
-    uint32_t c = lb_mini_encode_mag_sr(fabsf(x), 2, 15, u);
+    uint32_t c = lb_mini_encode_mag_sr(fabsf(x), LB_E5M2_MBITS, LB_E5M2_BIAS, u);
     if (c > 0x7b) c = saturate ? 0x7b : 0x7c;
     return sign | (uint8_t)c;
 }
@@ -143,13 +151,13 @@ static inline uint8_t lb_fp8_e5m2_from_f32_sr(float x, float u, int saturate) {
 static inline uint8_t lb_fp4_e2m1_from_f32(float x) {
     if (isnan(x)) return 0;
     uint8_t sign = (uint8_t)((lb_f32_bits(x) >> 31) << 3);
-    uint32_t c = isinf(x) ? 7 : lb_mini_encode_mag(fabsf(x), 1, 1);
+    uint32_t c = isinf(x) ? 7 : lb_mini_encode_mag(fabsf(x), LB_E2M1_MBITS, LB_E2M1_BIAS);
     if (c > 7) c = 7;
     return sign | (uint8_t)c;
 }
 
 static inline float lb_fp4_e2m1_to_f32(uint8_t code) {
-    float v = lb_mini_decode_mag(code & 7u, 1, 1);
+    float v = lb_mini_decode_mag(code & 7u, LB_E2M1_MBITS, LB_E2M1_BIAS);
     return (code & 8) ? -v : v;
 }
 
@@ -185,7 +193,7 @@ static inline uint16_t lb_fp16_from_f32(float x) {
     uint16_t sign = (uint16_t)((lb_f32_bits(x) >> 31) << 15);
     if (isnan(x)) return sign | 0x7e00;
     if (isinf(x)) return sign | 0x7c00;
-    uint32_t c = lb_mini_encode_mag(fabsf(x), 10, 15);
+    uint32_t c = lb_mini_encode_mag(fabsf(x), LB_F16_MBITS, LB_F16_BIAS);
     if (c > 0x7c00) c = 0x7c00;
     return sign | (uint16_t)c;
 }
@@ -195,7 +203,7 @@ static inline float lb_fp16_to_f32(uint16_t h) {
     float v;
     if (c == 0x7c00) v = INFINITY;
     else if (c > 0x7c00) v = NAN;
-    else v = lb_mini_decode_mag(c, 10, 15);
+    else v = lb_mini_decode_mag(c, LB_F16_MBITS, LB_F16_BIAS);
     return (h & 0x8000) ? -v : v;
 }
 

@@ -123,66 +123,81 @@ static int exists(hid_t file, const char *name) {
     return H5Oexists_by_name(file, name, H5P_DEFAULT) > 0;
 }
 
-const char *lb_ckpt_type_name(lb_ckpt_type t) {
-    switch (t) {
-    case LB_CKPT_F32: return "f32";
-    case LB_CKPT_U8: return "u8";
-    case LB_CKPT_U16: return "u16";
-    case LB_CKPT_I32: return "i32";
-    case LB_CKPT_I64: return "i64";
-    case LB_CKPT_STRING: return "string";
-    }
-    return "?";
-}
-
-/* On disk everything is little-endian, whatever the machine. */
-static hid_t file_type(lb_ckpt_type t) {
-    switch (t) {
-    case LB_CKPT_F32: return H5T_IEEE_F32LE;
-    case LB_CKPT_U8: return H5T_STD_U8LE;
-    case LB_CKPT_U16: return H5T_STD_U16LE;
-    case LB_CKPT_I32: return H5T_STD_I32LE;
-    case LB_CKPT_I64: return H5T_STD_I64LE;
-    default: return -1;
-    }
-}
-
-static hid_t mem_type(lb_ckpt_type t) {
-    switch (t) {
-    case LB_CKPT_F32: return H5T_NATIVE_FLOAT;
-    case LB_CKPT_U8: return H5T_NATIVE_UINT8;
-    case LB_CKPT_U16: return H5T_NATIVE_UINT16;
-    case LB_CKPT_I32: return H5T_NATIVE_INT32;
-    case LB_CKPT_I64: return H5T_NATIVE_INT64;
-    default: return -1;
-    }
-}
-
-static size_t type_size(lb_ckpt_type t) {
-    switch (t) {
-    case LB_CKPT_F32: return 4;
-    case LB_CKPT_U8: return 1;
-    case LB_CKPT_U16: return 2;
-    case LB_CKPT_I32: return 4;
-    case LB_CKPT_I64: return 8;
-    default: return 0;
-    }
-}
-
-/* Which of our types a stored HDF5 type is; -1 when none. */
-static int classify(hid_t t) {
-    H5T_class_t cls = H5Tget_class(t);
-    size_t size = H5Tget_size(t);
-    if (cls == H5T_STRING) return LB_CKPT_STRING;
-    if (cls == H5T_FLOAT && size == 4) return LB_CKPT_F32;
-    if (cls == H5T_INTEGER) {
-        int is_signed = H5Tget_sign(t) == H5T_SGN_2;
-        if (size == 1 && !is_signed) return LB_CKPT_U8;
-        if (size == 2 && !is_signed) return LB_CKPT_U16;
-        if (size == 4 && is_signed) return LB_CKPT_I32;
-        if (size == 8 && is_signed) return LB_CKPT_I64;
+/* On disk everything is little-endian, whatever the machine: the HDF5 type
+ * of a dtype's class and size (see checkpoint.h). -1 when there is none. */
+static hid_t file_type(lb_dtype t) {
+    const lb_dtype_traits *d = lb_dtype_info(t);
+    if (!d) return -1;
+    switch (d->cls) {
+    case LB_DC_FLOAT: return d->block_bytes == 4 ? H5T_IEEE_F32LE : d->block_bytes == 8 ? H5T_IEEE_F64LE : -1;
+    case LB_DC_SINT:
+        switch (d->block_bytes) {
+        case 1: return H5T_STD_I8LE;
+        case 2: return H5T_STD_I16LE;
+        case 4: return H5T_STD_I32LE;
+        case 8: return H5T_STD_I64LE;
+        }
+        return -1;
+    case LB_DC_UINT:
+        switch (d->block_bytes) {
+        case 1: return H5T_STD_U8LE;
+        case 2: return H5T_STD_U16LE;
+        case 4: return H5T_STD_U32LE;
+        case 8: return H5T_STD_U64LE;
+        }
+        return -1;
+    case LB_DC_BLOCK: return -1;
     }
     return -1;
+}
+
+/* The same type in the machine's byte order. */
+static hid_t mem_type(lb_dtype t) {
+    const lb_dtype_traits *d = lb_dtype_info(t);
+    if (!d) return -1;
+    switch (d->cls) {
+    case LB_DC_FLOAT: return d->block_bytes == 4 ? H5T_NATIVE_FLOAT : d->block_bytes == 8 ? H5T_NATIVE_DOUBLE : -1;
+    case LB_DC_SINT:
+        switch (d->block_bytes) {
+        case 1: return H5T_NATIVE_INT8;
+        case 2: return H5T_NATIVE_INT16;
+        case 4: return H5T_NATIVE_INT32;
+        case 8: return H5T_NATIVE_INT64;
+        }
+        return -1;
+    case LB_DC_UINT:
+        switch (d->block_bytes) {
+        case 1: return H5T_NATIVE_UINT8;
+        case 2: return H5T_NATIVE_UINT16;
+        case 4: return H5T_NATIVE_UINT32;
+        case 8: return H5T_NATIVE_UINT64;
+        }
+        return -1;
+    case LB_DC_BLOCK: return -1;
+    }
+    return -1;
+}
+
+/* What a stored HDF5 type is, by class, size and sign. */
+enum { STORED_STRING = -2, STORED_OTHER = -1 };
+static int classify(hid_t t) {
+    H5T_class_t cls = H5Tget_class(t);
+    if (cls == H5T_STRING) return STORED_STRING;
+    size_t size = H5Tget_size(t);
+    lb_dtype_class want;
+    if (cls == H5T_FLOAT) want = LB_DC_FLOAT;
+    else if (cls == H5T_INTEGER) want = H5Tget_sign(t) == H5T_SGN_2 ? LB_DC_SINT : LB_DC_UINT;
+    else return STORED_OTHER;
+    for (int k = 0; k < LB_DT_COUNT; k++) {
+        const lb_dtype_traits *d = lb_dtype_info((lb_dtype)k);
+        if (d->cls == want && (size_t)d->block_bytes == size && file_type((lb_dtype)k) >= 0) return k;
+    }
+    return STORED_OTHER;
+}
+
+/* "f32", "u16", ... for a classify() result. */
+static const char *stored_name(int t) {
+    return t >= 0 ? lb_dtype_info((lb_dtype)t)->name : t == STORED_STRING ? "a string" : "an unsupported type";
 }
 
 static const char *shape_str(int ndim, const long long *dims, char *buf, size_t size) {
@@ -376,10 +391,15 @@ static lb_status check_new(lb_ckpt *c, const char *name, char out[NAME_MAX_LEN])
     return LB_OK;
 }
 
-static lb_status put_array(lb_ckpt *c, const char *name_in, int ndim, const int *shape, const void *data,
-                           lb_ckpt_type t) {
+static lb_status put_array(lb_ckpt *c, const char *name_in, lb_dtype t, int ndim, const int *shape,
+                           const void *data) {
     char name[NAME_MAX_LEN];
     LB_TRY(check_new(c, name_in, name));
+    if (file_type(t) < 0) {
+        const lb_dtype_traits *d = lb_dtype_info(t);
+        return fail(c, LB_EINVAL, "dataset '%s': dtype %s has no HDF5 type (store its codes as u8 or u16)", name,
+                    d ? d->name : "(unknown)");
+    }
     if (ndim < 0 || ndim > LB_CKPT_MAX_DIMS)
         return fail(c, LB_EINVAL, "dataset '%s': %d dimensions (0..%d supported)", name, ndim, LB_CKPT_MAX_DIMS);
     if (ndim > 0 && !shape) return fail(c, LB_EINVAL, "dataset '%s': shape is NULL", name);
@@ -393,20 +413,14 @@ static lb_status put_array(lb_ckpt *c, const char *name_in, int ndim, const int 
         n *= (size_t)shape[i];
     }
     if (n > 0 && !data) return fail(c, LB_EINVAL, "dataset '%s': data is NULL", name);
-    return write_dataset(c, name, file_type(t), mem_type(t), ndim, dims, n, n * type_size(t), data);
+    return write_dataset(c, name, file_type(t), mem_type(t), ndim, dims, n, lb_dtype_row_bytes(t, n), data);
 }
 
-#define DEFINE_PUT(suffix, ctype, tag)                                                                       \
-    lb_status lb_ckpt_put_##suffix(lb_ckpt *c, const char *name, int ndim, const int *shape, const ctype *data) { \
-        lb_status s = put_array(c, name, ndim, shape, data, tag);                                            \
-        if (s != LB_OK && c) c->failed = 1;                                                                  \
-        return s;                                                                                            \
-    }
-DEFINE_PUT(f32, float, LB_CKPT_F32)
-DEFINE_PUT(u8, uint8_t, LB_CKPT_U8)
-DEFINE_PUT(u16, uint16_t, LB_CKPT_U16)
-DEFINE_PUT(i32, int32_t, LB_CKPT_I32)
-DEFINE_PUT(i64, int64_t, LB_CKPT_I64)
+lb_status lb_ckpt_put(lb_ckpt *c, const char *name, lb_dtype t, int ndim, const int *shape, const void *data) {
+    lb_status s = put_array(c, name, t, ndim, shape, data);
+    if (s != LB_OK && c) c->failed = 1;
+    return s;
+}
 
 lb_status lb_ckpt_put_string(lb_ckpt *c, const char *name_in, const char *text) {
     char name[NAME_MAX_LEN];
@@ -692,7 +706,7 @@ static lb_status dataset_info(lb_ckpt *c, hid_t ds, const char *name, int *type,
     return s;
 }
 
-lb_status lb_ckpt_type_of(lb_ckpt *c, const char *name_in, lb_ckpt_type *type) {
+lb_status lb_ckpt_type_of(lb_ckpt *c, const char *name_in, lb_dtype *type) {
     char name[NAME_MAX_LEN];
     hid_t ds = -1;
     LB_TRY(open_dataset(c, name_in, &ds, name));
@@ -700,9 +714,20 @@ lb_status lb_ckpt_type_of(lb_ckpt *c, const char *name_in, lb_ckpt_type *type) {
     long long dims[LB_CKPT_MAX_DIMS];
     lb_status s = dataset_info(c, ds, name, &t, &nd, dims);
     H5Dclose(ds);
-    if (s == LB_OK && t < 0) s = fail(c, LB_EINVAL, "dataset '%s' has an element type lowbit does not use", name);
-    if (s == LB_OK) *type = (lb_ckpt_type)t;
+    if (s == LB_OK && t < 0) s = fail(c, LB_EINVAL, "dataset '%s' holds %s, not an array of a lowbit dtype", name, stored_name(t));
+    if (s == LB_OK) *type = (lb_dtype)t;
     return s;
+}
+
+int lb_ckpt_is_string(lb_ckpt *c, const char *name_in) {
+    char name[NAME_MAX_LEN];
+    hid_t ds = -1;
+    if (open_dataset(c, name_in, &ds, name) != LB_OK) return 0;
+    int t = STORED_OTHER, nd;
+    long long dims[LB_CKPT_MAX_DIMS];
+    lb_status s = dataset_info(c, ds, name, &t, &nd, dims);
+    H5Dclose(ds);
+    return s == LB_OK && t == STORED_STRING;
 }
 
 lb_status lb_ckpt_shape(lb_ckpt *c, const char *name_in, int *ndim, int *shape) {
@@ -721,16 +746,19 @@ lb_status lb_ckpt_shape(lb_ckpt *c, const char *name_in, int *ndim, int *shape) 
     return LB_OK;
 }
 
-static lb_status get_array(lb_ckpt *c, const char *name_in, int ndim, const int *shape, void *data, lb_ckpt_type want) {
+lb_status lb_ckpt_get(lb_ckpt *c, const char *name_in, lb_dtype want, int ndim, const int *shape, void *data) {
     char name[NAME_MAX_LEN];
     hid_t ds = -1;
     LB_TRY(open_dataset(c, name_in, &ds, name));
     int t, nd;
     long long dims[LB_CKPT_MAX_DIMS];
     lb_status s = dataset_info(c, ds, name, &t, &nd, dims);
+    if (s == LB_OK && mem_type(want) < 0) {
+        const lb_dtype_traits *d = lb_dtype_info(want);
+        s = fail(c, LB_EINVAL, "tensor '%s': dtype %s has no HDF5 type", name, d ? d->name : "(unknown)");
+    }
     if (s == LB_OK && t != (int)want)
-        s = fail(c, LB_EINVAL, "tensor '%s': expected type %s, found %s", name, lb_ckpt_type_name(want),
-                 t < 0 ? "an unsupported type" : lb_ckpt_type_name((lb_ckpt_type)t));
+        s = fail(c, LB_EINVAL, "tensor '%s': expected type %s, found %s", name, lb_dtype_info(want)->name, stored_name(t));
     int same = s == LB_OK && nd == ndim && (ndim == 0 || shape);
     for (int i = 0; same && i < nd; i++) same = dims[i] == (long long)shape[i];
     if (s == LB_OK && !same) {
@@ -753,16 +781,6 @@ static lb_status get_array(lb_ckpt *c, const char *name_in, int ndim, const int 
     H5Dclose(ds);
     return s;
 }
-
-#define DEFINE_GET(suffix, ctype, tag)                                                                       \
-    lb_status lb_ckpt_get_##suffix(lb_ckpt *c, const char *name, int ndim, const int *shape, ctype *data) { \
-        return get_array(c, name, ndim, shape, data, tag);                                                   \
-    }
-DEFINE_GET(f32, float, LB_CKPT_F32)
-DEFINE_GET(u8, uint8_t, LB_CKPT_U8)
-DEFINE_GET(u16, uint16_t, LB_CKPT_U16)
-DEFINE_GET(i32, int32_t, LB_CKPT_I32)
-DEFINE_GET(i64, int64_t, LB_CKPT_I64)
 
 lb_status lb_ckpt_get_string(lb_ckpt *c, const char *name_in, char **out) {
     if (!out) return lb_error(LB_EINVAL, "lb_ckpt_get_string: out is NULL");

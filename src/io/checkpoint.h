@@ -34,6 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/dtype.h"
 #include "core/error.h"
 
 #define LB_CKPT_FORMAT "lowbit-checkpoint"   /* root attribute 'format' */
@@ -42,18 +43,11 @@
 
 typedef struct lb_ckpt lb_ckpt;   /* an open checkpoint, for writing or for reading */
 
-/* Element types of stored datasets (little-endian on disk). */
-typedef enum lb_ckpt_type {
-    LB_CKPT_F32,
-    LB_CKPT_U8,
-    LB_CKPT_U16,
-    LB_CKPT_I32,
-    LB_CKPT_I64,
-    LB_CKPT_STRING   /* a scalar text dataset (lb_ckpt_put_string) */
-} lb_ckpt_type;
-
-/* "f32", "u8", "u16", "i32", "i64", "string" */
-const char *lb_ckpt_type_name(lb_ckpt_type t);
+/* Element types are core/dtype.h's. On disk every scalar type is the
+ * little-endian HDF5 type of its class and size (f32 → H5T_IEEE_F32LE,
+ * u8 → H5T_STD_U8LE, ...). f16, bf16 and the fp8 formats have no standard
+ * HDF5 type, so lowbit stores their codes as u16 / u8 (the optimizer's
+ * state buffers do) and refuses them here. */
 
 /* ---- writing ------------------------------------------------------------ */
 
@@ -63,13 +57,27 @@ const char *lb_ckpt_type_name(lb_ckpt_type t);
 lb_status lb_ckpt_create(const char *path, lb_ckpt **out);
 
 /* An array of `ndim` (0..LB_CKPT_MAX_DIMS) dimensions `shape` (each >= 0),
- * row-major. ndim 0 is a scalar (shape may be NULL). Writing a name twice is
- * an error. After any failed put, commit refuses and discards the file. */
-lb_status lb_ckpt_put_f32(lb_ckpt *c, const char *name, int ndim, const int *shape, const float *data);
-lb_status lb_ckpt_put_u8(lb_ckpt *c, const char *name, int ndim, const int *shape, const uint8_t *data);
-lb_status lb_ckpt_put_u16(lb_ckpt *c, const char *name, int ndim, const int *shape, const uint16_t *data);
-lb_status lb_ckpt_put_i32(lb_ckpt *c, const char *name, int ndim, const int *shape, const int32_t *data);
-lb_status lb_ckpt_put_i64(lb_ckpt *c, const char *name, int ndim, const int *shape, const int64_t *data);
+ * row-major, of element type `t`. ndim 0 is a scalar (shape may be NULL).
+ * Writing a name twice is an error. After any failed put, commit refuses
+ * and discards the file. */
+lb_status lb_ckpt_put(lb_ckpt *c, const char *name, lb_dtype t, int ndim, const int *shape, const void *data);
+/* The same with the C type checked by the compiler. */
+static inline lb_status lb_ckpt_put_f32(lb_ckpt *c, const char *name, int ndim, const int *shape, const float *data) {
+    return lb_ckpt_put(c, name, LB_DT_F32, ndim, shape, data);
+}
+static inline lb_status lb_ckpt_put_u8(lb_ckpt *c, const char *name, int ndim, const int *shape, const uint8_t *data) {
+    return lb_ckpt_put(c, name, LB_DT_U8, ndim, shape, data);
+}
+static inline lb_status lb_ckpt_put_u16(lb_ckpt *c, const char *name, int ndim, const int *shape,
+                                        const uint16_t *data) {
+    return lb_ckpt_put(c, name, LB_DT_U16, ndim, shape, data);
+}
+static inline lb_status lb_ckpt_put_i32(lb_ckpt *c, const char *name, int ndim, const int *shape, const int32_t *data) {
+    return lb_ckpt_put(c, name, LB_DT_I32, ndim, shape, data);
+}
+static inline lb_status lb_ckpt_put_i64(lb_ckpt *c, const char *name, int ndim, const int *shape, const int64_t *data) {
+    return lb_ckpt_put(c, name, LB_DT_I64, ndim, shape, data);
+}
 
 /* A scalar fixed-length UTF-8 string dataset (h5py reads it as bytes;
  * ds.asstr()[()] gives str). */
@@ -98,19 +106,33 @@ lb_status lb_ckpt_open(const char *path, lb_ckpt **out);
 /* 1 when a dataset or group of that name exists, else 0. */
 int lb_ckpt_has(lb_ckpt *c, const char *name);
 
-/* Type and shape of a dataset. `shape` has room for LB_CKPT_MAX_DIMS. */
-lb_status lb_ckpt_type_of(lb_ckpt *c, const char *name, lb_ckpt_type *type);
+/* Element type and shape of a dataset. `shape` has room for LB_CKPT_MAX_DIMS.
+ * A string dataset or a type lowbit has no dtype for is LB_EINVAL naming it. */
+lb_status lb_ckpt_type_of(lb_ckpt *c, const char *name, lb_dtype *type);
 lb_status lb_ckpt_shape(lb_ckpt *c, const char *name, int *ndim, int *shape);
+/* 1 when `name` is a string dataset (lb_ckpt_put_string), else 0. */
+int lb_ckpt_is_string(lb_ckpt *c, const char *name);
 
 /* Reads a whole dataset into `data`. The stored type and shape must match
  * exactly (no conversions); otherwise LB_EINVAL with a message naming the
  * tensor and the expected and found type or shape. A missing dataset is
  * LB_EINVAL; corrupt data (checksum mismatch, truncation) is LB_EFORMAT. */
-lb_status lb_ckpt_get_f32(lb_ckpt *c, const char *name, int ndim, const int *shape, float *data);
-lb_status lb_ckpt_get_u8(lb_ckpt *c, const char *name, int ndim, const int *shape, uint8_t *data);
-lb_status lb_ckpt_get_u16(lb_ckpt *c, const char *name, int ndim, const int *shape, uint16_t *data);
-lb_status lb_ckpt_get_i32(lb_ckpt *c, const char *name, int ndim, const int *shape, int32_t *data);
-lb_status lb_ckpt_get_i64(lb_ckpt *c, const char *name, int ndim, const int *shape, int64_t *data);
+lb_status lb_ckpt_get(lb_ckpt *c, const char *name, lb_dtype t, int ndim, const int *shape, void *data);
+static inline lb_status lb_ckpt_get_f32(lb_ckpt *c, const char *name, int ndim, const int *shape, float *data) {
+    return lb_ckpt_get(c, name, LB_DT_F32, ndim, shape, data);
+}
+static inline lb_status lb_ckpt_get_u8(lb_ckpt *c, const char *name, int ndim, const int *shape, uint8_t *data) {
+    return lb_ckpt_get(c, name, LB_DT_U8, ndim, shape, data);
+}
+static inline lb_status lb_ckpt_get_u16(lb_ckpt *c, const char *name, int ndim, const int *shape, uint16_t *data) {
+    return lb_ckpt_get(c, name, LB_DT_U16, ndim, shape, data);
+}
+static inline lb_status lb_ckpt_get_i32(lb_ckpt *c, const char *name, int ndim, const int *shape, int32_t *data) {
+    return lb_ckpt_get(c, name, LB_DT_I32, ndim, shape, data);
+}
+static inline lb_status lb_ckpt_get_i64(lb_ckpt *c, const char *name, int ndim, const int *shape, int64_t *data) {
+    return lb_ckpt_get(c, name, LB_DT_I64, ndim, shape, data);
+}
 
 /* A scalar string dataset (fixed- or variable-length); *out is malloc'd and
  * NUL-terminated, the caller frees it. */

@@ -98,17 +98,6 @@ void lb_int8_block_dequantize(const uint8_t *codes, const float *absmax, size_t 
 
 /* --- per-tensor scaled fp8 / fp16 ------------------------------------------- */
 
-float lb_fp8_store_max(lb_fp8_store f) {
-    switch (f) {
-    case LB_STORE_E4M3: return 448.0f;
-    case LB_STORE_E5M2: return 57344.0f;
-    case LB_STORE_FP16: return 65504.0f;
-    }
-    return 0.0f;
-}
-
-int lb_fp8_store_bytes(lb_fp8_store f) { return f == LB_STORE_FP16 ? 2 : 1; }
-
 float lb_fp8_scale_for(float amax, float fmt_max, int margin, float old_scale) {
     if (!(amax > 0.0f) || !isfinite(amax)) return old_scale;
     /* floor(log2(fmt_max / amax)) from the binary exponents, exactly. */
@@ -122,29 +111,23 @@ float lb_fp8_scale_for(float amax, float fmt_max, int margin, float old_scale) {
     return ldexpf(1.0f, e);
 }
 
-void lb_fp8_store_put(lb_fp8_store f, void *codes, size_t i, float x, float scale) {
-    switch (f) {
-    case LB_STORE_E4M3: ((uint8_t *)codes)[i] = lb_fp8_e4m3_from_f32(x * scale, 1); break;
-    case LB_STORE_E5M2: ((uint8_t *)codes)[i] = lb_fp8_e5m2_from_f32(x * scale, 1); break;
-    case LB_STORE_FP16: {
-        /* fp16 conversion does not saturate: clamp so a rounding of amax
-         * cannot become infinity. */
-        float y = x * scale;
-        if (y > 65504.0f) y = 65504.0f;
-        if (y < -65504.0f) y = -65504.0f;
-        ((uint16_t *)codes)[i] = lb_fp16_from_f32(y);
-        break;
-    }
+void lb_scaled_encode(lb_dtype t, const float *x, size_t n, float scale, void *codes) {
+    const lb_dtype_traits *d = lb_dtype_info(t);
+    const float max = (float)d->max;
+    float y[256];
+    for (size_t i0 = 0; i0 < n; i0 += 256) {
+        size_t len = n - i0 < 256 ? n - i0 : 256;
+        for (size_t i = 0; i < len; i++) {
+            float v = x[i0 + i] * scale;
+            y[i] = v > max ? max : v < -max ? -max : v; /* NaN stays NaN */
+        }
+        d->from_f32(y, (char *)codes + lb_dtype_row_bytes(t, i0), len);
     }
 }
 
-float lb_fp8_store_get(lb_fp8_store f, const void *codes, size_t i, float inv_scale) {
-    switch (f) {
-    case LB_STORE_E4M3: return lb_fp8_e4m3_to_f32(((const uint8_t *)codes)[i]) * inv_scale;
-    case LB_STORE_E5M2: return lb_fp8_e5m2_to_f32(((const uint8_t *)codes)[i]) * inv_scale;
-    case LB_STORE_FP16: return lb_fp16_to_f32(((const uint16_t *)codes)[i]) * inv_scale;
-    }
-    return 0.0f;
+void lb_scaled_decode(lb_dtype t, const void *codes, size_t n, float inv_scale, float *x) {
+    lb_dtype_info(t)->to_f32(codes, x, n);
+    for (size_t i = 0; i < n; i++) x[i] *= inv_scale;
 }
 
 /* --- bf16 with stochastic rounding ------------------------------------------ */

@@ -6,7 +6,7 @@
  *    the index of the entry of a 256-entry "dynamic" map nearest to x/absmax.
  *  - fp8 per-tensor: values are multiplied by a power-of-two scale chosen
  *    from the tensor's amax (FP8-LM / MS-AMP), then stored as E4M3, E5M2 or
- *    FP16 (the conversions themselves are core/minifloat.h).
+ *    FP16 through core/dtype.h's codecs.
  *  - bf16 with optional stochastic rounding.
  *
  * These are the building blocks; optim/optim.h applies them fused inside the
@@ -16,6 +16,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "core/dtype.h"
 
 #define LB_INT8_BLOCK 256          /* elements per absmax block */
 #define LB_DYNMAP_SIZE 256
@@ -41,18 +43,6 @@ void lb_int8_block_quantize(const float *x, size_t n, const float map[LB_DYNMAP_
 void lb_int8_block_dequantize(const uint8_t *codes, const float *absmax, size_t n,
                               const float map[LB_DYNMAP_SIZE], float *x);
 
-/* Formats a per-tensor-scaled fp8 state can use. */
-typedef enum lb_fp8_store {
-    LB_STORE_E4M3 = 0,   /* 1 byte, max 448 (first moment) */
-    LB_STORE_E5M2,       /* 1 byte, max 57344 */
-    LB_STORE_FP16        /* 2 bytes, max 65504 (second moment, FP8-LM's choice) */
-} lb_fp8_store;
-
-/* Largest finite value of a store format. */
-float lb_fp8_store_max(lb_fp8_store f);
-/* Bytes per element of a store format (1 or 2). */
-int lb_fp8_store_bytes(lb_fp8_store f);
-
 /* The power-of-two scale for a tensor of absolute maximum `amax`:
  *   2^(floor(log2(fmt_max / amax)) - margin),
  * so amax·scale lies in (fmt_max/2^(margin+1), fmt_max/2^margin].
@@ -60,10 +50,14 @@ int lb_fp8_store_bytes(lb_fp8_store f);
  * is clamped to [2^-126, 2^126] so it and its inverse stay normal floats. */
 float lb_fp8_scale_for(float amax, float fmt_max, int margin, float old_scale);
 
-/* One value x·scale in format f (saturating), and back (code / scale).
- * `codes` points to uint8_t for E4M3/E5M2 and to uint16_t for FP16. */
-void lb_fp8_store_put(lb_fp8_store f, void *codes, size_t i, float x, float scale);
-float lb_fp8_store_get(lb_fp8_store f, const void *codes, size_t i, float inv_scale);
+/* A per-tensor-scaled state stores x·scale in a float dtype of
+ * core/dtype.h: LB_DT_F8_E4M3 (the first moment), LB_DT_F8_E5M2 or LB_DT_F16
+ * (the second moment, FP8-LM's choice). Encoding clamps x·scale to ± the
+ * dtype's max (infinities too, so a rounding of amax never overflows) and
+ * rounds to nearest even with the dtype's codec; `codes` is where the row's
+ * first code goes. Decoding gives code · inv_scale. */
+void lb_scaled_encode(lb_dtype t, const float *x, size_t n, float scale, void *codes);
+void lb_scaled_decode(lb_dtype t, const void *codes, size_t n, float inv_scale, float *x);
 
 /* bf16 with stochastic rounding: rounds x up or down to a neighbouring bf16
  * with probabilities proportional to closeness, driven by the random word r

@@ -4,9 +4,9 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/dtype.h"
 #include "core/rng.h"
 #include "optim/codec.h"
-#include "core/minifloat.h"
 
 const char *lb_grad_precision_name(lb_grad_precision p) {
     switch (p) {
@@ -26,7 +26,8 @@ lb_status lb_grad_precision_parse(const char *text, lb_grad_precision *out) {
     return lb_error(LB_ECONFIG, "gradient precision '%s': expected fp32, fp8 or int8", text ? text : "(null)");
 }
 
-/* FP8 E5M2 with one power-of-two scale per tensor. */
+/* FP8 E5M2 with one power-of-two scale per tensor, through the format's
+ * codec (core/dtype.h): the scale keeps every value within its range. */
 static void quantize_fp8(float *g, size_t n) {
     float amax = 0.0f;
     int finite = 1;
@@ -36,10 +37,21 @@ static void quantize_fp8(float *g, size_t n) {
         else amax = fmaxf(amax, fabsf(g[i]));
     }
     if (!finite || amax == 0.0f) return;
-    float scale = lb_fp8_scale_for(amax, 57344.0f, 0, 1.0f);
+    const lb_dtype_traits *e5m2 = lb_dtype_info(LB_DT_F8_E5M2);
+    float scale = lb_fp8_scale_for(amax, (float)e5m2->max, 0, 1.0f);
     float inv = 1.0f / scale; /* exact: scale is a power of two */
+    enum { CH = 1024 };
+    long nch = (long)((n + CH - 1) / CH);
 #pragma omp parallel for schedule(static) if (n >= 65536)
-    for (size_t i = 0; i < n; i++) g[i] = lb_fp8_e5m2_to_f32(lb_fp8_e5m2_from_f32(g[i] * scale, 1)) * inv;
+    for (long c = 0; c < nch; c++) {
+        size_t lo = (size_t)c * CH, len = n - lo < CH ? n - lo : CH;
+        float *x = g + lo;
+        uint8_t codes[CH];
+        for (size_t i = 0; i < len; i++) x[i] *= scale;
+        e5m2->from_f32(x, codes, len);
+        e5m2->to_f32(codes, x, len);
+        for (size_t i = 0; i < len; i++) x[i] *= inv;
+    }
 }
 
 /* One row to INT8 with stochastic rounding. `first` is the row's first

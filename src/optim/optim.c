@@ -27,7 +27,7 @@
 typedef struct slot {
     lb_state_codec codec;
     int is_signed;        /* first moments are signed, second moments are not */
-    lb_fp8_store store;   /* fp8: E4M3, E5M2 or FP16 */
+    lb_dtype store;       /* fp8: LB_DT_F8_E4M3, LB_DT_F8_E5M2 or LB_DT_F16 */
     void *data;           /* fp32: float[n]; bf16: uint16_t[n]; fp8/int8: codes[n] */
     float *aux;           /* fp8: the scale (1 float); int8: absmax[nblocks]; else NULL */
     float new_scale;      /* fp8: scale chosen in pass 1 of the current step */
@@ -154,14 +154,7 @@ lb_status lb_optim_config_check(const lb_optim_config *c) {
 
 /* ---- creation ------------------------------------------------------------- */
 
-size_t lb_buf_dtype_size(lb_buf_dtype t) { return t == LB_BUF_U8 ? 1 : t == LB_BUF_U16 ? 2 : 4; }
-
-const char *lb_buf_dtype_name(lb_buf_dtype t) {
-    static const char *const names[] = {"f32", "u8", "u16", "i32"};
-    return (unsigned)t < 4 ? names[t] : "?";
-}
-
-static lb_status add_buffer(lb_optim *o, const char *pname, const char *what, lb_buf_dtype dt, int ndim,
+static lb_status add_buffer(lb_optim *o, const char *pname, const char *what, lb_dtype dt, int ndim,
                             const int *shape, void *data) {
     lb_state_buffer *b = &o->buffers[o->n_buffers++];
     int k = snprintf(b->name, sizeof b->name, "%s/%s", pname, what);
@@ -191,24 +184,24 @@ static lb_status slot_init(lb_optim *o, pstate *p, slot *s, const char *pname, c
     case LB_STATE_FP32:
         s->data = calloc(n, sizeof(float));
         if (!s->data) return lb_error(LB_ENOMEM, "optimizer: no memory for the state of '%s'", pname);
-        return add_buffer(o, pname, what, LB_BUF_F32, t->ndim, t->shape, s->data);
+        return add_buffer(o, pname, what, LB_DT_F32, t->ndim, t->shape, s->data);
     case LB_STATE_BF16:
         s->data = calloc(n, sizeof(uint16_t)); /* 0x0000 is +0 */
         if (!s->data) return lb_error(LB_ENOMEM, "optimizer: no memory for the state of '%s'", pname);
         snprintf(nm, sizeof nm, "%s_bf16", what);
-        return add_buffer(o, pname, nm, LB_BUF_U16, t->ndim, t->shape, s->data);
+        return add_buffer(o, pname, nm, LB_DT_U16, t->ndim, t->shape, s->data);
     case LB_STATE_FP8: {
-        s->store = is_signed ? LB_STORE_E4M3 : (o->cfg.fp8_v_e5m2 ? LB_STORE_E5M2 : LB_STORE_FP16);
-        int bytes = lb_fp8_store_bytes(s->store);
+        s->store = is_signed ? LB_DT_F8_E4M3 : (o->cfg.fp8_v_e5m2 ? LB_DT_F8_E5M2 : LB_DT_F16);
+        int bytes = lb_dtype_info(s->store)->block_bytes;
         s->data = calloc(n, (size_t)bytes); /* code 0 is +0 in all three formats */
         s->aux = malloc(sizeof(float));
         if (!s->data || !s->aux) return lb_error(LB_ENOMEM, "optimizer: no memory for the state of '%s'", pname);
         s->aux[0] = 1.0f;
         s->new_scale = 1.0f;
         snprintf(nm, sizeof nm, "%s_codes", what);
-        LB_TRY(add_buffer(o, pname, nm, bytes == 2 ? LB_BUF_U16 : LB_BUF_U8, t->ndim, t->shape, s->data));
+        LB_TRY(add_buffer(o, pname, nm, bytes == 2 ? LB_DT_U16 : LB_DT_U8, t->ndim, t->shape, s->data));
         snprintf(nm, sizeof nm, "%s_scale", what);
-        return add_buffer(o, pname, nm, LB_BUF_F32, 1, &one, s->aux);
+        return add_buffer(o, pname, nm, LB_DT_F32, 1, &one, s->aux);
     }
     case LB_STATE_INT8: {
         size_t nb = lb_int8_nblocks(n);
@@ -218,9 +211,9 @@ static lb_status slot_init(lb_optim *o, pstate *p, slot *s, const char *pname, c
         memset(s->data, lb_dynmap_encode(is_signed ? o->map_signed : o->map_unsigned, 0.0f), n);
         int nbi = (int)nb;
         snprintf(nm, sizeof nm, "%s_codes", what);
-        LB_TRY(add_buffer(o, pname, nm, LB_BUF_U8, t->ndim, t->shape, s->data));
+        LB_TRY(add_buffer(o, pname, nm, LB_DT_U8, t->ndim, t->shape, s->data));
         snprintf(nm, sizeof nm, "%s_absmax", what);
-        return add_buffer(o, pname, nm, LB_BUF_F32, 1, &nbi, s->aux);
+        return add_buffer(o, pname, nm, LB_DT_F32, 1, &nbi, s->aux);
     }
     }
     return lb_error(LB_EINVAL, "optimizer: bad state precision");
@@ -294,8 +287,8 @@ lb_optim *lb_optim_create(const lb_optim_config *cfg, lb_tensor *const *params, 
     }
     int one = 1;
     _Static_assert(sizeof(int) == 4, "good_steps is stored as i32");
-    if (add_buffer(o, "optim", "loss_scale", LB_BUF_F32, 1, &one, &o->scaler.scale) != LB_OK ||
-        add_buffer(o, "optim", "loss_scale_good_steps", LB_BUF_I32, 1, &one, &o->scaler.good_steps) != LB_OK) {
+    if (add_buffer(o, "optim", "loss_scale", LB_DT_F32, 1, &one, &o->scaler.scale) != LB_OK ||
+        add_buffer(o, "optim", "loss_scale_good_steps", LB_DT_I32, 1, &one, &o->scaler.good_steps) != LB_OK) {
         lb_optim_free(o);
         return NULL;
     }
@@ -336,8 +329,7 @@ static void slot_load(const lb_optim *o, const slot *s, size_t lo, size_t len, f
         break;
     }
     case LB_STATE_FP8: {
-        float inv = 1.0f / s->aux[0];
-        for (size_t i = 0; i < len; i++) x[i] = lb_fp8_store_get(s->store, s->data, lo + i, inv);
+        lb_scaled_decode(s->store, (const char *)s->data + lb_dtype_row_bytes(s->store, lo), len, 1.0f / s->aux[0], x);
         break;
     }
     case LB_STATE_INT8: {
@@ -365,7 +357,7 @@ static void slot_store(const lb_optim *o, slot *s, size_t lo, size_t len, const 
         break;
     }
     case LB_STATE_FP8:
-        for (size_t i = 0; i < len; i++) lb_fp8_store_put(s->store, s->data, lo + i, x[i], s->new_scale);
+        lb_scaled_encode(s->store, x, len, s->new_scale, (char *)s->data + lb_dtype_row_bytes(s->store, lo));
         break;
     case LB_STATE_INT8: {
         const float *map = s->is_signed ? o->map_signed : o->map_unsigned;
@@ -453,7 +445,7 @@ static void update_param(lb_optim *o, pstate *p, const hyper *h) {
         if (!apply) { /* fp8: choose this step's scales from the new amax */
             for (int k = 0; k < ns; k++) {
                 slot *s = &p->s[k];
-                s->new_scale = lb_fp8_scale_for(k == 0 ? am0 : am1, lb_fp8_store_max(s->store), o->cfg.fp8_margin,
+                s->new_scale = lb_fp8_scale_for(k == 0 ? am0 : am1, (float)lb_dtype_info(s->store)->max, o->cfg.fp8_margin,
                                                  s->aux[0]);
             }
         }
@@ -599,7 +591,7 @@ lb_optim_memory lb_optim_bytes_per_param(const lb_optim *o) {
     m.master_bytes = 0;
     m.grad_bytes = m.n_elements * sizeof(float);
     /* every buffer but the two loss-scale scalars belongs to a parameter */
-    for (int b = 0; b < o->n_buffers - 2; b++) m.state_bytes += o->buffers[b].n * lb_buf_dtype_size(o->buffers[b].dtype);
+    for (int b = 0; b < o->n_buffers - 2; b++) m.state_bytes += lb_dtype_row_bytes(o->buffers[b].dtype, o->buffers[b].n);
     double n = (double)m.n_elements;
     m.weights = (double)m.weight_bytes / n;
     m.master = (double)m.master_bytes / n;

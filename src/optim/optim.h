@@ -34,6 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/dtype.h"
 #include "core/error.h"
 #include "core/tensor.h"
 #include "optim/codec.h"
@@ -146,21 +147,16 @@ lb_state_codec lb_optim_param_codec(const lb_optim *o, int param);
  * parameters, read each buffer into its `data` (the list, names, types and
  * shapes are identical), then call lb_optim_state_loaded(). The step count is
  * the caller's (it is passed to every lb_optim_step). */
-typedef enum lb_buf_dtype { LB_BUF_F32 = 0, LB_BUF_U8, LB_BUF_U16, LB_BUF_I32 } lb_buf_dtype;
-
 #define LB_STATE_NAME_MAX 96
 
 typedef struct lb_state_buffer {
     char name[LB_STATE_NAME_MAX];
-    lb_buf_dtype dtype;
+    lb_dtype dtype;      /* LB_DT_F32, LB_DT_U8, LB_DT_U16 or LB_DT_I32 (core/dtype.h) */
     int ndim;
     int shape[LB_MAX_DIMS];
     size_t n;            /* elements (product of shape) */
     void *data;          /* owned by the optimizer */
 } lb_state_buffer;
-
-size_t lb_buf_dtype_size(lb_buf_dtype t);     /* 4, 1, 2, 4 */
-const char *lb_buf_dtype_name(lb_buf_dtype t); /* "f32", "u8", "u16", "i32" */
 
 /* The buffers (owned by the optimizer, valid until lb_optim_free). */
 const lb_state_buffer *lb_optim_buffers(const lb_optim *o, int *n_buffers);

@@ -27,15 +27,22 @@ lb_qspec lb_qspec_none(void) {
     return s;
 }
 
-static const struct {
-    const char *name;
-    lb_qformat format;
-    int bits;
-} formats[] = {
-    {"binary", LB_QF_BINARY, 1},     {"ternary", LB_QF_TERNARY, 2},   {"fp8_e4m3", LB_QF_FP8_E4M3, 8},
-    {"fp8_e5m2", LB_QF_FP8_E5M2, 8}, {"fp4_e2m1", LB_QF_FP4_E2M1, 4}, {"mxfp8", LB_QF_MXFP8, 8},
-    {"mxfp4", LB_QF_MXFP4, 4},       {"bf16", LB_QF_BF16, 16},        {"fp16", LB_QF_FP16, 16},
+static const lb_qformat_traits formats[] = {
+    [LB_QF_NONE] = {"none", 32, -1},
+    [LB_QF_BINARY] = {"binary", 1, -1},
+    [LB_QF_TERNARY] = {"ternary", 2, -1},
+    [LB_QF_INT] = {"int", 8, -1},
+    [LB_QF_FP8_E4M3] = {"fp8_e4m3", 8, LB_DT_F8_E4M3},
+    [LB_QF_FP8_E5M2] = {"fp8_e5m2", 8, LB_DT_F8_E5M2},
+    [LB_QF_FP4_E2M1] = {"fp4_e2m1", 4, -1},
+    [LB_QF_MXFP8] = {"mxfp8", 8, LB_DT_F8_E4M3},
+    [LB_QF_MXFP4] = {"mxfp4", 4, -1},
+    [LB_QF_BF16] = {"bf16", 16, LB_DT_BF16},
+    [LB_QF_FP16] = {"fp16", 16, LB_DT_F16},
 };
+_Static_assert(sizeof formats / sizeof formats[0] == LB_QF_COUNT, "quant/qspec.c: one row per lb_qformat");
+
+const lb_qformat_traits *lb_qformat_info(lb_qformat f) { return (unsigned)f < LB_QF_COUNT ? &formats[f] : NULL; }
 
 #define EXPECTED_FORMATS "none, binary, ternary, int2..int8, fp8_e4m3, fp8_e5m2, fp4_e2m1, mxfp8, mxfp4, bf16 or fp16"
 
@@ -63,10 +70,10 @@ lb_status lb_qspec_parse(const char *text, lb_qspec *out) {
         s.bits = tok[3] - '0';
         known = 1;
     } else {
-        for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++)
-            if (strcmp(tok, formats[i].name) == 0) {
-                s.format = formats[i].format;
-                s.bits = formats[i].bits;
+        for (int f = LB_QF_BINARY; f < LB_QF_COUNT; f++)
+            if (f != LB_QF_INT && strcmp(tok, formats[f].name) == 0) {
+                s.format = (lb_qformat)f;
+                s.bits = formats[f].bits;
                 known = 1;
             }
     }
@@ -149,14 +156,8 @@ lb_status lb_qspec_parse(const char *text, lb_qspec *out) {
 int lb_qspec_format(const lb_qspec *s, char *buf, size_t size) {
     char tmp[128];
     int n = 0;
-    switch (s->format) {
-    case LB_QF_NONE: n = snprintf(tmp, sizeof tmp, "none"); break;
-    case LB_QF_INT: n = snprintf(tmp, sizeof tmp, "int%d", s->bits); break;
-    default:
-        for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++)
-            if (formats[i].format == s->format) n = snprintf(tmp, sizeof tmp, "%s", formats[i].name);
-        break;
-    }
+    if (s->format == LB_QF_INT) n = snprintf(tmp, sizeof tmp, "int%d", s->bits);
+    else if ((unsigned)s->format < LB_QF_COUNT) n = snprintf(tmp, sizeof tmp, "%s", formats[s->format].name);
     int mx = s->format == LB_QF_MXFP8 || s->format == LB_QF_MXFP4;
     if (s->format != LB_QF_NONE && !mx && !s->raw) {
         if (s->gran == LB_QG_ROW) n += snprintf(tmp + n, sizeof tmp - (size_t)n, s->per_token ? ":per_token" : ":per_channel");

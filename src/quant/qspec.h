@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/dtype.h"
 #include "core/error.h"
 
 typedef enum lb_qformat {
@@ -29,8 +30,22 @@ typedef enum lb_qformat {
     LB_QF_MXFP8,      /* 32 E4M3 elements share an E8M0 scale */
     LB_QF_MXFP4,      /* 32 E2M1 elements share an E8M0 scale */
     LB_QF_BF16,
-    LB_QF_FP16
+    LB_QF_FP16,
+    LB_QF_COUNT
 } lb_qformat;
+
+/* What a format is, from quant/qspec.c's table: its name in spec strings,
+ * its default bits per element, and for formats whose elements are a stored
+ * float dtype (FP8, MX-FP8, BF16, FP16) that dtype of core/dtype.h, whose
+ * traits (range, codecs) the quantizers use. */
+typedef struct lb_qformat_traits {
+    const char *name;  /* "ternary", "fp8_e4m3", ...; INT is spelled int2..int8 */
+    int bits;          /* binary 1, ternary 2, INT 8 (a spec sets 2..8), fp8 8, ... */
+    int element;       /* an lb_dtype, or -1 (binary, ternary and INT codes, FP4) */
+} lb_qformat_traits;
+
+/* NULL for a value outside the enum. */
+const lb_qformat_traits *lb_qformat_info(lb_qformat f);
 
 typedef enum lb_qgran {
     LB_QG_TENSOR = 0, /* one scale for the whole tensor */

@@ -68,7 +68,7 @@ lb_status lb_quant_check(const lb_qspec *s, size_t rows, size_t cols) {
     }
     if (scaled_by_block(s) && s->gran == LB_QG_GROUP && s->group < 1)
         return lb_error(LB_EINVAL, "quantize: group size %d: expected >= 1", s->group);
-    if ((unsigned)s->format > LB_QF_FP16) return lb_error(LB_EINVAL, "quantize: unknown format %d", (int)s->format);
+    if ((unsigned)s->format >= LB_QF_COUNT) return lb_error(LB_EINVAL, "quantize: unknown format %d", (int)s->format);
     return LB_OK;
 }
 
@@ -158,14 +158,12 @@ typedef struct qblock {
     float lo, hi;        /* representable range */
 } qblock;
 
+/* Largest finite value of a format's elements: the element dtype's (core/dtype.h),
+ * FP4's from core/minifloat.h; unbounded for the integer formats. */
 static float fmt_max(lb_qformat f) {
-    switch (f) {
-    case LB_QF_FP8_E4M3: case LB_QF_MXFP8: return 448.0f;
-    case LB_QF_FP8_E5M2: return 57344.0f;
-    case LB_QF_FP4_E2M1: case LB_QF_MXFP4: return 6.0f;
-    case LB_QF_FP16: return 65504.0f;
-    default: return FLT_MAX;
-    }
+    if (f == LB_QF_FP4_E2M1 || f == LB_QF_MXFP4) return LB_FP4_E2M1_MAX;
+    int e = lb_qformat_info(f)->element;
+    return e >= 0 ? (float)lb_dtype_info((lb_dtype)e)->max : FLT_MAX;
 }
 
 float lb_pow2_scale(float amax, float fmax, int margin, float old_scale) {
@@ -233,7 +231,7 @@ static qblock params_of(const lb_qspec *s, const stats *st, size_t n) {
         return b;
     case LB_QF_MXFP8: case LB_QF_MXFP4: {
         /* OCP MX v1.0: shared exponent floor(log2(amax)) − emax of the element type. */
-        int emax = s->format == LB_QF_MXFP8 ? 8 : 2;
+        int emax = ilogbf(fmt_max(s->format)); /* 8 for E4M3 (448), 2 for E2M1 (6) */
         int ea = (int)((lb_f32_bits(amax) >> 23) & 0xff) - 127; /* floor(log2 amax) for normal amax */
         int X = amax > 0.0f ? (ea > -127 ? ea : ilogbf(amax)) - emax : -127;
         if (X < -127) X = -127;
@@ -248,7 +246,7 @@ static qblock params_of(const lb_qspec *s, const stats *st, size_t n) {
         b.lo = -fmt_max(s->format);
         b.hi = fmt_max(s->format);
         return b;
-    case LB_QF_NONE: return b;
+    case LB_QF_NONE: case LB_QF_COUNT: return b; /* lb_quant_check refuses LB_QF_COUNT */
     }
     /* Binary and ternary: x is inside while the clamp does not change its
      * code, within half a step of the extreme levels (binary: levels ±β,
@@ -361,13 +359,14 @@ static void binary_pass(const qblock *b, const float *x, size_t n, uint8_t *code
 
 /* Decoding table of an element format: 256 entries (16 used for FP4). */
 static void fp_table(lb_qformat f, float *lut) {
-    for (int c = 0; c < 256; c++) {
-        switch (f) {
-        case LB_QF_FP8_E4M3: case LB_QF_MXFP8: lut[c] = lb_fp8_e4m3_to_f32((uint8_t)c); break;
-        case LB_QF_FP8_E5M2: lut[c] = lb_fp8_e5m2_to_f32((uint8_t)c); break;
-        default: lut[c] = lb_fp4_e2m1_to_f32((uint8_t)(c & 15)); break;
-        }
+    uint8_t codes[256];
+    for (int c = 0; c < 256; c++) codes[c] = (uint8_t)c;
+    int e = lb_qformat_info(f)->element;
+    if (e >= 0) {
+        lb_dtype_info((lb_dtype)e)->to_f32(codes, lut, 256);
+        return;
     }
+    for (int c = 0; c < 256; c++) lut[c] = lb_fp4_e2m1_to_f32((uint8_t)(c & 15));
 }
 
 typedef struct fp_fmt {
@@ -379,10 +378,12 @@ typedef struct fp_fmt {
 } fp_fmt;
 
 static fp_fmt fp_fmt_of(const lb_qspec *s) {
-    fp_fmt f = {1, 1, 6.0f, 6.0f, 0, 1}; /* E2M1 always saturates */
+    const float fmax = fmt_max(s->format);
+    fp_fmt f = {LB_E2M1_MBITS, LB_E2M1_BIAS, fmax, fmax, 0, 1}; /* E2M1 always saturates */
     int sat = (s->format == LB_QF_MXFP8 || s->format == LB_QF_MXFP4) ? 1 : s->saturate;
-    if (s->format == LB_QF_FP8_E4M3 || s->format == LB_QF_MXFP8) f = (fp_fmt){3, 7, 448.0f, sat ? 448.0f : NAN, 0, 0};
-    if (s->format == LB_QF_FP8_E5M2) f = (fp_fmt){2, 15, 57344.0f, sat ? 57344.0f : INFINITY, 1, 0};
+    if (s->format == LB_QF_FP8_E4M3 || s->format == LB_QF_MXFP8)
+        f = (fp_fmt){LB_E4M3_MBITS, LB_E4M3_BIAS, fmax, sat ? fmax : NAN, 0, 0};
+    if (s->format == LB_QF_FP8_E5M2) f = (fp_fmt){LB_E5M2_MBITS, LB_E5M2_BIAS, fmax, sat ? fmax : INFINITY, 1, 0};
     return f;
 }
 
@@ -481,13 +482,14 @@ static void half_pass(const lb_qspec *s, const float *x, size_t n, uint16_t *cod
         }
     } else {
         /* binary16 through the float-domain rounding of fp_pass. */
+        const float fmax = fmt_max(LB_QF_FP16);
         for (size_t i = 0; i < n; i++) {
             float v = x[i], a = fabsf(v);
-            int e = lb_mini_exp(a, 15);
+            int e = lb_mini_exp(a, LB_F16_BIAS);
             e = e > 127 ? 127 : e;
-            float r = rintf(a * lb_pow2f(10 - e)) * lb_pow2f(e - 10);
+            float r = rintf(a * lb_pow2f(LB_F16_MBITS - e)) * lb_pow2f(e - LB_F16_MBITS);
             r = a > FLT_MAX ? a : r;
-            r = r > 65504.0f ? INFINITY : r;
+            r = r > fmax ? INFINITY : r;
             y[i] = copysignf(r, v);
         }
     }

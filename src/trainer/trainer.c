@@ -244,26 +244,6 @@ static lb_status mkdir_p(const char *dir) {
     return LB_OK;
 }
 
-static lb_status put_state_buffer(lb_ckpt *c, const char *name, const lb_state_buffer *b) {
-    switch (b->dtype) {
-    case LB_BUF_F32: return lb_ckpt_put_f32(c, name, b->ndim, b->shape, b->data);
-    case LB_BUF_U8: return lb_ckpt_put_u8(c, name, b->ndim, b->shape, b->data);
-    case LB_BUF_U16: return lb_ckpt_put_u16(c, name, b->ndim, b->shape, b->data);
-    case LB_BUF_I32: return lb_ckpt_put_i32(c, name, b->ndim, b->shape, b->data);
-    }
-    return lb_error(LB_EINVAL, "optimizer buffer '%s' has an unknown type", b->name);
-}
-
-static lb_status get_state_buffer(lb_ckpt *c, const char *name, lb_state_buffer *b) {
-    switch (b->dtype) {
-    case LB_BUF_F32: return lb_ckpt_get_f32(c, name, b->ndim, b->shape, b->data);
-    case LB_BUF_U8: return lb_ckpt_get_u8(c, name, b->ndim, b->shape, b->data);
-    case LB_BUF_U16: return lb_ckpt_get_u16(c, name, b->ndim, b->shape, b->data);
-    case LB_BUF_I32: return lb_ckpt_get_i32(c, name, b->ndim, b->shape, b->data);
-    }
-    return lb_error(LB_EINVAL, "optimizer buffer '%s' has an unknown type", b->name);
-}
-
 static lb_status write_checkpoint(lb_trainer *t, lb_ckpt *c) {
     char name[256];
     lb_model *m = t->model;
@@ -279,7 +259,7 @@ static lb_status write_checkpoint(lb_trainer *t, lb_ckpt *c) {
     const lb_state_buffer *bufs = lb_optim_buffers(t->opt, &n_buf);
     for (int i = 0; i < n_buf; i++) {
         snprintf(name, sizeof name, "optim/%s", bufs[i].name);
-        LB_TRY(put_state_buffer(c, name, &bufs[i]));
+        LB_TRY(lb_ckpt_put(c, name, bufs[i].dtype, bufs[i].ndim, bufs[i].shape, bufs[i].data));
     }
     int one = 1, three = 3;
     int64_t step = t->step, tokens = t->tokens_seen;
@@ -336,7 +316,7 @@ static lb_status read_state(lb_trainer *t, lb_ckpt *c) {
                             "no optimizer state '%s' (was the checkpoint written with another optim.type or "
                             "optim.state than the config's?)",
                             name);
-        LB_TRY(get_state_buffer(c, name, (lb_state_buffer *)&bufs[i]));
+        LB_TRY(lb_ckpt_get(c, name, bufs[i].dtype, bufs[i].ndim, bufs[i].shape, bufs[i].data));
     }
     LB_TRY(lb_optim_state_loaded(t->opt));
     int one = 1, three = 3;
