@@ -118,6 +118,31 @@ static void test_philox_known_answer(void **state) {
     assert_int_equal(out[3], 0x24126ea1u);
 }
 
+/* The batched draws are the single draws, for any start (a counter's first
+ * word or not), any length, and counters that carry into their high word. */
+static void test_rand_fill_matches_single_draws(void **state) {
+    (void)state;
+    enum { MAXN = 5000 };
+    uint32_t *w = malloc(MAXN * sizeof *w);
+    float *u = malloc(MAXN * sizeof *u);
+    const uint64_t firsts[] = {0, 1, 2, 3, 4, 1001, ((uint64_t)1 << 34) - 6, UINT64_MAX - 5000};
+    const size_t lens[] = {0, 1, 3, 4, 5, 255, 256, 257, 1000, MAXN};
+    for (size_t a = 0; a < sizeof firsts / sizeof firsts[0]; a++)
+        for (size_t b = 0; b < sizeof lens / sizeof lens[0]; b++) {
+            uint64_t first = firsts[a];
+            size_t n = lens[b];
+            lb_rand_u32_fill(7, LB_STREAM_STOCHASTIC + 3, first, n, w);
+            lb_rand_uniform_fill(7, LB_STREAM_STOCHASTIC + 3, first, n, u);
+            for (size_t i = 0; i < n; i++) {
+                if (w[i] != lb_rand_u32(7, LB_STREAM_STOCHASTIC + 3, first + i))
+                    fail_msg("lb_rand_u32_fill from %llu, n %zu: word %zu differs", (unsigned long long)first, n, i);
+                assert_true(u[i] == lb_rand_uniform(7, LB_STREAM_STOCHASTIC + 3, first + i));
+            }
+        }
+    free(w);
+    free(u);
+}
+
 static void fill_parallel(float *v, int n, int threads) {
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 7)
     for (int i = 0; i < n; i++) v[i] = lb_rand_uniform(42, LB_STREAM_DATA, (uint64_t)i);
@@ -173,6 +198,7 @@ int main(void) {
         cmocka_unit_test(test_arena_alignment_and_steady_state),
         cmocka_unit_test(test_arena_release_reuses_blocks),
         cmocka_unit_test(test_philox_known_answer),
+        cmocka_unit_test(test_rand_fill_matches_single_draws),
         cmocka_unit_test(test_rng_same_with_1_and_2_threads),
         cmocka_unit_test(test_rng_sequential_resume_and_distributions),
     };

@@ -1,24 +1,71 @@
 #include "core/rng.h"
 
 #include <math.h>
+#include <string.h>
 
-void lb_philox4x32(uint64_t seed, uint64_t ctr_lo, uint64_t ctr_hi, uint32_t out[4]) {
+#define LANES 64 /* counters per batch of lb_rand_*_fill */
+
+/* The ten Philox4x32 rounds for the n <= LANES counters (ctr + j, hi), under
+ * key `seed`; word k of counter j goes to w[4j + k]. Written over arrays of
+ * lanes so that the batch vectorises; with n = 1 it is the scalar generator. */
+static inline void philox_lanes(uint64_t seed, uint64_t ctr, uint64_t hi, int n, uint32_t *w) {
     const uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u;
     const uint32_t W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
-    uint32_t c0 = (uint32_t)ctr_lo, c1 = (uint32_t)(ctr_lo >> 32);
-    uint32_t c2 = (uint32_t)ctr_hi, c3 = (uint32_t)(ctr_hi >> 32);
+    uint32_t c0[LANES], c1[LANES], c2[LANES], c3[LANES];
+    for (int j = 0; j < n; j++) {
+        c0[j] = (uint32_t)(ctr + (uint64_t)j);
+        c1[j] = (uint32_t)((ctr + (uint64_t)j) >> 32);
+        c2[j] = (uint32_t)hi;
+        c3[j] = (uint32_t)(hi >> 32);
+    }
     uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
     for (int round = 0; round < 10; round++) {
-        uint64_t p0 = (uint64_t)M0 * c0, p1 = (uint64_t)M1 * c2;
-        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0;
-        uint32_t n1 = (uint32_t)p1;
-        uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
-        uint32_t n3 = (uint32_t)p0;
-        c0 = n0; c1 = n1; c2 = n2; c3 = n3;
+        for (int j = 0; j < n; j++) {
+            uint64_t p0 = (uint64_t)M0 * c0[j], p1 = (uint64_t)M1 * c2[j];
+            uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1[j] ^ k0;
+            uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3[j] ^ k1;
+            c0[j] = n0;
+            c1[j] = (uint32_t)p1;
+            c2[j] = n2;
+            c3[j] = (uint32_t)p0;
+        }
         k0 += W0;
         k1 += W1;
     }
-    out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+    for (int j = 0; j < n; j++) {
+        w[4 * j + 0] = c0[j];
+        w[4 * j + 1] = c1[j];
+        w[4 * j + 2] = c2[j];
+        w[4 * j + 3] = c3[j];
+    }
+}
+
+void lb_philox4x32(uint64_t seed, uint64_t ctr_lo, uint64_t ctr_hi, uint32_t out[4]) {
+    philox_lanes(seed, ctr_lo, ctr_hi, 1, out);
+}
+
+void lb_rand_u32_fill(uint64_t seed, uint64_t stream, uint64_t first, size_t n, uint32_t *out) {
+    uint32_t w[4 * LANES];
+    size_t i = 0;
+    while (i < n) {
+        uint64_t idx = first + i;
+        size_t off = (size_t)(idx & 3), words = n - i + off; /* from the counter's first word */
+        int lanes = words >= 4 * LANES ? LANES : (int)((words + 3) / 4);
+        philox_lanes(seed, idx >> 2, stream, lanes, w);
+        size_t take = 4 * (size_t)lanes - off;
+        if (take > n - i) take = n - i;
+        memcpy(out + i, w + off, take * sizeof *out);
+        i += take;
+    }
+}
+
+void lb_rand_uniform_fill(uint64_t seed, uint64_t stream, uint64_t first, size_t n, float *out) {
+    uint32_t w[4 * LANES];
+    for (size_t i = 0; i < n; i += 4 * LANES) {
+        size_t len = n - i < 4 * LANES ? n - i : 4 * LANES;
+        lb_rand_u32_fill(seed, stream, first + i, len, w);
+        for (size_t j = 0; j < len; j++) out[i + j] = (float)(w[j] >> 8) * (1.0f / 16777216.0f);
+    }
 }
 
 uint32_t lb_rand_u32(uint64_t seed, uint64_t stream, uint64_t index) {

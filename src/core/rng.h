@@ -6,6 +6,7 @@
 #ifndef LOWBIT_CORE_RNG_H
 #define LOWBIT_CORE_RNG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Four 32-bit outputs for the 128-bit counter (ctr_lo, ctr_hi) under key `seed`. */
@@ -15,6 +16,14 @@ void lb_philox4x32(uint64_t seed, uint64_t ctr_lo, uint64_t ctr_hi, uint32_t out
 uint32_t lb_rand_u32(uint64_t seed, uint64_t stream, uint64_t index);
 /* Uniform in [0, 1) with 24 random bits. */
 float lb_rand_uniform(uint64_t seed, uint64_t stream, uint64_t index);
+
+/* Numbers first .. first + n − 1 of a stream in one call, computed many
+ * counters at a time so the rounds vectorise (stochastic rounding draws one
+ * per element):
+ *   lb_rand_u32_fill:     out[i] = lb_rand_u32(seed, stream, first + i)
+ *   lb_rand_uniform_fill: out[i] = lb_rand_uniform(seed, stream, first + i) */
+void lb_rand_u32_fill(uint64_t seed, uint64_t stream, uint64_t first, size_t n, uint32_t *out);
+void lb_rand_uniform_fill(uint64_t seed, uint64_t stream, uint64_t first, size_t n, float *out);
 
 /* A sequential generator over one stream; its whole state is these fields. */
 typedef struct lb_rng {

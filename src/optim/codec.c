@@ -68,48 +68,23 @@ uint8_t lb_dynmap_encode(const float map[LB_DYNMAP_SIZE], float x) {
     return (uint8_t)(x - map[lo] <= map[hi] - x ? lo : hi);
 }
 
-void lb_int8_block_quantize(const float *x, size_t n, const float map[LB_DYNMAP_SIZE], uint8_t *codes,
-                            float *absmax) {
-    size_t nb = lb_int8_nblocks(n);
-#pragma omp parallel for schedule(static) if (n >= 65536)
-    for (size_t b = 0; b < nb; b++) {
-        size_t lo = b * LB_INT8_BLOCK, hi = lo + LB_INT8_BLOCK < n ? lo + LB_INT8_BLOCK : n;
-        float amax = 0.0f;
-        for (size_t i = lo; i < hi; i++) amax = fmaxf(amax, fabsf(x[i]));
-        absmax[b] = amax;
-        if (amax > 0.0f && amax < 0x1p-126f) { /* 1/amax would overflow: divide */
-            for (size_t i = lo; i < hi; i++) codes[i] = lb_dynmap_encode(map, x[i] / amax);
-            continue;
-        }
-        float inv = amax > 0.0f ? 1.0f / amax : 0.0f;
-        for (size_t i = lo; i < hi; i++) codes[i] = lb_dynmap_encode(map, x[i] * inv);
+float lb_int8_block_encode(const float *x, size_t n, const float map[LB_DYNMAP_SIZE], uint8_t *codes) {
+    float amax = 0.0f;
+    for (size_t i = 0; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
+    if (amax > 0.0f && amax < 0x1p-126f) { /* 1/amax would overflow: divide */
+        for (size_t i = 0; i < n; i++) codes[i] = lb_dynmap_encode(map, x[i] / amax);
+        return amax;
     }
+    float inv = amax > 0.0f ? 1.0f / amax : 0.0f;
+    for (size_t i = 0; i < n; i++) codes[i] = lb_dynmap_encode(map, x[i] * inv);
+    return amax;
 }
 
-void lb_int8_block_dequantize(const uint8_t *codes, const float *absmax, size_t n,
-                              const float map[LB_DYNMAP_SIZE], float *x) {
-    size_t nb = lb_int8_nblocks(n);
-#pragma omp parallel for schedule(static) if (n >= 65536)
-    for (size_t b = 0; b < nb; b++) {
-        size_t lo = b * LB_INT8_BLOCK, hi = lo + LB_INT8_BLOCK < n ? lo + LB_INT8_BLOCK : n;
-        for (size_t i = lo; i < hi; i++) x[i] = map[codes[i]] * absmax[b];
-    }
+void lb_int8_block_decode(const uint8_t *codes, size_t n, float absmax, const float map[LB_DYNMAP_SIZE], float *x) {
+    for (size_t i = 0; i < n; i++) x[i] = map[codes[i]] * absmax;
 }
 
 /* --- per-tensor scaled fp8 / fp16 ------------------------------------------- */
-
-float lb_fp8_scale_for(float amax, float fmt_max, int margin, float old_scale) {
-    if (!(amax > 0.0f) || !isfinite(amax)) return old_scale;
-    /* floor(log2(fmt_max / amax)) from the binary exponents, exactly. */
-    int e_max, e_amax;
-    float m_max = frexpf(fmt_max, &e_max);   /* fmt_max = m_max · 2^e_max, m in [0.5, 1) */
-    float m_amax = frexpf(amax, &e_amax);
-    int e = e_max - e_amax - (m_max < m_amax ? 1 : 0);
-    e -= margin;
-    if (e > 126) e = 126;
-    if (e < -126) e = -126;
-    return ldexpf(1.0f, e);
-}
 
 void lb_scaled_encode(lb_dtype t, const float *x, size_t n, float scale, void *codes) {
     const lb_dtype_traits *d = lb_dtype_info(t);

@@ -34,23 +34,19 @@ void lb_dynmap_build(float map[LB_DYNMAP_SIZE], int is_signed);
  * map's range; NaN gives the code of 0 in a signed map, 0 in an unsigned one). */
 uint8_t lb_dynmap_encode(const float map[LB_DYNMAP_SIZE], float x);
 
-/* Block-wise int8: n elements, ceil(n / LB_INT8_BLOCK) absmax values.
- * A block whose absmax is 0 stores absmax 0 and the code of 0.
- * Non-finite inputs are the caller's business (the optimizer never stores them). */
+/* Block-wise int8: a tensor of n elements is ceil(n / LB_INT8_BLOCK) blocks
+ * of LB_INT8_BLOCK (the last one shorter), each with its fp32 absmax.
+ * lb_int8_block_encode writes the codes of one block of n <= LB_INT8_BLOCK
+ * elements, each the index of the map entry nearest to x / absmax, and
+ * returns the absmax; a block of zeros has absmax 0 and the code of 0.
+ * Non-finite inputs are the caller's business (the optimizer never stores
+ * them). lb_int8_block_decode gives map[code] · absmax. */
 static inline size_t lb_int8_nblocks(size_t n) { return (n + LB_INT8_BLOCK - 1) / LB_INT8_BLOCK; }
-void lb_int8_block_quantize(const float *x, size_t n, const float map[LB_DYNMAP_SIZE], uint8_t *codes,
-                            float *absmax);
-void lb_int8_block_dequantize(const uint8_t *codes, const float *absmax, size_t n,
-                              const float map[LB_DYNMAP_SIZE], float *x);
+float lb_int8_block_encode(const float *x, size_t n, const float map[LB_DYNMAP_SIZE], uint8_t *codes);
+void lb_int8_block_decode(const uint8_t *codes, size_t n, float absmax, const float map[LB_DYNMAP_SIZE], float *x);
 
-/* The power-of-two scale for a tensor of absolute maximum `amax`:
- *   2^(floor(log2(fmt_max / amax)) - margin),
- * so amax·scale lies in (fmt_max/2^(margin+1), fmt_max/2^margin].
- * When amax is 0 or not finite, `old_scale` is returned unchanged. The result
- * is clamped to [2^-126, 2^126] so it and its inverse stay normal floats. */
-float lb_fp8_scale_for(float amax, float fmt_max, int margin, float old_scale);
-
-/* A per-tensor-scaled state stores x·scale in a float dtype of
+/* A per-tensor-scaled state stores x·scale (scale from lb_pow2_scale,
+ * quant/quantize.h) in a float dtype of
  * core/dtype.h: LB_DT_F8_E4M3 (the first moment), LB_DT_F8_E5M2 or LB_DT_F16
  * (the second moment, FP8-LM's choice). Encoding clamps x·scale to ± the
  * dtype's max (infinities too, so a rounding of amax never overflows) and

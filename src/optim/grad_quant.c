@@ -7,6 +7,7 @@
 #include "core/dtype.h"
 #include "core/rng.h"
 #include "optim/codec.h"
+#include "quant/quantize.h"
 
 const char *lb_grad_precision_name(lb_grad_precision p) {
     switch (p) {
@@ -38,7 +39,7 @@ static void quantize_fp8(float *g, size_t n) {
     }
     if (!finite || amax == 0.0f) return;
     const lb_dtype_traits *e5m2 = lb_dtype_info(LB_DT_F8_E5M2);
-    float scale = lb_fp8_scale_for(amax, (float)e5m2->max, 0, 1.0f);
+    float scale = lb_pow2_scale(amax, (float)e5m2->max, 0, 1.0f);
     float inv = 1.0f / scale; /* exact: scale is a power of two */
     enum { CH = 1024 };
     long nch = (long)((n + CH - 1) / CH);
@@ -64,22 +65,17 @@ static void quantize_row_int8(float *row, size_t cols, uint64_t seed, uint64_t s
     }
     if (amax == 0.0f) return;
     float s = 127.0f / amax, inv = amax / 127.0f;
-    /* Philox gives 4 words per counter value; word k of counter c is element
-     * 4c + k, exactly what lb_rand_u32(seed, stream, 4c + k) returns. */
-    uint32_t words[4];
-    uint64_t have = UINT64_MAX; /* counter value held in `words` */
-    for (size_t j = 0; j < cols; j++) {
-        uint64_t idx = first + j;
-        if ((idx >> 2) != have) {
-            have = idx >> 2;
-            lb_philox4x32(seed, have, stream, words);
+    float u[256]; /* uniforms in [0, 1): u[j] = lb_rand_uniform(seed, stream, first + j0 + j) */
+    for (size_t j0 = 0; j0 < cols; j0 += 256) {
+        size_t len = cols - j0 < 256 ? cols - j0 : 256;
+        lb_rand_uniform_fill(seed, stream, first + j0, len, u);
+        for (size_t j = 0; j < len; j++) {
+            float q = floorf(row[j0 + j] * s + u[j]);
+            /* |row·s| <= 127 so q is in [-127, 127]; the clamp only guards rounding of s. */
+            if (q > 127.0f) q = 127.0f;
+            if (q < -127.0f) q = -127.0f;
+            row[j0 + j] = q * inv;
         }
-        float u = (float)(words[idx & 3] >> 8) * (1.0f / 16777216.0f); /* [0, 1) */
-        float q = floorf(row[j] * s + u);
-        /* |row·s| <= 127 so q is in [-127, 127]; the clamp only guards rounding of s. */
-        if (q > 127.0f) q = 127.0f;
-        if (q < -127.0f) q = -127.0f;
-        row[j] = q * inv;
     }
 }
 

@@ -18,6 +18,7 @@
 
 #include "core/rng.h"
 #include "core/minifloat.h"
+#include "quant/quantize.h"
 
 #define CHUNK LB_INT8_BLOCK
 #define PAR_MIN 32768 /* elements below which a tensor is updated on one thread */
@@ -311,15 +312,6 @@ void lb_optim_free(lb_optim *o) {
 
 /* ---- state decode / encode of one chunk ------------------------------------------ */
 
-/* Random words for elements [lo, lo + len) of a stream; lo is a multiple of 4. */
-static void random_words(uint64_t seed, uint64_t stream, size_t lo, size_t len, uint32_t *r) {
-    for (size_t i = 0; i < len; i += 4) {
-        uint32_t w[4];
-        lb_philox4x32(seed, (lo + i) >> 2, stream, w);
-        for (size_t k = 0; k < 4 && i + k < len; k++) r[i + k] = w[k];
-    }
-}
-
 static void slot_load(const lb_optim *o, const slot *s, size_t lo, size_t len, float *x) {
     switch (s->codec) {
     case LB_STATE_FP32: memcpy(x, (const float *)s->data + lo, len * sizeof(float)); break;
@@ -332,13 +324,10 @@ static void slot_load(const lb_optim *o, const slot *s, size_t lo, size_t len, f
         lb_scaled_decode(s->store, (const char *)s->data + lb_dtype_row_bytes(s->store, lo), len, 1.0f / s->aux[0], x);
         break;
     }
-    case LB_STATE_INT8: {
-        const float *map = s->is_signed ? o->map_signed : o->map_unsigned;
-        const uint8_t *c = (const uint8_t *)s->data + lo;
-        float a = s->aux[lo / CHUNK];
-        for (size_t i = 0; i < len; i++) x[i] = map[c[i]] * a;
+    case LB_STATE_INT8:
+        lb_int8_block_decode((const uint8_t *)s->data + lo, len, s->aux[lo / CHUNK],
+                             s->is_signed ? o->map_signed : o->map_unsigned, x);
         break;
-    }
     }
 }
 
@@ -349,7 +338,7 @@ static void slot_store(const lb_optim *o, slot *s, size_t lo, size_t len, const 
         uint16_t *d = (uint16_t *)s->data + lo;
         if (o->cfg.bf16_stochastic) {
             uint32_t r[CHUNK];
-            random_words(h->seed, LB_STREAM_STOCHASTIC + LB_SR_COUNTER(h->step, s->sr_id), lo, len, r);
+            lb_rand_u32_fill(h->seed, LB_STREAM_STOCHASTIC + LB_SR_COUNTER(h->step, s->sr_id), lo, len, r);
             for (size_t i = 0; i < len; i++) d[i] = lb_bf16_from_f32_stochastic(x[i], r[i]);
         } else {
             for (size_t i = 0; i < len; i++) d[i] = lb_bf16_from_f32(x[i]);
@@ -359,20 +348,10 @@ static void slot_store(const lb_optim *o, slot *s, size_t lo, size_t len, const 
     case LB_STATE_FP8:
         lb_scaled_encode(s->store, x, len, s->new_scale, (char *)s->data + lb_dtype_row_bytes(s->store, lo));
         break;
-    case LB_STATE_INT8: {
-        const float *map = s->is_signed ? o->map_signed : o->map_unsigned;
-        uint8_t *c = (uint8_t *)s->data + lo;
-        float a = 0.0f;
-        for (size_t i = 0; i < len; i++) a = fmaxf(a, fabsf(x[i]));
-        s->aux[lo / CHUNK] = a;
-        if (a > 0.0f && a < 0x1p-126f) { /* 1/a would overflow: divide */
-            for (size_t i = 0; i < len; i++) c[i] = lb_dynmap_encode(map, x[i] / a);
-            break;
-        }
-        float inv = a > 0.0f ? 1.0f / a : 0.0f;
-        for (size_t i = 0; i < len; i++) c[i] = lb_dynmap_encode(map, x[i] * inv);
+    case LB_STATE_INT8:
+        s->aux[lo / CHUNK] = lb_int8_block_encode(x, len, s->is_signed ? o->map_signed : o->map_unsigned,
+                                                  (uint8_t *)s->data + lo);
         break;
-    }
     }
 }
 
@@ -445,7 +424,7 @@ static void update_param(lb_optim *o, pstate *p, const hyper *h) {
         if (!apply) { /* fp8: choose this step's scales from the new amax */
             for (int k = 0; k < ns; k++) {
                 slot *s = &p->s[k];
-                s->new_scale = lb_fp8_scale_for(k == 0 ? am0 : am1, (float)lb_dtype_info(s->store)->max, o->cfg.fp8_margin,
+                s->new_scale = lb_pow2_scale(k == 0 ? am0 : am1, (float)lb_dtype_info(s->store)->max, o->cfg.fp8_margin,
                                                  s->aux[0]);
             }
         }

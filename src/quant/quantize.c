@@ -168,12 +168,16 @@ static float fmt_max(lb_qformat f) {
 
 float lb_pow2_scale(float amax, float fmax, int margin, float old_scale) {
     if (!(amax > 0.0f) || !isfinite(amax)) return old_scale;
-    int e = (int)floor(log2((double)fmax / (double)amax)) - margin;
+    /* floor(log2(fmax / amax)) from the binary exponents, exactly: with
+     * x = m·2^e, m in [0.5, 1), the ratio is (m_max / m_amax)·2^(e_max − e_amax)
+     * and m_max / m_amax lies in (0.5, 2). */
+    int e_max, e_amax;
+    float m_max = frexpf(fmax, &e_max);
+    float m_amax = frexpf(amax, &e_amax);
+    int e = e_max - e_amax - (m_max < m_amax ? 1 : 0) - margin;
     if (e > 126) e = 126;
     if (e < -126) e = -126;
-    float k = lb_pow2f(e);
-    while (e > -126 && amax * k > fmax) k = lb_pow2f(--e); /* guards log2 rounding at a boundary */
-    return k;
+    return lb_pow2f(e);
 }
 
 static qblock params_of(const lb_qspec *s, const stats *st, size_t n) {
@@ -260,54 +264,8 @@ static qblock params_of(const lb_qspec *s, const stats *st, size_t n) {
  * x, codes and y point at the block's first element; `base` is its flat index
  * (for the stochastic-rounding counter). Exactly one of codes/y is non-NULL. */
 
-/* Philox4x32-10 (core/rng.c) for PH_N consecutive counters at once, in
- * arrays so the rounds vectorize: u[4j + k] is output k of counter ctr + j,
- * as a uniform in [0, 1) with 24 bits, exactly as lb_rand_uniform. */
-#define PH_N 64
-static void philox_uniforms(uint64_t seed, uint64_t stream, uint64_t ctr, float *u) {
-    uint32_t c0[PH_N], c1[PH_N], c2[PH_N], c3[PH_N];
-    for (int j = 0; j < PH_N; j++) {
-        c0[j] = (uint32_t)(ctr + (uint64_t)j);
-        c1[j] = (uint32_t)((ctr + (uint64_t)j) >> 32);
-        c2[j] = (uint32_t)stream;
-        c3[j] = (uint32_t)(stream >> 32);
-    }
-    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-    for (int round = 0; round < 10; round++) {
-        for (int j = 0; j < PH_N; j++) {
-            uint64_t p0 = (uint64_t)0xD2511F53u * c0[j], p1 = (uint64_t)0xCD9E8D57u * c2[j];
-            uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1[j] ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3[j] ^ k1;
-            c0[j] = n0;
-            c1[j] = (uint32_t)p1;
-            c2[j] = n2;
-            c3[j] = (uint32_t)p0;
-        }
-        k0 += 0x9E3779B9u;
-        k1 += 0xBB67AE85u;
-    }
-    for (int j = 0; j < PH_N; j++) {
-        u[4 * j + 0] = (float)(c0[j] >> 8) * (1.0f / 16777216.0f);
-        u[4 * j + 1] = (float)(c1[j] >> 8) * (1.0f / 16777216.0f);
-        u[4 * j + 2] = (float)(c2[j] >> 8) * (1.0f / 16777216.0f);
-        u[4 * j + 3] = (float)(c3[j] >> 8) * (1.0f / 16777216.0f);
-    }
-}
-
-/* Uniforms of stochastic rounding for elements base .. base + n − 1:
- * u[i] = lb_rand_uniform(seed, stream, base + i). */
-static void sr_uniforms(uint64_t seed, uint64_t stream, size_t base, size_t n, float *u) {
-    float tmp[4 * PH_N];
-    size_t i = 0;
-    while (i < n) {
-        uint64_t idx = (uint64_t)(base + i);
-        size_t off = (size_t)(idx & 3), take = 4 * PH_N - off;
-        if (take > n - i) take = n - i;
-        philox_uniforms(seed, stream, idx >> 2, tmp);
-        memcpy(u + i, tmp + off, take * sizeof(float));
-        i += take;
-    }
-}
-
+/* Stochastic rounding draws its uniforms SR_BATCH at a time with
+ * lb_rand_uniform_fill (core/rng.h): u[i] = lb_rand_uniform(seed, stream, base + i). */
 #define SR_BATCH 256
 
 static void int_pass(const lb_qspec *s, const qblock *b, const float *x, size_t n, size_t base, uint8_t *codes,
@@ -319,7 +277,7 @@ static void int_pass(const lb_qspec *s, const qblock *b, const float *x, size_t 
         float u[SR_BATCH];
         for (size_t i0 = 0; i0 < n; i0 += SR_BATCH) {
             size_t len = n - i0 < SR_BATCH ? n - i0 : SR_BATCH;
-            sr_uniforms(s->seed, stream, base + i0, len, u);
+            lb_rand_uniform_fill(s->seed, stream, base + i0, len, u);
             /* u now holds the rounded values; then codes or dequantized values. */
             for (size_t j = 0; j < len; j++) {
                 float q = floorf((x[i0 + j] - shift) * sc + u[j]) + z;
@@ -400,7 +358,7 @@ static void fp_pass(const lb_qspec *s, const qblock *b, const float *x, size_t n
         float u[SR_BATCH];
         for (size_t i0 = 0; i0 < n; i0 += SR_BATCH) {
             size_t len = n - i0 < SR_BATCH ? n - i0 : SR_BATCH;
-            sr_uniforms(s->seed, stream, base + i0, len, u);
+            lb_rand_uniform_fill(s->seed, stream, base + i0, len, u);
             if (codes) {
                 for (size_t j = 0; j < len; j++)
                     codes[i0 + j] = f == LB_QF_FP8_E4M3 ? lb_fp8_e4m3_from_f32_sr(x[i0 + j] * sc, u[j], sat)

@@ -60,9 +60,14 @@ lb_status lb_dequantize(const lb_qspec *s, const void *codes, const float *scale
  * float formats: [−fmax·d, fmax·d]. Absmax-scaled blocks never clip. */
 lb_status lb_fake_quantize(const lb_qspec *s, const float *x, float *y, size_t rows, size_t cols, float *range);
 
-/* Power-of-two scale for casting to a float format with largest finite value
- * fmax (448 for E4M3): 2^(floor(log2(fmax / amax)) − margin), so amax·scale
- * never overflows. Returns old_scale when amax is 0 or not finite (FP8-LM). */
+/* The power-of-two scale for casting a tensor of absolute maximum `amax`
+ * to a float format with largest finite value fmax (448 for E4M3):
+ *   2^(floor(log2(fmax / amax)) − margin),
+ * so amax·scale lies in (fmax / 2^(margin+1), fmax / 2^margin] and never
+ * overflows (FP8-LM / MS-AMP). When amax is 0 or not finite, old_scale is
+ * returned unchanged. The result is clamped to [2^-126, 2^126] so it and its
+ * inverse stay normal floats. The quantizers use it for FP8/FP4 blocks, the
+ * optimizer for fp8 states and gradients. */
 float lb_pow2_scale(float amax, float fmax, int margin, float old_scale);
 
 /* LSQ (Esser et al., 2020) for signed `bits`-bit integers, Qn = 2^(bits−1),
