@@ -384,6 +384,21 @@ static void test_set_bad_forms(void **state) {
 
 /* ---- errors, one test per class ------------------------------------------------- */
 
+/* data.tokenizer's names are config.c's own copy (data/tokenizer.h has no
+ * table to share): they must be the tokenizer's names, in its order. */
+static void test_tokenizer_names_are_the_tokenizers(void **state) {
+    (void)state;
+    const lb_tokenizer_kind kinds[] = {LB_TOKENIZER_BYTE, LB_TOKENIZER_CHAR};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        lb_config c;
+        lb_config_defaults(&c);
+        char set[64];
+        snprintf(set, sizeof set, "data.tokenizer=%s", lb_tokenizer_kind_name(kinds[i]));
+        set_ok(&c, set);
+        assert_int_equal(c.data.tokenizer, kinds[i]);
+    }
+}
+
 static void test_error_unknown_key(void **state) {
     (void)state;
     load_fails("model:\n"
@@ -516,6 +531,7 @@ int main(void) {
         cmocka_unit_test(test_set_nested_and_quant),
         cmocka_unit_test(test_optim_groups),
         cmocka_unit_test(test_set_bad_forms),
+        cmocka_unit_test(test_tokenizer_names_are_the_tokenizers),
         cmocka_unit_test(test_error_unknown_key),
         cmocka_unit_test(test_error_wrong_type),
         cmocka_unit_test(test_error_out_of_range),

@@ -1,9 +1,11 @@
 /* Tests of quant spec strings (src/quant/qspec.c): every documented form
  * parses to the fields docs/quantization.md gives it and prints back; bad
  * strings are rejected with a message. */
+#include <stdio.h>
 #include <string.h>
 
 #include "quant/qspec.h"
+#include "quant/recipe.h"
 #include "testutil.h"
 
 typedef struct form {
@@ -110,11 +112,81 @@ static void test_bad_strings(void **state) {
     assert_int_equal(lb_qspec_parse(NULL, &s), LB_ECONFIG);
 }
 
+/* Every row of the format table parses from its name and prints back to it;
+ * float formats name the dtype of their elements. */
+static void test_format_table(void **state) {
+    (void)state;
+    for (int f = 0; f < LB_QF_COUNT; f++) {
+        const lb_qformat_traits *t = lb_qformat_info((lb_qformat)f);
+        assert_non_null(t);
+        assert_non_null(t->name);
+        char text[32], back[32];
+        snprintf(text, sizeof text, "%s", f == LB_QF_INT ? "int8" : t->name);
+        lb_qspec q;
+        assert_int_equal(lb_qspec_parse(text, &q), LB_OK);
+        assert_int_equal(q.format, f);
+        assert_int_equal(q.bits, t->bits);
+        lb_qspec_format(&q, back, sizeof back);
+        assert_string_equal(back, text);
+    }
+    assert_null(lb_qformat_info(LB_QF_COUNT));
+    assert_int_equal(lb_qformat_info(LB_QF_FP8_E4M3)->element, LB_DT_F8_E4M3);
+    assert_int_equal(lb_qformat_info(LB_QF_MXFP8)->element, LB_DT_F8_E4M3);
+    assert_int_equal(lb_qformat_info(LB_QF_FP8_E5M2)->element, LB_DT_F8_E5M2);
+    assert_int_equal(lb_qformat_info(LB_QF_BF16)->element, LB_DT_BF16);
+    assert_int_equal(lb_qformat_info(LB_QF_FP16)->element, LB_DT_F16);
+    assert_int_equal(lb_qformat_info(LB_QF_TERNARY)->element, -1);
+    assert_int_equal(lb_qformat_info(LB_QF_FP4_E2M1)->element, -1);
+}
+
+static void assert_same_spec(const lb_qspec *a, const lb_qspec *b) {
+    assert_int_equal(a->format, b->format);
+    assert_int_equal(a->bits, b->bits);
+    assert_int_equal(a->gran, b->gran);
+    assert_int_equal(a->group, b->group);
+    assert_int_equal(a->asymmetric, b->asymmetric);
+    assert_int_equal(a->per_token, b->per_token);
+    assert_int_equal(a->stochastic, b->stochastic);
+    assert_int_equal(a->saturate, b->saturate);
+    assert_int_equal(a->b1, b->b1);
+    assert_int_equal(a->raw, b->raw);
+}
+
+/* The presets are the BitNet recipes, exactly what their spec strings parse to. */
+static void test_recipes(void **state) {
+    (void)state;
+    static const struct { lb_quant_preset p; const char *name, *weight, *activation; } want[] = {
+        {LB_PRESET_FP32, "fp32", "none", "none"},
+        {LB_PRESET_B1, "b1", "binary", "int8:per_token:b1"},
+        {LB_PRESET_B158, "b1.58", "ternary", "int8:per_token"},
+    };
+    _Static_assert(sizeof want / sizeof want[0] == LB_PRESET_COUNT, "one expectation per preset");
+    for (int i = 0; i < LB_PRESET_COUNT; i++) {
+        const lb_quant_recipe *r = lb_quant_recipe_of(want[i].p);
+        assert_non_null(r);
+        assert_string_equal(lb_quant_preset_names[want[i].p], want[i].name);
+        assert_non_null(r->about);
+        char text[64];
+        lb_qspec q;
+        lb_qspec_format(&r->weight, text, sizeof text);
+        assert_string_equal(text, want[i].weight);
+        assert_int_equal(lb_qspec_parse(want[i].weight, &q), LB_OK);
+        assert_same_spec(&q, &r->weight);
+        lb_qspec_format(&r->activation, text, sizeof text);
+        assert_string_equal(text, want[i].activation);
+        assert_int_equal(lb_qspec_parse(want[i].activation, &q), LB_OK);
+        assert_same_spec(&q, &r->activation);
+    }
+    assert_null(lb_quant_recipe_of(LB_PRESET_COUNT));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_documented_forms),
         cmocka_unit_test(test_flags),
         cmocka_unit_test(test_bad_strings),
+        cmocka_unit_test(test_format_table),
+        cmocka_unit_test(test_recipes),
     };
     return tu_run_group_tests(tests, NULL, NULL);
 }

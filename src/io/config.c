@@ -51,14 +51,11 @@ typedef struct key_desc {
     int n_names;
 } key_desc;
 
-static const char *const norm_names[] = {"rmsnorm", "layernorm"};
-static const char *const act_names[] = {"swiglu", "relu2"};
+/* The names of enum keys are the modules' own tables (static_assert'ed
+ * against their enums there), except the tokenizer's: data/tokenizer.h has
+ * no table to share yet, so this one is checked against
+ * lb_tokenizer_kind_name() by tests/test_config.c. */
 static const char *const tok_names[] = {"byte", "char"};
-static const char *const sched_names[] = {"constant", "linear", "cosine", "two_stage"}; /* lb_sched_kind */
-static const char *const optim_names[] = {"adamw", "sgd", "lion"};               /* lb_optim_type */
-static const char *const state_names[] = {"fp32", "bf16", "fp8", "int8"};        /* lb_state_codec */
-static const char *const grad_names[] = {"fp32", "fp8", "int8"};                /* lb_grad_precision */
-static const char *const preset_names[] = {"fp32", "b1", "b1.58"};
 
 #define OFF(f) offsetof(lb_config, f)
 #define N_OF(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -83,13 +80,13 @@ static const key_desc keys[] = {
     INT("model.max_seq_len", model.max_seq_len, 1, 1048576, "a positive integer"),
     FLT("model.rope_theta", model.rope_theta, 0, FLT_MAX, 1, 0, "a positive number"),
     FLT("model.norm_eps", model.norm_eps, 0, 1, 1, 0, "a number in (0, 1]"),
-    ENUM("model.norm", model.norm, norm_names),
-    ENUM("model.ffn_act", model.ffn_act, act_names),
+    ENUM("model.norm", model.norm, lb_norm_kind_names),
+    ENUM("model.ffn_act", model.ffn_act, lb_ffn_act_names),
     BOOL("model.sub_norm", model.sub_norm),
     BOOL("model.tie_embeddings", model.tie_embeddings),
     FLT("model.init_std", model.init_std, 0, 10, 1, 0, "a number in (0, 10]"),
     SEC("model.quant"),
-    {"model.quant.preset", K_PRESET, 0, 0, 0, 0, 0, 0, NULL, preset_names, N_OF(preset_names)},
+    {"model.quant.preset", K_PRESET, 0, 0, 0, 0, 0, 0, NULL, lb_quant_preset_names, N_OF(lb_quant_preset_names)},
     SEC("model.quant.attn"),
     LIN("model.quant.attn.weight", K_LIN_W, model.attn),
     LIN("model.quant.attn.activation", K_LIN_A, model.attn),
@@ -117,7 +114,7 @@ static const key_desc keys[] = {
     FLT("train.lr", train.lr, 0, 10, 1, 0, "a number in (0, 10]"),
     FLT("train.min_lr", train.min_lr, 0, 10, 0, 0, "a number in [0, 10]"),
     INT("train.warmup_steps", train.warmup_steps, 0, BIG, "a non-negative integer"),
-    ENUM("train.schedule", train.schedule, sched_names),
+    ENUM("train.schedule", train.schedule, lb_sched_kind_names),
     SEC("train.two_stage"),
     FLT("train.two_stage.decay_at", train.decay_at, 0, 1, 1, 1, "a fraction of train.steps in (0, 1)"),
     FLT("train.two_stage.lr_after", train.lr_after, 0, 1, 1, 0, "a fraction of train.lr in (0, 1]"),
@@ -128,20 +125,20 @@ static const key_desc keys[] = {
     STR("train.init_from", train.init_from, 0, "a checkpoint path or \"\""),
 
     SEC("optim"),
-    ENUM("optim.type", optim.type, optim_names),
+    ENUM("optim.type", optim.type, lb_optim_type_names),
     FLT("optim.beta1", optim.beta1, 0, 1, 0, 1, "a number in [0, 1)"),
     FLT("optim.beta2", optim.beta2, 0, 1, 0, 1, "a number in [0, 1)"),
     FLT("optim.eps", optim.eps, 0, 1, 1, 0, "a number in (0, 1]"),
     FLT("optim.momentum", optim.momentum, 0, 1, 0, 1, "a number in [0, 1)"),
-    ENUM("optim.state", optim.state, state_names),
-    ENUM("optim.grad", optim.grad, grad_names),
-    ENUM("optim.act_grad", optim.act_grad, grad_names),
+    ENUM("optim.state", optim.state, lb_state_codec_names),
+    ENUM("optim.grad", optim.grad, lb_grad_precision_names),
+    ENUM("optim.act_grad", optim.act_grad, lb_grad_precision_names),
     BOOL("optim.no_decay_on_norms_and_embeddings", optim.no_decay_on_norms_and_embeddings),
     SEC("optim.decay"),
-    ENUM("optim.decay.state", optim.decay.state, state_names),
+    ENUM("optim.decay.state", optim.decay.state, lb_state_codec_names),
     FLT("optim.decay.lr_scale", optim.decay.lr_scale, 0, 100, 0, 0, "a number in [0, 100]"),
     SEC("optim.no_decay"),
-    ENUM("optim.no_decay.state", optim.no_decay.state, state_names),
+    ENUM("optim.no_decay.state", optim.no_decay.state, lb_state_codec_names),
     FLT("optim.no_decay.lr_scale", optim.no_decay.lr_scale, 0, 100, 0, 0, "a number in [0, 100]"),
 
     SEC("eval"),
@@ -324,19 +321,12 @@ static void resolve_derived(lb_config *c) {
     }
 }
 
-/* The linear-layer recipe of a preset: 0 fp32, 1 b1, 2 b1.58. Both BitNet
- * recipes quantize activations to int8 per token (absmax); b1 uses the
- * b1 form x·Qb/γ. The specs are spelled as a file would spell them, so a
- * preset and its written-out specs give the same struct. */
+/* The linear-layer setting of a preset: its mode and the recipe's specs
+ * (quant/recipe.h). */
 static lb_status make_preset(int preset, lb_linear_quant *q) {
     memset(q, 0, sizeof *q);
-    q->mode = preset == 1 ? LB_LINEAR_B1 : preset == 2 ? LB_LINEAR_B158 : LB_LINEAR_FP;
-    q->weight = lb_qspec_none();
-    q->activation = lb_qspec_none();
-    if (preset == 0) return LB_OK;
-    LB_TRY(lb_qspec_parse(preset == 1 ? "binary" : "ternary", &q->weight));
-    LB_TRY(lb_qspec_parse(preset == 1 ? "int8:per_token:b1" : "int8:per_token", &q->activation));
-    return LB_OK;
+    q->mode = (lb_linear_mode)preset;
+    return lb_linear_quant_resolve(q, q, "model.quant.preset");
 }
 
 /* Specs are equal when they print the same (seed and stream are run state, not config). */
@@ -583,9 +573,9 @@ void lb_config_defaults(lb_config *c) {
     m->ffn_dim = 768;
     m->max_seq_len = 128;
     m->sub_norm = 1;
-    make_preset(2, &m->attn); /* b1.58; fixed spellings, cannot fail */
+    make_preset(LB_PRESET_B158, &m->attn); /* a recipe: cannot fail */
     m->ffn = m->attn;
-    make_preset(0, &m->head);
+    make_preset(LB_PRESET_FP32, &m->head);
     m->embedding = lb_qspec_none();
 
     c->data.tokenizer = LB_TOKENIZER_BYTE;
@@ -967,10 +957,10 @@ static void sb_qspec(sbuf *b, const lb_qspec *q) {
     sb_printf(b, "%s", buf);
 }
 
-/* Which preset describes attn (or else ffn): 0 fp32, 1 b1, 2 b1.58. */
+/* Which preset describes attn (or else ffn); fp32 when both are custom. */
 static int preset_of(const lb_model_config *m) {
     const lb_linear_quant *q = m->attn.mode != LB_LINEAR_CUSTOM ? &m->attn : &m->ffn;
-    return q->mode == LB_LINEAR_B1 ? 1 : q->mode == LB_LINEAR_B158 ? 2 : 0;
+    return q->mode != LB_LINEAR_CUSTOM ? (int)q->mode : LB_PRESET_FP32;
 }
 
 lb_status lb_config_to_yaml(const lb_config *c, char **out) {
@@ -1023,8 +1013,8 @@ lb_status lb_config_to_yaml(const lb_config *c, char **out) {
         case K_LIN_W: sb_printf(&b, " "); sb_qspec(&b, &((const lb_linear_quant *)field)->weight); break;
         case K_LIN_A: sb_printf(&b, " "); sb_qspec(&b, &((const lb_linear_quant *)field)->activation); break;
         case K_PRESET:
-            sb_printf(&b, " %s", preset_names[preset]);
-            if (preset) {
+            sb_printf(&b, " %s", lb_quant_preset_names[preset]);
+            if (preset != LB_PRESET_FP32) {
                 sb_printf(&b, "  # attn and ffn: weight ");
                 sb_qspec(&b, &pq.weight);
                 sb_printf(&b, ", activation ");

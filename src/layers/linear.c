@@ -11,30 +11,16 @@ lb_status lb_linear_quant_resolve(const lb_linear_quant *in, lb_linear_quant *ou
     lb_linear_quant r;
     memset(&r, 0, sizeof r);
     r.mode = in->mode;
-    switch (in->mode) {
-    case LB_LINEAR_FP:
-        r.weight = lb_qspec_none();
-        r.activation = lb_qspec_none();
-        break;
-    case LB_LINEAR_B1:
-        /* BitNet b1: W̃ = sign(W − α)·β with β = mean|W|; activations absmax
-         * per token in the b1 form x̃ = clip(round(x·Qb/γ), ±(Qb − 1)), Qb = 128. */
-        LB_TRY(lb_qspec_parse("binary", &r.weight));
-        LB_TRY(lb_qspec_parse("int8:per_token:b1", &r.activation));
-        break;
-    case LB_LINEAR_B158:
-        /* BitNet b1.58: W̃ = clamp(round(W/γ), −1, 1)·γ with γ = mean|W|;
-         * activations x̃ = clamp(round(x·127/max|x|), −128, 127) per token. */
-        LB_TRY(lb_qspec_parse("ternary", &r.weight));
-        LB_TRY(lb_qspec_parse("int8:per_token", &r.activation));
-        break;
-    case LB_LINEAR_CUSTOM:
+    if (in->mode == LB_LINEAR_CUSTOM) {
         r.weight = in->weight;
         r.activation = in->activation;
-        break;
-    default:
-        return lb_error(LB_EINVAL, "%s: unknown linear quantization mode %d (expected fp, b1, b1.58 or custom)",
-                        what ? what : "linear", (int)in->mode);
+    } else {
+        const lb_quant_recipe *recipe = lb_quant_recipe_of((lb_quant_preset)in->mode);
+        if (!recipe)
+            return lb_error(LB_EINVAL, "%s: unknown linear quantization mode %d (expected fp, b1, b1.58 or custom)",
+                            what ? what : "linear", (int)in->mode);
+        r.weight = recipe->weight;
+        r.activation = recipe->activation;
     }
     *out = r;
     return LB_OK;

@@ -6,11 +6,10 @@
  * identity straight-through estimator, blended by λ for gradual quantization:
  * q(v) = v + λ·stopgrad(Q(v) − v). The modes of lb_linear_quant:
  *
- *   FP      plain fp32 matmul
- *   B1      BitNet b1: binary weights sign(W − mean W)·mean|W|, 8-bit absmax
- *           activations per token in the b1 form x·Qb/γ (int8:per_token:b1)
- *   B158    BitNet b1.58: ternary absmean weights, per-token int8 activations
- *   CUSTOM  the weight and activation specs as given (either may be none)
+ *   FP, B1, B158  the presets of quant/recipe.h: plain fp32, BitNet b1
+ *                 (binary weights, int8:per_token:b1 activations), BitNet
+ *                 b1.58 (ternary weights, int8:per_token activations)
+ *   CUSTOM        the weight and activation specs as given (either may be none)
  *
  * The norm that BitNet puts before the activation quantizer is the RMSNorm /
  * SubLN already in the transformer block (llama.cpp's bitnet graph), so
@@ -22,9 +21,9 @@
 #include "layers/model_config.h"
 #include "optim/grad_quant.h"
 
-/* Fills the weight and activation specs that `in->mode` implies (for B1 and
- * B158 the BitNet recipes, whatever the specs in `in` say; for FP both none;
- * for CUSTOM a copy). `what` names the layer kind in error messages
+/* Fills the weight and activation specs that `in->mode` implies (for FP, B1
+ * and B158 the preset's recipe of quant/recipe.h, whatever the specs in `in`
+ * say; for CUSTOM a copy). `what` names the layer kind in error messages
  * ("attn", "ffn", ...). LB_EINVAL for an unknown mode. */
 lb_status lb_linear_quant_resolve(const lb_linear_quant *in, lb_linear_quant *out, const char *what);
 

@@ -13,6 +13,11 @@
 /* ---------------------------------------------------------------------------
  * Configuration */
 
+const char *const lb_ffn_act_names[] = {[LB_FFN_SWIGLU] = "swiglu", [LB_FFN_RELU2] = "relu2"};
+_Static_assert(sizeof lb_ffn_act_names / sizeof lb_ffn_act_names[0] == LB_FFN_COUNT, "one name per lb_ffn_act");
+const char *const lb_norm_kind_names[] = {[LB_NORM_RMS] = "rmsnorm", [LB_NORM_LAYER] = "layernorm"};
+_Static_assert(sizeof lb_norm_kind_names / sizeof lb_norm_kind_names[0] == LB_NORM_COUNT, "one name per lb_norm_kind");
+
 void lb_model_config_defaults(lb_model_config *c) {
     memset(c, 0, sizeof *c); /* zero is LB_QF_NONE / LB_LINEAR_FP / RMS / SwiGLU */
     c->rope_theta = 10000.0f;

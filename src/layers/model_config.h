@@ -9,14 +9,25 @@
 #define LOWBIT_LAYERS_MODEL_CONFIG_H
 
 #include "quant/qspec.h"
+#include "quant/recipe.h"
 
-typedef enum lb_ffn_act { LB_FFN_SWIGLU = 0, LB_FFN_RELU2 = 1 } lb_ffn_act;
-typedef enum lb_norm_kind { LB_NORM_RMS = 0, LB_NORM_LAYER = 1 } lb_norm_kind;
+typedef enum lb_ffn_act { LB_FFN_SWIGLU = 0, LB_FFN_RELU2 = 1, LB_FFN_COUNT } lb_ffn_act;
+typedef enum lb_norm_kind { LB_NORM_RMS = 0, LB_NORM_LAYER = 1, LB_NORM_COUNT } lb_norm_kind;
 
-/* How a BitLinear layer quantizes: `b1` and `b1.58` are shorthands for the
- * two BitNet recipes; `custom` uses the weight and activation specs as given
- * (INT4/FP8/... QAT). `none` is a plain fp32 Linear. */
-typedef enum lb_linear_mode { LB_LINEAR_FP = 0, LB_LINEAR_B1, LB_LINEAR_B158, LB_LINEAR_CUSTOM } lb_linear_mode;
+/* "swiglu", "relu2"; "rmsnorm", "layernorm": the names of model.ffn_act and
+ * model.norm (layers/model.c). */
+extern const char *const lb_ffn_act_names[LB_FFN_COUNT];
+extern const char *const lb_norm_kind_names[LB_NORM_COUNT];
+
+/* How a BitLinear layer quantizes: FP, B1 and B158 are the presets of
+ * quant/recipe.h (fp32, BitNet b1, BitNet b1.58), numbered as they are;
+ * `custom` uses the weight and activation specs as given (INT4/FP8/... QAT). */
+typedef enum lb_linear_mode {
+    LB_LINEAR_FP = LB_PRESET_FP32,
+    LB_LINEAR_B1 = LB_PRESET_B1,
+    LB_LINEAR_B158 = LB_PRESET_B158,
+    LB_LINEAR_CUSTOM = LB_PRESET_COUNT
+} lb_linear_mode;
 
 typedef struct lb_linear_quant {
     lb_linear_mode mode;

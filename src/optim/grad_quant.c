@@ -9,17 +9,16 @@
 #include "optim/codec.h"
 #include "quant/quantize.h"
 
+const char *const lb_grad_precision_names[] = {[LB_GRAD_FP32] = "fp32", [LB_GRAD_FP8] = "fp8", [LB_GRAD_INT8] = "int8"};
+_Static_assert(sizeof lb_grad_precision_names / sizeof lb_grad_precision_names[0] == LB_GRAD_COUNT,
+               "optim/grad_quant.c: one name per lb_grad_precision");
+
 const char *lb_grad_precision_name(lb_grad_precision p) {
-    switch (p) {
-    case LB_GRAD_FP32: return "fp32";
-    case LB_GRAD_FP8: return "fp8";
-    case LB_GRAD_INT8: return "int8";
-    }
-    return "?";
+    return (unsigned)p < LB_GRAD_COUNT ? lb_grad_precision_names[p] : "?";
 }
 
 lb_status lb_grad_precision_parse(const char *text, lb_grad_precision *out) {
-    for (int p = LB_GRAD_FP32; p <= LB_GRAD_INT8; p++)
+    for (int p = 0; p < LB_GRAD_COUNT; p++)
         if (text && strcmp(text, lb_grad_precision_name((lb_grad_precision)p)) == 0) {
             *out = (lb_grad_precision)p;
             return LB_OK;
@@ -90,6 +89,7 @@ lb_status lb_quantize_grad_inplace(float *g, size_t rows, size_t cols, lb_grad_p
         for (size_t r = 0; r < rows; r++) quantize_row_int8(g + r * cols, cols, seed, stream, r * cols);
         return LB_OK;
     }
+    case LB_GRAD_COUNT: break;
     }
     return lb_error(LB_EINVAL, "lb_quantize_grad_inplace: unknown gradient precision %d", (int)p);
 }

@@ -27,13 +27,15 @@
 typedef enum lb_grad_precision {
     LB_GRAD_FP32 = 0,   /* no rounding */
     LB_GRAD_FP8,        /* E5M2, dynamic per-tensor scale */
-    LB_GRAD_INT8        /* per-row absmax, stochastic rounding */
+    LB_GRAD_INT8,       /* per-row absmax, stochastic rounding */
+    LB_GRAD_COUNT
 } lb_grad_precision;
 
 #define LB_SR_COUNTER(step, id) (((uint64_t)(step) << 20) + (uint64_t)(id))
 #define LB_SR_ID_OPTIM (1u << 19)
 
-/* "fp32", "fp8", "int8" */
+/* "fp32", "fp8", "int8": the names of optim.grad and optim.act_grad. */
+extern const char *const lb_grad_precision_names[LB_GRAD_COUNT];
 const char *lb_grad_precision_name(lb_grad_precision p);
 /* Parses those names; LB_ECONFIG (message lists the choices) otherwise. */
 lb_status lb_grad_precision_parse(const char *text, lb_grad_precision *out);

@@ -66,15 +66,22 @@ typedef struct hyper {
 
 /* ---- names and config ------------------------------------------------------- */
 
-static const char *const type_names[] = {"adamw", "sgd", "lion"};
-static const char *const codec_names[] = {"fp32", "bf16", "fp8", "int8"};
+const char *const lb_optim_type_names[] = {[LB_OPTIM_ADAMW] = "adamw", [LB_OPTIM_SGD] = "sgd", [LB_OPTIM_LION] = "lion"};
+_Static_assert(sizeof lb_optim_type_names / sizeof lb_optim_type_names[0] == LB_OPTIM_COUNT,
+               "optim/optim.c: one name per lb_optim_type");
+const char *const lb_state_codec_names[] = {
+    [LB_STATE_FP32] = "fp32", [LB_STATE_BF16] = "bf16", [LB_STATE_FP8] = "fp8", [LB_STATE_INT8] = "int8"};
+_Static_assert(sizeof lb_state_codec_names / sizeof lb_state_codec_names[0] == LB_STATE_COUNT,
+               "optim/optim.c: one name per lb_state_codec");
 
-const char *lb_optim_type_name(lb_optim_type t) { return (unsigned)t < 3 ? type_names[t] : "?"; }
-const char *lb_state_codec_name(lb_state_codec c) { return (unsigned)c < 4 ? codec_names[c] : "?"; }
+const char *lb_optim_type_name(lb_optim_type t) { return (unsigned)t < LB_OPTIM_COUNT ? lb_optim_type_names[t] : "?"; }
+const char *lb_state_codec_name(lb_state_codec c) {
+    return (unsigned)c < LB_STATE_COUNT ? lb_state_codec_names[c] : "?";
+}
 
 lb_status lb_optim_type_parse(const char *text, lb_optim_type *out) {
-    for (int i = 0; i < 3; i++)
-        if (text && strcmp(text, type_names[i]) == 0) {
+    for (int i = 0; i < LB_OPTIM_COUNT; i++)
+        if (text && strcmp(text, lb_optim_type_names[i]) == 0) {
             *out = (lb_optim_type)i;
             return LB_OK;
         }
@@ -82,8 +89,8 @@ lb_status lb_optim_type_parse(const char *text, lb_optim_type *out) {
 }
 
 lb_status lb_state_codec_parse(const char *text, lb_state_codec *out) {
-    for (int i = 0; i < 4; i++)
-        if (text && strcmp(text, codec_names[i]) == 0) {
+    for (int i = 0; i < LB_STATE_COUNT; i++)
+        if (text && strcmp(text, lb_state_codec_names[i]) == 0) {
             *out = (lb_state_codec)i;
             return LB_OK;
         }
@@ -122,7 +129,7 @@ int lb_optim_group_find(const lb_optim_config *cfg, const char *name) {
 static int in01(float x) { return x >= 0.0f && x < 1.0f; }
 
 lb_status lb_optim_config_check(const lb_optim_config *c) {
-    if ((unsigned)c->type > LB_OPTIM_LION) return lb_error(LB_ECONFIG, "optimizer: unknown type %d", (int)c->type);
+    if ((unsigned)c->type >= LB_OPTIM_COUNT) return lb_error(LB_ECONFIG, "optimizer: unknown type %d", (int)c->type);
     if (c->type != LB_OPTIM_SGD && (!in01(c->beta1) || !in01(c->beta2)))
         return lb_error(LB_ECONFIG, "optimizer %s: betas must be in [0, 1), got (%g, %g)", lb_optim_type_name(c->type),
                         (double)c->beta1, (double)c->beta2);
@@ -147,7 +154,7 @@ lb_status lb_optim_config_check(const lb_optim_config *c) {
         if (!(g->lr_scale >= 0.0f) || !isfinite(g->lr_scale) || !(g->wd_scale >= 0.0f) || !isfinite(g->wd_scale))
             return lb_error(LB_ECONFIG, "optimizer group '%s': lr_scale and wd_scale must be finite and >= 0",
                             g->name);
-        if ((unsigned)g->state > LB_STATE_INT8)
+        if ((unsigned)g->state >= LB_STATE_COUNT)
             return lb_error(LB_ECONFIG, "optimizer group '%s': unknown state precision %d", g->name, (int)g->state);
     }
     return LB_OK;
@@ -216,6 +223,7 @@ static lb_status slot_init(lb_optim *o, pstate *p, slot *s, const char *pname, c
         snprintf(nm, sizeof nm, "%s_absmax", what);
         return add_buffer(o, pname, nm, LB_DT_F32, 1, &nbi, s->aux);
     }
+    case LB_STATE_COUNT: break;
     }
     return lb_error(LB_EINVAL, "optimizer: bad state precision");
 }
@@ -328,6 +336,7 @@ static void slot_load(const lb_optim *o, const slot *s, size_t lo, size_t len, f
         lb_int8_block_decode((const uint8_t *)s->data + lo, len, s->aux[lo / CHUNK],
                              s->is_signed ? o->map_signed : o->map_unsigned, x);
         break;
+    case LB_STATE_COUNT: break; /* refused by lb_optim_config_check */
     }
 }
 
@@ -352,6 +361,7 @@ static void slot_store(const lb_optim *o, slot *s, size_t lo, size_t len, const 
         s->aux[lo / CHUNK] = lb_int8_block_encode(x, len, s->is_signed ? o->map_signed : o->map_unsigned,
                                                   (uint8_t *)s->data + lo);
         break;
+    case LB_STATE_COUNT: break; /* refused by lb_optim_config_check */
     }
 }
 
@@ -391,6 +401,7 @@ static void update_chunk(lb_optim_type type, int n_slots, int nesterov, const hy
             m[i] = h->b2 * m[i] + (1.0f - h->b2) * gi;
         }
         break;
+    case LB_OPTIM_COUNT: break; /* refused by lb_optim_config_check */
     }
 }
 
@@ -584,12 +595,12 @@ int lb_optim_memory_format(const lb_optim *o, char *buf, size_t size) {
     lb_optim_memory m = lb_optim_bytes_per_param(o);
     /* the codecs in use, e.g. "int8+fp32" when small tensors fell back */
     char codecs[40] = "";
-    int seen[4] = {0};
+    int seen[LB_STATE_COUNT] = {0};
     for (int i = 0; i < o->n_params; i++) seen[o->ps[i].codec] = 1;
-    for (int c = 0; c < 4; c++)
+    for (int c = 0; c < LB_STATE_COUNT; c++)
         if (seen[c]) {
             size_t l = strlen(codecs);
-            snprintf(codecs + l, sizeof codecs - l, "%s%s", l ? "+" : "", codec_names[c]);
+            snprintf(codecs + l, sizeof codecs - l, "%s%s", l ? "+" : "", lb_state_codec_names[c]);
         }
     double total_bytes = (double)(m.weight_bytes + m.master_bytes + m.grad_bytes + m.state_bytes);
     return snprintf(buf, size,

@@ -40,14 +40,15 @@
 #include "optim/codec.h"
 #include "optim/grad_quant.h"
 
-typedef enum lb_optim_type { LB_OPTIM_ADAMW = 0, LB_OPTIM_SGD, LB_OPTIM_LION } lb_optim_type;
+typedef enum lb_optim_type { LB_OPTIM_ADAMW = 0, LB_OPTIM_SGD, LB_OPTIM_LION, LB_OPTIM_COUNT } lb_optim_type;
 
 /* Precision of optimizer state, chosen per parameter group. */
 typedef enum lb_state_codec {
     LB_STATE_FP32 = 0,
     LB_STATE_BF16,   /* round-to-nearest-even, or stochastic with cfg.bf16_stochastic */
     LB_STATE_FP8,    /* first moment E4M3, second FP16 (or E5M2); per-tensor power-of-two scales */
-    LB_STATE_INT8    /* blocks of 256 with an fp32 absmax, codes into the dynamic maps */
+    LB_STATE_INT8,   /* blocks of 256 with an fp32 absmax, codes into the dynamic maps */
+    LB_STATE_COUNT
 } lb_state_codec;
 
 #define LB_OPTIM_MAX_GROUPS 8
@@ -90,6 +91,8 @@ lb_status lb_optim_config_check(const lb_optim_config *cfg);
 int lb_optim_group_find(const lb_optim_config *cfg, const char *name);
 
 /* Names used in configs: "adamw" "sgd" "lion"; "fp32" "bf16" "fp8" "int8". */
+extern const char *const lb_optim_type_names[LB_OPTIM_COUNT];
+extern const char *const lb_state_codec_names[LB_STATE_COUNT];
 const char *lb_optim_type_name(lb_optim_type t);
 lb_status lb_optim_type_parse(const char *text, lb_optim_type *out);
 const char *lb_state_codec_name(lb_state_codec c);

@@ -4,15 +4,20 @@
 #include <math.h>
 #include <string.h>
 
-static const char *const kind_names[] = {"constant", "linear", "cosine", "two_stage"};
+const char *const lb_sched_kind_names[] = {
+    [LB_SCHED_CONSTANT] = "constant", [LB_SCHED_LINEAR] = "linear", [LB_SCHED_COSINE] = "cosine",
+    [LB_SCHED_TWO_STAGE] = "two_stage",
+};
+_Static_assert(sizeof lb_sched_kind_names / sizeof lb_sched_kind_names[0] == LB_SCHED_COUNT,
+               "optim/schedule.c: one name per lb_sched_kind");
 
 const char *lb_sched_kind_name(lb_sched_kind k) {
-    return (unsigned)k < 4 ? kind_names[k] : "?";
+    return (unsigned)k < LB_SCHED_COUNT ? lb_sched_kind_names[k] : "?";
 }
 
 lb_status lb_sched_kind_parse(const char *text, lb_sched_kind *out) {
-    for (int k = 0; k < 4; k++)
-        if (text && strcmp(text, kind_names[k]) == 0) {
+    for (int k = 0; k < LB_SCHED_COUNT; k++)
+        if (text && strcmp(text, lb_sched_kind_names[k]) == 0) {
             *out = (lb_sched_kind)k;
             return LB_OK;
         }
@@ -21,7 +26,7 @@ lb_status lb_sched_kind_parse(const char *text, lb_sched_kind *out) {
 }
 
 lb_status lb_schedule_check(const lb_schedule *s) {
-    if ((unsigned)s->kind > LB_SCHED_TWO_STAGE) return lb_error(LB_ECONFIG, "schedule: unknown kind %d", (int)s->kind);
+    if ((unsigned)s->kind >= LB_SCHED_COUNT) return lb_error(LB_ECONFIG, "schedule: unknown kind %d", (int)s->kind);
     if (!(s->peak_lr >= 0.0f) || !isfinite(s->peak_lr))
         return lb_error(LB_ECONFIG, "schedule: peak_lr must be a finite number >= 0, got %g", (double)s->peak_lr);
     if (!(s->min_lr >= 0.0f) || !isfinite(s->min_lr))

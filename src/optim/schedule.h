@@ -24,7 +24,8 @@ typedef enum lb_sched_kind {
     LB_SCHED_CONSTANT = 0,
     LB_SCHED_LINEAR,
     LB_SCHED_COSINE,
-    LB_SCHED_TWO_STAGE
+    LB_SCHED_TWO_STAGE,
+    LB_SCHED_COUNT
 } lb_sched_kind;
 
 typedef struct lb_schedule {
@@ -39,7 +40,8 @@ typedef struct lb_schedule {
     float weight_decay_stage2;  /* two_stage: after T1 (0) */
 } lb_schedule;
 
-/* "constant", "linear", "cosine", "two_stage" */
+/* "constant", "linear", "cosine", "two_stage": the names of train.schedule. */
+extern const char *const lb_sched_kind_names[LB_SCHED_COUNT];
 const char *lb_sched_kind_name(lb_sched_kind k);
 lb_status lb_sched_kind_parse(const char *text, lb_sched_kind *out);
 
