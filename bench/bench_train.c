@@ -307,7 +307,7 @@ int main(int argc, char **argv) {
     if (!m) die("model");
     lb_optim_config oc = lb_optim_config_default(LB_OPTIM_ADAMW);
     int *groups = malloc((size_t)m->n_params * sizeof *groups);
-    for (int i = 0; i < m->n_params; i++) groups[i] = m->param_info[i].no_decay ? 1 : 0;
+    for (int i = 0; i < m->n_params; i++) groups[i] = m->params[i].no_decay ? 1 : 0;
     lb_optim *opt = lb_optim_create(&oc, m->param_list, groups, m->n_params);
     if (!opt) die("optimizer");
     lb_graph g;

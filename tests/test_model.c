@@ -69,8 +69,8 @@ static void test_param_count_names_shapes(void **state) {
         assert_int_equal(t->shape[0], want[i].r);
         if (want[i].ndim == 2) assert_int_equal(t->shape[1], want[i].k);
     }
-    assert_string_equal(m->params[0].name, "token_embd.weight");
-    assert_string_equal(m->params[m->n_params - 1].name, "output.weight");
+    assert_string_equal(m->params[0].t->name, "token_embd.weight");
+    assert_string_equal(m->params[m->n_params - 1].t->name, "output.weight");
     assert_null(lb_model_param(m, "blk.2.attn_q.weight"));
     assert_int_equal(lb_model_param_index(m, "blk.0.attn_norm.weight"), 1);
 
@@ -78,7 +78,7 @@ static void test_param_count_names_shapes(void **state) {
     lb_tensor **list = lb_model_param_list(m);
     size_t off = 0;
     for (int i = 0; i < m->n_params; i++) {
-        assert_ptr_equal(list[i], &m->params[i]);
+        assert_ptr_equal(list[i], m->params[i].t);
         assert_ptr_equal(list[i]->data, m->params_memory + off);
         assert_ptr_equal(list[i]->grad, m->grads_memory + off);
         assert_true(list[i]->requires_grad);
@@ -86,19 +86,23 @@ static void test_param_count_names_shapes(void **state) {
     }
     assert_int_equal(off, expected);
 
-    /* Per-parameter info: decay groups and quant spec texts. */
-    const lb_param_info *pi = lb_model_param_info(m, lb_model_param_index(m, "blk.1.attn_v.weight"));
-    assert_int_equal(pi->kind, LB_PARAM_LINEAR);
+    /* Per-parameter info: decay groups and quant specs. */
+    const lb_param *pi = &m->params[lb_model_param_index(m, "blk.1.attn_v.weight")];
+    char qspec[64], act_qspec[64];
+    lb_qspec_format(&pi->weight, qspec, sizeof qspec);
+    lb_qspec_format(&pi->activation, act_qspec, sizeof act_qspec);
+    assert_int_equal(lb_param_role_of(pi->role)->kind, LB_PARAM_LINEAR);
     assert_false(pi->no_decay);
-    assert_non_null(strstr(pi->qspec, "ternary"));
-    assert_non_null(strstr(pi->act_qspec, "int8"));
-    pi = lb_model_param_info(m, lb_model_param_index(m, "blk.1.ffn_up.weight"));
-    assert_string_equal(pi->qspec, "none");
-    pi = lb_model_param_info(m, lb_model_param_index(m, "blk.0.ffn_sub_norm.weight"));
-    assert_int_equal(pi->kind, LB_PARAM_NORM);
+    assert_non_null(strstr(qspec, "ternary"));
+    assert_non_null(strstr(act_qspec, "int8"));
+    pi = &m->params[lb_model_param_index(m, "blk.1.ffn_up.weight")];
+    lb_qspec_format(&pi->weight, qspec, sizeof qspec);
+    assert_string_equal(qspec, "none");
+    pi = &m->params[lb_model_param_index(m, "blk.0.ffn_sub_norm.weight")];
+    assert_int_equal(lb_param_role_of(pi->role)->kind, LB_PARAM_NORM);
     assert_true(pi->no_decay);
-    pi = lb_model_param_info(m, 0);
-    assert_int_equal(pi->kind, LB_PARAM_EMBEDDING);
+    pi = &m->params[0];
+    assert_int_equal(lb_param_role_of(pi->role)->kind, LB_PARAM_EMBEDDING);
     assert_true(pi->no_decay);
     lb_model_free(m);
 
@@ -121,6 +125,63 @@ static double std_of(const lb_tensor *t) {
     for (size_t i = 0; i < t->n; i++) s += t->data[i], s2 += (double)t->data[i] * t->data[i];
     double mean = s / (double)t->n;
     return sqrt(s2 / (double)t->n - mean * mean);
+}
+
+/* The typed table: every entry's role, layer and name agree, in checkpoint
+ * order, with the tensors carved in that order. */
+static void test_parameter_table(void **state) {
+    (void)state;
+    /* The role table: unique names, kinds as the names say. */
+    for (int r = 0; r < LB_ROLE_COUNT; r++) {
+        const lb_param_role_info *ri = lb_param_role_of((lb_param_role)r);
+        assert_non_null(ri);
+        assert_non_null(ri->name);
+        for (int q = 0; q < r; q++) assert_true(strcmp(ri->name, lb_param_role_of((lb_param_role)q)->name) != 0);
+        int norm = strstr(ri->name, "norm") != NULL, step = strstr(ri->name, "step") != NULL;
+        assert_int_equal(ri->kind == LB_PARAM_NORM, norm);
+        assert_int_equal(ri->kind == LB_PARAM_QSTEP, step);
+        assert_int_equal(ri->per_layer, strncmp(ri->name, "attn_", 5) == 0 || strncmp(ri->name, "ffn_", 4) == 0);
+    }
+    assert_null(lb_param_role_of(LB_ROLE_COUNT));
+
+    lb_model_config c = tiny_config();
+    c.sub_norm = 1;
+    c.tie_embeddings = 0;
+    c.attn.mode = LB_LINEAR_B158;
+    lb_model *m = create(&c, 1);
+    int n;
+    const lb_param *p = lb_model_params(m, &n);
+    assert_ptr_equal(p, m->params);
+    assert_int_equal(n, 1 + 2 * 11 + 2);
+    const lb_param_role order[] = {LB_ROLE_ATTN_NORM,   LB_ROLE_ATTN_Q,   LB_ROLE_ATTN_K,     LB_ROLE_ATTN_V,
+                                   LB_ROLE_ATTN_SUB_NORM, LB_ROLE_ATTN_OUTPUT, LB_ROLE_FFN_NORM, LB_ROLE_FFN_GATE,
+                                   LB_ROLE_FFN_UP,      LB_ROLE_FFN_SUB_NORM, LB_ROLE_FFN_DOWN};
+    assert_int_equal(p[0].role, LB_ROLE_TOKEN_EMBD);
+    for (int l = 0; l < 2; l++)
+        for (int k = 0; k < 11; k++) {
+            const lb_param *q = &p[1 + 11 * l + k];
+            char name[64];
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, lb_param_role_of(order[k])->name);
+            assert_int_equal(q->role, order[k]);
+            assert_int_equal(q->layer, l);
+            assert_string_equal(q->t->name, name);
+        }
+    assert_int_equal(p[n - 2].role, LB_ROLE_OUTPUT_NORM);
+    assert_int_equal(p[n - 1].role, LB_ROLE_OUTPUT);
+    char spec[64];
+    for (int i = 0; i < n; i++) {
+        const lb_param_role_info *ri = lb_param_role_of(p[i].role);
+        assert_ptr_equal(p[i].t, m->param_list[i]);
+        assert_int_equal(p[i].owner, -1);
+        assert_int_equal(p[i].no_decay, ri->kind != LB_PARAM_LINEAR);
+        if (!ri->per_layer) assert_int_equal(p[i].layer, -1);
+        lb_qspec_format(&p[i].weight, spec, sizeof spec);
+        int attn = p[i].role >= LB_ROLE_ATTN_Q && p[i].role <= LB_ROLE_ATTN_OUTPUT && ri->kind == LB_PARAM_LINEAR;
+        assert_string_equal(spec, attn ? "ternary" : "none");
+        lb_qspec_format(&p[i].activation, spec, sizeof spec);
+        assert_string_equal(spec, attn ? "int8:per_token" : "none");
+    }
+    lb_model_free(m);
 }
 
 static void test_init(void **state) {
@@ -299,7 +360,7 @@ static void test_model_gradcheck(void **state) {
         model_ctx ctx = {.m = create(&c, 17), .ids = {1, 5, 9, 2, 2, 10}, .tg = {5, 9, 0, 2, -1, 7}};
         /* Norm gains away from 1 so their gradients are not special. */
         for (int i = 0; i < ctx.m->n_params; i++)
-            if (ctx.m->param_info[i].kind == LB_PARAM_NORM) tu_fill_uniform(&ctx.m->params[i], 30 + i, 0.5f, 1.5f);
+            if (lb_param_role_of(ctx.m->params[i].role)->kind == LB_PARAM_NORM) tu_fill_uniform(ctx.m->params[i].t, 30 + i, 0.5f, 1.5f);
         /* h small: LayerNorm over 8 features (no bias) is strongly curved where a
          * row is nearly constant; h = 1e-2 misses by several percent there. */
         tu_gradcheck(model_loss, lb_model_param_list(ctx.m), lb_model_num_params(ctx.m), &ctx, 5e-4f, 2e-2, 2e-3);
@@ -520,6 +581,7 @@ static void test_generate_deterministic(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_param_count_names_shapes),
+        cmocka_unit_test(test_parameter_table),
         cmocka_unit_test(test_init),
         cmocka_unit_test(test_config_validation),
         cmocka_unit_test(test_initial_loss_is_ln_v),

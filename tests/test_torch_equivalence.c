@@ -95,7 +95,7 @@ static void run_lowbit(const char *yaml, const char *path) {
     lb_optim_config oc = lb_optim_config_default(LB_OPTIM_ADAMW);
     oc.clip_norm = 0.0f;
     int *groups = malloc((size_t)m->n_params * sizeof *groups);
-    for (int i = 0; i < m->n_params; i++) groups[i] = m->param_info[i].no_decay ? 1 : 0;
+    for (int i = 0; i < m->n_params; i++) groups[i] = m->params[i].no_decay ? 1 : 0;
     lb_optim *opt = lb_optim_create(&oc, m->param_list, groups, m->n_params);
     assert_non_null(opt);
     float hp[6] = {LR, WD, oc.beta1, oc.beta2, oc.eps, (float)ADAM_STEPS};

@@ -71,25 +71,60 @@ size_t lb_model_config_num_elements(const lb_model_config *c) {
 }
 
 /* ---------------------------------------------------------------------------
+ * The parameter table */
+
+static const lb_param_role_info roles[] = {
+    [LB_ROLE_TOKEN_EMBD] = {"token_embd", LB_PARAM_EMBEDDING, 0},
+    [LB_ROLE_ATTN_NORM] = {"attn_norm", LB_PARAM_NORM, 1},
+    [LB_ROLE_ATTN_Q] = {"attn_q", LB_PARAM_LINEAR, 1},
+    [LB_ROLE_ATTN_K] = {"attn_k", LB_PARAM_LINEAR, 1},
+    [LB_ROLE_ATTN_V] = {"attn_v", LB_PARAM_LINEAR, 1},
+    [LB_ROLE_ATTN_SUB_NORM] = {"attn_sub_norm", LB_PARAM_NORM, 1},
+    [LB_ROLE_ATTN_OUTPUT] = {"attn_output", LB_PARAM_LINEAR, 1},
+    [LB_ROLE_FFN_NORM] = {"ffn_norm", LB_PARAM_NORM, 1},
+    [LB_ROLE_FFN_GATE] = {"ffn_gate", LB_PARAM_LINEAR, 1},
+    [LB_ROLE_FFN_UP] = {"ffn_up", LB_PARAM_LINEAR, 1},
+    [LB_ROLE_FFN_SUB_NORM] = {"ffn_sub_norm", LB_PARAM_NORM, 1},
+    [LB_ROLE_FFN_DOWN] = {"ffn_down", LB_PARAM_LINEAR, 1},
+    [LB_ROLE_OUTPUT_NORM] = {"output_norm", LB_PARAM_NORM, 0},
+    [LB_ROLE_OUTPUT] = {"output", LB_PARAM_LINEAR, 0},
+    [LB_ROLE_WEIGHT_STEP] = {"weight_step", LB_PARAM_QSTEP, 0},
+    [LB_ROLE_ACT_STEP] = {"act_step", LB_PARAM_QSTEP, 0},
+};
+_Static_assert(sizeof roles / sizeof roles[0] == LB_ROLE_COUNT, "layers/model.c: one row per lb_param_role");
+
+const lb_param_role_info *lb_param_role_of(lb_param_role r) { return (unsigned)r < LB_ROLE_COUNT ? &roles[r] : NULL; }
+
+const lb_param *lb_model_params(const lb_model *m, int *n_params) {
+    if (n_params) *n_params = m->n_params;
+    return m->params;
+}
+
+/* ---------------------------------------------------------------------------
  * Creation: lay out every parameter, then carve them from one allocation. */
 
-/* Appends parameter description i (name, shape, kind, quant spec texts). The
- * data pointers are set once the total size is known. */
-static lb_tensor *add_param(lb_model *m, const char *name, int rows, int cols, lb_param_kind kind,
-                            const lb_qspec *wspec, const lb_qspec *aspec) {
+/* Appends parameter i of `role` (in block `layer`, or -1) with its shape and
+ * quant specs (NULL: none). The data pointers are set once the total size is
+ * known. */
+static lb_tensor *add_param(lb_model *m, lb_param_role role, int layer, int rows, int cols, const lb_qspec *wspec,
+                            const lb_qspec *aspec) {
     int i = m->n_params++;
-    lb_tensor *t = &m->params[i];
+    lb_tensor *t = &m->tensors[i];
     int shape[2] = {rows, cols};
     lb_tensor_set_shape(t, cols > 0 ? 2 : 1, shape);
-    snprintf(m->param_names[i], LB_PARAM_NAME_MAX, "%s", name);
+    const lb_param_role_info *r = &roles[role];
+    if (r->per_layer) snprintf(m->param_names[i], LB_PARAM_NAME_MAX, "blk.%d.%s.weight", layer, r->name);
+    else snprintf(m->param_names[i], LB_PARAM_NAME_MAX, "%s.weight", r->name);
     t->name = m->param_names[i];
     t->requires_grad = 1;
-    lb_param_info *info = &m->param_info[i];
-    info->kind = kind;
-    info->no_decay = kind != LB_PARAM_LINEAR;
-    lb_qspec none = lb_qspec_none();
-    lb_qspec_format(wspec ? wspec : &none, info->qspec, sizeof info->qspec);
-    lb_qspec_format(aspec ? aspec : &none, info->act_qspec, sizeof info->act_qspec);
+    lb_param *p = &m->params[i];
+    p->t = t;
+    p->role = role;
+    p->layer = layer;
+    p->weight = wspec ? *wspec : lb_qspec_none();
+    p->activation = aspec ? *aspec : lb_qspec_none();
+    p->no_decay = r->kind != LB_PARAM_LINEAR;
+    p->owner = -1;
     m->param_list[i] = t;
     return t;
 }
@@ -111,53 +146,48 @@ lb_model *lb_model_create(const lb_model_config *cfg, uint64_t seed) {
 
     int cap = max_params(cfg);
     m->params = calloc((size_t)cap, sizeof *m->params);
+    m->tensors = calloc((size_t)cap, sizeof *m->tensors);
     m->param_list = calloc((size_t)cap, sizeof *m->param_list);
-    m->param_info = calloc((size_t)cap, sizeof *m->param_info);
     m->param_names = calloc((size_t)cap, sizeof *m->param_names);
     m->blocks = calloc((size_t)cfg->n_layers, sizeof *m->blocks);
-    if (!m->params || !m->param_list || !m->param_info || !m->param_names || !m->blocks) goto oom;
+    if (!m->params || !m->tensors || !m->param_list || !m->param_names || !m->blocks) goto oom;
 
     int V = cfg->vocab_size, d = cfg->dim, F = cfg->ffn_dim;
     int nq = cfg->n_heads * m->head_dim, nkv = cfg->n_kv_heads * m->head_dim;
     const lb_qspec *aw = &m->q_attn.weight, *aa = &m->q_attn.activation;
     const lb_qspec *fw = &m->q_ffn.weight, *fa = &m->q_ffn.activation;
-    char name[LB_PARAM_NAME_MAX];
 
-    m->token_embd = add_param(m, "token_embd.weight", V, d, LB_PARAM_EMBEDDING, &m->q_embd, NULL);
+    m->token_embd = add_param(m, LB_ROLE_TOKEN_EMBD, -1, V, d, &m->q_embd, NULL);
     for (int l = 0; l < cfg->n_layers; l++) {
         lb_block *b = &m->blocks[l];
-#define P(field, rows, cols, kind, ws, as)                                \
-        snprintf(name, sizeof name, "blk.%d." #field ".weight", l);      \
-        b->field = add_param(m, name, rows, cols, kind, ws, as)
-        P(attn_norm, d, 0, LB_PARAM_NORM, NULL, NULL);
-        P(attn_q, nq, d, LB_PARAM_LINEAR, aw, aa);
-        P(attn_k, nkv, d, LB_PARAM_LINEAR, aw, aa);
-        P(attn_v, nkv, d, LB_PARAM_LINEAR, aw, aa);
-        if (cfg->sub_norm) { P(attn_sub_norm, nq, 0, LB_PARAM_NORM, NULL, NULL); }
-        P(attn_output, d, nq, LB_PARAM_LINEAR, aw, aa);
-        P(ffn_norm, d, 0, LB_PARAM_NORM, NULL, NULL);
-        P(ffn_gate, F, d, LB_PARAM_LINEAR, fw, fa);
-        P(ffn_up, F, d, LB_PARAM_LINEAR, fw, fa);
-        if (cfg->sub_norm) { P(ffn_sub_norm, F, 0, LB_PARAM_NORM, NULL, NULL); }
-        P(ffn_down, d, F, LB_PARAM_LINEAR, fw, fa);
-#undef P
+        b->attn_norm = add_param(m, LB_ROLE_ATTN_NORM, l, d, 0, NULL, NULL);
+        b->attn_q = add_param(m, LB_ROLE_ATTN_Q, l, nq, d, aw, aa);
+        b->attn_k = add_param(m, LB_ROLE_ATTN_K, l, nkv, d, aw, aa);
+        b->attn_v = add_param(m, LB_ROLE_ATTN_V, l, nkv, d, aw, aa);
+        if (cfg->sub_norm) b->attn_sub_norm = add_param(m, LB_ROLE_ATTN_SUB_NORM, l, nq, 0, NULL, NULL);
+        b->attn_output = add_param(m, LB_ROLE_ATTN_OUTPUT, l, d, nq, aw, aa);
+        b->ffn_norm = add_param(m, LB_ROLE_FFN_NORM, l, d, 0, NULL, NULL);
+        b->ffn_gate = add_param(m, LB_ROLE_FFN_GATE, l, F, d, fw, fa);
+        b->ffn_up = add_param(m, LB_ROLE_FFN_UP, l, F, d, fw, fa);
+        if (cfg->sub_norm) b->ffn_sub_norm = add_param(m, LB_ROLE_FFN_SUB_NORM, l, F, 0, NULL, NULL);
+        b->ffn_down = add_param(m, LB_ROLE_FFN_DOWN, l, d, F, fw, fa);
     }
-    m->output_norm = add_param(m, "output_norm.weight", d, 0, LB_PARAM_NORM, NULL, NULL);
+    m->output_norm = add_param(m, LB_ROLE_OUTPUT_NORM, -1, d, 0, NULL, NULL);
     m->output = cfg->tie_embeddings
                     ? m->token_embd
-                    : add_param(m, "output.weight", V, d, LB_PARAM_LINEAR, &m->q_head.weight, &m->q_head.activation);
+                    : add_param(m, LB_ROLE_OUTPUT, -1, V, d, &m->q_head.weight, &m->q_head.activation);
 
     /* One allocation for all data, one for all gradients; each tensor points
      * at its slice, in order, without padding. */
-    for (int i = 0; i < m->n_params; i++) m->n_elements += m->params[i].n;
+    for (int i = 0; i < m->n_params; i++) m->n_elements += m->tensors[i].n;
     m->params_memory = malloc(m->n_elements * sizeof(float));
     m->grads_memory = calloc(m->n_elements, sizeof(float));
     if (!m->params_memory || !m->grads_memory) goto oom;
     size_t off = 0;
     for (int i = 0; i < m->n_params; i++) {
-        m->params[i].data = m->params_memory + off;
-        m->params[i].grad = m->grads_memory + off;
-        off += m->params[i].n;
+        m->tensors[i].data = m->params_memory + off;
+        m->tensors[i].grad = m->grads_memory + off;
+        off += m->tensors[i].n;
     }
     lb_model_init_params(m, seed);
     return m;
@@ -173,16 +203,11 @@ void lb_model_free(lb_model *m) {
     free(m->params_memory);
     free(m->grads_memory);
     free(m->params);
+    free(m->tensors);
     free(m->param_list);
-    free(m->param_info);
     free(m->param_names);
     free(m->blocks);
     free(m);
-}
-
-static int ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
 void lb_model_init_params(lb_model *m, uint64_t seed) {
@@ -192,14 +217,15 @@ void lb_model_init_params(lb_model *m, uint64_t seed) {
      * on how the loop is split across threads. */
 #pragma omp parallel for schedule(dynamic, 1)
     for (int i = 0; i < m->n_params; i++) {
-        lb_tensor *t = &m->params[i];
-        if (m->param_info[i].kind == LB_PARAM_NORM) {
+        const lb_param *p = &m->params[i];
+        lb_tensor *t = p->t;
+        if (roles[p->role].kind == LB_PARAM_NORM) {
             for (size_t j = 0; j < t->n; j++) t->data[j] = 1.0f;
             continue;
         }
         /* GPT-2: projections back into the residual stream get a smaller init,
          * so the stream's variance does not grow with depth. */
-        int to_residual = ends_with(t->name, ".attn_output.weight") || ends_with(t->name, ".ffn_down.weight");
+        int to_residual = p->role == LB_ROLE_ATTN_OUTPUT || p->role == LB_ROLE_FFN_DOWN;
         float std = to_residual ? out_std : c->init_std;
         lb_rng r;
         lb_rng_init(&r, seed, (uint64_t)LB_STREAM_INIT + (uint64_t)i);
@@ -209,13 +235,13 @@ void lb_model_init_params(lb_model *m, uint64_t seed) {
 
 int lb_model_param_index(const lb_model *m, const char *name) {
     for (int i = 0; i < m->n_params; i++)
-        if (strcmp(m->params[i].name, name) == 0) return i;
+        if (strcmp(m->tensors[i].name, name) == 0) return i;
     return -1;
 }
 
 lb_tensor *lb_model_param(lb_model *m, const char *name) {
     int i = lb_model_param_index(m, name);
-    return i < 0 ? NULL : &m->params[i];
+    return i < 0 ? NULL : &m->tensors[i];
 }
 
 void lb_model_zero_grad(lb_model *m) { memset(m->grads_memory, 0, m->n_elements * sizeof(float)); }
@@ -251,12 +277,12 @@ static lb_tensor *reshape3(lb_graph *g, lb_tensor *x, int B, int T, int D) {
 static lb_tensor *linear(lb_graph *g, const lb_model *m, lb_tensor *x, lb_tensor *w, const lb_linear_quant *q) {
     if (m->act_grad != LB_GRAD_FP32)
         x = lb_grad_round(g, x, m->act_grad, m->seed,
-                          LB_SR_COUNTER(m->step, LB_SR_ID_ACT_GRAD + (uint64_t)(w - m->params)));
+                          LB_SR_COUNTER(m->step, LB_SR_ID_ACT_GRAD + (uint64_t)(w - m->tensors)));
     if (q->weight.stochastic || q->activation.stochastic) {
         lb_linear_quant *c = lb_graph_alloc(g, sizeof *c);
         if (!c) return NULL;
         *c = *q;
-        uint64_t base = (m->step << 20) + 2 * (uint64_t)(w - m->params);
+        uint64_t base = (m->step << 20) + 2 * (uint64_t)(w - m->tensors);
         c->weight.seed = c->activation.seed = m->seed;
         c->weight.stream = base;
         c->activation.stream = base + 1;

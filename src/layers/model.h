@@ -32,20 +32,44 @@
 #include "layers/model_config.h"
 
 #define LB_PARAM_NAME_MAX 48
-#define LB_QSPEC_TEXT_MAX 48
 
 typedef enum lb_param_kind {
     LB_PARAM_LINEAR = 0,  /* a projection weight [out, in] */
     LB_PARAM_NORM,        /* a norm gain [width] */
-    LB_PARAM_EMBEDDING    /* the token embedding (also the head when tied) */
+    LB_PARAM_EMBEDDING,   /* the token embedding (also the head when tied) */
+    LB_PARAM_QSTEP        /* a learned quantizer step size (LSQ) */
 } lb_param_kind;
 
-typedef struct lb_param_info {
-    lb_param_kind kind;
-    int no_decay;                       /* norms and embeddings: no weight decay */
-    char qspec[LB_QSPEC_TEXT_MAX];      /* weight quant spec ("none", "ternary", ...) */
-    char act_qspec[LB_QSPEC_TEXT_MAX];  /* spec of the layer's input activations ("none" if none) */
-} lb_param_info;
+/* What a parameter is. The name is the GGUF / lowbit name fragment: a
+ * per-layer role's parameter is "blk.N.<name>.weight", another's
+ * "<name>.weight"; step sizes are named after the parameter they quantize,
+ * "<owner without .weight>.<name>" (blk.0.attn_q.weight_step). */
+typedef enum lb_param_role {
+    LB_ROLE_TOKEN_EMBD = 0, LB_ROLE_ATTN_NORM, LB_ROLE_ATTN_Q, LB_ROLE_ATTN_K, LB_ROLE_ATTN_V,
+    LB_ROLE_ATTN_SUB_NORM, LB_ROLE_ATTN_OUTPUT, LB_ROLE_FFN_NORM, LB_ROLE_FFN_GATE, LB_ROLE_FFN_UP,
+    LB_ROLE_FFN_SUB_NORM, LB_ROLE_FFN_DOWN, LB_ROLE_OUTPUT_NORM, LB_ROLE_OUTPUT,
+    /* learned quantizer step sizes (LSQ, spec option :lsq) */
+    LB_ROLE_WEIGHT_STEP, LB_ROLE_ACT_STEP,
+    LB_ROLE_COUNT
+} lb_param_role;
+
+typedef struct lb_param_role_info {
+    const char *name;       /* "attn_q": the GGUF / lowbit name fragment, "blk.N.<name>.weight" */
+    lb_param_kind kind;     /* LINEAR, NORM, EMBEDDING, QSTEP */
+    int per_layer;          /* 1: one per block */
+} lb_param_role_info;
+/* The role table (layers/model.c, static_assert'ed); NULL outside the enum. */
+const lb_param_role_info *lb_param_role_of(lb_param_role r);
+
+typedef struct lb_param {
+    lb_tensor *t;           /* name ("blk.3.attn_q.weight"), shape, data, grad */
+    lb_param_role role;
+    int layer;              /* block index, -1 outside the blocks (a step: its owner's) */
+    lb_qspec weight;        /* how the forward pass quantizes this tensor (none for norms) */
+    lb_qspec activation;    /* how it quantizes this layer's input (none if not) */
+    int no_decay;           /* norms, embeddings, step sizes: no weight decay */
+    int owner;              /* step sizes: index of the parameter they quantize; else -1 */
+} lb_param;
 
 /* One transformer block's parameters (pointers into lb_model.params).
  * The sub-norms are NULL unless cfg.sub_norm. */
@@ -70,9 +94,9 @@ typedef struct lb_model {
     lb_block *blocks;                  /* [n_layers] */
 
     int n_params;                      /* number of parameter tensors */
-    lb_tensor *params;                 /* [n_params], in the order above */
-    lb_tensor **param_list;            /* [n_params] pointers to params[i] */
-    lb_param_info *param_info;         /* [n_params] */
+    lb_param *params;                  /* [n_params] the parameter table, in the order above */
+    lb_tensor *tensors;                /* [n_params] the tensors params[i].t points at */
+    lb_tensor **param_list;            /* [n_params] pointers to tensors[i], for lb_optim_create */
     char (*param_names)[LB_PARAM_NAME_MAX];
 
     size_t n_elements;                 /* total floats over all parameters */
@@ -105,10 +129,14 @@ void lb_model_free(lb_model *m);
  * attn_output and ffn_down scaled by 1/sqrt(2·n_layers) (GPT-2); norms 1. */
 void lb_model_init_params(lb_model *m, uint64_t seed);
 
+/* The table, in checkpoint order (token_embd, blocks in order, output_norm,
+ * [output], steps). Checkpoints, import, export, PTQ, the runtime and the
+ * optimizer walk this table and nothing else. */
+const lb_param *lb_model_params(const lb_model *m, int *n_params);
+
 /* Parameter iteration. */
 static inline int lb_model_num_params(const lb_model *m) { return m->n_params; }
 static inline lb_tensor **lb_model_param_list(lb_model *m) { return m->param_list; }
-static inline const lb_param_info *lb_model_param_info(const lb_model *m, int i) { return &m->param_info[i]; }
 /* The parameter named `name`, or NULL (no error recorded: absence is an answer). */
 lb_tensor *lb_model_param(lb_model *m, const char *name);
 /* Index of the parameter named `name`, or -1. */

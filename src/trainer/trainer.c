@@ -77,7 +77,7 @@ static lb_status make_optimizer(lb_trainer *t) {
     int *groups = malloc((size_t)m->n_params * sizeof *groups);
     if (!groups) return lb_error(LB_ENOMEM, "optimizer groups");
     for (int i = 0; i < m->n_params; i++)
-        groups[i] = t->cfg.optim.no_decay_on_norms_and_embeddings && m->param_info[i].no_decay ? 1 : 0;
+        groups[i] = t->cfg.optim.no_decay_on_norms_and_embeddings && m->params[i].no_decay ? 1 : 0;
     t->opt = lb_optim_create(&oc, m->param_list, groups, m->n_params);
     free(groups);
     return t->opt ? LB_OK : lb_errcode();
@@ -252,8 +252,11 @@ static lb_status write_checkpoint(lb_trainer *t, lb_ckpt *c) {
         lb_tensor *p = m->param_list[i];
         snprintf(name, sizeof name, "model/%s", p->name);
         LB_TRY(lb_ckpt_put_f32(c, name, p->ndim, p->shape, p->data));
-        LB_TRY(lb_ckpt_set_attr_str(c, name, "quant", m->param_info[i].qspec));
-        LB_TRY(lb_ckpt_set_attr_str(c, name, "act_quant", m->param_info[i].act_qspec));
+        char spec[64];
+        lb_qspec_format(&m->params[i].weight, spec, sizeof spec);
+        LB_TRY(lb_ckpt_set_attr_str(c, name, "quant", spec));
+        lb_qspec_format(&m->params[i].activation, spec, sizeof spec);
+        LB_TRY(lb_ckpt_set_attr_str(c, name, "act_quant", spec));
     }
     int n_buf;
     const lb_state_buffer *bufs = lb_optim_buffers(t->opt, &n_buf);
