@@ -51,13 +51,6 @@ void lb_unmap_file(lb_mapped_file *m) {
 
 /* --- atomic writing ---------------------------------------------------------- */
 
-static char *dup_str(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
-}
-
 static void free_names(lb_atomic_file *af) {
     free(af->path);
     free(af->tmp);
@@ -68,7 +61,7 @@ lb_status lb_atomic_begin(const char *path, lb_atomic_file *af) {
     memset(af, 0, sizeof *af);
     if (!path || !path[0]) return lb_error(LB_EINVAL, "empty output path");
     size_t len = strlen(path);
-    af->path = dup_str(path);
+    af->path = strdup(path);
     af->tmp = malloc(len + 64);
     if (!af->path || !af->tmp) {
         free_names(af);
@@ -125,6 +118,21 @@ lb_status lb_atomic_write_at(lb_atomic_file *af, uint64_t offset, const void *p,
         return lb_error(LB_EIO, "write to '%s' failed: %s", af->tmp, strerror(errno));
     }
     return LB_OK;
+}
+
+lb_status lb_atomic_write_produced(lb_atomic_file *af, const void *data, lb_produce_fn produce, void *ctx,
+                                   size_t nbytes) {
+    if (!produce) return lb_atomic_write(af, data, nbytes);
+    void *buf = malloc(nbytes ? nbytes : 1);
+    if (!buf) {
+        af->failed = 1;
+        return lb_error(LB_ENOMEM, "out of memory for %zu bytes", nbytes);
+    }
+    lb_status s = produce(ctx, buf, nbytes);
+    if (s == LB_OK) s = lb_atomic_write(af, buf, nbytes);
+    else af->failed = 1;
+    free(buf);
+    return s;
 }
 
 static lb_status fsync_dir_of(const char *path) {

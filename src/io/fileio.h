@@ -39,6 +39,13 @@ lb_status lb_atomic_begin(const char *path, lb_atomic_file *af);
 lb_status lb_atomic_write(lb_atomic_file *af, const void *p, size_t n);
 /* Appends zero bytes until the file length is a multiple of `alignment`. */
 lb_status lb_atomic_pad(lb_atomic_file *af, uint64_t alignment);
+/* Bytes given to a writer: a pointer kept until commit, or a function producing
+ * them at commit time into a buffer of nbytes (so a tensor can be converted or
+ * quantized just before it is written, one at a time). */
+typedef lb_status (*lb_produce_fn)(void *ctx, void *dst, size_t nbytes);
+/* Appends `data`, or what `produce` writes into a temporary buffer when it is set. */
+lb_status lb_atomic_write_produced(lb_atomic_file *af, const void *data, lb_produce_fn produce, void *ctx,
+                                   size_t nbytes);
 /* Overwrites n bytes at `offset` (< the current length), e.g. a count known only at
  * the end; later writes still append. */
 lb_status lb_atomic_write_at(lb_atomic_file *af, uint64_t offset, const void *p, size_t n);

@@ -640,7 +640,7 @@ typedef struct wtensor {
     int64_t shape[LB_GGUF_MAX_DIMS];
     uint64_t nbytes;
     const void *data;
-    lb_gguf_produce_fn produce;
+    lb_produce_fn produce;
     void *ctx;
 } wtensor;
 
@@ -879,7 +879,7 @@ lb_status lb_gguf_set_str_array(lb_gguf_writer *w, const char *key, uint64_t n, 
 }
 
 static lb_status add_tensor(lb_gguf_writer *w, const char *name, int type, int ndim, const int64_t *shape,
-                            const void *data, lb_gguf_produce_fn produce, void *ctx) {
+                            const void *data, lb_produce_fn produce, void *ctx) {
     LB_TRY(wcheck(w));
     if (w->depth > 0) return wfail(w, LB_EINVAL, "tensor added while an array is still open");
     if (!name || !name[0]) return wfail(w, LB_EINVAL, "tensor with an empty name");
@@ -932,7 +932,7 @@ lb_status lb_gguf_add_tensor(lb_gguf_writer *w, const char *name, int ggml_type,
 }
 
 lb_status lb_gguf_add_tensor_fn(lb_gguf_writer *w, const char *name, int ggml_type, int ndim, const int64_t *shape,
-                                lb_gguf_produce_fn produce, void *ctx) {
+                                lb_produce_fn produce, void *ctx) {
     if (w && !produce) return wfail(w, LB_EINVAL, "tensor '%s': no producer", name ? name : "");
     return add_tensor(w, name, ggml_type, ndim, shape, NULL, produce, ctx);
 }
@@ -969,17 +969,11 @@ static lb_status write_tensors(lb_gguf_writer *w) {
     LB_TRY(lb_atomic_pad(&w->af, w->alignment));
     for (size_t i = 0; i < w->n_tensors; i++) {
         const wtensor *t = &w->tensors[i];
-        if (t->produce) {
-            void *buf = malloc(t->nbytes ? (size_t)t->nbytes : 1);
-            if (!buf) return wfail(w, LB_ENOMEM, "tensor '%s': out of memory for %llu bytes", t->name,
-                                   (unsigned long long)t->nbytes);
-            lb_status s = t->produce(t->ctx, buf, (size_t)t->nbytes);
-            if (s != LB_OK) lb_error_prefix("GGUF '%s': tensor '%s'", w->af.path, t->name);
-            else s = wbytes(w, buf, (size_t)t->nbytes);
-            free(buf);
-            LB_TRY(s);
-        } else {
-            LB_TRY(wbytes(w, t->data, (size_t)t->nbytes));
+        lb_status s = lb_atomic_write_produced(&w->af, t->data, t->produce, t->ctx, (size_t)t->nbytes);
+        if (s != LB_OK) {
+            w->failed = 1;
+            lb_error_prefix("GGUF '%s': tensor '%s'", w->af.path, t->name);
+            return s;
         }
         LB_TRY(lb_atomic_pad(&w->af, w->alignment));
     }

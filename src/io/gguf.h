@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "io/fileio.h" /* lb_produce_fn */
 
 /* Metadata value types, with GGUF's ids. */
 typedef enum lb_gguf_type {
@@ -167,11 +168,10 @@ lb_status lb_gguf_end_array(lb_gguf_writer *w);
  * written as given (ggml's own writer drops trailing ne of 1; readers accept both). */
 lb_status lb_gguf_add_tensor(lb_gguf_writer *w, const char *name, int ggml_type, int ndim, const int64_t *shape,
                              const void *data);
-/* The same with the bytes produced at commit time into a buffer of `nbytes`: lets
- * an exporter quantize one tensor at a time. */
-typedef lb_status (*lb_gguf_produce_fn)(void *ctx, void *dst, size_t nbytes);
+/* The same with the bytes produced at commit time (io/fileio.h): lets an exporter
+ * quantize one tensor at a time. */
 lb_status lb_gguf_add_tensor_fn(lb_gguf_writer *w, const char *name, int ggml_type, int ndim, const int64_t *shape,
-                                lb_gguf_produce_fn produce, void *ctx);
+                                lb_produce_fn produce, void *ctx);
 
 /* Writes the tensor infos and data, then fsync and rename. Frees w either way. */
 lb_status lb_gguf_writer_commit(lb_gguf_writer *w);

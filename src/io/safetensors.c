@@ -295,20 +295,13 @@ static lb_status parse_file(lb_st *st, st_file *f, int keep_metadata) {
     return s;
 }
 
-static char *dup_str(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
-}
-
 static lb_status add_file(lb_st *st, const char *path, const void *buf, size_t size) {
     st_file *fs = realloc(st->files, (st->n_files + 1) * sizeof *fs);
     if (!fs) return lb_error(LB_ENOMEM, "safetensors '%s': out of memory", path);
     st->files = fs;
     st_file *f = &st->files[st->n_files];
     memset(f, 0, sizeof *f);
-    if (!(f->path = dup_str(path))) return lb_error(LB_ENOMEM, "safetensors '%s': out of memory", path);
+    if (!(f->path = strdup(path))) return lb_error(LB_ENOMEM, "safetensors '%s': out of memory", path);
     st->n_files++;
     if (buf) {
         f->buf = buf;
@@ -557,7 +550,7 @@ typedef struct wtensor {
     int64_t *shape;
     uint64_t nbytes;
     const void *data;
-    lb_st_produce_fn produce;
+    lb_produce_fn produce;
     void *ctx;
 } wtensor;
 
@@ -606,7 +599,7 @@ lb_status lb_st_writer_begin(const char *path, lb_st_writer **out) {
 }
 
 static lb_status add(lb_st_writer *w, const char *name, const char *dtype, int ndim, const int64_t *shape,
-                     const void *data, lb_st_produce_fn produce, void *ctx) {
+                     const void *data, lb_produce_fn produce, void *ctx) {
     LB_TRY(wcheck(w));
     if (!name) return wfail(w, LB_EINVAL, "tensor without a name");
     if (strcmp(name, "__metadata__") == 0) return wfail(w, LB_EINVAL, "'__metadata__' cannot name a tensor");
@@ -634,7 +627,7 @@ static lb_status add(lb_st_writer *w, const char *name, const char *dtype, int n
     }
     wtensor *t = &w->t[w->n];
     memset(t, 0, sizeof *t);
-    t->name = dup_str(name);
+    t->name = strdup(name);
     t->shape = malloc(((size_t)ndim + 1) * sizeof *t->shape);
     if (!t->name || !t->shape) {
         free(t->name);
@@ -662,7 +655,7 @@ lb_status lb_st_writer_add(lb_st_writer *w, const char *name, const char *dtype,
 }
 
 lb_status lb_st_writer_add_fn(lb_st_writer *w, const char *name, const char *dtype, int ndim, const int64_t *shape,
-                              lb_st_produce_fn produce, void *ctx) {
+                              lb_produce_fn produce, void *ctx) {
     if (w && !produce) return wfail(w, LB_EINVAL, "tensor '%s': no producer", name ? name : "");
     return add(w, name, dtype, ndim, shape, NULL, produce, ctx);
 }
@@ -760,20 +753,8 @@ static lb_status write_all(lb_st_writer *w) {
         goto done;
     for (size_t i = 0; i < w->n && s == LB_OK; i++) {
         const wtensor *t = order[i];
-        if (t->produce) {
-            void *buf = malloc(t->nbytes ? (size_t)t->nbytes : 1);
-            if (!buf) {
-                s = wfail(w, LB_ENOMEM, "tensor '%s': out of memory for %llu bytes", t->name,
-                          (unsigned long long)t->nbytes);
-                break;
-            }
-            s = t->produce(t->ctx, buf, (size_t)t->nbytes);
-            if (s != LB_OK) lb_error_prefix("safetensors '%s': tensor '%s'", w->af.path, t->name);
-            else s = lb_atomic_write(&w->af, buf, (size_t)t->nbytes);
-            free(buf);
-        } else {
-            s = lb_atomic_write(&w->af, t->data, (size_t)t->nbytes);
-        }
+        s = lb_atomic_write_produced(&w->af, t->data, t->produce, t->ctx, (size_t)t->nbytes);
+        if (s != LB_OK) lb_error_prefix("safetensors '%s': tensor '%s'", w->af.path, t->name);
     }
 done:
     free(header);

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "io/fileio.h" /* lb_produce_fn */
 
 #define LB_ST_MAX_HEADER 100000000 /* bytes of JSON header (the upstream limit) */
 
@@ -74,9 +75,9 @@ lb_status lb_st_writer_begin(const char *path, lb_st_writer **out);
  * scalar; data: nelements · bits / 8 bytes. */
 lb_status lb_st_writer_add(lb_st_writer *w, const char *name, const char *dtype, int ndim, const int64_t *shape,
                            const void *data);
-typedef lb_status (*lb_st_produce_fn)(void *ctx, void *dst, size_t nbytes);
+/* The same with the bytes produced at commit time (io/fileio.h). */
 lb_status lb_st_writer_add_fn(lb_st_writer *w, const char *name, const char *dtype, int ndim, const int64_t *shape,
-                              lb_st_produce_fn produce, void *ctx);
+                              lb_produce_fn produce, void *ctx);
 /* A "__metadata__" entry (UTF-8 strings); setting a key again replaces its value. */
 lb_status lb_st_writer_set_metadata(lb_st_writer *w, const char *key, const char *value);
 lb_status lb_st_writer_commit(lb_st_writer *w); /* frees w either way */
