@@ -15,8 +15,13 @@
 
 #include "core/minifloat.h" /* fp16 <-> fp32, round to nearest even */
 
-/* ggml's MAX(a, b) macro: ((a) > (b) ? (a) : (b)); a NaN operand on the right wins. */
-static inline float max_like_ggml(float a, float b) { return a > b ? a : b; }
+/* The largest |x| of a block as ggml's reference quantizers find it: with its MAX(a, b)
+ * macro, ((a) > (b) ? (a) : (b)), so a NaN on the right wins over what came before. */
+static inline float block_amax(const float *x, int n) {
+    float amax = 0.0f;
+    for (int j = 0; j < n; j++) amax = amax > fabsf(x[j]) ? amax : fabsf(x[j]);
+    return amax;
+}
 
 /* A float converted to a narrow integer type the way x86-64 code does it: cvttss2si
  * truncates to a 32-bit integer (0x80000000 for NaN and out-of-range values), and
@@ -47,9 +52,7 @@ static inline float get_f16(const uint8_t *p) { return lb_fp16_to_f32((uint16_t)
 void lb_ggml_q8_0_from_f32(const float *x, void *dst, size_t n) {
     uint8_t *y = dst;
     for (size_t b = 0; b < n / LB_GGML_QK8_0; b++, x += LB_GGML_QK8_0, y += LB_GGML_Q8_0_BYTES) {
-        float amax = 0.0f;
-        for (int j = 0; j < LB_GGML_QK8_0; j++) amax = max_like_ggml(amax, fabsf(x[j]));
-        const float d = amax / 127;
+        const float d = block_amax(x, LB_GGML_QK8_0) / 127;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         put_f16(y, d);
         for (int j = 0; j < LB_GGML_QK8_0; j++) {
@@ -131,9 +134,7 @@ static uint8_t tq1_pack(const float *x, size_t stride, int count, float id, int 
 void lb_ggml_tq1_0_from_f32(const float *x, void *dst, size_t n) {
     uint8_t *y = dst;
     for (size_t b = 0; b < n / LB_GGML_QK_K; b++, y += LB_GGML_TQ1_0_BYTES) {
-        float amax = 0.0f;
-        for (int j = 0; j < LB_GGML_QK_K; j++) amax = max_like_ggml(amax, fabsf(x[j]));
-        const float d = amax;
+        const float d = block_amax(x, LB_GGML_QK_K);
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         put_f16(y + TQ1_QS + TQ1_QH, d);
         /* bytes 0..31: five trits each, weights m + 32k */
@@ -176,9 +177,7 @@ enum { TQ2_QS = 64 };
 void lb_ggml_tq2_0_from_f32(const float *x, void *dst, size_t n) {
     uint8_t *y = dst;
     for (size_t b = 0; b < n / LB_GGML_QK_K; b++, y += LB_GGML_TQ2_0_BYTES) {
-        float amax = 0.0f;
-        for (int j = 0; j < LB_GGML_QK_K; j++) amax = max_like_ggml(amax, fabsf(x[j]));
-        const float d = amax;
+        const float d = block_amax(x, LB_GGML_QK_K);
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         put_f16(y + TQ2_QS, d);
         for (int c = 0; c < TQ2_QS; c += 32) { /* two chunks of 128 weights */
