@@ -1,10 +1,12 @@
-/* The GGML block codecs against vectors made by ggml itself (tests/data/ggml/README.md
- * says how): every encoded byte and every decoded float must be identical. */
+/* The GGML block codecs of the dtype table, and its f16 and bf16 rows, against vectors
+ * made by ggml itself (tests/data/ggml/README.md says how): every encoded byte and
+ * every decoded float must be identical. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/dtype.h"
 #include "core/dtype_ggml.h"
 #include "core/minifloat.h"
 #include "testutil.h"
@@ -42,21 +44,9 @@ static void assert_same_floats(const float *got, const float *want, size_t n, co
     }
 }
 
-typedef struct codec {
-    const char *name;
-    int block, block_bytes;
-    void (*from_f32)(const float *, void *, size_t);
-    void (*to_f32)(const void *, float *, size_t);
-} codec;
-
-static const codec codecs[] = {
-    {"q8_0", LB_GGML_QK8_0, LB_GGML_Q8_0_BYTES, lb_ggml_q8_0_from_f32, lb_ggml_q8_0_to_f32},
-    {"q4_0", LB_GGML_QK4_0, LB_GGML_Q4_0_BYTES, lb_ggml_q4_0_from_f32, lb_ggml_q4_0_to_f32},
-    {"tq1_0", LB_GGML_QK_K, LB_GGML_TQ1_0_BYTES, lb_ggml_tq1_0_from_f32, lb_ggml_tq1_0_to_f32},
-    {"tq2_0", LB_GGML_QK_K, LB_GGML_TQ2_0_BYTES, lb_ggml_tq2_0_from_f32, lb_ggml_tq2_0_to_f32},
-};
-
-static void check_codec(const codec *c) {
+/* The vectors of one type through its dtype row (c->name is the files' name too). */
+static void check_codec(lb_dtype t) {
+    const lb_dtype_traits *c = lb_dtype_info(t);
     blob in = load(c->name, "in.f32"), q = load(c->name, "q"), out = load(c->name, "out.f32");
     blob rq = load(c->name, "rq"), rout = load(c->name, "rout.f32");
     size_t n = in.n / sizeof(float), nblocks = n / (size_t)c->block;
@@ -80,26 +70,29 @@ static void check_codec(const codec *c) {
     free(in.p), free(q.p), free(out.p), free(rq.p), free(rout.p);
 }
 
-static void test_q8_0(void **state) { check_codec(&codecs[0]); }
-static void test_q4_0(void **state) { check_codec(&codecs[1]); }
-static void test_tq1_0(void **state) { check_codec(&codecs[2]); }
-static void test_tq2_0(void **state) { check_codec(&codecs[3]); }
+static void test_q8_0(void **state) { check_codec(LB_DT_Q8_0); }
+static void test_q4_0(void **state) { check_codec(LB_DT_Q4_0); }
+static void test_tq1_0(void **state) { check_codec(LB_DT_TQ1_0); }
+static void test_tq2_0(void **state) { check_codec(LB_DT_TQ2_0); }
 
-/* fp16 and bf16, which GGUF F16/BF16 tensors and every block scale use. */
+/* The f16 and bf16 rows, which GGUF F16/BF16 tensors use (and the scalar fp16
+ * conversion every block scale goes through). */
 static void test_f16_bf16(void **state) {
+    const lb_dtype types[2] = {LB_DT_F16, LB_DT_BF16};
     for (int t = 0; t < 2; t++) {
-        const char *name = t ? "bf16" : "f16";
-        blob in = load(name, "in.f32"), q = load(name, "q"), out = load(name, "out.f32");
+        const lb_dtype_traits *d = lb_dtype_info(types[t]);
+        blob in = load(d->name, "in.f32"), q = load(d->name, "q"), out = load(d->name, "out.f32");
         size_t n = in.n / 4;
         const float *x = in.p;
         const uint16_t *codes = q.p;
+        uint16_t *mine = malloc(q.n);
         float *dec = malloc(in.n);
-        for (size_t i = 0; i < n; i++) {
-            uint16_t h = t ? lb_bf16_from_f32(x[i]) : lb_fp16_from_f32(x[i]);
-            if (h != codes[i]) fail_msg("%s: %g encodes to %04x, ggml gives %04x", name, x[i], h, codes[i]);
-            dec[i] = t ? lb_bf16_to_f32(codes[i]) : lb_fp16_to_f32(codes[i]);
-        }
-        assert_same_floats(dec, out.p, n, name);
+        d->from_f32(x, mine, n);
+        for (size_t i = 0; i < n; i++)
+            if (mine[i] != codes[i]) fail_msg("%s: %g encodes to %04x, ggml gives %04x", d->name, x[i], mine[i], codes[i]);
+        d->to_f32(codes, dec, n);
+        assert_same_floats(dec, out.p, n, d->name);
+        free(mine);
         free(dec);
         free(in.p), free(q.p), free(out.p);
     }
@@ -118,12 +111,14 @@ static void test_ternary_is_lossless(void **state) {
         x[i] = gamma * (float)((int)((s >> 33) % 3) - 1);
     }
     for (int b = 0; b < 4; b++) x[b * LB_GGML_QK_K + 7] = -gamma;
-    for (int c = 2; c < 4; c++) {
-        codecs[c].from_f32(x, buf, N);
-        codecs[c].to_f32(buf, y, N);
+    const lb_dtype ternary[2] = {LB_DT_TQ1_0, LB_DT_TQ2_0};
+    for (int c = 0; c < 2; c++) {
+        const lb_dtype_traits *d = lb_dtype_info(ternary[c]);
+        d->from_f32(x, buf, N);
+        d->to_f32(buf, y, N);
         for (int i = 0; i < N; i++) {
             float want = x[i] == 0 ? 0.0f : (x[i] > 0 ? gamma16 : -gamma16);
-            if (y[i] != want) fail_msg("%s: weight %d: %g became %g", codecs[c].name, i, x[i], y[i]);
+            if (y[i] != want) fail_msg("%s: weight %d: %g became %g", d->name, i, x[i], y[i]);
         }
     }
 }

@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/dtype_ggml.h"
-#include "io/gguf.h"
+#include "core/dtype.h"
 #include "core/minifloat.h"
+#include "io/gguf.h"
 #include "testutil.h"
 #include "testutil_io.h"
 
@@ -20,23 +20,27 @@
 
 typedef struct sample_tensor {
     const char *name;
-    int type, ndim;
+    lb_dtype dt;
+    int ndim;
     int64_t shape[4];
 } sample_tensor;
 
+/* The ggml type id of a lowbit dtype. */
+static int gt(lb_dtype d) { return lb_dtype_info(d)->gguf_type; }
+
 static const sample_tensor sample_tensors[] = {
-    {"token_embd.weight", LB_GGML_F32, 2, {3, 8}},
-    {"f16.weight", LB_GGML_F16, 1, {5}},
-    {"bf16.weight", LB_GGML_BF16, 3, {2, 1, 3}},
-    {"f64.weight", LB_GGML_F64, 1, {3}},
-    {"i8.weight", LB_GGML_I8, 1, {7}},
-    {"i16.weight", LB_GGML_I16, 1, {3}},
-    {"i32.weight", LB_GGML_I32, 1, {2}},
-    {"i64.weight", LB_GGML_I64, 1, {2}},
-    {"blk.0.attn_q.weight", LB_GGML_Q8_0, 2, {2, 64}},
-    {"blk.0.attn_k.weight", LB_GGML_Q4_0, 2, {3, 32}},
-    {"blk.0.ffn_up.weight", LB_GGML_TQ1_0, 2, {2, 256}},
-    {"blk.0.ffn_down.weight", LB_GGML_TQ2_0, 4, {1, 1, 2, 512}},
+    {"token_embd.weight", LB_DT_F32, 2, {3, 8}},
+    {"f16.weight", LB_DT_F16, 1, {5}},
+    {"bf16.weight", LB_DT_BF16, 3, {2, 1, 3}},
+    {"f64.weight", LB_DT_F64, 1, {3}},
+    {"i8.weight", LB_DT_I8, 1, {7}},
+    {"i16.weight", LB_DT_I16, 1, {3}},
+    {"i32.weight", LB_DT_I32, 1, {2}},
+    {"i64.weight", LB_DT_I64, 1, {2}},
+    {"blk.0.attn_q.weight", LB_DT_Q8_0, 2, {2, 64}},
+    {"blk.0.attn_k.weight", LB_DT_Q4_0, 2, {3, 32}},
+    {"blk.0.ffn_up.weight", LB_DT_TQ1_0, 2, {2, 256}},
+    {"blk.0.ffn_down.weight", LB_DT_TQ2_0, 4, {1, 1, 2, 512}},
 };
 enum { N_SAMPLE = sizeof sample_tensors / sizeof sample_tensors[0] };
 
@@ -54,33 +58,16 @@ static uint64_t numel(const sample_tensor *t) {
 /* The bytes of sample tensor i: random values in the tensor's type. */
 static uint8_t *sample_bytes(int i, size_t *nbytes) {
     const sample_tensor *t = &sample_tensors[i];
-    int block, bb;
-    assert_true(lb_ggml_type_size(t->type, &block, &bb));
     size_t n = (size_t)numel(t);
-    *nbytes = n / (size_t)block * (size_t)bb;
+    *nbytes = lb_dtype_row_bytes(t->dt, n);
     uint8_t *p = malloc(*nbytes);
     float *x = malloc(n * sizeof *x);
     uint64_t s = 1000 + (uint64_t)i;
     for (size_t j = 0; j < n; j++) x[j] = ((float)lcg(&s) / 2147483648.0f - 1.0f) * 3.0f;
-    switch (t->type) {
-    case LB_GGML_F32: memcpy(p, x, n * 4); break;
-    case LB_GGML_F16:
-        for (size_t j = 0; j < n; j++) ((uint16_t *)p)[j] = lb_fp16_from_f32(x[j]);
-        break;
-    case LB_GGML_BF16:
-        for (size_t j = 0; j < n; j++) ((uint16_t *)p)[j] = lb_bf16_from_f32(x[j]);
-        break;
-    case LB_GGML_F64:
-        for (size_t j = 0; j < n; j++) ((double *)p)[j] = x[j] * 1e-3;
-        break;
-    case LB_GGML_Q8_0: lb_ggml_q8_0_from_f32(x, p, n); break;
-    case LB_GGML_Q4_0: lb_ggml_q4_0_from_f32(x, p, n); break;
-    case LB_GGML_TQ1_0: lb_ggml_tq1_0_from_f32(x, p, n); break;
-    case LB_GGML_TQ2_0: lb_ggml_tq2_0_from_f32(x, p, n); break;
-    default: /* integers */
+    if (lb_dtype_info(t->dt)->cls == LB_DC_FLOAT || lb_dtype_info(t->dt)->cls == LB_DC_BLOCK)
+        lb_dtype_info(t->dt)->from_f32(x, p, n);
+    else /* integers: random bytes */
         for (size_t j = 0; j < *nbytes; j++) p[j] = (uint8_t)lcg(&s);
-        break;
-    }
     free(x);
     return p;
 }
@@ -177,11 +164,11 @@ static void write_sample(const char *path, uint8_t **bytes) {
         size_t n;
         bytes[i] = sample_bytes(i, &n);
         if (i % 3 == 2) /* some through a producer */
-            assert_int_equal(lb_gguf_add_tensor_fn(w, st->name, st->type, st->ndim, st->shape, produce_sample,
+            assert_int_equal(lb_gguf_add_tensor_fn(w, st->name, gt(st->dt), st->ndim, st->shape, produce_sample,
                                                    (void *)(intptr_t)i),
                              LB_OK);
         else
-            assert_int_equal(lb_gguf_add_tensor(w, st->name, st->type, st->ndim, st->shape, bytes[i]), LB_OK);
+            assert_int_equal(lb_gguf_add_tensor(w, st->name, gt(st->dt), st->ndim, st->shape, bytes[i]), LB_OK);
     }
     assert_int_equal(lb_gguf_writer_commit(w), LB_OK);
 }
@@ -250,7 +237,8 @@ static void check_sample(const lb_gguf *g, uint8_t **bytes) {
         const lb_gguf_tensor *t = lb_gguf_tensor_at(g, (size_t)k);
         assert_string_equal(t->name, st->name);
         assert_ptr_equal(lb_gguf_find_tensor(g, st->name), t);
-        assert_int_equal(t->ggml_type, st->type);
+        assert_int_equal(t->ggml_type, gt(st->dt));
+        assert_int_equal(t->dtype, st->dt);
         assert_int_equal(t->ndim, st->ndim);
         for (int dd = 0; dd < st->ndim; dd++) assert_int_equal(t->shape[dd], st->shape[dd]);
         assert_int_equal(t->nelements, numel(st));
@@ -297,8 +285,8 @@ static void test_exact_bytes(void **state) {
     lb_gguf_writer *w;
     assert_int_equal(lb_gguf_writer_begin(path, &w), LB_OK);
     assert_int_equal(lb_gguf_set_u8(w, "k", 7), LB_OK);
-    assert_int_equal(lb_gguf_add_tensor(w, "a", LB_GGML_F32, 1, (int64_t[]){3}, a), LB_OK);
-    assert_int_equal(lb_gguf_add_tensor(w, "c", LB_GGML_F32, 2, (int64_t[]){2, 4}, c), LB_OK);
+    assert_int_equal(lb_gguf_add_tensor(w, "a", gt(LB_DT_F32), 1, (int64_t[]){3}, a), LB_OK);
+    assert_int_equal(lb_gguf_add_tensor(w, "c", gt(LB_DT_F32), 2, (int64_t[]){2, 4}, c), LB_OK);
     assert_int_equal(lb_gguf_writer_commit(w), LB_OK);
 
     tu_bytes e = {0};
@@ -312,13 +300,13 @@ static void test_exact_bytes(void **state) {
     put_str(&e, "a");
     tu_put_u32(&e, 1);
     tu_put_u64(&e, 3);
-    tu_put_u32(&e, LB_GGML_F32);
+    tu_put_u32(&e, gt(LB_DT_F32));
     tu_put_u64(&e, 0);
     put_str(&e, "c");
     tu_put_u32(&e, 2);
     tu_put_u64(&e, 4); /* ne[0]: the row */
     tu_put_u64(&e, 2);
-    tu_put_u32(&e, LB_GGML_F32);
+    tu_put_u32(&e, gt(LB_DT_F32));
     tu_put_u64(&e, 32); /* 12 bytes of "a", padded */
     tu_put_zeros(&e, (32 - e.n % 32) % 32);
     tu_put(&e, a, sizeof a);
@@ -341,8 +329,8 @@ static void test_alignment_key(void **state) {
     lb_gguf_writer *w;
     assert_int_equal(lb_gguf_writer_begin(path, &w), LB_OK);
     assert_int_equal(lb_gguf_set_u32(w, "general.alignment", 64), LB_OK);
-    assert_int_equal(lb_gguf_add_tensor(w, "x", LB_GGML_F32, 1, (int64_t[]){5}, x), LB_OK);
-    assert_int_equal(lb_gguf_add_tensor(w, "y", LB_GGML_F32, 1, (int64_t[]){5}, x), LB_OK);
+    assert_int_equal(lb_gguf_add_tensor(w, "x", gt(LB_DT_F32), 1, (int64_t[]){5}, x), LB_OK);
+    assert_int_equal(lb_gguf_add_tensor(w, "y", gt(LB_DT_F32), 1, (int64_t[]){5}, x), LB_OK);
     assert_int_equal(lb_gguf_writer_commit(w), LB_OK);
     lb_gguf *g;
     assert_int_equal(lb_gguf_open(path, &g), LB_OK);
@@ -373,7 +361,7 @@ static void test_writer_errors(void **state) {
 
     /* a row that is not a multiple of the block names the tensor */
     assert_int_equal(lb_gguf_writer_begin(path, &w), LB_OK);
-    assert_int_equal(lb_gguf_add_tensor(w, "blk.3.ffn_up.weight", LB_GGML_TQ2_0, 2, (int64_t[]){2, 32}, x), LB_EINVAL);
+    assert_int_equal(lb_gguf_add_tensor(w, "blk.3.ffn_up.weight", gt(LB_DT_TQ2_0), 2, (int64_t[]){2, 32}, x), LB_EINVAL);
     assert_non_null(strstr(lb_errmsg(), "'blk.3.ffn_up.weight'"));
     assert_non_null(strstr(lb_errmsg(), "not a multiple of the tq2_0 block (256)"));
     lb_gguf_writer_abort(w);
@@ -391,11 +379,11 @@ static void test_writer_errors(void **state) {
         uint32_t one = 1;
         switch (c) {
         case 0:
-            lb_gguf_add_tensor(w, "t", LB_GGML_F32, 1, (int64_t[]){1}, x);
-            s = lb_gguf_add_tensor(w, "t", LB_GGML_F32, 1, (int64_t[]){1}, x);
+            lb_gguf_add_tensor(w, "t", gt(LB_DT_F32), 1, (int64_t[]){1}, x);
+            s = lb_gguf_add_tensor(w, "t", gt(LB_DT_F32), 1, (int64_t[]){1}, x);
             break;
         case 1: s = lb_gguf_add_tensor(w, "0123456789012345678901234567890123456789012345678901234567890123",
-                                       LB_GGML_F32, 1, (int64_t[]){1}, x);
+                                       gt(LB_DT_F32), 1, (int64_t[]){1}, x);
             break;
         case 2: s = lb_gguf_add_tensor(w, "t", 4, 1, (int64_t[]){32}, x); break;
         case 3:
@@ -414,7 +402,7 @@ static void test_writer_errors(void **state) {
             s = lb_gguf_end_array(w);
             break;
         case 6: s = lb_gguf_set_u32(w, "general.alignment", 48); break;
-        case 7: s = lb_gguf_add_tensor(w, "t", LB_GGML_F32, 5, (int64_t[]){1, 1, 1, 1, 1}, x); break;
+        case 7: s = lb_gguf_add_tensor(w, "t", gt(LB_DT_F32), 5, (int64_t[]){1, 1, 1, 1, 1}, x); break;
         }
         assert_int_not_equal(s, LB_OK);
         if (!strstr(lb_errmsg(), cases[c].msg)) fail_msg("%s: message '%s' lacks '%s'", cases[c].what, lb_errmsg(), cases[c].msg);
@@ -515,7 +503,7 @@ static void test_lying_headers(void **state) {
     /* the base case parses */
     header(&b, 3, 1, 1);
     kv_u32(&b, "k", LB_GGUF_U32, 1);
-    info(&b, "t", 1, (int64_t[]){4}, LB_GGML_F32, 0);
+    info(&b, "t", 1, (int64_t[]){4}, gt(LB_DT_F32), 0);
     data(&b, 16);
     assert_int_equal(parse_copy(b.p, b.n), LB_OK);
 
@@ -606,18 +594,18 @@ static void test_lying_headers(void **state) {
     info(&b, "0123456789012345678901234567890123456789012345678901234567890123", 1, (int64_t[]){4}, 0, 0);
     expect_error(&b, "tensor 0: name of 64 bytes is longer than the 63 allowed");
     header(&b, 3, 2, 0);
-    info(&b, "t", 1, (int64_t[]){4}, LB_GGML_F32, 0);
-    info(&b, "t", 1, (int64_t[]){4}, LB_GGML_F32, 32);
+    info(&b, "t", 1, (int64_t[]){4}, gt(LB_DT_F32), 0);
+    info(&b, "t", 1, (int64_t[]){4}, gt(LB_DT_F32), 32);
     data(&b, 64);
     expect_error(&b, "tensor 1 't': duplicate tensor name (also tensor 0)");
     header(&b, 3, 1, 0);
-    info(&b, "t", 5, (int64_t[]){1, 1, 1, 1, 1}, LB_GGML_F32, 0);
+    info(&b, "t", 5, (int64_t[]){1, 1, 1, 1, 1}, gt(LB_DT_F32), 0);
     expect_error(&b, "tensor 0 't': 5 dimensions, at most 4 allowed");
     header(&b, 3, 1, 0);
-    info(&b, "t", 2, (int64_t[]){4, -1}, LB_GGML_F32, 0);
+    info(&b, "t", 2, (int64_t[]){4, -1}, gt(LB_DT_F32), 0);
     expect_error(&b, "dimension 1 is negative");
     header(&b, 3, 1, 0);
-    info(&b, "t", 3, (int64_t[]){1 << 30, 1 << 30, 1 << 30}, LB_GGML_F32, 0);
+    info(&b, "t", 3, (int64_t[]){1 << 30, 1 << 30, 1 << 30}, gt(LB_DT_F32), 0);
     expect_error(&b, "more than 2^63 elements");
     const uint32_t bad_types[] = {4, 31, 43, 99, 0xffffffffu};
     for (size_t k = 0; k < sizeof bad_types / sizeof bad_types[0]; k++) {
@@ -627,25 +615,25 @@ static void test_lying_headers(void **state) {
         expect_error(&b, "unknown ggml type");
     }
     header(&b, 3, 1, 0);
-    info(&b, "blk.0.attn_q.weight", 2, (int64_t[]){33, 2}, LB_GGML_Q8_0, 0);
+    info(&b, "blk.0.attn_q.weight", 2, (int64_t[]){33, 2}, gt(LB_DT_Q8_0), 0);
     data(&b, 128);
     expect_error(&b, "tensor 0 'blk.0.attn_q.weight': rows of 33 elements are not a multiple of the q8_0 block (32)");
     header(&b, 3, 2, 0);
-    info(&b, "a", 1, (int64_t[]){4}, LB_GGML_F32, 0);
-    info(&b, "b", 1, (int64_t[]){4}, LB_GGML_F32, 16); /* overlaps the padding of a */
+    info(&b, "a", 1, (int64_t[]){4}, gt(LB_DT_F32), 0);
+    info(&b, "b", 1, (int64_t[]){4}, gt(LB_DT_F32), 16); /* overlaps the padding of a */
     data(&b, 64);
     expect_error(&b, "tensor 1 'b': data offset 16, expected 32");
     header(&b, 3, 1, 0);
-    info(&b, "a", 1, (int64_t[]){4}, LB_GGML_F32, 32);
+    info(&b, "a", 1, (int64_t[]){4}, gt(LB_DT_F32), 32);
     data(&b, 64);
     expect_error(&b, "tensor 0 'a': data offset 32, expected 0");
     header(&b, 3, 1, 0);
-    info(&b, "a", 1, (int64_t[]){1000}, LB_GGML_F32, 0);
+    info(&b, "a", 1, (int64_t[]){1000}, gt(LB_DT_F32), 0);
     data(&b, 100);
     expect_error(&b, "tensor 0 'a': data [");
     expect_error(&b, "runs past the end of the file");
     header(&b, 3, 1, 0);
-    info(&b, "a", 1, (int64_t[]){0}, LB_GGML_F32, 0); /* no data, but the section must start inside the file */
+    info(&b, "a", 1, (int64_t[]){0}, gt(LB_DT_F32), 0); /* no data, but the section must start inside the file */
     expect_error(&b, "data section would start at byte 64, past the end");
     free(b.p);
 }
@@ -809,8 +797,23 @@ static void test_independent_readers(void **state) {
     tu_rmdir(dir);
 }
 
+/* The container's table of ggml types agrees with the dtype table on every type both
+ * know (the GGUF ids in core/dtype.c, the sizes in io/gguf.c). */
+static void test_ggml_types_agree_with_dtypes(void **state) {
+    for (int t = 0; t < LB_DT_COUNT; t++) {
+        const lb_dtype_traits *d = lb_dtype_info((lb_dtype)t);
+        if (d->gguf_type < 0) continue;
+        int block, bytes;
+        if (!lb_ggml_type_size(d->gguf_type, &block, &bytes)) fail_msg("%s: ggml type %d unknown", d->name, d->gguf_type);
+        assert_int_equal(block, d->block);
+        assert_int_equal(bytes, d->block_bytes);
+        assert_string_equal(lb_ggml_type_name(d->gguf_type), d->name);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ggml_types_agree_with_dtypes),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_exact_bytes),
         cmocka_unit_test(test_alignment_key),

@@ -8,8 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/safetensors.h"
+#include "core/dtype.h"
 #include "core/minifloat.h"
+#include "io/safetensors.h"
 #include "testutil.h"
 #include "testutil_io.h"
 
@@ -409,8 +410,17 @@ static void compare_with_reference(const char *path, const char *json_path) {
             sscanf(hex + 2 * b, "%2x", &byte);
             assert_int_equal(byte, ((const uint8_t *)t->data)[b]);
         }
+        /* decoded values, for the dtypes lowbit has (BOOL and U64 it has not) */
+        lb_dtype dt;
+        int known = lb_dtype_by_safetensors(t->dtype, &dt);
+        assert_int_equal(t->dt, known ? (int)dt : -1);
         json_t *f32 = json_object_get(r, "f32");
-        if (!f32) continue;
+        if (!known) {
+            float one;
+            assert_int_equal(lb_st_to_f32(st, t, &one, (size_t)t->nelements), LB_EINVAL); /* before writing anything */
+            continue;
+        }
+        assert_non_null(f32);
         float *f = malloc((size_t)t->nelements * sizeof *f + 1);
         assert_int_equal(lb_st_to_f32(st, t, f, (size_t)t->nelements), LB_OK);
         for (size_t e = 0; e < t->nelements; e++) {

@@ -10,10 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/dtype_ggml.h"
+#include "core/dtype.h"
 #include "io/fileio.h"
 #include "io/name_index.h"
-#include "core/minifloat.h" /* fp16, bf16 */
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "lowbit reads and writes little-endian files on little-endian hosts only"
@@ -311,6 +310,8 @@ static lb_status parse_tensor_infos(rd *r) {
         if (!lb_ggml_type_size((int)type, &block, &bytes))
             return fmt_error(r, where, "unknown ggml type %d", (int)type);
         t->ggml_type = (int)type;
+        lb_dtype dt;
+        t->dtype = lb_dtype_by_gguf(t->ggml_type, &dt) ? (int)dt : -1;
         if (ne[0] % block != 0)
             return fmt_error(r, where, "rows of %lld elements are not a multiple of the %s block (%d)",
                              (long long)ne[0], ggml_types[type].name, block);
@@ -581,54 +582,10 @@ lb_status lb_gguf_tensor_to_f32(const lb_gguf *g, const lb_gguf_tensor *t, float
     if (n != t->nelements)
         return lb_error(LB_EINVAL, "GGUF '%s': tensor '%s' has %llu elements, not %zu", g->label, t->name,
                         (unsigned long long)t->nelements, n);
-    const uint8_t *p = t->data;
-    switch (t->ggml_type) {
-    case LB_GGML_F32: memcpy(dst, p, n * 4); break;
-    case LB_GGML_F16:
-        for (size_t i = 0; i < n; i++) dst[i] = lb_fp16_to_f32((uint16_t)(p[2 * i] | (p[2 * i + 1] << 8)));
-        break;
-    case LB_GGML_BF16:
-        for (size_t i = 0; i < n; i++) dst[i] = lb_bf16_to_f32((uint16_t)(p[2 * i] | (p[2 * i + 1] << 8)));
-        break;
-    case LB_GGML_F64:
-        for (size_t i = 0; i < n; i++) {
-            double x;
-            memcpy(&x, p + 8 * i, 8);
-            dst[i] = (float)x;
-        }
-        break;
-    case LB_GGML_I8:
-        for (size_t i = 0; i < n; i++) dst[i] = (float)(int8_t)p[i];
-        break;
-    case LB_GGML_I16:
-        for (size_t i = 0; i < n; i++) {
-            int16_t x;
-            memcpy(&x, p + 2 * i, 2);
-            dst[i] = (float)x;
-        }
-        break;
-    case LB_GGML_I32:
-        for (size_t i = 0; i < n; i++) {
-            int32_t x;
-            memcpy(&x, p + 4 * i, 4);
-            dst[i] = (float)x;
-        }
-        break;
-    case LB_GGML_I64:
-        for (size_t i = 0; i < n; i++) {
-            int64_t x;
-            memcpy(&x, p + 8 * i, 8);
-            dst[i] = (float)x;
-        }
-        break;
-    case LB_GGML_Q8_0: lb_ggml_q8_0_to_f32(p, dst, n); break;
-    case LB_GGML_Q4_0: lb_ggml_q4_0_to_f32(p, dst, n); break;
-    case LB_GGML_TQ1_0: lb_ggml_tq1_0_to_f32(p, dst, n); break;
-    case LB_GGML_TQ2_0: lb_ggml_tq2_0_to_f32(p, dst, n); break;
-    default:
+    if (t->dtype < 0)
         return lb_error(LB_EINVAL, "GGUF '%s': tensor '%s': lowbit cannot decode ggml type %s", g->label, t->name,
                         lb_ggml_type_name(t->ggml_type));
-    }
+    lb_dtype_info((lb_dtype)t->dtype)->to_f32(t->data, dst, n);
     return LB_OK;
 }
 

@@ -29,17 +29,11 @@ typedef enum lb_gguf_type {
 /* "u8", "str", "arr", ...; "?" for an unknown id. */
 const char *lb_gguf_type_name(int type);
 
-/* ggml tensor types: every id ggml defines (F32 0, F16 1, Q4_0 2, Q8_0 8, BF16 30,
- * TQ1_0 34, TQ2_0 35, ...). 1 with the block size and bytes per block when `type` is
- * a type a GGUF file may hold, 0 for unknown or removed ids. */
+/* ggml tensor types: every id ggml defines, those lowbit has no codec for included
+ * (lowbit's own are lb_dtype_info(dt)->gguf_type). 1 with the block size and bytes per
+ * block when `type` is a type a GGUF file may hold, 0 for unknown or removed ids. */
 int lb_ggml_type_size(int type, int *block, int *block_bytes);
 const char *lb_ggml_type_name(int type); /* "q8_0", ...; "?" when unknown */
-/* Tensor type ids lowbit writes. */
-enum {
-    LB_GGML_F32 = 0, LB_GGML_F16 = 1, LB_GGML_Q4_0 = 2, LB_GGML_Q8_0 = 8, LB_GGML_I8 = 24,
-    LB_GGML_I16 = 25, LB_GGML_I32 = 26, LB_GGML_I64 = 27, LB_GGML_F64 = 28, LB_GGML_BF16 = 30,
-    LB_GGML_TQ1_0 = 34, LB_GGML_TQ2_0 = 35
-};
 
 #define LB_GGUF_DEFAULT_ALIGNMENT 32
 #define LB_GGUF_MAX_DIMS 4
@@ -73,6 +67,7 @@ typedef struct lb_gguf_kv {
 typedef struct lb_gguf_tensor {
     const char *name;   /* NUL-terminated */
     int ggml_type;
+    int dtype;          /* the lb_dtype of ggml_type, -1 when lowbit has none (core/dtype.h) */
     int ndim;           /* as stored, 0..4 (0: a single element) */
     int64_t shape[LB_GGUF_MAX_DIMS]; /* lowbit order: shape[ndim-1] is the row, ne[0] */
     uint64_t nelements;
@@ -121,8 +116,8 @@ uint64_t lb_gguf_value_u64(const lb_gguf_value *v, uint64_t i); /* integers and 
 double lb_gguf_value_f64(const lb_gguf_value *v, uint64_t i);   /* any number */
 lb_gguf_str lb_gguf_value_str(const lb_gguf_value *v, uint64_t i);
 
-/* A tensor's elements as float32, n == t->nelements. LB_EINVAL naming the tensor for
- * ggml types lowbit has no decoder for. */
+/* A tensor's elements as float32 through its dtype's row codec, n == t->nelements.
+ * LB_EINVAL naming the tensor for ggml types lowbit has no dtype for. */
 lb_status lb_gguf_tensor_to_f32(const lb_gguf *g, const lb_gguf_tensor *t, float *dst, size_t n);
 
 /* --- writing ------------------------------------------------------------------ */

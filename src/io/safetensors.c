@@ -18,9 +18,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/dtype.h"
 #include "io/fileio.h"
 #include "io/name_index.h"
-#include "core/minifloat.h" /* fp16, bf16, fp8, e8m0 */
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "lowbit reads and writes little-endian files on little-endian hosts only"
@@ -287,8 +287,9 @@ static lb_status parse_file(lb_st *st, st_file *f, int keep_metadata) {
     }
     for (size_t i = 0; i < ne && s == LB_OK; i++) {
         const entry *e = &es[i];
-        lb_st_tensor t = {e->name, e->dtype, e->ndim, f->shapes + e->shape_at, e->nelements, e->nbytes,
-                          f->buf + 8 + n + e->begin, f->path};
+        lb_dtype dt;
+        lb_st_tensor t = {e->name, e->dtype, lb_dtype_by_safetensors(e->dtype, &dt) ? (int)dt : -1, e->ndim,
+                          f->shapes + e->shape_at, e->nelements, e->nbytes, f->buf + 8 + n + e->begin, f->path};
         if (!tensor_add(st, &t)) s = lb_error(LB_ENOMEM, "safetensors '%s': out of memory", f->path);
     }
     free(es);
@@ -502,43 +503,15 @@ const char *lb_st_metadata(const lb_st *st, const char *key) {
     return NULL;
 }
 
-/* Element i of a little-endian array, rounded once to float32. */
-static float load(const uint8_t *p, size_t i, const char *d) {
-    if (!strcmp(d, "I16")) { int16_t v; memcpy(&v, p + 2 * i, 2); return v; }
-    if (!strcmp(d, "U16")) { uint16_t v; memcpy(&v, p + 2 * i, 2); return v; }
-    if (!strcmp(d, "I32")) { int32_t v; memcpy(&v, p + 4 * i, 4); return (float)v; }
-    if (!strcmp(d, "U32")) { uint32_t v; memcpy(&v, p + 4 * i, 4); return (float)v; }
-    if (!strcmp(d, "I64")) { int64_t v; memcpy(&v, p + 8 * i, 8); return (float)v; }
-    if (!strcmp(d, "U64")) { uint64_t v; memcpy(&v, p + 8 * i, 8); return (float)v; }
-    double v; /* F64 */
-    memcpy(&v, p + 8 * i, 8);
-    return (float)v;
-}
-
-static uint16_t load_u16(const uint8_t *p, size_t i) { return (uint16_t)(p[2 * i] | (p[2 * i + 1] << 8)); }
-
 lb_status lb_st_to_f32(const lb_st *st, const lb_st_tensor *t, float *dst, size_t n) {
     (void)st;
     if (n != t->nelements)
         return lb_error(LB_EINVAL, "safetensors '%s': tensor '%s' has %llu elements, not %zu", t->file, t->name,
                         (unsigned long long)t->nelements, n);
-    const uint8_t *p = t->data;
-    const char *d = t->dtype;
-    if (!strcmp(d, "F32")) memcpy(dst, p, n * 4);
-    else if (!strcmp(d, "F16")) for (size_t i = 0; i < n; i++) dst[i] = lb_fp16_to_f32(load_u16(p, i));
-    else if (!strcmp(d, "BF16")) for (size_t i = 0; i < n; i++) dst[i] = lb_bf16_to_f32(load_u16(p, i));
-    else if (!strcmp(d, "F8_E4M3")) for (size_t i = 0; i < n; i++) dst[i] = lb_fp8_e4m3_to_f32(p[i]);
-    else if (!strcmp(d, "F8_E5M2")) for (size_t i = 0; i < n; i++) dst[i] = lb_fp8_e5m2_to_f32(p[i]);
-    else if (!strcmp(d, "F8_E8M0")) for (size_t i = 0; i < n; i++) dst[i] = lb_e8m0_to_f32(p[i]);
-    else if (!strcmp(d, "BOOL")) for (size_t i = 0; i < n; i++) dst[i] = p[i] != 0;
-    else if (!strcmp(d, "U8")) for (size_t i = 0; i < n; i++) dst[i] = p[i];
-    else if (!strcmp(d, "I8")) for (size_t i = 0; i < n; i++) dst[i] = (int8_t)p[i];
-    else if (!strcmp(d, "I16") || !strcmp(d, "U16") || !strcmp(d, "I32") || !strcmp(d, "U32") || !strcmp(d, "I64") ||
-             !strcmp(d, "U64") || !strcmp(d, "F64"))
-        for (size_t i = 0; i < n; i++) dst[i] = load(p, i, d);
-    else
+    if (t->dt < 0)
         return lb_error(LB_EINVAL, "safetensors '%s': tensor '%s': lowbit cannot convert dtype %s to float32",
-                        t->file, t->name, d);
+                        t->file, t->name, t->dtype);
+    lb_dtype_info((lb_dtype)t->dt)->to_f32(t->data, dst, n);
     return LB_OK;
 }
 

@@ -23,6 +23,7 @@
 typedef struct lb_st_tensor {
     const char *name;
     const char *dtype;       /* as the header spells it: "F32", "BF16", "I64", ... */
+    int dt;                  /* its lb_dtype, -1 when lowbit has none (core/dtype.h) */
     int ndim;                /* 0 for a scalar */
     const int64_t *shape;
     uint64_t nelements;
@@ -54,8 +55,9 @@ size_t lb_st_metadata_count(const lb_st *st);
 void lb_st_metadata_at(const lb_st *st, size_t i, const char **key, const char **value);
 const char *lb_st_metadata(const lb_st *st, const char *key);
 
-/* A tensor's elements as float32, n == t->nelements. LB_EINVAL naming the tensor
- * for dtypes lowbit cannot convert (C64, F4, F6_*, the FNUZ fp8 variants). */
+/* A tensor's elements as float32 through its dtype's row codec, n == t->nelements.
+ * LB_EINVAL naming the tensor for dtypes lowbit has no lb_dtype for (BOOL, U64, C64,
+ * F4, F6_*, F8_E8M0, the FNUZ fp8 variants). */
 lb_status lb_st_to_f32(const lb_st *st, const lb_st_tensor *t, float *dst, size_t n);
 
 /* Bits per element of a safetensors dtype name; 0 when unknown. */
