@@ -66,6 +66,21 @@ static inline void tu_require_node_gguf(void) {
     if (system(cmd) != 0) fail_msg("node with @huggingface/gguf is missing: run scripts/setup.sh");
 }
 
+/* A malloc'd copy of exactly n bytes, so the sanitizers see any read past them. */
+static inline uint8_t *tu_exact_copy(const uint8_t *p, size_t n) {
+    uint8_t *c = malloc(n ? n : 1);
+    if (!c) fail_msg("out of memory");
+    if (n) memcpy(c, p, n);
+    return c;
+}
+
+/* The directory holds `name` and nothing else (no temporary file left behind). */
+static inline void tu_assert_only_file(const char *dir, const char *name) {
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "test \"$(ls -A '%s')\" = '%s'", dir, name);
+    if (system(cmd) != 0) fail_msg("%s holds more than %s", dir, name);
+}
+
 /* Removes a test's temporary directory and what is in it. */
 static inline void tu_rmdir(const char *dir) {
     char cmd[600];
