@@ -15,6 +15,7 @@ PACKAGES=(
   fortunes                 # the default corpus
   python3 python3-h5py python3-numpy  # checkpoint interoperability tests
   python3-torch            # PyTorch reference: equivalence tests and scripts/bench_vs_torch.sh
+  nodejs                   # @huggingface/gguf, the independent GGUF reader of tests/test_gguf (needs Node.js >= 20)
 )
 
 missing=()
@@ -27,6 +28,14 @@ if ((${#missing[@]})); then
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# npm packages the tests use as independent readers, pinned by
+# scripts/reference/package-lock.json, into scripts/reference/node_modules (git-ignored).
+if [ ! -f scripts/reference/node_modules/@huggingface/gguf/package.json ]; then
+  command -v npm >/dev/null || { echo "setup: npm is missing (it comes with Node.js)" >&2; exit 1; }
+  echo "setup: installing the npm packages of scripts/reference"
+  (cd scripts/reference && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 BUILD_DIR=${LOWBIT_BUILD_DIR:-build}

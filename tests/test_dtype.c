@@ -23,20 +23,26 @@ static const struct {
     double max;
     int gguf;
     const char *safetensors;
+    int block;
 } want[] = {
-    {LB_DT_F32, "f32", LB_DC_FLOAT, 4, 3.4028234663852886e38, 0, "F32"},
-    {LB_DT_F16, "f16", LB_DC_FLOAT, 2, 65504.0, 1, "F16"},
-    {LB_DT_BF16, "bf16", LB_DC_FLOAT, 2, 3.3895313892515355e38, 30, "BF16"},
-    {LB_DT_F64, "f64", LB_DC_FLOAT, 8, 1.7976931348623157e308, 28, "F64"},
-    {LB_DT_F8_E4M3, "f8_e4m3", LB_DC_FLOAT, 1, 448.0, -1, "F8_E4M3"},
-    {LB_DT_F8_E5M2, "f8_e5m2", LB_DC_FLOAT, 1, 57344.0, -1, "F8_E5M2"},
-    {LB_DT_I8, "i8", LB_DC_SINT, 1, 127.0, 24, "I8"},
-    {LB_DT_U8, "u8", LB_DC_UINT, 1, 255.0, -1, "U8"},
-    {LB_DT_I16, "i16", LB_DC_SINT, 2, 32767.0, 25, "I16"},
-    {LB_DT_U16, "u16", LB_DC_UINT, 2, 65535.0, -1, "U16"},
-    {LB_DT_I32, "i32", LB_DC_SINT, 4, 2147483647.0, 26, "I32"},
-    {LB_DT_U32, "u32", LB_DC_UINT, 4, 4294967295.0, -1, "U32"},
-    {LB_DT_I64, "i64", LB_DC_SINT, 8, 9223372036854775807.0, 27, "I64"},
+    {LB_DT_F32, "f32", LB_DC_FLOAT, 4, 3.4028234663852886e38, 0, "F32", 1},
+    {LB_DT_F16, "f16", LB_DC_FLOAT, 2, 65504.0, 1, "F16", 1},
+    {LB_DT_BF16, "bf16", LB_DC_FLOAT, 2, 3.3895313892515355e38, 30, "BF16", 1},
+    {LB_DT_F64, "f64", LB_DC_FLOAT, 8, 1.7976931348623157e308, 28, "F64", 1},
+    {LB_DT_F8_E4M3, "f8_e4m3", LB_DC_FLOAT, 1, 448.0, -1, "F8_E4M3", 1},
+    {LB_DT_F8_E5M2, "f8_e5m2", LB_DC_FLOAT, 1, 57344.0, -1, "F8_E5M2", 1},
+    {LB_DT_I8, "i8", LB_DC_SINT, 1, 127.0, 24, "I8", 1},
+    {LB_DT_U8, "u8", LB_DC_UINT, 1, 255.0, -1, "U8", 1},
+    {LB_DT_I16, "i16", LB_DC_SINT, 2, 32767.0, 25, "I16", 1},
+    {LB_DT_U16, "u16", LB_DC_UINT, 2, 65535.0, -1, "U16", 1},
+    {LB_DT_I32, "i32", LB_DC_SINT, 4, 2147483647.0, 26, "I32", 1},
+    {LB_DT_U32, "u32", LB_DC_UINT, 4, 4294967295.0, -1, "U32", 1},
+    {LB_DT_I64, "i64", LB_DC_SINT, 8, 9223372036854775807.0, 27, "I64", 1},
+    /* GGML blocks (ggml-common.h): bytes per block; max = largest code times fp16's max */
+    {LB_DT_Q8_0, "q8_0", LB_DC_BLOCK, 34, 127.0 * 65504.0, 8, NULL, 32},
+    {LB_DT_Q4_0, "q4_0", LB_DC_BLOCK, 18, 8.0 * 65504.0, 2, NULL, 32},
+    {LB_DT_TQ1_0, "tq1_0", LB_DC_BLOCK, 54, 65504.0, 34, NULL, 256},
+    {LB_DT_TQ2_0, "tq2_0", LB_DC_BLOCK, 66, 2.0 * 65504.0, 35, NULL, 256},
 };
 /* A dtype added to the enum must be added here (and so checked) too. */
 _Static_assert(sizeof want / sizeof want[0] == LB_DT_COUNT, "test_dtype: one expected row per lb_dtype");
@@ -50,15 +56,16 @@ static void test_every_row(void **state) {
         assert_non_null(d->name);
         assert_string_equal(d->name, want[i].name);
         assert_int_equal(d->cls, want[i].cls);
-        assert_int_equal(d->block, 1);
+        const int block = want[i].block;
+        assert_int_equal(d->block, block);
         assert_int_equal(d->block_bytes, want[i].bytes);
         if (d->max != want[i].max) fail_msg("%s: max %.17g, want %.17g", d->name, d->max, want[i].max);
         assert_int_equal(d->gguf_type, want[i].gguf);
-        assert_non_null(d->safetensors);
-        assert_string_equal(d->safetensors, want[i].safetensors);
+        if (want[i].safetensors) assert_string_equal(d->safetensors, want[i].safetensors);
+        else assert_null(d->safetensors);
         assert_non_null(d->to_f32);
         assert_non_null(d->from_f32);
-        assert_int_equal(lb_dtype_row_bytes(want[i].t, 10), 10u * (size_t)want[i].bytes);
+        assert_int_equal(lb_dtype_row_bytes(want[i].t, 10u * (size_t)block), 10u * (size_t)want[i].bytes);
         for (size_t j = 0; j < i; j++) assert_true(strcmp(d->name, lb_dtype_info(want[j].t)->name) != 0);
     }
     assert_null(lb_dtype_info(LB_DT_COUNT));
@@ -265,9 +272,11 @@ static void test_lookups(void **state) {
         lb_dtype got = LB_DT_COUNT;
         assert_int_equal(lb_dtype_by_name(d->name, &got), LB_OK);
         assert_int_equal(got, t);
-        got = LB_DT_COUNT;
-        assert_int_equal(lb_dtype_by_safetensors(d->safetensors, &got), 1);
-        assert_int_equal(got, t);
+        if (d->safetensors) { /* the GGML blocks have no safetensors name */
+            got = LB_DT_COUNT;
+            assert_int_equal(lb_dtype_by_safetensors(d->safetensors, &got), 1);
+            assert_int_equal(got, t);
+        }
         if (d->gguf_type >= 0) {
             got = LB_DT_COUNT;
             assert_int_equal(lb_dtype_by_gguf(d->gguf_type, &got), 1);

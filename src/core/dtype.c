@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/dtype_ggml.h"
 #include "core/minifloat.h"
 
 /* ---- row codecs ------------------------------------------------------------- */
@@ -119,6 +120,10 @@ static void i64_from_f32(const float *src, void *dst, size_t n) {
     {.name = nm, .cls = c, .block = 1, .block_bytes = bytes, .max = mx, .gguf_type = gguf, \
      .safetensors = st, .to_f32 = tag##_to_f32, .from_f32 = tag##_from_f32}
 
+#define BLOCK_ROW(nm, blk, bytes, mx, gguf, tag) \
+    {.name = nm, .cls = LB_DC_BLOCK, .block = blk, .block_bytes = bytes, .max = mx, .gguf_type = gguf, \
+     .safetensors = NULL, .to_f32 = lb_ggml_##tag##_to_f32, .from_f32 = lb_ggml_##tag##_from_f32}
+
 static const lb_dtype_traits table[] = {
     [LB_DT_F32] = ROW("f32", LB_DC_FLOAT, 4, FLT_MAX, 0, "F32", f32),
     [LB_DT_F16] = ROW("f16", LB_DC_FLOAT, 2, 65504.0, 1, "F16", f16),
@@ -133,6 +138,11 @@ static const lb_dtype_traits table[] = {
     [LB_DT_I32] = ROW("i32", LB_DC_SINT, 4, 2147483647.0, 26, "I32", i32),
     [LB_DT_U32] = ROW("u32", LB_DC_UINT, 4, 4294967295.0, -1, "U32", u32),
     [LB_DT_I64] = ROW("i64", LB_DC_SINT, 8, 9223372036854775807.0, 27, "I64", i64),
+    /* max: the largest code times the largest fp16 scale (TQ2_0's code 3 decodes to 2d) */
+    [LB_DT_Q8_0] = BLOCK_ROW("q8_0", LB_GGML_QK8_0, LB_GGML_Q8_0_BYTES, 127.0 * 65504.0, 8, q8_0),
+    [LB_DT_Q4_0] = BLOCK_ROW("q4_0", LB_GGML_QK4_0, LB_GGML_Q4_0_BYTES, 8.0 * 65504.0, 2, q4_0),
+    [LB_DT_TQ1_0] = BLOCK_ROW("tq1_0", LB_GGML_QK_K, LB_GGML_TQ1_0_BYTES, 65504.0, 34, tq1_0),
+    [LB_DT_TQ2_0] = BLOCK_ROW("tq2_0", LB_GGML_QK_K, LB_GGML_TQ2_0_BYTES, 2.0 * 65504.0, 35, tq2_0),
 };
 _Static_assert(sizeof table / sizeof table[0] == LB_DT_COUNT, "core/dtype.c: one table row per lb_dtype");
 

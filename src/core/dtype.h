@@ -24,8 +24,9 @@ typedef enum lb_dtype {
     LB_DT_F32 = 0, LB_DT_F16, LB_DT_BF16, LB_DT_F64,
     LB_DT_F8_E4M3, LB_DT_F8_E5M2,
     LB_DT_I8, LB_DT_U8, LB_DT_I16, LB_DT_U16, LB_DT_I32, LB_DT_U32, LB_DT_I64,
-    /* GGML block formats (Q8_0, Q4_0, TQ1_0, TQ2_0) are appended by the GGUF work, with
-       their row codecs exactly as ggml-quants.c's reference quantizers. */
+    /* GGML block formats, row codecs exactly as ggml-quants.c's reference quantizers
+       (core/dtype_ggml.h has the layouts). */
+    LB_DT_Q8_0, LB_DT_Q4_0, LB_DT_TQ1_0, LB_DT_TQ2_0,
     LB_DT_COUNT
 } lb_dtype;
 
