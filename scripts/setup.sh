@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   build-essential cmake pkg-config
   libopenblas-openmp-dev   # BLAS whose threads are OpenMP threads (see README: Threads)
+  libdnnl-dev              # oneDNN: the matrix products (OpenMP runtime, the same threads)
   libhdf5-dev hdf5-tools   # checkpoints; h5dump to inspect them
   libyaml-dev              # configs
   libjansson-dev           # metrics (JSON lines)

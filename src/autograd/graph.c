@@ -96,6 +96,10 @@ void *lb_node_scratch(lb_node *node, size_t bytes) {
 
 void lb_node_release(lb_node *node, void *p, size_t bytes) { lb_arena_release(&node->graph->arena, p, bytes); }
 
+void lb_node_fail(lb_node *node, lb_status s) {
+    if (node->graph->backward_status == LB_OK) node->graph->backward_status = s != LB_OK ? s : LB_EINVAL;
+}
+
 /* Hands an activation's own buffers back to the arena (a view's belong to
  * the tensor viewed, whose producer runs later) and forgets the pointers, so
  * a stray read after backward fails loudly instead of seeing reused memory. */

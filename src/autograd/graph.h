@@ -21,6 +21,7 @@
 #ifndef LOWBIT_AUTOGRAD_GRAPH_H
 #define LOWBIT_AUTOGRAD_GRAPH_H
 
+#include "autograd/gemm.h"
 #include "core/arena.h"
 #include "core/tensor.h"
 #include "quant/qspec.h"
@@ -49,11 +50,23 @@ struct lb_graph {
     int n_nodes, cap_nodes;
     int grad_enabled;     /* 0: no nodes are recorded (evaluation, sampling) */
     int tape_spent;       /* lb_backward ran: the activations are gone until the reset */
-    /* The last input lb_qmatmul quantized (source data, spec, λ, result), so
-     * projections that share an input (q/k/v, gate/up) quantize it once.
-     * Cleared by lb_graph_reset. */
-    struct { const float *src, *q; size_t n; lb_qspec spec; float lambda; } qcache;
-    lb_status backward_status; /* set by lb_node_scratch when memory runs out */
+    /* The precision of products of fp32 operands (autograd/gemm.h): the
+     * backward products, attention, fp32 layers. LB_PRECISION_FP32 after
+     * lb_graph_init; the trainer sets train.gemm_precision. */
+    lb_gemm_precision precision;
+    /* The last input lb_qmatmul quantized (source data, spec, λ, result: fp32
+     * values q, or int8 codes with one scale per row), so projections that
+     * share an input (q/k/v, gate/up) quantize it once. Cleared by
+     * lb_graph_reset. */
+    struct {
+        const float *src, *q;
+        const int8_t *codes;
+        const float *scales;
+        size_t n;
+        lb_qspec spec;
+        float lambda;
+    } qcache;
+    lb_status backward_status; /* set by lb_node_scratch (or a failing product) in the backward pass */
 };
 
 lb_status lb_graph_init(lb_graph *g, size_t arena_bytes);
@@ -90,6 +103,9 @@ float *lb_grad(lb_graph *g, lb_tensor *t);
  * at once: lb_backward then stops with LB_ENOMEM. */
 void *lb_node_scratch(lb_node *node, size_t bytes);
 void lb_node_release(lb_node *node, void *p, size_t bytes);
+/* Records the failure `s` of a backward function (the first one counts;
+ * the message is the thread's lb_errmsg): lb_backward then stops with it. */
+void lb_node_fail(lb_node *node, lb_status s);
 
 /* Backpropagates from a scalar `loss` (n == 1), seeding d loss = 1, freeing
  * activations as it goes (see the top of this file). Once per tape: a second

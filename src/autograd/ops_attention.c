@@ -4,11 +4,11 @@
  * Layouts are those the projections produce without any copy:
  * q [B, T, H, Dh], k and v [B, T, Hkv, Dh]. One head of one sequence is then
  * a [T, Dh] matrix whose rows are H·Dh (or Hkv·Dh) floats apart, which is
- * exactly a matrix with a leading dimension for cblas_sgemm. */
-#include <cblas.h>
+ * exactly a matrix with a leading dimension for the GEMM engine. */
 #include <math.h>
 #include <omp.h>
 
+#include "autograd/gemm.h"
 #include "autograd/ops.h"
 
 /* --- lb_rope -------------------------------------------------------------------
@@ -118,12 +118,15 @@ lb_tensor *lb_rope(lb_graph *g, lb_tensor *x, float theta, int pos0) {
  * Keeping P instead would hold B·H·T² floats per layer across the step
  * (model (b) of docs/performance.md: 8 MB a layer; at T = 2048, 128 MB a
  * layer per sequence) to save one Q·Kᵀ product and a softmax per head,
- * about a sixth of attention's arithmetic. Q·Kᵀ and P·V go through sgemm,
- * which also computes the masked upper triangle; that waste costs less than
- * hand loops lose to sgemm's kernels (see bench/bench_autograd.c). */
+ * about a sixth of attention's arithmetic. The products go through the
+ * GEMM engine at the graph's precision (fp32, or bf16 operands with fp32
+ * accumulation; the softmax is fp32 either way); Q·Kᵀ and P·V also compute
+ * the masked upper triangle, a waste that costs less than hand loops lose
+ * to GEMM kernels (see bench/bench_autograd.c). */
 
 typedef struct attn_saved {
     int n_threads;    /* the forward pass's team: the backward pass runs the same */
+    lb_gemm_precision p;
 } attn_saved;
 
 /* Below about this many multiply-adds (B·H·T²·Dh) the heads run on one
@@ -154,32 +157,32 @@ static void causal_softmax(float *S, int T) {
 }
 
 /* P [T, T] = causal softmax(Q Kᵀ · scale) of sequence b, query head h. */
-static void head_probs(const lb_tensor *q, const lb_tensor *k, int b, int h, float *P) {
+static lb_status head_probs(lb_gemm_precision p, const lb_tensor *q, const lb_tensor *k, int b, int h, float *P) {
     const int T = q->shape[1], H = q->shape[2], Dh = q->shape[3], Hkv = k->shape[2];
     const int kh = h / (H / Hkv), ldq = H * Dh, ldk = Hkv * Dh;
     const size_t qoff = (size_t)b * T * ldq + (size_t)h * Dh, koff = (size_t)b * T * ldk + (size_t)kh * Dh;
     const float scale = 1.0f / sqrtf((float)Dh);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, Dh, scale, q->data + qoff, ldq, k->data + koff, ldk,
-                0.0f, P, T);
+    LB_TRY(lb_gemm_f32(p, 0, 1, T, T, Dh, scale, q->data + qoff, ldq, k->data + koff, ldk, 0.0f, P, T));
     causal_softmax(P, T);
+    return LB_OK;
 }
 
 /* Forward of sequence b, query head h; P is [T, T] scratch. */
-static void head_forward(const lb_tensor *q, const lb_tensor *k, const lb_tensor *v, lb_tensor *o, int b, int h,
-                         float *P) {
+static lb_status head_forward(lb_gemm_precision p, const lb_tensor *q, const lb_tensor *k, const lb_tensor *v,
+                              lb_tensor *o, int b, int h, float *P) {
     const int T = q->shape[1], H = q->shape[2], Dh = q->shape[3], Hkv = k->shape[2];
     const int kh = h / (H / Hkv), ldq = H * Dh, ldk = Hkv * Dh;
     const size_t qoff = (size_t)b * T * ldq + (size_t)h * Dh, koff = (size_t)b * T * ldk + (size_t)kh * Dh;
-    head_probs(q, k, b, h, P);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Dh, T, 1.0f, P, T, v->data + koff, ldk, 0.0f,
-                o->data + qoff, ldq);
+    LB_TRY(head_probs(p, q, k, b, h, P));
+    return lb_gemm_f32(p, 0, 0, T, Dh, T, 1.0f, P, T, v->data + koff, ldk, 0.0f, o->data + qoff, ldq);
 }
 
 /* Backward of sequence b, KV head kh and the query heads that read it. The
  * heads of a group all add into the same dK/dV, so they run in order here,
  * which also keeps the sums in a fixed order. P and dS are [T, T] scratch. */
-static void group_backward(const lb_node *node, int b, int kh, float *P, float *dS) {
+static lb_status group_backward(const lb_node *node, int b, int kh, float *P, float *dS) {
     lb_tensor *q = node->in[0], *k = node->in[1], *v = node->in[2], *o = node->out;
+    const lb_gemm_precision p = ((const attn_saved *)node->saved)->p;
     const int T = q->shape[1], H = q->shape[2], Dh = q->shape[3], Hkv = k->shape[2];
     const int group = H / Hkv, ldq = H * Dh, ldk = Hkv * Dh;
     const float scale = 1.0f / sqrtf((float)Dh);
@@ -187,29 +190,27 @@ static void group_backward(const lb_node *node, int b, int kh, float *P, float *
     const float *K = k->data + koff, *V = v->data + koff;
     for (int h = kh * group; h < (kh + 1) * group; h++) {
         const size_t qoff = (size_t)b * T * ldq + (size_t)h * Dh;
-        head_probs(q, k, b, h, P);
+        LB_TRY(head_probs(p, q, k, b, h, P));
         const float *Q = q->data + qoff, *dO = o->grad + qoff;
         if (v->requires_grad) /* dV += Pᵀ dO */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, Dh, T, 1.0f, P, T, dO, ldq, 1.0f, v->grad + koff,
-                        ldk);
+            LB_TRY(lb_gemm_f32(p, 1, 0, T, Dh, T, 1.0f, P, T, dO, ldq, 1.0f, v->grad + koff, ldk));
         if (!q->requires_grad && !k->requires_grad) continue;
         /* dP = dO Vᵀ, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) in place. */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, Dh, 1.0f, dO, ldq, V, ldk, 0.0f, dS, T);
+        LB_TRY(lb_gemm_f32(p, 0, 1, T, T, Dh, 1.0f, dO, ldq, V, ldk, 0.0f, dS, T));
         for (int t = 0; t < T; t++) {
-            const float *p = P + (size_t)t * T;
+            const float *pr = P + (size_t)t * T;
             float *d = dS + (size_t)t * T;
             float dot = 0.0f;
-            for (int s = 0; s <= t; s++) dot += p[s] * d[s];
-            for (int s = 0; s <= t; s++) d[s] = p[s] * (d[s] - dot);
+            for (int s = 0; s <= t; s++) dot += pr[s] * d[s];
+            for (int s = 0; s <= t; s++) d[s] = pr[s] * (d[s] - dot);
             for (int s = t + 1; s < T; s++) d[s] = 0.0f;
         }
         if (q->requires_grad) /* dQ += scale · dS K */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Dh, T, scale, dS, T, K, ldk, 1.0f,
-                        q->grad + qoff, ldq);
+            LB_TRY(lb_gemm_f32(p, 0, 0, T, Dh, T, scale, dS, T, K, ldk, 1.0f, q->grad + qoff, ldq));
         if (k->requires_grad) /* dK += scale · dSᵀ Q */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, Dh, T, scale, dS, T, Q, ldq, 1.0f,
-                        k->grad + koff, ldk);
+            LB_TRY(lb_gemm_f32(p, 1, 0, T, Dh, T, scale, dS, T, Q, ldq, 1.0f, k->grad + koff, ldk));
     }
+    return LB_OK;
 }
 
 static void attention_backward(lb_node *node) {
@@ -220,16 +221,23 @@ static void attention_backward(lb_node *node) {
     float *scratch = lb_node_scratch(node, bytes); /* per thread: P, then dP / dS */
     if (!scratch) return;
     /* One task per (b, KV head). */
+    lb_status s = LB_OK;
     if (attn_parallel(q)) {
 #pragma omp parallel for schedule(static) num_threads(as->n_threads)
         for (int task = 0; task < B * Hkv; task++) {
             float *mine = scratch + (size_t)omp_get_thread_num() * 2 * TT;
-            group_backward(node, task / Hkv, task % Hkv, mine, mine + TT);
+            lb_status st = group_backward(node, task / Hkv, task % Hkv, mine, mine + TT);
+            if (st != LB_OK) {
+#pragma omp critical(lb_attention_status)
+                s = st;
+            }
         }
     } else {
-        for (int task = 0; task < B * Hkv; task++) group_backward(node, task / Hkv, task % Hkv, scratch, scratch + TT);
+        for (int task = 0; task < B * Hkv && s == LB_OK; task++)
+            s = group_backward(node, task / Hkv, task % Hkv, scratch, scratch + TT);
     }
     lb_node_release(node, scratch, bytes);
+    if (s != LB_OK) lb_node_fail(node, s);
 }
 
 lb_tensor *lb_attention(lb_graph *g, lb_tensor *q, lb_tensor *k, lb_tensor *v) {
@@ -253,20 +261,32 @@ lb_tensor *lb_attention(lb_graph *g, lb_tensor *q, lb_tensor *k, lb_tensor *v) {
     if (!o || !probs) return NULL;
 
     /* One task per (b, query head). */
+    const lb_gemm_precision p = g->precision;
+    lb_status s = LB_OK;
     if (attn_parallel(q)) {
 #pragma omp parallel for schedule(static) num_threads(n_threads)
-        for (int task = 0; task < B * H; task++)
-            head_forward(q, k, v, o, task / H, task % H, probs + (size_t)omp_get_thread_num() * TT);
+        for (int task = 0; task < B * H; task++) {
+            lb_status st = head_forward(p, q, k, v, o, task / H, task % H, probs + (size_t)omp_get_thread_num() * TT);
+            if (st != LB_OK) {
+#pragma omp critical(lb_attention_status)
+                s = st;
+            }
+        }
     } else {
-        for (int task = 0; task < B * H; task++) head_forward(q, k, v, o, task / H, task % H, probs);
+        for (int task = 0; task < B * H && s == LB_OK; task++) s = head_forward(p, q, k, v, o, task / H, task % H, probs);
     }
     lb_arena_release(&g->arena, probs, probs_bytes);
+    if (s != LB_OK) {
+        lb_error(s, "attention: q %s: a product failed", lb_shape_str(q, qs, sizeof qs));
+        return NULL;
+    }
 
     lb_tensor *ins[3] = {q, k, v};
     if (lb_graph_needs_grad(g, ins, 3)) {
         attn_saved *as = lb_graph_alloc(g, sizeof *as);
         if (!as) return NULL;
         as->n_threads = n_threads;
+        as->p = p;
         lb_node *node = lb_graph_record(g, "attention", attention_backward, o, q, k, v, NULL);
         if (!node) return NULL;
         node->saved = as;

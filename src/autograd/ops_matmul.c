@@ -1,9 +1,9 @@
 /* Matrix products: lb_matmul (activations times a weight) and lb_bmm
- * (batched products, e.g. inside attention). Both are thin over
- * cblas_sgemm; the backward passes call sgemm with beta = 1 so that the
- * gradients ADD into whatever the tape has accumulated already. */
-#include <cblas.h>
-
+ * (batched products). Both are thin over the GEMM engine (autograd/gemm.h)
+ * at the graph's precision (fp32, or bf16 operands with fp32 accumulation);
+ * the backward passes use beta = 1 so that the gradients ADD into whatever
+ * the tape has accumulated already. */
+#include "autograd/gemm.h"
 #include "autograd/ops.h"
 
 /* --- lb_matmul ---------------------------------------------------------------
@@ -12,23 +12,21 @@
 
 static void matmul_backward(lb_node *node) {
     lb_tensor *x = node->in[0], *w = node->in[1], *y = node->out;
+    const lb_gemm_precision p = node->graph->precision;
     int transpose_w = node->i[0];
     int M = (int)lb_tensor_rows(x), K = lb_tensor_cols(x), N = lb_tensor_cols(y);
     const float *dy = y->grad;
+    lb_status s = LB_OK;
 
-    if (x->requires_grad) {
-        /* dx[M,K] += dy[M,N] · op(w)ᵀ; op(w)ᵀ is w itself when w is [N,K]. */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, transpose_w ? CblasNoTrans : CblasTrans, M, K, N, 1.0f, dy,
-                    N, w->data, transpose_w ? K : N, 1.0f, x->grad, K);
-    }
-    if (w->requires_grad) {
+    if (x->requires_grad) /* dx[M,K] += dy[M,N] · op(w)ᵀ; op(w)ᵀ is w itself when w is [N,K]. */
+        s = lb_gemm_f32(p, 0, !transpose_w, M, K, N, 1.0f, dy, N, w->data, transpose_w ? K : N, 1.0f, x->grad, K);
+    if (s == LB_OK && w->requires_grad) {
         if (transpose_w) /* dw[N,K] += dyᵀ[N,M] · x[M,K] */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, M, 1.0f, dy, N, x->data, K, 1.0f,
-                        w->grad, K);
+            s = lb_gemm_f32(p, 1, 0, N, K, M, 1.0f, dy, N, x->data, K, 1.0f, w->grad, K);
         else /* dw[K,N] += xᵀ[K,M] · dy[M,N] */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, N, M, 1.0f, x->data, K, dy, N, 1.0f,
-                        w->grad, N);
+            s = lb_gemm_f32(p, 1, 0, K, N, M, 1.0f, x->data, K, dy, N, 1.0f, w->grad, N);
     }
+    if (s != LB_OK) lb_node_fail(node, s);
 }
 
 lb_tensor *lb_matmul(lb_graph *g, lb_tensor *x, lb_tensor *w, int transpose_w) {
@@ -55,8 +53,11 @@ lb_tensor *lb_matmul(lb_graph *g, lb_tensor *x, lb_tensor *w, int transpose_w) {
     if (!y) return NULL;
 
     int M = (int)lb_tensor_rows(x);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, transpose_w ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, x->data, K,
-                w->data, transpose_w ? K : N, 0.0f, y->data, N);
+    if (lb_gemm_f32(g->precision, 0, transpose_w, M, N, K, 1.0f, x->data, K, w->data, transpose_w ? K : N, 0.0f,
+                    y->data, N) != LB_OK) {
+        lb_error_prefix("matmul: x %s, weight %s", lb_shape_str(x, xs, sizeof xs), w->name ? w->name : "");
+        return NULL;
+    }
 
     lb_tensor *ins[2] = {x, w};
     if (lb_graph_needs_grad(g, ins, 2)) {
@@ -74,47 +75,44 @@ lb_tensor *lb_matmul(lb_graph *g, lb_tensor *x, lb_tensor *w, int transpose_w) {
 
 typedef struct bmm_dims {
     int B, M, K, N, ta, tb;
+    lb_gemm_precision p;
 } bmm_dims;
 
-/* Small products run one per thread (sgemm called inside a parallel region
- * stays single-threaded); large ones, or a single one, run in order and let
- * sgemm use the threads. The cut-off is roughly where OpenBLAS's own
- * threading starts to pay. The serial path avoids the OpenMP region
- * altogether: entering one costs about half a microsecond even with a false
- * `if` clause. */
+/* Small products run one per thread (a product called inside a parallel
+ * region runs on its thread alone); large ones, or a single one, run in
+ * order and use the threads themselves. The serial path avoids the OpenMP
+ * region altogether: entering one costs about half a microsecond even with
+ * a false `if` clause. */
 static int bmm_parallel_over_batch(const bmm_dims *d) {
     return d->B > 1 && (double)d->M * d->N * d->K < 64.0 * 64.0 * 64.0;
 }
 
 /* C = op(A) · op(B) for one batch. */
-static void bmm_forward_one(const bmm_dims *d, const float *A, const float *Bm, float *C) {
+static lb_status bmm_forward_one(const bmm_dims *d, const float *A, const float *Bm, float *C) {
     const int lda = d->ta ? d->M : d->K, ldb = d->tb ? d->K : d->N;
-    cblas_sgemm(CblasRowMajor, d->ta ? CblasTrans : CblasNoTrans, d->tb ? CblasTrans : CblasNoTrans, d->M, d->N,
-                d->K, 1.0f, A, lda, Bm, ldb, 0.0f, C, d->N);
+    return lb_gemm_f32(d->p, d->ta, d->tb, d->M, d->N, d->K, 1.0f, A, lda, Bm, ldb, 0.0f, C, d->N);
 }
 
 /* Gradients of one batch: A, B, dC are that batch's matrices; dA/dB NULL when
  * not wanted. */
-static void bmm_backward_one(const bmm_dims *d, const float *A, const float *Bm, const float *dC, float *dA,
-                             float *dB) {
+static lb_status bmm_backward_one(const bmm_dims *d, const float *A, const float *Bm, const float *dC, float *dA,
+                                  float *dB) {
     const int M = d->M, K = d->K, N = d->N, ta = d->ta, tb = d->tb;
     const int lda = ta ? M : K, ldb = tb ? K : N;
+    lb_status s = LB_OK;
     if (dA) {
         if (!ta) /* dA[M,K] += dC[M,N] · op(B)ᵀ[N,K] */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, tb ? CblasNoTrans : CblasTrans, M, K, N, 1.0f, dC, N, Bm, ldb,
-                        1.0f, dA, K);
+            s = lb_gemm_f32(d->p, 0, !tb, M, K, N, 1.0f, dC, N, Bm, ldb, 1.0f, dA, K);
         else /* dA[K,M] += op(B)[K,N] · dCᵀ[N,M] */
-            cblas_sgemm(CblasRowMajor, tb ? CblasTrans : CblasNoTrans, CblasTrans, K, M, N, 1.0f, Bm, ldb, dC, N,
-                        1.0f, dA, M);
+            s = lb_gemm_f32(d->p, tb, 1, K, M, N, 1.0f, Bm, ldb, dC, N, 1.0f, dA, M);
     }
-    if (dB) {
+    if (dB && s == LB_OK) {
         if (!tb) /* dB[K,N] += op(A)ᵀ[K,M] · dC[M,N] */
-            cblas_sgemm(CblasRowMajor, ta ? CblasNoTrans : CblasTrans, CblasNoTrans, K, N, M, 1.0f, A, lda, dC, N,
-                        1.0f, dB, N);
+            s = lb_gemm_f32(d->p, !ta, 0, K, N, M, 1.0f, A, lda, dC, N, 1.0f, dB, N);
         else /* dB[N,K] += dCᵀ[N,M] · op(A)[M,K] */
-            cblas_sgemm(CblasRowMajor, CblasTrans, ta ? CblasTrans : CblasNoTrans, N, K, M, 1.0f, dC, N, A, lda,
-                        1.0f, dB, K);
+            s = lb_gemm_f32(d->p, 1, ta, N, K, M, 1.0f, dC, N, A, lda, 1.0f, dB, K);
     }
+    return s;
 }
 
 static void bmm_backward(lb_node *node) {
@@ -122,16 +120,23 @@ static void bmm_backward(lb_node *node) {
     const bmm_dims *d = node->saved;
     const size_t sa = (size_t)d->M * d->K, sb = (size_t)d->K * d->N, sc = (size_t)d->M * d->N;
     float *dA = a->requires_grad ? a->grad : NULL, *dB = b->requires_grad ? b->grad : NULL;
+    lb_status s = LB_OK;
     if (bmm_parallel_over_batch(d)) {
 #pragma omp parallel for schedule(static)
-        for (int i = 0; i < d->B; i++)
-            bmm_backward_one(d, a->data + i * sa, b->data + i * sb, c->grad + i * sc, dA ? dA + i * sa : NULL,
-                             dB ? dB + i * sb : NULL);
+        for (int i = 0; i < d->B; i++) {
+            lb_status si = bmm_backward_one(d, a->data + i * sa, b->data + i * sb, c->grad + i * sc,
+                                            dA ? dA + i * sa : NULL, dB ? dB + i * sb : NULL);
+            if (si != LB_OK) {
+#pragma omp critical(lb_bmm_status)
+                s = si;
+            }
+        }
     } else {
-        for (int i = 0; i < d->B; i++)
-            bmm_backward_one(d, a->data + i * sa, b->data + i * sb, c->grad + i * sc, dA ? dA + i * sa : NULL,
-                             dB ? dB + i * sb : NULL);
+        for (int i = 0; i < d->B && s == LB_OK; i++)
+            s = bmm_backward_one(d, a->data + i * sa, b->data + i * sb, c->grad + i * sc, dA ? dA + i * sa : NULL,
+                                 dB ? dB + i * sb : NULL);
     }
+    if (s != LB_OK) lb_node_fail(node, s);
 }
 
 lb_tensor *lb_bmm(lb_graph *g, lb_tensor *a, lb_tensor *b, int transpose_a, int transpose_b) {
@@ -142,7 +147,7 @@ lb_tensor *lb_bmm(lb_graph *g, lb_tensor *a, lb_tensor *b, int transpose_a, int 
                  lb_shape_str(a, as, sizeof as), lb_shape_str(b, bs, sizeof bs));
         return NULL;
     }
-    bmm_dims d = {.B = a->shape[0], .ta = transpose_a != 0, .tb = transpose_b != 0};
+    bmm_dims d = {.B = a->shape[0], .ta = transpose_a != 0, .tb = transpose_b != 0, .p = g->precision};
     d.M = transpose_a ? a->shape[2] : a->shape[1];
     d.K = transpose_a ? a->shape[1] : a->shape[2];
     d.N = transpose_b ? b->shape[1] : b->shape[2];
@@ -158,11 +163,23 @@ lb_tensor *lb_bmm(lb_graph *g, lb_tensor *a, lb_tensor *b, int transpose_a, int 
     if (!c) return NULL;
 
     const size_t sa = (size_t)d.M * d.K, sb = (size_t)d.K * d.N, sc = (size_t)d.M * d.N;
+    lb_status s = LB_OK;
     if (bmm_parallel_over_batch(&d)) {
 #pragma omp parallel for schedule(static)
-        for (int i = 0; i < d.B; i++) bmm_forward_one(&d, a->data + i * sa, b->data + i * sb, c->data + i * sc);
+        for (int i = 0; i < d.B; i++) {
+            lb_status si = bmm_forward_one(&d, a->data + i * sa, b->data + i * sb, c->data + i * sc);
+            if (si != LB_OK) {
+#pragma omp critical(lb_bmm_status)
+                s = si;
+            }
+        }
     } else {
-        for (int i = 0; i < d.B; i++) bmm_forward_one(&d, a->data + i * sa, b->data + i * sb, c->data + i * sc);
+        for (int i = 0; i < d.B && s == LB_OK; i++)
+            s = bmm_forward_one(&d, a->data + i * sa, b->data + i * sb, c->data + i * sc);
+    }
+    if (s != LB_OK) {
+        lb_error_prefix("bmm: a %s, b %s", lb_shape_str(a, as, sizeof as), lb_shape_str(b, bs, sizeof bs));
+        return NULL;
     }
 
     lb_tensor *ins[2] = {a, b};
