@@ -6,34 +6,38 @@
  *
  *   step_ms        median wall time of a step
  *   tok_s          B·T / step time
+ *   forward_ms, backward_ms, optim_ms   medians of the three parts of a step
  *   rss_mb         peak resident set size of the process
  *   arena_forward_mb   activations and saved data when backward starts
  *   arena_peak_mb  most the arena held (backward reuses what it frees)
- *   sgemm_share    fraction of step time spent inside cblas_sgemm
- *   sgemm_gflops   GFLOP/s achieved by those sgemm calls
- *   omp_regions_per_step   OpenMP parallel regions run by a team per step (lowbit's
- *                  and OpenBLAS's together; regions whose `if` clause is false
- *                  are not counted)
- *   sgemm_calls_per_step   (calls inside a region counted once per region thread 0 runs)
- *   raw_gflops     the same calls replayed back to back on warm buffers
- *                  (what sgemm reaches at these shapes without the rest of
- *                  the step in between)
- *   sgemm_gflop_per_step   the multiply-adds of a step's sgemm calls (×2)
- *   peak_gflops    sgemm on a 2048³ product: the machine's practical peak
+ *   precision      the product precision of fp32 operands (--precision)
+ *   backend        the GEMM backend (LOWBIT_GEMM), and {f32,bf16,s8}_impl the
+ *                  kernels each operand type runs on (oneDNN's implementation
+ *                  name, e.g. brg:avx512_core_vnni, or the OpenBLAS core)
+ *   gemm_share     fraction of the step spent in matrix products (lb_gemm)
+ *   gemm_ms        the same in ms per step; other_ms = step_ms − gemm_ms, the
+ *                  norms, softmax, quantizers, conversions, optimizer, ...
+ *   {f32,bf16,s8}_gflop_per_step, _gflops, _ms   per operand type: the
+ *                  arithmetic of a step's products (2·M·N·K), the rate they
+ *                  ran at, their time per step
+ *   {f32,bf16,s8}_peak   each type's rate on a 1024³ product in this process
+ *   floor_ms       Σ over types of GFLOP per step / peak: the shortest step
+ *                  the same products allow on this machine
+ *   omp_regions_per_step   OpenMP parallel regions run by a team per step
+ *                  (lowbit's, oneDNN's and OpenBLAS's together; regions whose
+ *                  `if` clause is false are not counted)
  *
- * sgemm time is measured by interposing cblas_sgemm in this program: the
- * static library's calls bind to the definition below, which times the call
- * and forwards to OpenBLAS's (found with dlsym(RTLD_NEXT)). Calls made inside
- * an OpenMP parallel region (small attention products, one per thread) are
- * counted once, by thread 0, with their time scaled by the team size.
+ * Products are timed by the GEMM engine itself (lb_gemm_stats_enable): a
+ * product made inside an OpenMP region (small attention products, one per
+ * thread) is timed by thread 0, its time standing for the team's.
  *
  * Usage: bench_train [--layers N] [--heads H] [--kv-heads H] [--dim D] [--ffn F]
  *                    [--seq T] [--batch B] [--vocab V] [--mode fp|b1.58|b1]
- *                    [--steps N] [--warmup N] [--no-sgemm-stats]
- * Threads: OMP_NUM_THREADS. LOWBIT_BENCH_SHAPES=1 lists the sgemm shapes of
- * a step, LOWBIT_BENCH_MEMORY=1 what the forward pass holds, by op (stderr). */
+ *                    [--precision fp32|bf16] [--steps N] [--warmup N] [--no-gemm-stats]
+ * --precision defaults to the config's default (train.gemm_precision).
+ * Threads: OMP_NUM_THREADS. LOWBIT_BENCH_MEMORY=1 prints what the forward
+ * pass holds, by op (stderr); LOWBIT_BENCH_REGIONS=1 the regions by function. */
 #define _GNU_SOURCE
-#include <cblas.h>
 #include <dlfcn.h>
 #include <omp.h>
 #include <stdio.h>
@@ -42,8 +46,10 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "autograd/gemm.h"
 #include "autograd/graph.h"
 #include "core/rng.h"
+#include "io/config.h"
 #include "layers/model.h"
 #include "optim/optim.h"
 
@@ -68,130 +74,30 @@ static void die(const char *what) {
     exit(1);
 }
 
-/* --- sgemm interposition ------------------------------------------------------ */
-
-typedef void (*sgemm_fn)(const enum CBLAS_ORDER, const enum CBLAS_TRANSPOSE, const enum CBLAS_TRANSPOSE,
-                         const blasint, const blasint, const blasint, const float, const float *, const blasint,
-                         const float *, const blasint, const float, float *, const blasint);
-
-/* One distinct call shape, with how often it ran in the timed steps. */
-typedef struct gemm_shape {
-    int ta, tb, M, N, K, in_parallel;
-    long count;
-} gemm_shape;
-
-#define MAX_SHAPES 512
-static struct {
-    sgemm_fn real;
-    int recording;           /* 1 inside timed steps */
-    double seconds, flops;   /* accumulated over recorded calls */
-    gemm_shape shapes[MAX_SHAPES];
-    int n_shapes;
-} gs;
-
-static void record_shape(int ta, int tb, int M, int N, int K, int in_parallel) {
-    for (int i = 0; i < gs.n_shapes; i++) {
-        gemm_shape *s = &gs.shapes[i];
-        if (s->ta == ta && s->tb == tb && s->M == M && s->N == N && s->K == K && s->in_parallel == in_parallel) {
-            s->count++;
-            return;
-        }
-    }
-    if (gs.n_shapes < MAX_SHAPES) gs.shapes[gs.n_shapes++] = (gemm_shape){ta, tb, M, N, K, in_parallel, 1};
+/* s with spaces as ':' (a value of a key=value pair), in one of 3 buffers. */
+static const char *nospace(const char *s) {
+    static char buf[3][128];
+    static int k;
+    char *b = buf[k++ % 3];
+    snprintf(b, sizeof buf[0], "%s", s);
+    for (char *p = b; *p; p++)
+        if (*p == ' ') *p = ':';
+    return b;
 }
 
-void cblas_sgemm(const enum CBLAS_ORDER order, const enum CBLAS_TRANSPOSE ta, const enum CBLAS_TRANSPOSE tb,
-                 const blasint M, const blasint N, const blasint K, const float alpha, const float *A,
-                 const blasint lda, const float *B, const blasint ldb, const float beta, float *C,
-                 const blasint ldc) {
-    if (!gs.real) gs.real = (sgemm_fn)dlsym(RTLD_NEXT, "cblas_sgemm");
-    if (!gs.real) {
-        fprintf(stderr, "bench_train: OpenBLAS's cblas_sgemm not found (%s)\n", dlerror());
-        exit(1);
-    }
-    if (!gs.recording) {
-        gs.real(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        return;
-    }
-    int par = omp_in_parallel();
-    double t0 = now();
-    gs.real(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    double dt = now() - t0;
-    if (par && omp_get_thread_num() != 0) return;
-    int team = par ? omp_get_num_threads() : 1;
-    /* In a region the team's threads run such calls side by side; thread 0's
-     * share stands for 1/team of the work in the same wall time. */
-    gs.seconds += dt;
-    gs.flops += 2.0 * M * N * K * team;
-    record_shape(ta == CblasTrans, tb == CblasTrans, M, N, K, par);
-}
-
-/* Replays the recorded calls on scratch buffers, each under the same
- * conditions as in the step (alone, or once per thread inside a region):
- * the GFLOP/s sgemm reaches at these shapes with nothing else in between. */
-static double raw_sgemm_gflops(void) {
-    size_t big = 0;
-    for (int i = 0; i < gs.n_shapes; i++) {
-        gemm_shape *s = &gs.shapes[i];
-        size_t a = (size_t)s->M * s->K, b = (size_t)s->K * s->N, c = (size_t)s->M * s->N;
-        size_t m = a > b ? a : b;
-        m = m > c ? m : c;
-        big = m > big ? m : big;
-    }
-    const int nt = omp_get_max_threads();
-    float *A = calloc(big, sizeof(float)), *B = calloc(big, sizeof(float));
-    float *C = calloc(big * (size_t)nt, sizeof(float));
+/* What a 1024³ product of type t reaches (best of 3 after a warm-up): the
+ * machine's practical peak for that type. */
+static double peak_gflops(lb_gemm_type t) {
+    const int n = 1024;
+    const size_t nn = (size_t)n * n, bytes = t == LB_GEMM_F32 ? 4 : t == LB_GEMM_BF16 ? 2 : 1;
+    unsigned char *A = calloc(nn, bytes), *B = calloc(nn, bytes);
+    float *C = calloc(nn, sizeof(float));
     if (!A || !B || !C) return 0.0;
-    for (size_t i = 0; i < big; i++) A[i] = B[i] = 0.001f * (float)(i % 1000);
-    double flops = 0.0, seconds = 0.0;
-    for (int i = 0; i < gs.n_shapes; i++) {
-        const gemm_shape *s = &gs.shapes[i];
-        const int lda = s->ta ? s->M : s->K, ldb = s->tb ? s->K : s->N;
-        const enum CBLAS_TRANSPOSE ta = s->ta ? CblasTrans : CblasNoTrans, tb = s->tb ? CblasTrans : CblasNoTrans;
-        /* One warm-up call, then `count` calls (at least 3). */
-        const long reps = s->count < 3 ? 3 : s->count;
-        double t0 = 0.0;
-        if (s->in_parallel) {
-#pragma omp parallel
-            {
-                float *Ct = C + big * (size_t)omp_get_thread_num();
-                gs.real(CblasRowMajor, ta, tb, s->M, s->N, s->K, 1.0f, A, lda, B, ldb, 0.0f, Ct, s->N);
-#pragma omp barrier
-#pragma omp master
-                t0 = now();
-                for (long r = 0; r < reps; r++)
-                    gs.real(CblasRowMajor, ta, tb, s->M, s->N, s->K, 1.0f, A, lda, B, ldb, 1.0f, Ct, s->N);
-            }
-            flops += 2.0 * s->M * s->N * s->K * (double)s->count * nt;
-        } else {
-            gs.real(CblasRowMajor, ta, tb, s->M, s->N, s->K, 1.0f, A, lda, B, ldb, 0.0f, C, s->N);
-            t0 = now();
-            for (long r = 0; r < reps; r++)
-                gs.real(CblasRowMajor, ta, tb, s->M, s->N, s->K, 1.0f, A, lda, B, ldb, 1.0f, C, s->N);
-            flops += 2.0 * s->M * s->N * s->K * (double)s->count;
-        }
-        seconds += (now() - t0) * (double)s->count / (double)reps;
-    }
-    free(A);
-    free(B);
-    free(C);
-    return seconds > 0.0 ? flops / seconds * 1e-9 : 0.0;
-}
-
-/* What sgemm reaches on a large square product (n = 2048, best of 3): the
- * machine's practical peak, against which a step's sgemm work gives the
- * shortest step any implementation of the same arithmetic could take. */
-static double peak_sgemm_gflops(void) {
-    const int n = 2048;
-    float *A = malloc((size_t)n * n * sizeof(float)), *B = malloc((size_t)n * n * sizeof(float));
-    float *C = calloc((size_t)n * n, sizeof(float));
-    if (!A || !B || !C) return 0.0;
-    for (size_t i = 0; i < (size_t)n * n; i++) A[i] = B[i] = 0.001f * (float)(i % 1000);
     double best = 0.0;
-    for (int r = 0; r < 4; r++) { /* the first call warms up */
+    for (int r = 0; r < 4; r++) {
         double t0 = now();
-        gs.real(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, A, n, B, n, 0.0f, C, n);
-        double g = 2.0 * n * n * (double)n / (now() - t0) * 1e-9;
+        if (lb_gemm(t, 0, 1, n, n, n, 1.0f, A, n, B, n, NULL, 0.0f, C, n) != LB_OK) die("peak product");
+        double g = 2.0 * nn * (double)n / (now() - t0) * 1e-9;
         if (r > 0 && g > best) best = g;
     }
     free(A);
@@ -205,6 +111,7 @@ static double peak_sgemm_gflops(void) {
  * through GOMP_parallel; counting them shows how many thread wake-ups and
  * barriers a step pays for. */
 
+static int recording; /* 1 inside timed steps */
 typedef void (*gomp_parallel_fn)(void (*)(void *), void *, unsigned, unsigned);
 static gomp_parallel_fn real_gomp_parallel;
 static long n_regions;
@@ -218,7 +125,7 @@ void GOMP_parallel(void (*fn)(void *), void *data, unsigned num_threads, unsigne
 void GOMP_parallel(void (*fn)(void *), void *data, unsigned num_threads, unsigned flags) {
     if (!real_gomp_parallel) real_gomp_parallel = (gomp_parallel_fn)dlsym(RTLD_NEXT, "GOMP_parallel");
     /* An `if` clause that is false arrives as num_threads 1: no team, no barrier. */
-    if (gs.recording && num_threads != 1) {
+    if (recording && num_threads != 1) {
         n_regions++;
         if (count_by_fn < 0) count_by_fn = getenv("LOWBIT_BENCH_REGIONS") != NULL;
         int i = 0;
@@ -262,8 +169,11 @@ static void print_forward_memory(const lb_graph *g) {
 
 int main(int argc, char **argv) {
     int layers = 4, heads = 4, kv_heads = 2, dim = 128, ffn = 0, T = 64, B = 12, V = 256;
-    int steps = 20, warmup = 3, sgemm_stats = 1;
+    int steps = 20, warmup = 3, gemm_stats = 1;
     const char *mode = "b1.58";
+    lb_config defaults;
+    lb_config_defaults(&defaults);
+    lb_gemm_precision precision = defaults.train.gemm_precision;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int *ip = !strcmp(a, "--layers") ? &layers : !strcmp(a, "--heads") ? &heads
@@ -277,8 +187,17 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--mode") && v) {
             mode = v;
             i++;
-        } else if (!strcmp(a, "--no-sgemm-stats")) {
-            sgemm_stats = 0;
+        } else if (!strcmp(a, "--precision") && v) {
+            int k = 0;
+            while (k < LB_PRECISION_N && strcmp(v, lb_gemm_precision_names[k])) k++;
+            if (k == LB_PRECISION_N) {
+                fprintf(stderr, "bench_train: --precision '%s': expected fp32 or bf16\n", v);
+                return 2;
+            }
+            precision = (lb_gemm_precision)k;
+            i++;
+        } else if (!strcmp(a, "--no-gemm-stats")) {
+            gemm_stats = 0;
         } else {
             fprintf(stderr, "bench_train: unknown or incomplete option '%s' (see the comment at the top)\n", a);
             return 2;
@@ -312,59 +231,80 @@ int main(int argc, char **argv) {
     if (!opt) die("optimizer");
     lb_graph g;
     if (lb_graph_init(&g, 0) != LB_OK) die("graph");
+    g.precision = precision;
+    if (lb_gemm_init() != LB_OK) die("gemm");
 
     /* Random bytes; targets are the next token, as in language modelling. */
     int *ids = malloc((size_t)B * T * sizeof *ids), *tgt = malloc((size_t)B * T * sizeof *tgt);
     for (int i = 0; i < B * T; i++) ids[i] = (int)(lb_rand_uniform(7, 0, (uint64_t)i) * V) % V;
     for (int i = 0; i < B * T; i++) tgt[i] = ids[(i + 1) % (B * T)];
 
-    double *times = malloc((size_t)steps * sizeof *times);
+    double *times = malloc((size_t)steps * 4 * sizeof *times);
+    double *t_fwd = times + steps, *t_bwd = times + 2 * steps, *t_opt = times + 3 * steps;
     float loss0 = 0.0f, loss1 = 0.0f;
     size_t forward_bytes = 0;
     for (int s = 0; s < warmup + steps; s++) {
-        gs.recording = sgemm_stats && s >= warmup;
+        recording = gemm_stats && s >= warmup;
+        if (s == warmup) lb_gemm_stats_reset();
+        lb_gemm_stats_enable(recording);
         double t0 = now();
         lb_graph_reset(&g);
         lb_tensor *loss = lb_model_forward(m, &g, ids, B, T, tgt, NULL);
         if (!loss) die("forward");
+        double t1 = now();
         forward_bytes = g.arena.used;
         if (s == warmup + steps - 1 && getenv("LOWBIT_BENCH_MEMORY")) print_forward_memory(&g);
         if (lb_backward(&g, loss) != LB_OK) die("step");
+        double t2 = now();
         if (lb_optim_step(opt, 1e-3f, 0.1f, s + 1, NULL) != LB_OK) die("optimizer step");
         lb_optim_zero_grad(opt);
-        double dt = now() - t0;
+        double t3 = now();
         if (s == 0) loss0 = loss->data[0];
         loss1 = loss->data[0];
-        if (s >= warmup) times[s - warmup] = dt;
+        if (s >= warmup) {
+            times[s - warmup] = t3 - t0;
+            t_fwd[s - warmup] = t1 - t0;
+            t_bwd[s - warmup] = t2 - t1;
+            t_opt[s - warmup] = t3 - t2;
+        }
     }
-    gs.recording = 0;
+    recording = 0;
+    lb_gemm_stats_enable(0);
+    const lb_gemm_stats st = lb_gemm_stats_get();
     double total = 0.0;
     for (int s = 0; s < steps; s++) total += times[s];
     double step = median(times, steps);
-    double n_calls = 0.0;
-    for (int i = 0; i < gs.n_shapes; i++) n_calls += (double)gs.shapes[i].count;
 
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("impl=lowbit mode=%s layers=%d dim=%d heads=%d kv_heads=%d ffn=%d seq=%d batch=%d vocab=%d threads=%d "
-           "blas=%s params=%zu step_ms=%.3f tok_s=%.1f rss_mb=%.1f loss_first=%.4f loss_last=%.4f",
-           mode, layers, dim, heads, kv_heads, ffn, T, B, V, omp_get_max_threads(), openblas_get_corename(), m->n_elements, step * 1e3,
-           (double)B * T / step, (double)ru.ru_maxrss / 1024.0, (double)loss0, (double)loss1);
+           "backend=%s precision=%s f32_impl=%s bf16_impl=%s s8_impl=%s",
+           mode, layers, dim, heads, kv_heads, ffn, T, B, V, omp_get_max_threads(),
+           lb_gemm_backend_name(lb_gemm_get_backend()), lb_gemm_precision_name(precision),
+           nospace(lb_gemm_impl(LB_GEMM_F32)), nospace(lb_gemm_impl(LB_GEMM_BF16)), nospace(lb_gemm_impl(LB_GEMM_S8)));
+    printf(" params=%zu step_ms=%.3f tok_s=%.1f forward_ms=%.3f backward_ms=%.3f optim_ms=%.3f rss_mb=%.1f"
+           " loss_first=%.4f loss_last=%.4f",
+           m->n_elements, step * 1e3, (double)B * T / step, median(t_fwd, steps) * 1e3, median(t_bwd, steps) * 1e3,
+           median(t_opt, steps) * 1e3, (double)ru.ru_maxrss / 1024.0, (double)loss0, (double)loss1);
     printf(" arena_forward_mb=%.1f arena_peak_mb=%.1f arena_capacity_mb=%.1f", (double)forward_bytes / 1048576.0,
            (double)g.arena.peak / 1048576.0, (double)g.arena.capacity / 1048576.0);
-    if (sgemm_stats)
-        printf(" omp_regions_per_step=%.0f sgemm_calls_per_step=%.0f sgemm_share=%.3f sgemm_gflops=%.1f raw_gflops=%.1f"
-               " sgemm_gflop_per_step=%.3f peak_gflops=%.1f",
-               (double)n_regions / steps, n_calls / steps, gs.seconds / total, gs.flops / gs.seconds * 1e-9,
-               raw_sgemm_gflops(), gs.flops / steps * 1e-9, peak_sgemm_gflops());
-    printf("\n");
-
-    if (getenv("LOWBIT_BENCH_SHAPES")) /* the distinct sgemm calls of a step */
-        for (int i = 0; i < gs.n_shapes; i++) {
-            const gemm_shape *g1 = &gs.shapes[i];
-            fprintf(stderr, "sgemm %c%c M=%d N=%d K=%d %s %.0f/step\n", g1->ta ? 'T' : 'N', g1->tb ? 'T' : 'N', g1->M,
-                    g1->N, g1->K, g1->in_parallel ? "in-region" : "alone", (double)g1->count / steps);
+    if (gemm_stats) {
+        double gemm_s = 0.0, floor_s = 0.0;
+        for (int t = 0; t < LB_GEMM_N_TYPES; t++) gemm_s += st.seconds[t];
+        printf(" omp_regions_per_step=%.0f gemm_share=%.3f gemm_ms=%.3f other_ms=%.3f", (double)n_regions / steps,
+               gemm_s / total, gemm_s / steps * 1e3, (total - gemm_s) / steps * 1e3);
+        for (int t = 0; t < LB_GEMM_N_TYPES; t++) {
+            const char *name = lb_gemm_type_name((lb_gemm_type)t);
+            double peak = st.calls[t] ? peak_gflops((lb_gemm_type)t) : 0.0;
+            if (peak > 0.0) floor_s += st.flops[t] / (peak * 1e9);
+            printf(" %s_calls_per_step=%.0f %s_gflop_per_step=%.3f %s_gflops=%.1f %s_ms=%.3f %s_peak=%.1f", name,
+                   (double)st.calls[t] / steps, name, st.flops[t] / steps * 1e-9, name,
+                   st.seconds[t] > 0.0 ? st.flops[t] / st.seconds[t] * 1e-9 : 0.0, name, st.seconds[t] / steps * 1e3,
+                   name, peak);
         }
+        printf(" floor_ms=%.3f", floor_s / steps * 1e3);
+    }
+    printf("\n");
     for (int i = 0; i < n_region_fns; i++) {
         Dl_info info;
         int ok = dladdr((void *)region_fns[i].fn, &info);

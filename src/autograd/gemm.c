@@ -25,6 +25,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "quant/minifloat.h" /* mf_bf16_from_f32: the one bf16 rounding */
 
 #define MAX_ENTRIES 512   /* past this, products run with primitives made for the call */
 #define MAX_SLOTS 256     /* per-thread buffers: thread t of a region uses slot t */
@@ -32,7 +36,7 @@
 
 static const char *const type_names[LB_GEMM_N_TYPES] = {"f32", "bf16", "s8"};
 static const char *const backend_names[LB_GEMM_N_BACKENDS] = {"onednn", "openblas"};
-static const char *const precision_names[LB_PRECISION_N] = {"fp32", "bf16"};
+const char *const lb_gemm_precision_names[LB_PRECISION_N] = {"fp32", "bf16"};
 static const dnnl_data_type_t type_dnnl[LB_GEMM_N_TYPES] = {dnnl_f32, dnnl_bf16, dnnl_s8};
 
 const char *lb_gemm_type_name(lb_gemm_type t) { return (unsigned)t < LB_GEMM_N_TYPES ? type_names[t] : "?"; }
@@ -40,7 +44,7 @@ const char *lb_gemm_backend_name(lb_gemm_backend b) {
     return (unsigned)b < LB_GEMM_N_BACKENDS ? backend_names[b] : "?";
 }
 const char *lb_gemm_precision_name(lb_gemm_precision p) {
-    return (unsigned)p < LB_PRECISION_N ? precision_names[p] : "?";
+    return (unsigned)p < LB_PRECISION_N ? lb_gemm_precision_names[p] : "?";
 }
 
 /* --- state ------------------------------------------------------------------- */
@@ -83,7 +87,13 @@ static struct {
     char impl[LB_GEMM_N_TYPES][96];  /* lb_gemm_impl */
     char describe[512];
     char warning[320];
+    int stats_on;
+    lb_gemm_stats stats;
 } E = {.lock = PTHREAD_MUTEX_INITIALIZER, .backend = -1};
+
+void lb_gemm_stats_enable(int on) { E.stats_on = on; }
+lb_gemm_stats lb_gemm_stats_get(void) { return E.stats; }
+void lb_gemm_stats_reset(void) { memset(&E.stats, 0, sizeof E.stats); }
 
 lb_status lb_gemm_init(void) {
     pthread_mutex_lock(&E.lock);
@@ -93,6 +103,8 @@ lb_status lb_gemm_init(void) {
     }
     lb_status s = LB_OK;
     if (E.backend < 0) {
+        const char *w = lb_gemm_openblas_warning();
+        if (w) lb_warn("%s", w);
         const char *v = getenv("LOWBIT_GEMM");
         E.backend = LB_GEMM_ONEDNN;
         if (v && *v) {
@@ -387,8 +399,8 @@ static lb_status blas_fallback(lb_gemm_type type, int ta, int tb, int M, int N, 
 
 /* --- the product ---------------------------------------------------------------------- */
 
-lb_status lb_gemm(lb_gemm_type type, int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda,
-                  const void *B, int ldb, const float *row_scale, float beta, float *C, int ldc) {
+static lb_status gemm(lb_gemm_type type, int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda,
+                      const void *B, int ldb, const float *row_scale, float beta, float *C, int ldc) {
     ta = ta != 0;
     tb = tb != 0;
     if ((unsigned)type >= LB_GEMM_N_TYPES || M < 1 || N < 1 || K < 1 || lda < (ta ? M : K) || ldb < (tb ? K : N) ||
@@ -415,17 +427,27 @@ lb_status lb_gemm(lb_gemm_type type, int ta, int tb, int M, int N, int K, float 
     return s;
 }
 
-/* --- bf16 conversions --------------------------------------------------------------- */
-
-/* fp32 → bf16, round to nearest even, without branches (so loops vectorize);
- * a NaN stays a (quiet) NaN. */
-static inline uint16_t bf16_of(float x) {
-    uint32_t u;
-    memcpy(&u, &x, sizeof u);
-    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-    uint32_t nan = (u >> 16) | 0x40u;
-    return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? nan : r);
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+lb_status lb_gemm(lb_gemm_type type, int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda,
+                  const void *B, int ldb, const float *row_scale, float beta, float *C, int ldc) {
+    if (!E.stats_on) return gemm(type, ta, tb, M, N, K, alpha, A, lda, B, ldb, row_scale, beta, C, ldc);
+    const int in_region = omp_in_parallel(), team = in_region ? omp_get_num_threads() : 1;
+    const double t0 = now();
+    lb_status s = gemm(type, ta, tb, M, N, K, alpha, A, lda, B, ldb, row_scale, beta, C, ldc);
+    if (s == LB_OK && (unsigned)type < LB_GEMM_N_TYPES && (!in_region || omp_get_thread_num() == 0)) {
+        E.stats.seconds[type] += now() - t0;
+        E.stats.flops[type] += 2.0 * M * N * (double)K * team;
+        E.stats.calls[type] += team;
+    }
+    return s;
+}
+
+/* --- bf16 conversions --------------------------------------------------------------- */
 
 void lb_gemm_to_bf16(int rows, int cols, const float *src, int lds, const float *row_scale, uint16_t *dst, int ldd) {
     const int parallel = !omp_in_parallel() && (size_t)rows * cols >= PAR_MIN;
@@ -435,9 +457,9 @@ void lb_gemm_to_bf16(int rows, int cols, const float *src, int lds, const float 
         uint16_t *d = dst + (size_t)r * ldd;
         if (row_scale) {
             const float f = row_scale[r];
-            for (int c = 0; c < cols; c++) d[c] = bf16_of(s[c] * f);
+            for (int c = 0; c < cols; c++) d[c] = mf_bf16_from_f32(s[c] * f);
         } else {
-            for (int c = 0; c < cols; c++) d[c] = bf16_of(s[c]);
+            for (int c = 0; c < cols; c++) d[c] = mf_bf16_from_f32(s[c]);
         }
     }
 }
@@ -446,7 +468,7 @@ void lb_gemm_s8_to_bf16(int rows, int cols, const int8_t *src, int lds, uint16_t
     const int parallel = !omp_in_parallel() && (size_t)rows * cols >= PAR_MIN;
 #pragma omp parallel for schedule(static) if (parallel)
     for (int r = 0; r < rows; r++)
-        for (int c = 0; c < cols; c++) dst[(size_t)r * ldd + c] = bf16_of((float)src[(size_t)r * lds + c]);
+        for (int c = 0; c < cols; c++) dst[(size_t)r * ldd + c] = mf_bf16_from_f32((float)src[(size_t)r * lds + c]);
 }
 
 lb_status lb_gemm_f32(lb_gemm_precision p, int ta, int tb, int M, int N, int K, float alpha, const float *A,

@@ -44,6 +44,9 @@ typedef enum lb_gemm_backend { LB_GEMM_ONEDNN = 0, LB_GEMM_OPENBLAS, LB_GEMM_N_B
  * fp32, or bf16 operands with fp32 accumulation (mixed precision). */
 typedef enum lb_gemm_precision { LB_PRECISION_FP32 = 0, LB_PRECISION_BF16, LB_PRECISION_N } lb_gemm_precision;
 
+/* The spellings of lb_gemm_precision ("fp32", "bf16"), e.g. in configs. */
+extern const char *const lb_gemm_precision_names[LB_PRECISION_N];
+
 /* "f32", "bf16", "s8"; "onednn", "openblas"; "fp32", "bf16". */
 const char *lb_gemm_type_name(lb_gemm_type t);
 const char *lb_gemm_backend_name(lb_gemm_backend b);
@@ -54,7 +57,8 @@ const char *lb_gemm_precision_name(lb_gemm_precision p);
 lb_gemm_backend lb_gemm_get_backend(void);
 void lb_gemm_set_backend(lb_gemm_backend b);
 /* Reads LOWBIT_GEMM; LB_EINVAL naming the variable when it is not a backend
- * name. Called by the first product too (which then uses oneDNN). */
+ * name. Called by the first product too (which then uses oneDNN). The
+ * first call also logs lb_gemm_openblas_warning() when there is one. */
 lb_status lb_gemm_init(void);
 
 /* The product above. LB_EINVAL for bad sizes or leading dimensions, LB_ENOMEM. */
@@ -83,6 +87,20 @@ const char *lb_gemm_describe(lb_gemm_precision p);
 /* A warning when OpenBLAS runs kernels for an older instruction set than
  * the CPU has (e.g. "Prescott" on an AVX2 or AVX-512 CPU); NULL when not. */
 const char *lb_gemm_openblas_warning(void);
+
+/* Time spent in products, for benchmarks (bench/bench_train.c). When on,
+ * every lb_gemm call is timed: outside a parallel region as it is, inside
+ * one by thread 0, its time standing for the team's (its flops counted
+ * once per thread). Conversions to bf16 are not products. */
+typedef struct lb_gemm_stats {
+    double seconds[LB_GEMM_N_TYPES];
+    double flops[LB_GEMM_N_TYPES];   /* 2·M·N·K per product */
+    long calls[LB_GEMM_N_TYPES];
+} lb_gemm_stats;
+void lb_gemm_stats_enable(int on);
+/* The sums since the last reset. */
+lb_gemm_stats lb_gemm_stats_get(void);
+void lb_gemm_stats_reset(void);
 
 /* Frees every cached primitive and buffer (also done at exit). Not while a
  * product runs. */

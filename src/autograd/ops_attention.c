@@ -156,47 +156,106 @@ static void causal_softmax(float *S, int T) {
     }
 }
 
+/* The products' operands: the fp32 tensors themselves, or (bf16 precision)
+ * bf16 copies of q, k, v and dO made once per pass in the same layout, so
+ * no head rounds the same K or V again. */
+typedef struct attn_ops {
+    lb_gemm_type type;
+    const void *q, *k, *v, *dO;
+    size_t esize;                 /* bytes per element */
+    int T, H, Hkv, Dh, ldq, ldk;  /* ldq = H·Dh, ldk = Hkv·Dh */
+    float scale;                  /* 1/sqrt(Dh) */
+} attn_ops;
+
+static const void *at(const attn_ops *op, const void *base, size_t off) {
+    return (const char *)base + off * op->esize;
+}
+
+/* fp32 [rows, cols] as an operand of op->type: x itself, or rounded into half. */
+static const void *operand_of(const attn_ops *op, const float *x, uint16_t *half, int rows, int cols) {
+    if (op->type == LB_GEMM_F32) return x;
+    lb_gemm_to_bf16(rows, cols, x, cols, NULL, half, cols);
+    return half;
+}
+
+/* Fills *op for q, k, v (and dO when not NULL). At bf16 precision the copies
+ * go to *copy (arena, `*bytes` long; the caller hands them back). */
+static lb_status attn_ops_make(attn_ops *op, lb_arena *arena, lb_gemm_precision p, const lb_tensor *q,
+                               const lb_tensor *k, const lb_tensor *v, const float *dO, void **copy, size_t *bytes) {
+    *op = (attn_ops){.type = p == LB_PRECISION_BF16 ? LB_GEMM_BF16 : LB_GEMM_F32, .T = q->shape[1],
+                     .H = q->shape[2], .Hkv = k->shape[2], .Dh = q->shape[3]};
+    op->ldq = op->H * op->Dh;
+    op->ldk = op->Hkv * op->Dh;
+    op->scale = 1.0f / sqrtf((float)op->Dh);
+    *copy = NULL;
+    *bytes = 0;
+    if (op->type == LB_GEMM_F32) {
+        op->esize = sizeof(float);
+        op->q = q->data, op->k = k->data, op->v = v->data, op->dO = dO;
+        return LB_OK;
+    }
+    op->esize = sizeof(uint16_t);
+    const int rows = q->shape[0] * op->T;
+    const size_t nq = (size_t)rows * op->ldq, nk = (size_t)rows * op->ldk;
+    *bytes = ((dO ? 2 : 1) * nq + 2 * nk) * sizeof(uint16_t);
+    uint16_t *c = lb_arena_alloc(arena, *bytes);
+    if (!c) return LB_ENOMEM;
+    *copy = c;
+    lb_gemm_to_bf16(rows, op->ldq, q->data, op->ldq, NULL, c, op->ldq);
+    lb_gemm_to_bf16(rows, op->ldk, k->data, op->ldk, NULL, c + nq, op->ldk);
+    lb_gemm_to_bf16(rows, op->ldk, v->data, op->ldk, NULL, c + nq + nk, op->ldk);
+    op->q = c, op->k = c + nq, op->v = c + nq + nk;
+    if (dO) {
+        lb_gemm_to_bf16(rows, op->ldq, dO, op->ldq, NULL, c + nq + 2 * nk, op->ldq);
+        op->dO = c + nq + 2 * nk;
+    }
+    return LB_OK;
+}
+
+/* Per-thread scratch: P and dS in fp32, and their bf16 copies. */
+static size_t attn_scratch_floats(int T) { return 3 * (size_t)T * T; }
+
 /* P [T, T] = causal softmax(Q Kᵀ · scale) of sequence b, query head h. */
-static lb_status head_probs(lb_gemm_precision p, const lb_tensor *q, const lb_tensor *k, int b, int h, float *P) {
-    const int T = q->shape[1], H = q->shape[2], Dh = q->shape[3], Hkv = k->shape[2];
-    const int kh = h / (H / Hkv), ldq = H * Dh, ldk = Hkv * Dh;
-    const size_t qoff = (size_t)b * T * ldq + (size_t)h * Dh, koff = (size_t)b * T * ldk + (size_t)kh * Dh;
-    const float scale = 1.0f / sqrtf((float)Dh);
-    LB_TRY(lb_gemm_f32(p, 0, 1, T, T, Dh, scale, q->data + qoff, ldq, k->data + koff, ldk, 0.0f, P, T));
+static lb_status head_probs(const attn_ops *op, int b, int h, float *P) {
+    const int T = op->T, kh = h / (op->H / op->Hkv);
+    const size_t qoff = (size_t)b * T * op->ldq + (size_t)h * op->Dh, koff = (size_t)b * T * op->ldk + (size_t)kh * op->Dh;
+    LB_TRY(lb_gemm(op->type, 0, 1, T, T, op->Dh, op->scale, at(op, op->q, qoff), op->ldq, at(op, op->k, koff), op->ldk,
+                   NULL, 0.0f, P, T));
     causal_softmax(P, T);
     return LB_OK;
 }
 
-/* Forward of sequence b, query head h; P is [T, T] scratch. */
-static lb_status head_forward(lb_gemm_precision p, const lb_tensor *q, const lb_tensor *k, const lb_tensor *v,
-                              lb_tensor *o, int b, int h, float *P) {
-    const int T = q->shape[1], H = q->shape[2], Dh = q->shape[3], Hkv = k->shape[2];
-    const int kh = h / (H / Hkv), ldq = H * Dh, ldk = Hkv * Dh;
-    const size_t qoff = (size_t)b * T * ldq + (size_t)h * Dh, koff = (size_t)b * T * ldk + (size_t)kh * Dh;
-    LB_TRY(head_probs(p, q, k, b, h, P));
-    return lb_gemm_f32(p, 0, 0, T, Dh, T, 1.0f, P, T, v->data + koff, ldk, 0.0f, o->data + qoff, ldq);
+/* Forward of sequence b, query head h; `scratch` per attn_scratch_floats. */
+static lb_status head_forward(const attn_ops *op, lb_tensor *o, int b, int h, float *scratch) {
+    const int T = op->T, kh = h / (op->H / op->Hkv);
+    const size_t qoff = (size_t)b * T * op->ldq + (size_t)h * op->Dh, koff = (size_t)b * T * op->ldk + (size_t)kh * op->Dh;
+    float *P = scratch;
+    LB_TRY(head_probs(op, b, h, P));
+    const void *Pop = operand_of(op, P, (uint16_t *)(scratch + 2 * (size_t)T * T), T, T);
+    return lb_gemm(op->type, 0, 0, T, op->Dh, T, 1.0f, Pop, T, at(op, op->v, koff), op->ldk, NULL, 0.0f,
+                   o->data + qoff, op->ldq);
 }
 
 /* Backward of sequence b, KV head kh and the query heads that read it. The
  * heads of a group all add into the same dK/dV, so they run in order here,
- * which also keeps the sums in a fixed order. P and dS are [T, T] scratch. */
-static lb_status group_backward(const lb_node *node, int b, int kh, float *P, float *dS) {
-    lb_tensor *q = node->in[0], *k = node->in[1], *v = node->in[2], *o = node->out;
-    const lb_gemm_precision p = ((const attn_saved *)node->saved)->p;
-    const int T = q->shape[1], H = q->shape[2], Dh = q->shape[3], Hkv = k->shape[2];
-    const int group = H / Hkv, ldq = H * Dh, ldk = Hkv * Dh;
-    const float scale = 1.0f / sqrtf((float)Dh);
-    const size_t koff = (size_t)b * T * ldk + (size_t)kh * Dh;
-    const float *K = k->data + koff, *V = v->data + koff;
+ * which also keeps the sums in a fixed order. */
+static lb_status group_backward(const lb_node *node, const attn_ops *op, int b, int kh, float *scratch) {
+    lb_tensor *q = node->in[0], *k = node->in[1], *v = node->in[2];
+    const int T = op->T, Dh = op->Dh, group = op->H / op->Hkv;
+    const size_t TT = (size_t)T * T, koff = (size_t)b * T * op->ldk + (size_t)kh * Dh;
+    float *P = scratch, *dS = scratch + TT;
+    uint16_t *Ph = (uint16_t *)(scratch + 2 * TT), *dSh = Ph + TT;
     for (int h = kh * group; h < (kh + 1) * group; h++) {
-        const size_t qoff = (size_t)b * T * ldq + (size_t)h * Dh;
-        LB_TRY(head_probs(p, q, k, b, h, P));
-        const float *Q = q->data + qoff, *dO = o->grad + qoff;
+        const size_t qoff = (size_t)b * T * op->ldq + (size_t)h * Dh;
+        LB_TRY(head_probs(op, b, h, P));
+        const void *Pop = operand_of(op, P, Ph, T, T);
         if (v->requires_grad) /* dV += Pᵀ dO */
-            LB_TRY(lb_gemm_f32(p, 1, 0, T, Dh, T, 1.0f, P, T, dO, ldq, 1.0f, v->grad + koff, ldk));
+            LB_TRY(lb_gemm(op->type, 1, 0, T, Dh, T, 1.0f, Pop, T, at(op, op->dO, qoff), op->ldq, NULL, 1.0f,
+                           v->grad + koff, op->ldk));
         if (!q->requires_grad && !k->requires_grad) continue;
         /* dP = dO Vᵀ, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) in place. */
-        LB_TRY(lb_gemm_f32(p, 0, 1, T, T, Dh, 1.0f, dO, ldq, V, ldk, 0.0f, dS, T));
+        LB_TRY(lb_gemm(op->type, 0, 1, T, T, Dh, 1.0f, at(op, op->dO, qoff), op->ldq, at(op, op->v, koff), op->ldk,
+                       NULL, 0.0f, dS, T));
         for (int t = 0; t < T; t++) {
             const float *pr = P + (size_t)t * T;
             float *d = dS + (size_t)t * T;
@@ -205,38 +264,48 @@ static lb_status group_backward(const lb_node *node, int b, int kh, float *P, fl
             for (int s = 0; s <= t; s++) d[s] = pr[s] * (d[s] - dot);
             for (int s = t + 1; s < T; s++) d[s] = 0.0f;
         }
+        const void *dSop = operand_of(op, dS, dSh, T, T);
         if (q->requires_grad) /* dQ += scale · dS K */
-            LB_TRY(lb_gemm_f32(p, 0, 0, T, Dh, T, scale, dS, T, K, ldk, 1.0f, q->grad + qoff, ldq));
+            LB_TRY(lb_gemm(op->type, 0, 0, T, Dh, T, op->scale, dSop, T, at(op, op->k, koff), op->ldk, NULL, 1.0f,
+                           q->grad + qoff, op->ldq));
         if (k->requires_grad) /* dK += scale · dSᵀ Q */
-            LB_TRY(lb_gemm_f32(p, 1, 0, T, Dh, T, scale, dS, T, Q, ldq, 1.0f, k->grad + koff, ldk));
+            LB_TRY(lb_gemm(op->type, 1, 0, T, Dh, T, op->scale, dSop, T, at(op, op->q, qoff), op->ldq, NULL, 1.0f,
+                           k->grad + koff, op->ldk));
     }
     return LB_OK;
 }
 
 static void attention_backward(lb_node *node) {
-    const lb_tensor *q = node->in[0], *k = node->in[1];
+    const lb_tensor *q = node->in[0], *k = node->in[1], *v = node->in[2];
     const attn_saved *as = node->saved;
     const int B = q->shape[0], T = q->shape[1], Hkv = k->shape[2];
-    const size_t TT = (size_t)T * T, bytes = (size_t)as->n_threads * 2 * TT * sizeof(float);
-    float *scratch = lb_node_scratch(node, bytes); /* per thread: P, then dP / dS */
-    if (!scratch) return;
+    const size_t per_thread = attn_scratch_floats(T), bytes = (size_t)as->n_threads * per_thread * sizeof(float);
+    attn_ops op;
+    void *copy;
+    size_t copy_bytes;
+    if (attn_ops_make(&op, &node->graph->arena, as->p, q, k, v, node->out->grad, &copy, &copy_bytes) != LB_OK) {
+        lb_node_fail(node, LB_ENOMEM);
+        return;
+    }
+    float *scratch = lb_node_scratch(node, bytes);
+    lb_status s = scratch ? LB_OK : LB_ENOMEM;
     /* One task per (b, KV head). */
-    lb_status s = LB_OK;
-    if (attn_parallel(q)) {
+    if (scratch && attn_parallel(q)) {
 #pragma omp parallel for schedule(static) num_threads(as->n_threads)
         for (int task = 0; task < B * Hkv; task++) {
-            float *mine = scratch + (size_t)omp_get_thread_num() * 2 * TT;
-            lb_status st = group_backward(node, task / Hkv, task % Hkv, mine, mine + TT);
+            lb_status st = group_backward(node, &op, task / Hkv, task % Hkv,
+                                          scratch + (size_t)omp_get_thread_num() * per_thread);
             if (st != LB_OK) {
 #pragma omp critical(lb_attention_status)
                 s = st;
             }
         }
-    } else {
+    } else if (scratch) {
         for (int task = 0; task < B * Hkv && s == LB_OK; task++)
-            s = group_backward(node, task / Hkv, task % Hkv, scratch, scratch + TT);
+            s = group_backward(node, &op, task / Hkv, task % Hkv, scratch);
     }
-    lb_node_release(node, scratch, bytes);
+    if (scratch) lb_node_release(node, scratch, bytes);
+    if (copy) lb_node_release(node, copy, copy_bytes);
     if (s != LB_OK) lb_node_fail(node, s);
 }
 
@@ -251,30 +320,34 @@ lb_tensor *lb_attention(lb_graph *g, lb_tensor *q, lb_tensor *k, lb_tensor *v) {
         return NULL;
     }
     const int B = q->shape[0], T = q->shape[1], H = q->shape[2];
-    const size_t TT = (size_t)T * T;
 
-    /* One [T, T] probability buffer per thread, for this call only. */
+    /* Scratch per thread for this call only (P, and its bf16 copy). */
     const int n_threads = omp_get_max_threads();
-    const size_t probs_bytes = (size_t)n_threads * TT * sizeof(float);
+    const size_t per_thread = attn_scratch_floats(T), probs_bytes = (size_t)n_threads * per_thread * sizeof(float);
+    const lb_gemm_precision p = g->precision;
     lb_tensor *o = lb_graph_tensor(g, 4, q->shape);
-    float *probs = lb_graph_alloc(g, probs_bytes);
-    if (!o || !probs) return NULL;
+    float *probs = o ? lb_graph_alloc(g, probs_bytes) : NULL;
+    if (!probs) return NULL;
+    attn_ops op;
+    void *copy;
+    size_t copy_bytes;
+    if (attn_ops_make(&op, &g->arena, p, q, k, v, NULL, &copy, &copy_bytes) != LB_OK) return NULL;
 
     /* One task per (b, query head). */
-    const lb_gemm_precision p = g->precision;
     lb_status s = LB_OK;
     if (attn_parallel(q)) {
 #pragma omp parallel for schedule(static) num_threads(n_threads)
         for (int task = 0; task < B * H; task++) {
-            lb_status st = head_forward(p, q, k, v, o, task / H, task % H, probs + (size_t)omp_get_thread_num() * TT);
+            lb_status st = head_forward(&op, o, task / H, task % H, probs + (size_t)omp_get_thread_num() * per_thread);
             if (st != LB_OK) {
 #pragma omp critical(lb_attention_status)
                 s = st;
             }
         }
     } else {
-        for (int task = 0; task < B * H && s == LB_OK; task++) s = head_forward(p, q, k, v, o, task / H, task % H, probs);
+        for (int task = 0; task < B * H && s == LB_OK; task++) s = head_forward(&op, o, task / H, task % H, probs);
     }
+    if (copy) lb_arena_release(&g->arena, copy, copy_bytes);
     lb_arena_release(&g->arena, probs, probs_bytes);
     if (s != LB_OK) {
         lb_error(s, "attention: q %s: a product failed", lb_shape_str(q, qs, sizeof qs));

@@ -19,6 +19,7 @@
 
 #include <stdint.h>
 
+#include "autograd/gemm.h"     /* lb_gemm_precision: train.gemm_precision */
 #include "core/error.h"
 #include "data/tokenizer.h"     /* lb_tokenizer_kind: data.tokenizer */
 #include "layers/model_config.h"
@@ -46,6 +47,7 @@ typedef struct lb_train_config {
     int grad_accum;          /* micro-batches per optimizer step */
     uint64_t seed;
     int threads;             /* 0: all cores */
+    lb_gemm_precision gemm_precision; /* products of fp32 operands: fp32 or bf16 */
     float lr;                /* peak learning rate */
     float min_lr;            /* lr at the end of the decay */
     int warmup_steps;        /* linear warm-up from 0 to lr */

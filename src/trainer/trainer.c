@@ -129,6 +129,7 @@ lb_status lb_trainer_init(lb_trainer *t, const lb_config *cfg) {
     lb_model_set_act_grad(t->model, c->optim.act_grad);
     if (c->train.init_from[0] && (s = init_from_checkpoint(t, c->train.init_from)) != LB_OK) goto fail;
     if ((s = lb_graph_init(&t->graph, 0)) != LB_OK) goto fail;
+    t->graph.precision = c->train.gemm_precision;
     if ((s = make_optimizer(t)) != LB_OK) goto fail;
     t->sched = schedule_from(c);
     if ((s = lb_schedule_check(&t->sched)) != LB_OK) goto fail;
