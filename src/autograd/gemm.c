@@ -28,7 +28,6 @@
 #include <time.h>
 
 #include "core/log.h"
-#include "quant/minifloat.h" /* mf_bf16_from_f32: the one bf16 rounding */
 
 #define MAX_ENTRIES 512   /* past this, products run with primitives made for the call */
 #define MAX_SLOTS 256     /* per-thread buffers: thread t of a region uses slot t */
@@ -66,6 +65,9 @@ typedef struct gemm_entry {
 
 /* Buffers of one thread: oneDNN's scratchpad, the fallback's widened
  * operands, lb_gemm_f32's bf16 copies. */
+#define N_HINTS 64        /* per thread: recently used entries, found without the lock */
+#define N_ARGS 5          /* src, weights, dst, scale, scratchpad */
+
 typedef struct slot {
     void *scratch;
     size_t scratch_n;
@@ -73,6 +75,11 @@ typedef struct slot {
     size_t wide_n;
     uint16_t *half;
     size_t half_n;
+    /* This thread's memory objects of cached entry i: mem[N_ARGS·i ...],
+     * made on first use; later calls only point them at the data (making
+     * them anew costs about 0.6 µs each, which small products notice). */
+    dnnl_memory_t *mem;
+    const gemm_entry *hint[N_HINTS];
 } slot;
 
 static struct {
@@ -135,6 +142,10 @@ void lb_gemm_release(void) {
     E.entries = NULL;
     E.n_entries = 0;
     for (int i = 0; i < MAX_SLOTS; i++) {
+        if (E.slots[i].mem)
+            for (int k = 0; k < MAX_ENTRIES * N_ARGS; k++)
+                if (E.slots[i].mem[k]) dnnl_memory_destroy(E.slots[i].mem[k]);
+        free(E.slots[i].mem);
         free(E.slots[i].scratch);
         free(E.slots[i].wide);
         free(E.slots[i].half);
@@ -245,9 +256,20 @@ done:
     return s;
 }
 
+static unsigned key_hash(const gemm_key *k) {
+    const unsigned char *p = (const unsigned char *)k;
+    unsigned h = 2166136261u;
+    for (size_t i = 0; i < sizeof *k; i++) h = (h ^ p[i]) * 16777619u;
+    return h;
+}
+
 /* The cached entry of `k`, made on first use. *tmp receives an entry made
- * for this call alone when the cache is full (the caller destroys it). */
-static const gemm_entry *lookup(const gemm_key *k, gemm_entry *tmp) {
+ * for this call alone when the cache is full (the caller destroys it).
+ * Entries never move or change until lb_gemm_release, so a thread's hint
+ * can be read without the lock. */
+static const gemm_entry *lookup(const gemm_key *k, gemm_entry *tmp, slot *sl) {
+    const unsigned h = key_hash(k) % N_HINTS;
+    if (sl && sl->hint[h] && memcmp(&sl->hint[h]->key, k, sizeof *k) == 0) return sl->hint[h];
     pthread_mutex_lock(&E.lock);
     const gemm_entry *found = NULL;
     for (int i = E.n_entries - 1; i >= 0 && !found; i--)
@@ -262,17 +284,20 @@ static const gemm_entry *lookup(const gemm_key *k, gemm_entry *tmp) {
         }
     }
     pthread_mutex_unlock(&E.lock);
+    if (sl && found && found != tmp) sl->hint[h] = found;
     return found;
 }
 
-static lb_status run_dnnl(const gemm_entry *e, const void *A, const void *B, const float *scale, float *C) {
-    slot *sl = my_slot();
-    if (!sl || (e->scratch_bytes && !grow(&sl->scratch, &sl->scratch_n, e->scratch_bytes)))
-        return lb_errcode();
-    dnnl_memory_t mem[5] = {NULL};
-    dnnl_exec_arg_t args[5];
+static lb_status run_dnnl(const gemm_entry *e, slot *sl, const void *A, const void *B, const float *scale,
+                          float *C) {
+    if (e->scratch_bytes && !grow(&sl->scratch, &sl->scratch_n, e->scratch_bytes)) return lb_errcode();
+    const long idx = e >= E.entries && e < E.entries + MAX_ENTRIES ? e - E.entries : -1; /* -1: not cached */
+    if (idx >= 0 && !sl->mem && !(sl->mem = calloc((size_t)MAX_ENTRIES * N_ARGS, sizeof *sl->mem)))
+        return lb_error(LB_ENOMEM, "gemm: cannot allocate memory objects");
+    dnnl_memory_t own[N_ARGS] = {NULL}, *mem = idx >= 0 ? sl->mem + idx * N_ARGS : own;
+    dnnl_exec_arg_t args[N_ARGS];
     int n = 0;
-    const struct { int arg; const dnnl_memory_desc_t *md; const void *p; } ops[5] = {
+    const struct { int arg; const dnnl_memory_desc_t *md; const void *p; } ops[N_ARGS] = {
         {DNNL_ARG_SRC, &e->a, A},
         {DNNL_ARG_WEIGHTS, &e->b, B},
         {DNNL_ARG_DST, &e->c, C},
@@ -280,20 +305,24 @@ static lb_status run_dnnl(const gemm_entry *e, const void *A, const void *B, con
         {DNNL_ARG_SCRATCHPAD, NULL, e->scratch_bytes ? sl->scratch : NULL},
     };
     dnnl_status_t st = dnnl_success;
-    for (int i = 0; i < 5 && st == dnnl_success; i++) {
+    for (int i = 0; i < N_ARGS && st == dnnl_success; i++) {
         if (!ops[i].p) continue;
-        dnnl_memory_desc_t scratch_md;
-        const dnnl_memory_desc_t *md = ops[i].md;
-        if (!md) { /* the scratchpad, as bytes */
-            dnnl_dims_t d = {(dnnl_dim_t)e->scratch_bytes};
-            if ((st = dnnl_memory_desc_init_by_tag(&scratch_md, 1, d, dnnl_u8, dnnl_a)) != dnnl_success) break;
-            md = &scratch_md;
+        if (!mem[i]) {
+            dnnl_memory_desc_t scratch_md;
+            const dnnl_memory_desc_t *md = ops[i].md;
+            if (!md) { /* the scratchpad, as bytes */
+                dnnl_dims_t d = {(dnnl_dim_t)e->scratch_bytes};
+                if ((st = dnnl_memory_desc_init_by_tag(&scratch_md, 1, d, dnnl_u8, dnnl_a)) != dnnl_success) break;
+                md = &scratch_md;
+            }
+            if ((st = dnnl_memory_create(&mem[i], md, E.engine, DNNL_MEMORY_NONE)) != dnnl_success) break;
         }
-        st = dnnl_memory_create(&mem[n], md, E.engine, (void *)ops[i].p);
-        if (st == dnnl_success) args[n] = (dnnl_exec_arg_t){ops[i].arg, mem[n]}, n++;
+        st = dnnl_memory_set_data_handle(mem[i], (void *)ops[i].p);
+        args[n++] = (dnnl_exec_arg_t){ops[i].arg, mem[i]};
     }
     if (st == dnnl_success) st = dnnl_primitive_execute(e->prim, E.stream, n, args);
-    for (int i = 0; i < n; i++) dnnl_memory_destroy(mem[i]);
+    for (int i = 0; i < N_ARGS; i++)
+        if (own[i]) dnnl_memory_destroy(own[i]);
     return st == dnnl_success ? LB_OK : dnnl_fail(st, "matmul execution");
 }
 
@@ -353,15 +382,29 @@ static lb_status s8_fallback(int ta, int tb, int M, int N, int K, float alpha, c
     return s;
 }
 
+/* Runs row(r) for r < rows, on the threads when the matrix is large and no
+ * region is running, else on this thread without entering a region (even
+ * an `if (0)` region costs about half a microsecond, more on a busy machine). */
+#define FOR_ROWS(rows, cols, body)                                         \
+    do {                                                                   \
+        if (!omp_in_parallel() && (size_t)(rows) * (cols) >= PAR_MIN) {    \
+            _Pragma("omp parallel for schedule(static)")                   \
+            for (int r = 0; r < (rows); r++) body                          \
+        } else {                                                           \
+            for (int r = 0; r < (rows); r++) body                          \
+        }                                                                  \
+    } while (0)
+
 /* bf16 rows → fp32 (exact: a bf16 is the top half of an fp32). */
+static void widen_row(const uint16_t *src, float *dst, int cols) {
+    for (int c = 0; c < cols; c++) {
+        uint32_t u = (uint32_t)src[c] << 16;
+        memcpy(&dst[c], &u, sizeof u);
+    }
+}
+
 static void widen_bf16(int rows, int cols, const uint16_t *src, int lds, float *dst) {
-    const int parallel = !omp_in_parallel() && (size_t)rows * cols >= PAR_MIN;
-#pragma omp parallel for schedule(static) if (parallel)
-    for (int r = 0; r < rows; r++)
-        for (int c = 0; c < cols; c++) {
-            uint32_t u = (uint32_t)src[(size_t)r * lds + c] << 16;
-            memcpy(&dst[(size_t)r * cols + c], &u, sizeof u);
-        }
+    FOR_ROWS(rows, cols, { widen_row(src + (size_t)r * lds, dst + (size_t)r * cols, cols); });
 }
 
 static lb_status blas_fallback(lb_gemm_type type, int ta, int tb, int M, int N, int K, float alpha, const void *A,
@@ -415,14 +458,16 @@ static lb_status gemm(lb_gemm_type type, int ta, int tb, int M, int N, int K, fl
         return blas_fallback(type, ta, tb, M, N, K, alpha, A, lda, B, ldb, row_scale, beta, C, ldc);
     gemm_key k = {.type = type, .ta = ta, .tb = tb, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb, .ldc = ldc,
                   .scale = row_scale ? SCALE_ROWS : alpha != 1.0f ? SCALE_ALPHA : SCALE_NONE, .beta = beta};
+    slot *sl = my_slot();
+    if (!sl) return lb_errcode();
     gemm_entry tmp = {0};
-    const gemm_entry *e = lookup(&k, &tmp);
+    const gemm_entry *e = lookup(&k, &tmp, sl);
     if (!e) return lb_errcode();
     lb_status s;
     if (!e->prim)
         s = blas_fallback(type, ta, tb, M, N, K, alpha, A, lda, B, ldb, row_scale, beta, C, ldc);
     else
-        s = run_dnnl(e, A, B, row_scale ? row_scale : &alpha, C);
+        s = run_dnnl(e, sl, A, B, row_scale ? row_scale : &alpha, C);
     if (tmp.prim) dnnl_primitive_destroy(tmp.prim);
     return s;
 }
@@ -449,26 +494,37 @@ lb_status lb_gemm(lb_gemm_type type, int ta, int tb, int M, int N, int K, float 
 
 /* --- bf16 conversions --------------------------------------------------------------- */
 
+/* mf_bf16_from_f32 (quant/minifloat.h: round to nearest even, NaN stays a
+ * quiet NaN) without its branch, so the loops below vectorize (about 10×
+ * faster); tests/test_gemm.c checks that the two agree. */
+static inline uint16_t bf16_round(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16, nan = (u >> 16) | 0x40u;
+    return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
+}
+
+static void round_row(const float *s, uint16_t *d, int cols, float f) {
+    for (int c = 0; c < cols; c++) d[c] = bf16_round(s[c] * f);
+}
+
+static void round_row_unscaled(const float *s, uint16_t *d, int cols) {
+    for (int c = 0; c < cols; c++) d[c] = bf16_round(s[c]);
+}
+
+static void s8_row_to_bf16(const int8_t *s, uint16_t *d, int cols) {
+    for (int c = 0; c < cols; c++) d[c] = bf16_round((float)s[c]);
+}
+
 void lb_gemm_to_bf16(int rows, int cols, const float *src, int lds, const float *row_scale, uint16_t *dst, int ldd) {
-    const int parallel = !omp_in_parallel() && (size_t)rows * cols >= PAR_MIN;
-#pragma omp parallel for schedule(static) if (parallel)
-    for (int r = 0; r < rows; r++) {
-        const float *s = src + (size_t)r * lds;
-        uint16_t *d = dst + (size_t)r * ldd;
-        if (row_scale) {
-            const float f = row_scale[r];
-            for (int c = 0; c < cols; c++) d[c] = mf_bf16_from_f32(s[c] * f);
-        } else {
-            for (int c = 0; c < cols; c++) d[c] = mf_bf16_from_f32(s[c]);
-        }
-    }
+    if (row_scale)
+        FOR_ROWS(rows, cols, { round_row(src + (size_t)r * lds, dst + (size_t)r * ldd, cols, row_scale[r]); });
+    else
+        FOR_ROWS(rows, cols, { round_row_unscaled(src + (size_t)r * lds, dst + (size_t)r * ldd, cols); });
 }
 
 void lb_gemm_s8_to_bf16(int rows, int cols, const int8_t *src, int lds, uint16_t *dst, int ldd) {
-    const int parallel = !omp_in_parallel() && (size_t)rows * cols >= PAR_MIN;
-#pragma omp parallel for schedule(static) if (parallel)
-    for (int r = 0; r < rows; r++)
-        for (int c = 0; c < cols; c++) dst[(size_t)r * ldd + c] = mf_bf16_from_f32((float)src[(size_t)r * lds + c]);
+    FOR_ROWS(rows, cols, { s8_row_to_bf16(src + (size_t)r * lds, dst + (size_t)r * ldd, cols); });
 }
 
 lb_status lb_gemm_f32(lb_gemm_precision p, int ta, int tb, int M, int N, int K, float alpha, const float *A,
@@ -501,7 +557,7 @@ const char *lb_gemm_impl(lb_gemm_type t) {
     gemm_key k = {.type = t, .ta = 0, .tb = 1, .M = 256, .N = 256, .K = 256, .lda = 256, .ldb = 256, .ldc = 256,
                   .scale = t == LB_GEMM_S8 ? SCALE_ROWS : SCALE_NONE, .beta = 0.0f};
     gemm_entry tmp = {0};
-    const gemm_entry *e = lookup(&k, &tmp);
+    const gemm_entry *e = lookup(&k, &tmp, NULL);
     if (!e) snprintf(E.impl[t], sizeof E.impl[t], "error: %s", lb_errmsg());
     else if (!e->prim) snprintf(E.impl[t], sizeof E.impl[t], "openblas %s (oneDNN: %s)", openblas_get_corename(), e->impl);
     else snprintf(E.impl[t], sizeof E.impl[t], "%s", e->impl);

@@ -7,6 +7,7 @@
  * exactly a matrix with a leading dimension for the GEMM engine. */
 #include <math.h>
 #include <omp.h>
+#include <string.h>
 
 #include "autograd/gemm.h"
 #include "autograd/ops.h"
@@ -156,106 +157,129 @@ static void causal_softmax(float *S, int T) {
     }
 }
 
-/* The products' operands: the fp32 tensors themselves, or (bf16 precision)
- * bf16 copies of q, k, v and dO made once per pass in the same layout, so
- * no head rounds the same K or V again. */
+/* The products' operands: q, k, v (and dO in the backward pass) copied
+ * head-major, [B, heads, T, Dh], in the type of the products (fp32, or
+ * bf16 at bf16 precision: rounded once per pass, not once per head). Every
+ * head is then a dense [T, Dh] matrix, and the products write dense
+ * per-thread buffers that are copied (added) into the [B, T, H, Dh] results:
+ * oneDNN 2.6 runs its fast (brgemm) kernels only on dense matrices, and
+ * strided heads fall back to slower ones. */
 typedef struct attn_ops {
     lb_gemm_type type;
-    const void *q, *k, *v, *dO;
     size_t esize;                 /* bytes per element */
-    int T, H, Hkv, Dh, ldq, ldk;  /* ldq = H·Dh, ldk = Hkv·Dh */
+    void *q, *k, *v, *dO;         /* head-major copies */
+    int B, T, H, Hkv, Dh;
     float scale;                  /* 1/sqrt(Dh) */
 } attn_ops;
 
-static const void *at(const attn_ops *op, const void *base, size_t off) {
-    return (const char *)base + off * op->esize;
+/* Head h of sequence b in a head-major copy with nh heads. */
+static const void *head_of(const attn_ops *op, const void *base, int b, int h, int nh) {
+    return (const char *)base + ((size_t)b * nh + h) * op->T * op->Dh * op->esize;
 }
 
-/* fp32 [rows, cols] as an operand of op->type: x itself, or rounded into half. */
-static const void *operand_of(const attn_ops *op, const float *x, uint16_t *half, int rows, int cols) {
+/* x [B, T, nh, Dh] (fp32) → dst [B, nh, T, Dh] of op->type. */
+static void to_heads(const attn_ops *op, const float *x, int nh, void *dst) {
+    const int T = op->T, Dh = op->Dh, n = op->B * nh;
+    const int parallel = (size_t)n * T * Dh >= PAR_MIN;
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int i = 0; i < n; i++) {
+        const int b = i / nh, h = i % nh;
+        const float *src = x + (size_t)b * T * nh * Dh + (size_t)h * Dh;
+        void *d = (char *)dst + (size_t)i * T * Dh * op->esize;
+        if (op->type == LB_GEMM_BF16) {
+            lb_gemm_to_bf16(T, Dh, src, nh * Dh, NULL, d, Dh);
+        } else {
+            for (int t = 0; t < T; t++)
+                memcpy((float *)d + (size_t)t * Dh, src + (size_t)t * nh * Dh, (size_t)Dh * sizeof(float));
+        }
+    }
+}
+
+/* Head h of sequence b of y [B, T, nh, Dh] = (or +=) the dense [T, Dh] r. */
+static void from_head(float *y, const float *r, int b, int h, int nh, int T, int Dh, int add) {
+    for (int t = 0; t < T; t++) {
+        float *dst = y + ((size_t)b * T + t) * nh * Dh + (size_t)h * Dh;
+        const float *src = r + (size_t)t * Dh;
+        if (add)
+            for (int j = 0; j < Dh; j++) dst[j] += src[j];
+        else
+            memcpy(dst, src, (size_t)Dh * sizeof(float));
+    }
+}
+
+/* fp32 [T, T] as an operand of op->type: x itself, or rounded into half. */
+static const void *operand_of(const attn_ops *op, const float *x, uint16_t *half) {
     if (op->type == LB_GEMM_F32) return x;
-    lb_gemm_to_bf16(rows, cols, x, cols, NULL, half, cols);
+    lb_gemm_to_bf16(op->T, op->T, x, op->T, NULL, half, op->T);
     return half;
 }
 
-/* Fills *op for q, k, v (and dO when not NULL). At bf16 precision the copies
- * go to *copy (arena, `*bytes` long; the caller hands them back). */
+/* Fills *op with copies of q, k, v (and dO when not NULL) in the arena at
+ * *copy, `*bytes` long (the caller hands them back). */
 static lb_status attn_ops_make(attn_ops *op, lb_arena *arena, lb_gemm_precision p, const lb_tensor *q,
                                const lb_tensor *k, const lb_tensor *v, const float *dO, void **copy, size_t *bytes) {
-    *op = (attn_ops){.type = p == LB_PRECISION_BF16 ? LB_GEMM_BF16 : LB_GEMM_F32, .T = q->shape[1],
-                     .H = q->shape[2], .Hkv = k->shape[2], .Dh = q->shape[3]};
-    op->ldq = op->H * op->Dh;
-    op->ldk = op->Hkv * op->Dh;
+    *op = (attn_ops){.type = p == LB_PRECISION_BF16 ? LB_GEMM_BF16 : LB_GEMM_F32, .B = q->shape[0],
+                     .T = q->shape[1], .H = q->shape[2], .Hkv = k->shape[2], .Dh = q->shape[3]};
+    op->esize = op->type == LB_GEMM_BF16 ? sizeof(uint16_t) : sizeof(float);
     op->scale = 1.0f / sqrtf((float)op->Dh);
-    *copy = NULL;
-    *bytes = 0;
-    if (op->type == LB_GEMM_F32) {
-        op->esize = sizeof(float);
-        op->q = q->data, op->k = k->data, op->v = v->data, op->dO = dO;
-        return LB_OK;
-    }
-    op->esize = sizeof(uint16_t);
-    const int rows = q->shape[0] * op->T;
-    const size_t nq = (size_t)rows * op->ldq, nk = (size_t)rows * op->ldk;
-    *bytes = ((dO ? 2 : 1) * nq + 2 * nk) * sizeof(uint16_t);
-    uint16_t *c = lb_arena_alloc(arena, *bytes);
+    const size_t nq = q->n * op->esize, nk = k->n * op->esize;
+    *bytes = (dO ? 2 : 1) * nq + 2 * nk;
+    char *c = *copy = lb_arena_alloc(arena, *bytes);
     if (!c) return LB_ENOMEM;
-    *copy = c;
-    lb_gemm_to_bf16(rows, op->ldq, q->data, op->ldq, NULL, c, op->ldq);
-    lb_gemm_to_bf16(rows, op->ldk, k->data, op->ldk, NULL, c + nq, op->ldk);
-    lb_gemm_to_bf16(rows, op->ldk, v->data, op->ldk, NULL, c + nq + nk, op->ldk);
-    op->q = c, op->k = c + nq, op->v = c + nq + nk;
-    if (dO) {
-        lb_gemm_to_bf16(rows, op->ldq, dO, op->ldq, NULL, c + nq + 2 * nk, op->ldq);
-        op->dO = c + nq + 2 * nk;
-    }
+    op->q = c, op->k = c + nq, op->v = c + nq + nk, op->dO = dO ? c + nq + 2 * nk : NULL;
+    to_heads(op, q->data, op->H, op->q);
+    to_heads(op, k->data, op->Hkv, op->k);
+    to_heads(op, v->data, op->Hkv, op->v);
+    if (dO) to_heads(op, dO, op->H, op->dO);
     return LB_OK;
 }
 
-/* Per-thread scratch: P and dS in fp32, and their bf16 copies. */
-static size_t attn_scratch_floats(int T) { return 3 * (size_t)T * T; }
+/* Per-thread scratch in floats: P and dS [T, T], their bf16 copies, and
+ * three [T, Dh] results. */
+static size_t attn_scratch_floats(int T, int Dh) { return 3 * (size_t)T * T + 3 * (size_t)T * Dh; }
 
 /* P [T, T] = causal softmax(Q Kᵀ · scale) of sequence b, query head h. */
 static lb_status head_probs(const attn_ops *op, int b, int h, float *P) {
     const int T = op->T, kh = h / (op->H / op->Hkv);
-    const size_t qoff = (size_t)b * T * op->ldq + (size_t)h * op->Dh, koff = (size_t)b * T * op->ldk + (size_t)kh * op->Dh;
-    LB_TRY(lb_gemm(op->type, 0, 1, T, T, op->Dh, op->scale, at(op, op->q, qoff), op->ldq, at(op, op->k, koff), op->ldk,
-                   NULL, 0.0f, P, T));
+    LB_TRY(lb_gemm(op->type, 0, 1, T, T, op->Dh, op->scale, head_of(op, op->q, b, h, op->H), op->Dh,
+                   head_of(op, op->k, b, kh, op->Hkv), op->Dh, NULL, 0.0f, P, T));
     causal_softmax(P, T);
     return LB_OK;
 }
 
 /* Forward of sequence b, query head h; `scratch` per attn_scratch_floats. */
 static lb_status head_forward(const attn_ops *op, lb_tensor *o, int b, int h, float *scratch) {
-    const int T = op->T, kh = h / (op->H / op->Hkv);
-    const size_t qoff = (size_t)b * T * op->ldq + (size_t)h * op->Dh, koff = (size_t)b * T * op->ldk + (size_t)kh * op->Dh;
-    float *P = scratch;
+    const int T = op->T, Dh = op->Dh, kh = h / (op->H / op->Hkv);
+    const size_t TT = (size_t)T * T;
+    float *P = scratch, *O = scratch + 3 * TT;
     LB_TRY(head_probs(op, b, h, P));
-    const void *Pop = operand_of(op, P, (uint16_t *)(scratch + 2 * (size_t)T * T), T, T);
-    return lb_gemm(op->type, 0, 0, T, op->Dh, T, 1.0f, Pop, T, at(op, op->v, koff), op->ldk, NULL, 0.0f,
-                   o->data + qoff, op->ldq);
+    const void *Pop = operand_of(op, P, (uint16_t *)(scratch + 2 * TT));
+    LB_TRY(lb_gemm(op->type, 0, 0, T, Dh, T, 1.0f, Pop, T, head_of(op, op->v, b, kh, op->Hkv), Dh, NULL, 0.0f, O,
+                   Dh));
+    from_head(o->data, O, b, h, op->H, T, Dh, 0);
+    return LB_OK;
 }
 
 /* Backward of sequence b, KV head kh and the query heads that read it. The
- * heads of a group all add into the same dK/dV, so they run in order here,
- * which also keeps the sums in a fixed order. */
+ * heads of a group add into the same dK/dV buffers in order, so the sums
+ * have a fixed order. */
 static lb_status group_backward(const lb_node *node, const attn_ops *op, int b, int kh, float *scratch) {
     lb_tensor *q = node->in[0], *k = node->in[1], *v = node->in[2];
     const int T = op->T, Dh = op->Dh, group = op->H / op->Hkv;
-    const size_t TT = (size_t)T * T, koff = (size_t)b * T * op->ldk + (size_t)kh * Dh;
-    float *P = scratch, *dS = scratch + TT;
+    const size_t TT = (size_t)T * T, TD = (size_t)T * Dh;
+    float *P = scratch, *dS = scratch + TT, *dQ = scratch + 3 * TT, *dK = dQ + TD, *dV = dK + TD;
     uint16_t *Ph = (uint16_t *)(scratch + 2 * TT), *dSh = Ph + TT;
+    const void *K = head_of(op, op->k, b, kh, op->Hkv), *V = head_of(op, op->v, b, kh, op->Hkv);
     for (int h = kh * group; h < (kh + 1) * group; h++) {
-        const size_t qoff = (size_t)b * T * op->ldq + (size_t)h * Dh;
+        const float beta = h == kh * group ? 0.0f : 1.0f; /* dK, dV: the group's first head starts them */
+        const void *Q = head_of(op, op->q, b, h, op->H), *dO = head_of(op, op->dO, b, h, op->H);
         LB_TRY(head_probs(op, b, h, P));
-        const void *Pop = operand_of(op, P, Ph, T, T);
+        const void *Pop = operand_of(op, P, Ph);
         if (v->requires_grad) /* dV += Pᵀ dO */
-            LB_TRY(lb_gemm(op->type, 1, 0, T, Dh, T, 1.0f, Pop, T, at(op, op->dO, qoff), op->ldq, NULL, 1.0f,
-                           v->grad + koff, op->ldk));
+            LB_TRY(lb_gemm(op->type, 1, 0, T, Dh, T, 1.0f, Pop, T, dO, Dh, NULL, beta, dV, Dh));
         if (!q->requires_grad && !k->requires_grad) continue;
         /* dP = dO Vᵀ, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) in place. */
-        LB_TRY(lb_gemm(op->type, 0, 1, T, T, Dh, 1.0f, at(op, op->dO, qoff), op->ldq, at(op, op->v, koff), op->ldk,
-                       NULL, 0.0f, dS, T));
+        LB_TRY(lb_gemm(op->type, 0, 1, T, T, Dh, 1.0f, dO, Dh, V, Dh, NULL, 0.0f, dS, T));
         for (int t = 0; t < T; t++) {
             const float *pr = P + (size_t)t * T;
             float *d = dS + (size_t)t * T;
@@ -264,14 +288,16 @@ static lb_status group_backward(const lb_node *node, const attn_ops *op, int b, 
             for (int s = 0; s <= t; s++) d[s] = pr[s] * (d[s] - dot);
             for (int s = t + 1; s < T; s++) d[s] = 0.0f;
         }
-        const void *dSop = operand_of(op, dS, dSh, T, T);
-        if (q->requires_grad) /* dQ += scale · dS K */
-            LB_TRY(lb_gemm(op->type, 0, 0, T, Dh, T, op->scale, dSop, T, at(op, op->k, koff), op->ldk, NULL, 1.0f,
-                           q->grad + qoff, op->ldq));
+        const void *dSop = operand_of(op, dS, dSh);
+        if (q->requires_grad) { /* dQ = scale · dS K */
+            LB_TRY(lb_gemm(op->type, 0, 0, T, Dh, T, op->scale, dSop, T, K, Dh, NULL, 0.0f, dQ, Dh));
+            from_head(q->grad, dQ, b, h, op->H, T, Dh, 1);
+        }
         if (k->requires_grad) /* dK += scale · dSᵀ Q */
-            LB_TRY(lb_gemm(op->type, 1, 0, T, Dh, T, op->scale, dSop, T, at(op, op->q, qoff), op->ldq, NULL, 1.0f,
-                           k->grad + koff, op->ldk));
+            LB_TRY(lb_gemm(op->type, 1, 0, T, Dh, T, op->scale, dSop, T, Q, Dh, NULL, beta, dK, Dh));
     }
+    if (k->requires_grad) from_head(k->grad, dK, b, kh, op->Hkv, T, Dh, 1);
+    if (v->requires_grad) from_head(v->grad, dV, b, kh, op->Hkv, T, Dh, 1);
     return LB_OK;
 }
 
@@ -279,7 +305,8 @@ static void attention_backward(lb_node *node) {
     const lb_tensor *q = node->in[0], *k = node->in[1], *v = node->in[2];
     const attn_saved *as = node->saved;
     const int B = q->shape[0], T = q->shape[1], Hkv = k->shape[2];
-    const size_t per_thread = attn_scratch_floats(T), bytes = (size_t)as->n_threads * per_thread * sizeof(float);
+    const size_t per_thread = attn_scratch_floats(T, q->shape[3]);
+    const size_t bytes = (size_t)as->n_threads * per_thread * sizeof(float);
     attn_ops op;
     void *copy;
     size_t copy_bytes;
@@ -305,7 +332,7 @@ static void attention_backward(lb_node *node) {
             s = group_backward(node, &op, task / Hkv, task % Hkv, scratch);
     }
     if (scratch) lb_node_release(node, scratch, bytes);
-    if (copy) lb_node_release(node, copy, copy_bytes);
+    lb_node_release(node, copy, copy_bytes);
     if (s != LB_OK) lb_node_fail(node, s);
 }
 
@@ -323,7 +350,8 @@ lb_tensor *lb_attention(lb_graph *g, lb_tensor *q, lb_tensor *k, lb_tensor *v) {
 
     /* Scratch per thread for this call only (P, and its bf16 copy). */
     const int n_threads = omp_get_max_threads();
-    const size_t per_thread = attn_scratch_floats(T), probs_bytes = (size_t)n_threads * per_thread * sizeof(float);
+    const size_t per_thread = attn_scratch_floats(T, q->shape[3]);
+    const size_t probs_bytes = (size_t)n_threads * per_thread * sizeof(float);
     const lb_gemm_precision p = g->precision;
     lb_tensor *o = lb_graph_tensor(g, 4, q->shape);
     float *probs = o ? lb_graph_alloc(g, probs_bytes) : NULL;
@@ -347,7 +375,7 @@ lb_tensor *lb_attention(lb_graph *g, lb_tensor *q, lb_tensor *k, lb_tensor *v) {
     } else {
         for (int task = 0; task < B * H && s == LB_OK; task++) s = head_forward(&op, o, task / H, task % H, probs);
     }
-    if (copy) lb_arena_release(&g->arena, copy, copy_bytes);
+    lb_arena_release(&g->arena, copy, copy_bytes);
     lb_arena_release(&g->arena, probs, probs_bytes);
     if (s != LB_OK) {
         lb_error(s, "attention: q %s: a product failed", lb_shape_str(q, qs, sizeof qs));
