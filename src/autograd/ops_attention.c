@@ -9,6 +9,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "autograd/exp_vec.h"
 #include "autograd/gemm.h"
 #include "autograd/ops.h"
 
@@ -140,20 +141,37 @@ static int attn_parallel(const lb_tensor *q) {
 }
 
 /* In place over the rows of S [T, T]: row t becomes softmax(S[t, 0..t]),
- * zeros after the diagonal. */
+ * zeros after the diagonal. The loops vectorize (lb_exp_vec; `simd`
+ * reductions sum by vector lanes, an order fixed for a given build). */
 static void causal_softmax(float *S, int T) {
     for (int t = 0; t < T; t++) {
         float *row = S + (size_t)t * T;
         float mx = row[0];
+#pragma omp simd reduction(max : mx)
         for (int s = 1; s <= t; s++) mx = row[s] > mx ? row[s] : mx;
         float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
         for (int s = 0; s <= t; s++) {
-            row[s] = expf(row[s] - mx);
+            row[s] = lb_exp_vec(row[s] - mx);
             sum += row[s];
         }
         float inv = 1.0f / sum;
         for (int s = 0; s <= t; s++) row[s] *= inv;
         for (int s = t + 1; s < T; s++) row[s] = 0.0f;
+    }
+}
+
+/* dS = P ⊙ (dP − rowsum(P ⊙ dP)) in place of dP, row by row (causal: zeros
+ * after the diagonal). */
+static void softmax_backward(const float *P, float *dS, int T) {
+    for (int t = 0; t < T; t++) {
+        const float *pr = P + (size_t)t * T;
+        float *d = dS + (size_t)t * T;
+        float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+        for (int s = 0; s <= t; s++) dot += pr[s] * d[s];
+        for (int s = 0; s <= t; s++) d[s] = pr[s] * (d[s] - dot);
+        for (int s = t + 1; s < T; s++) d[s] = 0.0f;
     }
 }
 
@@ -280,14 +298,7 @@ static lb_status group_backward(const lb_node *node, const attn_ops *op, int b, 
         if (!q->requires_grad && !k->requires_grad) continue;
         /* dP = dO Vᵀ, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) in place. */
         LB_TRY(lb_gemm(op->type, 0, 1, T, T, Dh, 1.0f, dO, Dh, V, Dh, NULL, 0.0f, dS, T));
-        for (int t = 0; t < T; t++) {
-            const float *pr = P + (size_t)t * T;
-            float *d = dS + (size_t)t * T;
-            float dot = 0.0f;
-            for (int s = 0; s <= t; s++) dot += pr[s] * d[s];
-            for (int s = 0; s <= t; s++) d[s] = pr[s] * (d[s] - dot);
-            for (int s = t + 1; s < T; s++) d[s] = 0.0f;
-        }
+        softmax_backward(P, dS, T);
         const void *dSop = operand_of(op, dS, dSh);
         if (q->requires_grad) { /* dQ = scale · dS K */
             LB_TRY(lb_gemm(op->type, 0, 0, T, Dh, T, op->scale, dSop, T, K, Dh, NULL, 0.0f, dQ, Dh));
