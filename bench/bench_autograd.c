@@ -204,21 +204,22 @@ static void bench_engine(void) {
         {"(b) dW down", LB_GEMM_BF16, 1, 0, 512, 1536, 1024, 512, 1536, 1536, 0, 1, 0, 0},
         /* (b) tied head (fp32 operands at bf16 precision) */
         {"(b) head fwd", LB_GEMM_BF16, 0, 1, 1024, 256, 512, 512, 512, 256, 0, 0, 0, 1},
+        {"(b) head fwd", LB_GEMM_BF16, 0, 1, 1024, 256, 512, 512, 512, 256, 0, 0, 0, 0},
         {"(b) head dx", LB_GEMM_BF16, 0, 0, 1024, 512, 256, 256, 512, 512, 0, 1, 0, 1},
         {"(b) head dW", LB_GEMM_BF16, 1, 0, 256, 512, 1024, 256, 512, 512, 0, 1, 0, 1},
-        /* (b) attention, one head per thread (fp32 operands at bf16 precision) */
-        {"(b) attn QK^T", LB_GEMM_BF16, 0, 1, 256, 256, 64, 512, 256, 256, 0, 0, 1, 1},
-        {"(b) attn PV", LB_GEMM_BF16, 0, 0, 256, 64, 256, 256, 256, 512, 0, 0, 1, 1},
-        {"(b) attn dV,dK", LB_GEMM_BF16, 1, 0, 256, 64, 256, 256, 512, 256, 0, 1, 1, 1},
-        {"(b) attn dQ", LB_GEMM_BF16, 0, 0, 256, 64, 256, 256, 256, 512, 0, 1, 1, 1},
+        /* (b) attention, one head per thread on dense head-major bf16 copies */
+        {"(b) attn QK^T,dP", LB_GEMM_BF16, 0, 1, 256, 256, 64, 64, 64, 256, 0, 0, 1, 0},
+        {"(b) attn PV", LB_GEMM_BF16, 0, 0, 256, 64, 256, 256, 64, 64, 0, 0, 1, 0},
+        {"(b) attn dV,dK", LB_GEMM_BF16, 1, 0, 256, 64, 256, 256, 64, 64, 0, 1, 1, 0},
+        {"(b) attn dQ", LB_GEMM_BF16, 0, 0, 256, 64, 256, 256, 64, 64, 0, 0, 1, 0},
         /* (a) */
         {"(a) fwd q,o", LB_GEMM_S8, 0, 1, 768, 128, 128, 128, 128, 128, 1, 0, 0, 0},
         {"(a) fwd gate,up", LB_GEMM_S8, 0, 1, 768, 384, 128, 128, 128, 384, 1, 0, 0, 0},
         {"(a) fwd down", LB_GEMM_S8, 0, 1, 768, 128, 384, 384, 384, 128, 1, 0, 0, 0},
         {"(a) dx gate,up", LB_GEMM_BF16, 0, 0, 768, 128, 384, 384, 128, 128, 0, 1, 0, 0},
         {"(a) dW gate,up", LB_GEMM_BF16, 1, 0, 384, 128, 768, 384, 128, 128, 0, 1, 0, 0},
-        {"(a) attn QK^T", LB_GEMM_BF16, 0, 1, 64, 64, 32, 128, 64, 64, 0, 0, 1, 1},
-        {"(a) attn PV", LB_GEMM_BF16, 0, 0, 64, 32, 64, 64, 64, 128, 0, 0, 1, 1},
+        {"(a) attn QK^T,dP", LB_GEMM_BF16, 0, 1, 64, 64, 32, 32, 32, 64, 0, 0, 1, 0},
+        {"(a) attn PV,dQ", LB_GEMM_BF16, 0, 0, 64, 32, 64, 64, 32, 32, 0, 0, 1, 0},
     };
     dnnl_engine_t eng;
     dnnl_stream_t st;
