@@ -23,7 +23,7 @@
 
 #include "autograd/gemm.h"
 #include "autograd/ops.h"
-#include "quant/minifloat.h"
+#include "core/minifloat.h"
 #include "quant/quantize.h"
 #include "testutil.h"
 
@@ -33,12 +33,7 @@ static const double U = 5.9604644775390625e-08; /* 2^-24, the unit roundoff of f
 
 static float uniform(uint64_t seed, uint64_t i) { return 2.0f * lb_rand_uniform(seed, 0, i) - 1.0f; }
 
-static float bf16_value(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
+static float bf16_value(uint16_t h) { return lb_bf16_to_f32(h); }
 
 /* A stored operand [rows, cols] with leading dimension cols + pad, of `type`,
  * random; `val` receives each element's value as a double (read as
@@ -62,7 +57,7 @@ static operand make_operand(lb_gemm_type type, int rows, int cols, int pad, uint
             ((float *)o.data)[i] = f;
             o.val[i] = f;
         } else if (type == LB_GEMM_BF16) {
-            uint16_t h = mf_bf16_from_f32(f);
+            uint16_t h = lb_bf16_from_f32(f);
             ((uint16_t *)o.data)[i] = h;
             o.val[i] = bf16_value(h);
         } else { /* the whole int8 range, -128 included */
@@ -234,7 +229,7 @@ static void test_bf16_rounding(void **state) {
             assert_true(isnan(bf16_value(got[i])));
             continue;
         }
-        assert_int_equal(got[i], i < NS ? want[i] : mf_bf16_from_f32(x[i]));
+        assert_int_equal(got[i], i < NS ? want[i] : lb_bf16_from_f32(x[i]));
     }
     int8_t codes[256];
     uint16_t h[256];

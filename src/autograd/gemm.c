@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "core/minifloat.h"
 
 #define MAX_ENTRIES 512   /* past this, products run with primitives made for the call */
 #define MAX_SLOTS 256     /* per-thread buffers: thread t of a region uses slot t */
@@ -397,10 +398,7 @@ static lb_status s8_fallback(int ta, int tb, int M, int N, int K, float alpha, c
 
 /* bf16 rows → fp32 (exact: a bf16 is the top half of an fp32). */
 static void widen_row(const uint16_t *src, float *dst, int cols) {
-    for (int c = 0; c < cols; c++) {
-        uint32_t u = (uint32_t)src[c] << 16;
-        memcpy(&dst[c], &u, sizeof u);
-    }
+    for (int c = 0; c < cols; c++) dst[c] = lb_bf16_to_f32(src[c]);
 }
 
 static void widen_bf16(int rows, int cols, const uint16_t *src, int lds, float *dst) {
@@ -494,7 +492,7 @@ lb_status lb_gemm(lb_gemm_type type, int ta, int tb, int M, int N, int K, float 
 
 /* --- bf16 conversions --------------------------------------------------------------- */
 
-/* mf_bf16_from_f32 (quant/minifloat.h: round to nearest even, NaN stays a
+/* lb_bf16_from_f32 (core/minifloat.h: round to nearest even, NaN stays a
  * quiet NaN) without its branch, so the loops below vectorize (about 10×
  * faster); tests/test_gemm.c checks that the two agree. */
 static inline uint16_t bf16_round(float x) {
