@@ -138,6 +138,7 @@ int cmd_train(int argc, char **argv) {
                t.corpus.n_docs, t.data.n_train, t.data.n_val, lb_tokenizer_kind_name(t.tok->kind),
                t.tok->vocab_size);
         printf("# model: %zu parameters; %s\n", t.model->n_elements, mem);
+        printf("# %s\n", lb_gemm_describe(c->train.gemm_precision));
         if (resume) printf("# resumed at step %lld\n", (long long)t.step);
         fflush(stdout);
     }
