@@ -15,7 +15,7 @@
  *      for the forward pass, to see where each pays.
  *
  * Usage: bench_autograd [max_size] [sections]   (default 2048 and "0123";
- * threads: OMP_NUM_THREADS) */
+ * threads: OMP_NUM_THREADS; LOWBIT_BENCH_CLOCK=cpu: CPU time, see now()) */
 #include <cblas.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <math.h>
@@ -31,9 +31,18 @@
 
 #define REPS 7
 
+/* Wall time, or with LOWBIT_BENCH_CLOCK=cpu the CPU time of the process
+ * (all its threads): on a machine other jobs keep busy, time spent waiting
+ * for a core then does not count (set OMP_WAIT_POLICY=passive, so waiting
+ * threads sleep instead of spinning). Rates are then per CPU-second. */
 static double now(void) {
+    static int clock_id = -1;
+    if (clock_id < 0) {
+        const char *c = getenv("LOWBIT_BENCH_CLOCK");
+        clock_id = c && !strcmp(c, "cpu") ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC;
+    }
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock_id, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -226,8 +235,8 @@ static void bench_engine(void) {
     CK(dnnl_engine_create(&eng, dnnl_cpu, 0));
     CK(dnnl_stream_create(&st, eng, dnnl_stream_default_flags));
     if (lb_gemm_get_backend() != LB_GEMM_ONEDNN) printf("(LOWBIT_GEMM is not onednn: the engine column is the fallback)\n");
-    printf("GEMM engine (lb_gemm) vs a raw oneDNN primitive at the same shape and post-ops, %d threads, median of %d\n",
-           omp_get_max_threads(), REPS);
+    printf("GEMM engine (lb_gemm) vs a raw oneDNN primitive at the same shape and post-ops, %d threads, median of %d%s\n",
+           omp_get_max_threads(), REPS, getenv("LOWBIT_BENCH_CLOCK") ? " (CPU time: GOP per CPU-second)" : "");
     printf("(rows marked per-thread run one product per thread inside a region, as attention does; 'from f32'\n"
            " rows give the engine fp32 operands, which it rounds to bf16 first, inside the timing)\n");
     printf("%-16s %-5s %2s %5s %5s %5s %-11s %10s %10s %6s\n", "product", "type", "op", "M", "N", "K", "", "raw GOP/s",
