@@ -30,7 +30,16 @@
 #include "core/log.h"
 #include "core/minifloat.h"
 
-#define MAX_ENTRIES 512   /* past this, products run with primitives made for the call */
+#define MAX_ENTRIES 512   /* past this, new shapes run on the fallback */
+/* Products with fewer multiply-adds run on the fallback: making a oneDNN
+ * primitive (JIT code) costs milliseconds, which a product this small never
+ * earns back, and models meet many such shapes once (sampling grows T). */
+#define MIN_DNNL_MACS 32768.0
+/* Products with fewer multiply-adds run on one thread (a primitive made for
+ * one thread, so oneDNN enters no OpenMP region): a team's barrier costs
+ * more than splitting such a product saves, far more when the machine is
+ * busy and a thread waits for a core. */
+#define MIN_PARALLEL_MACS 262144.0
 #define MAX_SLOTS 256     /* per-thread buffers: thread t of a region uses slot t */
 #define PAR_MIN 32768     /* elements below which conversion loops stay on one thread */
 
@@ -54,6 +63,7 @@ typedef enum scale_kind { SCALE_NONE = 0, SCALE_ALPHA, SCALE_ROWS } scale_kind;
 typedef struct gemm_key {
     int type, ta, tb, M, N, K, lda, ldb, ldc, scale;
     float beta;
+    int threads;   /* the team the primitive was made for */
 } gemm_key;
 
 typedef struct gemm_entry {
@@ -264,8 +274,8 @@ static unsigned key_hash(const gemm_key *k) {
     return h;
 }
 
-/* The cached entry of `k`, made on first use. *tmp receives an entry made
- * for this call alone when the cache is full (the caller destroys it).
+/* The cached entry of `k`, made on first use; when the cache is full, *tmp
+ * filled as an entry without a primitive (the fallback serves).
  * Entries never move or change until lb_gemm_release, so a thread's hint
  * can be read without the lock. */
 static const gemm_entry *lookup(const gemm_key *k, gemm_entry *tmp, slot *sl) {
@@ -280,7 +290,10 @@ static const gemm_entry *lookup(const gemm_key *k, gemm_entry *tmp, slot *sl) {
             lb_error(LB_ENOMEM, "gemm: cannot allocate the primitive cache");
         } else if (E.n_entries < MAX_ENTRIES) {
             if (make_entry(k, &E.entries[E.n_entries]) == LB_OK) found = &E.entries[E.n_entries++];
-        } else if (make_entry(k, tmp) == LB_OK) {
+        } else { /* full: no primitive, the caller takes the fallback */
+            memset(tmp, 0, sizeof *tmp);
+            tmp->key = *k;
+            snprintf(tmp->impl, sizeof tmp->impl, "cache full");
             found = tmp;
         }
     }
@@ -452,21 +465,26 @@ static lb_status gemm(lb_gemm_type type, int ta, int tb, int M, int N, int K, fl
                         lb_gemm_type_name(type), ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, lda, ldb, ldc,
                         row_scale && alpha != 1.0f ? " (alpha must be 1 with row scales)" : "");
     if (E.backend < 0) LB_TRY(lb_gemm_init());
-    if (E.backend == LB_GEMM_OPENBLAS)
+    if (E.backend == LB_GEMM_OPENBLAS || (double)M * N * K < MIN_DNNL_MACS)
         return blas_fallback(type, ta, tb, M, N, K, alpha, A, lda, B, ldb, row_scale, beta, C, ldc);
+    const int in_region = omp_in_parallel(), team = omp_get_max_threads();
+    const int single = !in_region && team > 1 && (double)M * N * K < MIN_PARALLEL_MACS;
     gemm_key k = {.type = type, .ta = ta, .tb = tb, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb, .ldc = ldc,
-                  .scale = row_scale ? SCALE_ROWS : alpha != 1.0f ? SCALE_ALPHA : SCALE_NONE, .beta = beta};
+                  .scale = row_scale ? SCALE_ROWS : alpha != 1.0f ? SCALE_ALPHA : SCALE_NONE, .beta = beta,
+                  .threads = in_region || single ? 1 : team};
     slot *sl = my_slot();
     if (!sl) return lb_errcode();
+    /* oneDNN plans a primitive for omp_get_max_threads() and runs it on that
+     * many; one thread of this task's team for a small product. */
+    if (single) omp_set_num_threads(1);
     gemm_entry tmp = {0};
     const gemm_entry *e = lookup(&k, &tmp, sl);
-    if (!e) return lb_errcode();
-    lb_status s;
-    if (!e->prim)
+    lb_status s = e ? LB_OK : lb_errcode();
+    if (e && !e->prim)
         s = blas_fallback(type, ta, tb, M, N, K, alpha, A, lda, B, ldb, row_scale, beta, C, ldc);
-    else
+    else if (e)
         s = run_dnnl(e, sl, A, B, row_scale ? row_scale : &alpha, C);
-    if (tmp.prim) dnnl_primitive_destroy(tmp.prim);
+    if (single) omp_set_num_threads(team);
     return s;
 }
 
@@ -553,13 +571,12 @@ const char *lb_gemm_impl(lb_gemm_type t) {
     }
     /* A probe of a typical layer shape (the layout of a BitLinear product). */
     gemm_key k = {.type = t, .ta = 0, .tb = 1, .M = 256, .N = 256, .K = 256, .lda = 256, .ldb = 256, .ldc = 256,
-                  .scale = t == LB_GEMM_S8 ? SCALE_ROWS : SCALE_NONE, .beta = 0.0f};
+                  .scale = t == LB_GEMM_S8 ? SCALE_ROWS : SCALE_NONE, .beta = 0.0f, .threads = omp_get_max_threads()};
     gemm_entry tmp = {0};
     const gemm_entry *e = lookup(&k, &tmp, NULL);
     if (!e) snprintf(E.impl[t], sizeof E.impl[t], "error: %s", lb_errmsg());
     else if (!e->prim) snprintf(E.impl[t], sizeof E.impl[t], "openblas %s (oneDNN: %s)", openblas_get_corename(), e->impl);
     else snprintf(E.impl[t], sizeof E.impl[t], "%s", e->impl);
-    if (tmp.prim) dnnl_primitive_destroy(tmp.prim);
     return E.impl[t];
 }
 

@@ -22,7 +22,9 @@
  *   openblas  cblas_sgemm for fp32; bf16 operands are widened to fp32 first
  *             (exact) and multiplied by sgemm; int8 by lowbit's own integer
  *             loops. Also taken for a shape oneDNN only has a reference
- *             implementation for.
+ *             implementation for, for products of fewer than 32768
+ *             multiply-adds (a primitive's JIT code costs more than they
+ *             take), and for new shapes once 512 are cached.
  * A product may be called from inside an OpenMP parallel region (one per
  * thread): it then runs on the calling thread alone. Outside a region it
  * uses the OpenMP threads (the one pool lowbit's loops and OpenBLAS use).
