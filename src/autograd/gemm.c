@@ -451,6 +451,19 @@ static lb_status blas_fallback(lb_gemm_type type, int ta, int tb, int M, int N, 
     return LB_OK;
 }
 
+/* oneDNN's int8 kernels sum in int32 exactly only with VNNI: without it they
+ * multiply u8 × s8 pairs with vpmaddubsw, which saturates at 16 bits (seen
+ * under valgrind, whose CPU has no VNNI); the fallback's loops are exact. */
+static int exact_s8(void) {
+    static int vnni = -1;
+    if (vnni < 0) {
+        const unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
+        vnni = (isa & dnnl_cpu_isa_avx512_core_vnni) == dnnl_cpu_isa_avx512_core_vnni ||
+               (isa & dnnl_cpu_isa_avx2_vnni) == dnnl_cpu_isa_avx2_vnni;
+    }
+    return vnni;
+}
+
 /* --- the product ---------------------------------------------------------------------- */
 
 static lb_status gemm(lb_gemm_type type, int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda,
@@ -465,7 +478,7 @@ static lb_status gemm(lb_gemm_type type, int ta, int tb, int M, int N, int K, fl
                         lb_gemm_type_name(type), ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, lda, ldb, ldc,
                         row_scale && alpha != 1.0f ? " (alpha must be 1 with row scales)" : "");
     if (E.backend < 0) LB_TRY(lb_gemm_init());
-    if (E.backend == LB_GEMM_OPENBLAS || (double)M * N * K < MIN_DNNL_MACS)
+    if (E.backend == LB_GEMM_OPENBLAS || (double)M * N * K < MIN_DNNL_MACS || (type == LB_GEMM_S8 && !exact_s8()))
         return blas_fallback(type, ta, tb, M, N, K, alpha, A, lda, B, ldb, row_scale, beta, C, ldc);
     const int in_region = omp_in_parallel(), team = omp_get_max_threads();
     const int single = !in_region && team > 1 && (double)M * N * K < MIN_PARALLEL_MACS;
@@ -563,7 +576,7 @@ lb_status lb_gemm_f32(lb_gemm_precision p, int ta, int tb, int M, int N, int K, 
 
 const char *lb_gemm_impl(lb_gemm_type t) {
     if ((unsigned)t >= LB_GEMM_N_TYPES) return "?";
-    if (lb_gemm_get_backend() == LB_GEMM_OPENBLAS) {
+    if (lb_gemm_get_backend() == LB_GEMM_OPENBLAS || (t == LB_GEMM_S8 && !exact_s8())) {
         static const char *const how[LB_GEMM_N_TYPES] = {"", " (bf16 widened to f32)", ""};
         if (t == LB_GEMM_S8) snprintf(E.impl[t], sizeof E.impl[t], "lowbit int32 loops");
         else snprintf(E.impl[t], sizeof E.impl[t], "openblas %s%s", openblas_get_corename(), how[t]);
