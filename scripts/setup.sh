@@ -10,7 +10,9 @@ PACKAGES=(
   libopenblas-openmp-dev   # BLAS whose threads are OpenMP threads (see README: Threads)
   libhdf5-dev hdf5-tools   # checkpoints; h5dump to inspect them
   libyaml-dev              # configs
-  libjansson-dev           # metrics (JSON lines)
+  libjansson-dev           # metrics (JSON lines), tokenizer.json
+  libpcre2-dev             # tokenizer.json regexes
+  libutf8proc-dev          # tokenizer.json Unicode normalization (NFC, ...)
   libcmocka-dev            # tests
   fortunes                 # the default corpus
   python3 python3-h5py python3-numpy  # checkpoint interoperability tests
