@@ -102,12 +102,14 @@ static const char *shown(const char *s, size_t n) {
 }
 
 static void run_reference(const char *args) {
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "node '%s/scripts/reference/hf_tokenizers.js' %s", tu_source_dir(), args);
+    size_t size = strlen(args) + strlen(tu_source_dir()) + 128;
+    char *cmd = malloc(size);
+    snprintf(cmd, size, "node '%s/scripts/reference/hf_tokenizers.js' %s", tu_source_dir(), args);
     int rc = system(cmd);
     if (rc != 0)
-        fail_msg("the reference library failed (exit %d) on: %s\n(is it installed? scripts/setup.sh installs it "
+        fail_msg("the reference library failed (exit %d) on: %.300s\n(is it installed? scripts/setup.sh installs it "
                  "into scripts/reference/node_modules)", WIFEXITED(rc) ? WEXITSTATUS(rc) : rc, cmd);
+    free(cmd);
 }
 
 static void reference_path(const char *name, char *out, size_t size) {
@@ -600,6 +602,86 @@ static void test_synthetic_variants(void **state) {
     }
 }
 
+/* ---- training ------------------------------------------------------------------- */
+
+/* The merges of a tokenizer.json, as "left right" strings. */
+static char **merges_of(const char *json_path, size_t *n) {
+    json_error_t err;
+    json_t *root = json_load_file(json_path, 0, &err);
+    if (!root) fail_msg("%s: %s", json_path, err.text);
+    json_t *m = json_object_get(json_object_get(root, "model"), "merges");
+    *n = json_array_size(m);
+    char **out = malloc((*n + 1) * sizeof *out);
+    for (size_t i = 0; i < *n; i++) {
+        json_t *e = json_array_get(m, i);
+        const char *a = json_string_value(json_array_get(e, 0)), *b = json_string_value(json_array_get(e, 1));
+        out[i] = malloc(strlen(a) + strlen(b) + 2);
+        sprintf(out[i], "%s %s", a, b);
+    }
+    json_decref(root);
+    return out;
+}
+
+/* A byte-level BPE trained by lowbit on the fortunes corpus and some hard
+ * cases: its merges are the first merges the library's BpeTrainer makes of
+ * the same files (the library trains on until its default 30000 tokens), and
+ * the library loads its tokenizer.json and encodes as lowbit does. */
+static void test_trained_bpe(void **state) {
+    (void)state;
+    char extra[800];
+    snprintf(extra, sizeof extra, "%s/hard-cases.txt", tmpdir);
+    FILE *f = fopen(extra, "w");
+    assert_non_null(f);
+    rng_state = 99;
+    for (int line = 0; line < 3000; line++) {
+        int parts = 1 + (int)rand_below(6);
+        for (int p = 0; p < parts; p++) {
+            const char *frag = fragments[rand_below(N_OF(fragments))];
+            if (lb_utf8_valid_prefix(frag, strlen(frag)) == strlen(frag)) fputs(frag, f); /* the library reads UTF-8 only */
+            fputs(separators[rand_below(4)], f);
+        }
+        fputc('\n', f);
+    }
+    fclose(f);
+    const char *paths[2] = {LB_DEFAULT_CORPUS, extra};
+    lb_corpus corpus;
+    if (lb_corpus_load(&corpus, paths, 2) != LB_OK) fail_msg("corpus: %s (setup.sh installs fortunes)", lb_errmsg());
+    const int vocab = 3000;
+    lb_tokenizer *tok = lb_tokenizer_train_bpe(&corpus, vocab);
+    if (!tok) fail_msg("training: %s", lb_errmsg());
+    assert_int_equal(tok->kind, LB_TOKENIZER_BPE);
+    assert_int_equal(tok->vocab_size, vocab);
+    /* the same corpus trains the same tokenizer, byte for byte */
+    lb_tokenizer *again = lb_tokenizer_train_bpe(&corpus, vocab);
+    assert_non_null(again);
+    assert_int_equal(again->json_len, tok->json_len);
+    assert_memory_equal(again->json, tok->json, tok->json_len);
+    lb_tokenizer_free(again);
+
+    char mine[800], theirs[800], args[40000];
+    snprintf(mine, sizeof mine, "%s/trained.json", tmpdir);
+    snprintf(theirs, sizeof theirs, "%s/library-trained.json", tmpdir);
+    assert_int_equal(lb_tokenizer_save_json(tok, mine), LB_OK);
+    size_t k = (size_t)snprintf(args, sizeof args, "train '%s'", theirs);
+    for (int d = 0; d < corpus.n_docs; d++) k += (size_t)snprintf(args + k, sizeof args - k, " '%s'", corpus.docs[d].path);
+    run_reference(args);
+    size_t n_mine, n_theirs;
+    char **m1 = merges_of(mine, &n_mine), **m2 = merges_of(theirs, &n_theirs);
+    assert_int_equal(n_mine, vocab - 257);
+    if (n_theirs < n_mine) fail_msg("the library made %zu merges, lowbit %zu", n_theirs, n_mine);
+    for (size_t i = 0; i < n_mine; i++)
+        if (strcmp(m1[i], m2[i]) != 0) fail_msg("merge %zu: lowbit \"%s\", the library \"%s\"", i, m1[i], m2[i]);
+    printf("trained: lowbit's %zu merges are the library's first %zu\n", n_mine, n_mine);
+    for (size_t i = 0; i < n_mine; i++) free(m1[i]);
+    for (size_t i = 0; i < n_theirs; i++) free(m2[i]);
+    free(m1);
+    free(m2);
+
+    check_against_library("trained", mine, tok, 7);
+    lb_tokenizer_free(tok);
+    lb_corpus_free(&corpus);
+}
+
 static void test_gpt2(void **state) { (void)state; check_reference_tokenizer("gpt2", 1); }
 static void test_llama3(void **state) { (void)state; check_reference_tokenizer("llama3", 2); }
 static void test_llama2(void **state) { (void)state; check_reference_tokenizer("llama2", 3); }
@@ -611,7 +693,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gpt2),   cmocka_unit_test(test_llama3), cmocka_unit_test(test_llama2),
         cmocka_unit_test(test_gemma3), cmocka_unit_test(test_qwen3),  cmocka_unit_test(test_gpt4o),
-        cmocka_unit_test(test_synthetic_variants),
+        cmocka_unit_test(test_synthetic_variants), cmocka_unit_test(test_trained_bpe),
     };
     return tu_run_group_tests(tests, group_setup, NULL);
 }
