@@ -47,17 +47,18 @@ static int utf8_put(uint32_t cp, char *out) {
 
 /* --- construction ------------------------------------------------------------ */
 
-static const char *const kind_names[LB_TOKENIZER_N_KINDS] = {"byte", "char", "bpe", "hf"};
-_Static_assert(LB_TOKENIZER_BYTE == 0 && LB_TOKENIZER_CHAR == 1 && LB_TOKENIZER_BPE == 2 && LB_TOKENIZER_HF == 3,
-               "kind_names follows lb_tokenizer_kind");
+const char *const lb_tokenizer_kind_names[] = {"byte", "char", "bpe", "hf"};
+_Static_assert(sizeof lb_tokenizer_kind_names / sizeof lb_tokenizer_kind_names[0] == LB_TOKENIZER_COUNT &&
+                   LB_TOKENIZER_BYTE == 0 && LB_TOKENIZER_CHAR == 1 && LB_TOKENIZER_BPE == 2 && LB_TOKENIZER_HF == 3,
+               "lb_tokenizer_kind_names follows lb_tokenizer_kind");
 
 const char *lb_tokenizer_kind_name(lb_tokenizer_kind kind) {
-    return (unsigned)kind < LB_TOKENIZER_N_KINDS ? kind_names[kind] : "unknown";
+    return (unsigned)kind < LB_TOKENIZER_COUNT ? lb_tokenizer_kind_names[kind] : "unknown";
 }
 
 lb_status lb_tokenizer_kind_from_name(const char *name, lb_tokenizer_kind *kind) {
-    for (int k = 0; name && k < LB_TOKENIZER_N_KINDS; k++)
-        if (strcmp(name, kind_names[k]) == 0) {
+    for (int k = 0; name && k < LB_TOKENIZER_COUNT; k++)
+        if (strcmp(name, lb_tokenizer_kind_names[k]) == 0) {
             *kind = (lb_tokenizer_kind)k;
             return LB_OK;
         }

@@ -36,7 +36,10 @@ typedef enum lb_tokenizer_kind {
     LB_TOKENIZER_BPE = 2,
     LB_TOKENIZER_HF = 3
 } lb_tokenizer_kind;
-#define LB_TOKENIZER_N_KINDS 4
+#define LB_TOKENIZER_COUNT 4
+
+/* The kinds' names, as data.tokenizer spells them: "byte", "char", "bpe", "hf". */
+extern const char *const lb_tokenizer_kind_names[LB_TOKENIZER_COUNT];
 
 struct lb_hf;
 struct lb_corpus;
