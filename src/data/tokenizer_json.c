@@ -577,7 +577,9 @@ static lb_status load_model(loader *L, const json_t *obj) {
         }
         LB_TRY(lb_bpe_add_merge(m, a, na, b, nb, (uint32_t)i, where));
     }
-    return lb_bpe_finish(m);
+    lb_status st = lb_bpe_finish(m);
+    if (st != LB_OK) lb_error_prefix("%s", L->name);
+    return st;
 }
 
 /* ---- added tokens (AddedVocabulary::add_tokens) -------------------------------------------- */
