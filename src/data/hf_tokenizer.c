@@ -403,13 +403,28 @@ static lb_status normalize_one(work *w, const hf_normalizer *nz, const char *s, 
         if (nz->kind == HF_NORM_NFC || nz->kind == HF_NORM_NFKC) opts |= UTF8PROC_COMPOSE;
         else opts |= UTF8PROC_DECOMPOSE;
         if (nz->kind == HF_NORM_NFKC || nz->kind == HF_NORM_NFKD) opts |= UTF8PROC_COMPAT;
-        if (n == 0) return LB_OK;
-        utf8proc_uint8_t *out = NULL;
-        utf8proc_ssize_t k = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &out, opts);
-        if (k < 0) return lb_error(LB_EINVAL, "Unicode normalization failed: %s", utf8proc_errmsg(k));
-        lb_status st = buf_add(dst, (const char *)out, (size_t)k);
-        free(out);
-        return st;
+        /* ASCII is left as it is by all four forms, and no normalization reaches
+         * across an ASCII character (it has no decomposition, combining class 0,
+         * and never ends a composition). So only each run of non-ASCII bytes,
+         * with the character before it (a combining mark may compose with it),
+         * goes through utf8proc. */
+        LB_TRY(buf_reserve(dst, n));
+        size_t i = 0;
+        while (i < n) {
+            size_t a = i;
+            while (i < n && (unsigned char)s[i] < 0x80) i++;
+            if (i == n) return buf_add(dst, s + a, n - a);
+            size_t start = i > a ? i - 1 : i; /* i > a: the ASCII character before the run */
+            LB_TRY(buf_add(dst, s + a, start - a));
+            while (i < n && (unsigned char)s[i] >= 0x80) i++;
+            utf8proc_uint8_t *out = NULL;
+            utf8proc_ssize_t k = utf8proc_map((const utf8proc_uint8_t *)s + start, (utf8proc_ssize_t)(i - start), &out, opts);
+            if (k < 0) return lb_error(LB_EINVAL, "Unicode normalization failed: %s", utf8proc_errmsg(k));
+            lb_status st = buf_add(dst, (const char *)out, (size_t)k);
+            free(out);
+            LB_TRY(st);
+        }
+        return LB_OK;
     }
     }
 }
