@@ -230,9 +230,9 @@ static void build_inputs(texts *t, const lb_hf *hf, uint64_t seed) {
         add_text(t, buf, (size_t)k, 1);
     }
     /* long runs and words longer than the cache takes */
-    char big[3000];
-    memset(big, 'a', 1000);
-    add_text(t, big, 1000, 0);
+    char big[5000];
+    memset(big, 'a', 5000); /* one word of 5000 symbols: merged in pieces */
+    add_text(t, big, 5000, 0);
     memset(big, ' ', 300);
     add_text(t, big, 300, 0);
     memset(big, '\n', 50);
@@ -241,6 +241,19 @@ static void build_inputs(texts *t, const lb_hf *hf, uint64_t seed) {
     add_text(t, big, 100, 0);
     random_word(big, 700);
     add_text(t, big, 700, 0);
+    /* long texts: a tokenizer without pre-tokenizer sees each as one word */
+    for (int r = 0; r < 12; r++) {
+        size_t cap = 40000, k = 0;
+        char *buf = malloc(cap);
+        while (k < cap - 600) {
+            const char *f = fragments[rand_below(N_OF(fragments))];
+            const char *sep = separators[rand_below(N_OF(separators))];
+            memcpy(buf + k, sep, strlen(sep)), k += strlen(sep);
+            memcpy(buf + k, f, strlen(f)), k += strlen(f);
+        }
+        add_text(t, buf, k, r & 1);
+        free(buf);
+    }
     /* random mixtures */
     for (int r = 0; r < N_RANDOM; r++) {
         char buf[4096];

@@ -144,6 +144,15 @@ lb_status lb_bpe_finish(lb_bpe *m) {
         uint32_t cp;
         if (e->len >= 1 && lb_utf8_decode((const unsigned char *)s, e->len, &cp, NULL) == e->len && cp < 0x800)
             m->small_ids[cp] = id;
+        /* the adjacent characters inside the token */
+        uint32_t prev = 0;
+        for (size_t k = 0; k < e->len;) {
+            size_t len = lb_utf8_decode((const unsigned char *)s + k, e->len - k, &cp, NULL);
+            if (len == 0) break;
+            if (k > 0 && !lb_u64map_get_or_add(&m->bigrams, (uint64_t)prev << 32 | cp, 1))
+                return lb_error(LB_ENOMEM, "BPE model: out of memory");
+            prev = cp, k += len;
+        }
         /* "<0xNN>" tokens, upper-case hex as the library formats them */
         if (e->len == 6 && memcmp(s, "<0x", 3) == 0 && s[5] == '>') {
             unsigned v;
@@ -161,6 +170,7 @@ lb_status lb_bpe_finish(lb_bpe *m) {
 void lb_bpe_free(lb_bpe *m) {
     lb_strmap_free(&m->vocab);
     lb_u64map_free(&m->merges);
+    lb_u64map_free(&m->bigrams);
     free(m->tokens);
     free(m->token_len);
     free(m->small_ids);
@@ -227,10 +237,29 @@ static void add_symbol(symbol *sym, int *n, int c, int len) {
     (*n)++;
 }
 
+/* The ids the first and the last symbol of a word take, in order (for long
+ * words merged in pieces, below). */
+#define CHAIN_MAX 32
+typedef struct chain {
+    int v[CHAIN_MAX];
+    int n, overflow;
+} chain;
+
+static void chain_add(chain *c, int id) {
+    if (c->n < CHAIN_MAX) c->v[c->n++] = id;
+    else c->overflow = 1;
+}
+
 /* The lowest-rank merge first, the leftmost among equal ranks; an entry whose
- * pair has changed since it was queued is skipped (word.rs merge_all). */
-static void merge_all(const lb_bpe *m, symbol *sym, int n, heap_item *heap) {
+ * pair has changed since it was queued is skipped (word.rs merge_all). With
+ * first/last not NULL, records the ids the end symbols take. */
+static void merge_all(const lb_bpe *m, symbol *sym, int n, heap_item *heap, chain *first, chain *last) {
     size_t nh = 0;
+    if (first) {
+        first->n = last->n = first->overflow = last->overflow = 0;
+        chain_add(first, sym[0].c);
+        chain_add(last, sym[n - 1].c);
+    }
     for (int i = 0; i + 1 < n; i++) {
         uint32_t rank;
         int id = pair_merge(m, sym[i].c, sym[i + 1].c, &rank);
@@ -248,6 +277,8 @@ static void merge_all(const lb_bpe *m, symbol *sym, int n, heap_item *heap) {
         sym[pos].next = sym[right].next;
         sym[right].len = 0;
         if (sym[pos].next >= 0) sym[sym[pos].next].prev = pos;
+        if (first && pos == 0) chain_add(first, top.new_id);
+        if (first && sym[pos].next == -1) chain_add(last, top.new_id);
         if (sym[pos].prev >= 0) {
             int p = sym[pos].prev, id = pair_merge(m, sym[p].c, sym[pos].c, &rank);
             if (id >= 0) heap_push(heap, &nh, (heap_item){(uint64_t)rank << 32 | (uint32_t)p, id});
@@ -257,6 +288,95 @@ static void merge_all(const lb_bpe *m, symbol *sym, int n, heap_item *heap) {
             if (id >= 0) heap_push(heap, &nh, (heap_item){(uint64_t)rank << 32 | (uint32_t)pos, id});
         }
     }
+}
+
+/* ---- long words in pieces -------------------------------------------------------------
+ * A word of thousands of symbols (a tokenizer without pre-tokenizer sees a
+ * whole text as one word) makes a large heap that misses the caches. It is
+ * merged piece by piece instead, and the result is the same: if no id the
+ * last symbol of one piece ever takes forms a merge with any id the first
+ * symbol of the next piece takes, no merge ever crosses their boundary in the
+ * whole word either (the pieces evolve independently, each in the order the
+ * whole word would merge it). Where such a pair exists the two pieces are
+ * merged again as one. */
+
+#define PIECE_SYMBOLS 256
+
+typedef struct piece {
+    int start, end;        /* symbols [start, end) of the word */
+    int out, n_out;        /* its merged ids in the output array */
+    chain first, last;
+} piece;
+
+/* Merges symbols [p->start, p->end) of `init` alone; its ids go to res[p->out ..]. */
+static void merge_piece(const lb_bpe *m, const symbol *init, piece *p, symbol *work, heap_item *heap, int *res) {
+    int n = p->end - p->start;
+    for (int i = 0; i < n; i++) work[i] = (symbol){init[p->start + i].c, i - 1, i + 1 < n ? i + 1 : -1, init[p->start + i].len};
+    merge_all(m, work, n, heap, &p->first, &p->last);
+    p->out = p->start;
+    p->n_out = 0;
+    for (int i = 0; i < n; i++)
+        if (work[i].len) res[p->out + p->n_out++] = work[i].c;
+}
+
+static int pieces_conflict(const lb_bpe *m, const piece *a, const piece *b) {
+    if (a->last.overflow || b->first.overflow) return 1;
+    uint32_t rank;
+    for (int i = 0; i < a->last.n; i++)
+        for (int j = 0; j < b->first.n; j++)
+            if (pair_merge(m, a->last.v[i], b->first.v[j], &rank) >= 0) return 1;
+    return 0;
+}
+
+static lb_status merge_long(const lb_bpe *m, symbol *init, int n, symbol *work, heap_item *heap, lb_ids *out) {
+    int n_pieces = 0, cap = n / PIECE_SYMBOLS + 2;
+    piece *p = malloc((size_t)cap * sizeof *p);
+    int *res = malloc((size_t)n * sizeof *res);
+    if (!p || !res) {
+        free(p);
+        free(res);
+        return lb_error(LB_ENOMEM, "BPE: out of memory for a %d-symbol word", n);
+    }
+    /* cut where the pair across has no merge, when one is near */
+    for (int a = 0; a < n;) {
+        int e = a + PIECE_SYMBOLS;
+        if (e >= n) {
+            e = n;
+        } else {
+            uint32_t rank;
+            int limit = e + PIECE_SYMBOLS < n ? e + PIECE_SYMBOLS : n;
+            while (e < limit && pair_merge(m, init[e - 1].c, init[e].c, &rank) >= 0) e++;
+        }
+        p[n_pieces++] = (piece){.start = a, .end = e};
+        a = e;
+    }
+    for (int k = 0; k < n_pieces; k++) merge_piece(m, init, &p[k], work, heap, res);
+    size_t redone = 0;
+    for (int k = 0; k + 1 < n_pieces;) {
+        if (!pieces_conflict(m, &p[k], &p[k + 1])) {
+            k++;
+            continue;
+        }
+        /* merge pieces k and k+1 as one, then look at the boundary before again */
+        p[k].end = p[k + 1].end;
+        memmove(p + k + 1, p + k + 2, (size_t)(n_pieces - k - 2) * sizeof *p);
+        n_pieces--;
+        redone += (size_t)(p[k].end - p[k].start);
+        if (redone > 4 * (size_t)n) { /* pieces that keep joining: the whole word at once */
+            p[0] = (piece){.start = 0, .end = n};
+            n_pieces = 1;
+            merge_piece(m, init, &p[0], work, heap, res);
+            break;
+        }
+        merge_piece(m, init, &p[k], work, heap, res);
+        if (k > 0) k--;
+    }
+    lb_status st = LB_OK;
+    for (int k = 0; k < n_pieces && st == LB_OK; k++)
+        for (int i = 0; i < p[k].n_out && st == LB_OK; i++) st = lb_ids_push(out, res[p[k].out + i]);
+    free(p);
+    free(res);
+    return st;
 }
 
 static int char_id(const lb_bpe *m, const char *s, size_t k) {
@@ -273,15 +393,15 @@ static int char_id(const lb_bpe *m, const char *s, size_t k) {
 static lb_status merge_word(const lb_bpe *m, lb_bpe_scratch *s, const char *w, size_t n, lb_ids *out) {
     if (s->cap < n) {
         free(s->mem);
-        s->mem = malloc(n * (sizeof(symbol) + 3 * sizeof(heap_item)));
+        s->mem = malloc(n * (2 * sizeof(symbol) + 3 * sizeof(heap_item)));
         if (!s->mem) {
             s->cap = 0;
             return lb_error(LB_ENOMEM, "BPE: out of memory for a %zu-byte word", n);
         }
         s->cap = n;
     }
-    symbol *sym = s->mem;
-    heap_item *heap = (heap_item *)(sym + s->cap);
+    symbol *sym = s->mem, *work = sym + s->cap;
+    heap_item *heap = (heap_item *)(work + s->cap);
     int ns = 0, unk_len = 0; /* unk_len > 0: an unknown token is pending */
     for (size_t i = 0; i < n;) {
         size_t k = lb_utf8_char_len((unsigned char)w[i]);
@@ -310,18 +430,15 @@ static lb_status merge_word(const lb_bpe *m, lb_bpe_scratch *s, const char *w, s
         i += k;
     }
     if (unk_len) add_symbol(sym, &ns, m->unk_id, unk_len);
-    merge_all(m, sym, ns, heap);
+    if (ns > 4 * PIECE_SYMBOLS) return merge_long(m, sym, ns, work, heap, out);
+    merge_all(m, sym, ns, heap, NULL, NULL);
     for (int i = 0; i < ns; i++)
         if (sym[i].len) LB_TRY(lb_ids_push(out, sym[i].c));
     return LB_OK;
 }
 
-lb_status lb_bpe_tokenize(const lb_bpe *m, lb_bpe_scratch *s, const char *w, size_t n, lb_ids *out) {
-    if (n == 0) return LB_OK;
-    if (m->ignore_merges) {
-        lb_strmap_entry *e = lb_strmap_find(&m->vocab, w, n);
-        if (e) return lb_ids_push(out, (int)e->value);
-    }
+/* One word (or a part of one that no merge crosses), through the cache. */
+static lb_status tokenize_cached(const lb_bpe *m, lb_bpe_scratch *s, const char *w, size_t n, lb_ids *out) {
     uint64_t h = 0;
     if (n < LB_BPE_CACHE_MAX_WORD) {
         h = lb_hash_bytes(w, n);
@@ -335,4 +452,40 @@ lb_status lb_bpe_tokenize(const lb_bpe *m, lb_bpe_scratch *s, const char *w, siz
     LB_TRY(merge_word(m, s, w, n, out));
     if (n < LB_BPE_CACHE_MAX_WORD) cache_put(m->cache, h, w, n, out->v + first, out->n - first);
     return LB_OK;
+}
+
+/* The code point and vocabulary id of the character at w[i] (id -1: none). */
+static uint32_t char_at(const lb_bpe *m, const char *w, size_t i, size_t *k, int *id) {
+    uint32_t cp;
+    *k = lb_utf8_char_len((unsigned char)w[i]);
+    lb_utf8_decode((const unsigned char *)w + i, *k, &cp, NULL);
+    *id = char_id(m, w + i, *k);
+    return cp;
+}
+
+lb_status lb_bpe_tokenize(const lb_bpe *m, lb_bpe_scratch *s, const char *w, size_t n, lb_ids *out) {
+    if (n == 0) return LB_OK;
+    if (m->ignore_merges) {
+        lb_strmap_entry *e = lb_strmap_find(&m->vocab, w, n);
+        if (e) return lb_ids_push(out, (int)e->value);
+    }
+    if (n < LB_BPE_CACHE_MAX_WORD) return tokenize_cached(m, s, w, n, out);
+    /* A long word (a whole text, for a tokenizer without pre-tokenizer) is cut
+     * between two characters that are tokens and never adjacent inside any
+     * token: a merge across would make a token holding both, so the parts
+     * merge on their own exactly as they would in the word, and through the
+     * cache. */
+    size_t a = 0, k;
+    int id;
+    uint32_t prev = char_at(m, w, 0, &k, &id);
+    int prev_known = id >= 0;
+    for (size_t i = k; i < n; i += k) {
+        uint32_t cp = char_at(m, w, i, &k, &id);
+        if (prev_known && id >= 0 && !lb_u64map_find(&m->bigrams, (uint64_t)prev << 32 | cp)) {
+            LB_TRY(tokenize_cached(m, s, w + a, i - a, out));
+            a = i;
+        }
+        prev = cp, prev_known = id >= 0;
+    }
+    return tokenize_cached(m, s, w + a, n - a, out);
 }

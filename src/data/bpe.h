@@ -33,6 +33,7 @@ typedef struct lb_bpe {
     int byte_fallback, fuse_unk, ignore_merges;
     int byte_ids[256];     /* ids of <0x00>..<0xFF>, -1 when absent */
     int32_t *small_ids;    /* id of each one-character token below U+0800, -1 when absent */
+    lb_u64map bigrams;     /* every pair of adjacent characters inside a token (a << 32 | b) */
     lb_bpe_cache *cache;
 } lb_bpe;
 
