@@ -50,7 +50,7 @@ static void cache_put(lb_bpe_cache *c, uint64_t h, const char *w, size_t n, cons
     cache_entry *e = malloc(sizeof *e + n_ids * sizeof(int) + n);
     if (!e) return; /* the cache is an optimisation only */
     e->hash = h, e->len = (uint32_t)n, e->n_ids = (uint32_t)n_ids;
-    memcpy(e->ids, ids, n_ids * sizeof(int));
+    if (n_ids) memcpy(e->ids, ids, n_ids * sizeof(int));
     memcpy((char *)(e->ids + n_ids), w, n);
     for (size_t i = h & c->mask;; i = (i + 1) & c->mask) {
         cache_entry *expected = NULL;

@@ -61,6 +61,7 @@ static lb_status buf_reserve(buf *b, size_t extra) {
 }
 
 static lb_status buf_add(buf *b, const char *s, size_t n) {
+    if (n == 0) return LB_OK;
     LB_TRY(buf_reserve(b, n));
     memcpy(b->p + b->n, s, n);
     b->n += n;
