@@ -18,8 +18,9 @@
 #define WORD_CHAR_PATTERN "[\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\x{200C}\\x{200D}]"
 
 typedef struct loader {
-    const char *name; /* file name for messages */
+    const char *name;  /* file name for messages */
     lb_hf *t;
+    int seen_template; /* TemplateProcessing read already */
 } loader;
 
 static lb_status bad(const loader *L, const char *path, const char *fmt, ...) LB_PRINTF(3, 4);
@@ -147,19 +148,43 @@ static lb_status get_pattern(const loader *L, const char *path, const json_t *ob
     return *out ? LB_OK : lb_errcode();
 }
 
+
+/* Appends one item of `size` bytes to the array *(T **)arr of *n items. */
+static lb_status append(const loader *L, const char *path, void *arr, int *n, const void *item, size_t size) {
+    void **a = arr;
+    char *v = realloc(*a, (size_t)(*n + 1) * size);
+    if (!v) return lb_error(LB_ENOMEM, "%s: %s: out of memory", L->name, path);
+    memcpy(v + (size_t)*n * size, item, size);
+    *a = v;
+    (*n)++;
+    return LB_OK;
+}
+
+typedef lb_status (*component_fn)(loader *L, const char *path, const json_t *obj);
+
+/* A Sequence: {"type": "Sequence", key: [components]}, each loaded in order. */
+static lb_status load_sequence(loader *L, const char *path, const json_t *obj, const char *key, component_fn load) {
+    const char *const keys[] = {"type", key, NULL};
+    LB_TRY(only_keys(L, path, obj, keys));
+    json_t *list = json_object_get(obj, key);
+    if (!json_is_array(list)) return bad(L, path, "\"%s\" must be a list, found %s", key, show(list));
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        char p[512];
+        snprintf(p, sizeof p, "%s.%s[%zu]", path, key, i);
+        LB_TRY(load(L, p, json_array_get(list, i)));
+    }
+    return LB_OK;
+}
+
 /* ---- normalizers ------------------------------------------------------------- */
 
 static lb_status add_normalizer(loader *L, const char *path, hf_normalizer nz) {
-    lb_hf *t = L->t;
-    hf_normalizer *v = realloc(t->norm, ((size_t)t->n_norm + 1) * sizeof *v);
-    if (!v) {
+    lb_status st = append(L, path, &L->t->norm, &L->t->n_norm, &nz, sizeof nz);
+    if (st != LB_OK) {
         free(nz.text);
         lb_pattern_free(nz.pattern);
-        return lb_error(LB_ENOMEM, "%s: %s: out of memory", L->name, path);
     }
-    t->norm = v;
-    t->norm[t->n_norm++] = nz;
-    return LB_OK;
+    return st;
 }
 
 static lb_status load_normalizer(loader *L, const char *path, const json_t *obj) {
@@ -167,18 +192,7 @@ static lb_status load_normalizer(loader *L, const char *path, const json_t *obj)
     const char *type = NULL;
     LB_TRY(get_type(L, path, obj, &type));
     hf_normalizer nz = {0};
-    if (strcmp(type, "Sequence") == 0) {
-        static const char *const keys[] = {"type", "normalizers", NULL};
-        LB_TRY(only_keys(L, path, obj, keys));
-        json_t *list = json_object_get(obj, "normalizers");
-        if (!json_is_array(list)) return bad(L, path, "\"normalizers\" must be a list, found %s", show(list));
-        for (size_t i = 0; i < json_array_size(list); i++) {
-            char p[512];
-            snprintf(p, sizeof p, "%s.normalizers[%zu]", path, i);
-            LB_TRY(load_normalizer(L, p, json_array_get(list, i)));
-        }
-        return LB_OK;
-    }
+    if (strcmp(type, "Sequence") == 0) return load_sequence(L, path, obj, "normalizers", load_normalizer);
     if (strcmp(type, "Prepend") == 0) {
         static const char *const keys[] = {"type", "prepend", NULL};
         LB_TRY(only_keys(L, path, obj, keys));
@@ -231,15 +245,9 @@ static lb_status load_normalizer(loader *L, const char *path, const json_t *obj)
 /* ---- pre-tokenizers ------------------------------------------------------------ */
 
 static lb_status add_pretok(loader *L, const char *path, hf_pretok p) {
-    lb_hf *t = L->t;
-    hf_pretok *v = realloc(t->pre, ((size_t)t->n_pre + 1) * sizeof *v);
-    if (!v) {
-        lb_pattern_free(p.pattern);
-        return lb_error(LB_ENOMEM, "%s: %s: out of memory", L->name, path);
-    }
-    t->pre = v;
-    t->pre[t->n_pre++] = p;
-    return LB_OK;
+    lb_status st = append(L, path, &L->t->pre, &L->t->n_pre, &p, sizeof p);
+    if (st != LB_OK) lb_pattern_free(p.pattern);
+    return st;
 }
 
 static lb_status get_prepend_scheme(const loader *L, const char *path, const json_t *obj, hf_prepend *out) {
@@ -268,18 +276,7 @@ static lb_status load_pre_tokenizer(loader *L, const char *path, const json_t *o
     const char *type = NULL;
     LB_TRY(get_type(L, path, obj, &type));
     hf_pretok p = {0};
-    if (strcmp(type, "Sequence") == 0) {
-        static const char *const keys[] = {"type", "pretokenizers", NULL};
-        LB_TRY(only_keys(L, path, obj, keys));
-        json_t *list = json_object_get(obj, "pretokenizers");
-        if (!json_is_array(list)) return bad(L, path, "\"pretokenizers\" must be a list, found %s", show(list));
-        for (size_t i = 0; i < json_array_size(list); i++) {
-            char q[512];
-            snprintf(q, sizeof q, "%s.pretokenizers[%zu]", path, i);
-            LB_TRY(load_pre_tokenizer(L, q, json_array_get(list, i)));
-        }
-        return LB_OK;
-    }
+    if (strcmp(type, "Sequence") == 0) return load_sequence(L, path, obj, "pretokenizers", load_pre_tokenizer);
     if (strcmp(type, "Split") == 0) {
         static const char *const keys[] = {"type", "pattern", "behavior", "invert", NULL};
         static const char *const behaviors[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext",
@@ -339,16 +336,12 @@ static lb_status load_pre_tokenizer(loader *L, const char *path, const json_t *o
 /* ---- decoders ------------------------------------------------------------------ */
 
 static lb_status add_decoder(loader *L, const char *path, hf_decoder d) {
-    lb_hf *t = L->t;
-    hf_decoder *v = realloc(t->dec, ((size_t)t->n_dec + 1) * sizeof *v);
-    if (!v) {
+    lb_status st = append(L, path, &L->t->dec, &L->t->n_dec, &d, sizeof d);
+    if (st != LB_OK) {
         lb_pattern_free(d.pattern);
         free(d.content);
-        return lb_error(LB_ENOMEM, "%s: %s: out of memory", L->name, path);
     }
-    t->dec = v;
-    t->dec[t->n_dec++] = d;
-    return LB_OK;
+    return st;
 }
 
 static lb_status load_decoder(loader *L, const char *path, const json_t *obj) {
@@ -357,18 +350,7 @@ static lb_status load_decoder(loader *L, const char *path, const json_t *obj) {
     LB_TRY(get_type(L, path, obj, &type));
     L->t->has_decoder = 1;
     hf_decoder d = {0};
-    if (strcmp(type, "Sequence") == 0) {
-        static const char *const keys[] = {"type", "decoders", NULL};
-        LB_TRY(only_keys(L, path, obj, keys));
-        json_t *list = json_object_get(obj, "decoders");
-        if (!json_is_array(list)) return bad(L, path, "\"decoders\" must be a list, found %s", show(list));
-        for (size_t i = 0; i < json_array_size(list); i++) {
-            char q[512];
-            snprintf(q, sizeof q, "%s.decoders[%zu]", path, i);
-            LB_TRY(load_decoder(L, q, json_array_get(list, i)));
-        }
-        return LB_OK;
-    }
+    if (strcmp(type, "Sequence") == 0) return load_sequence(L, path, obj, "decoders", load_decoder);
     if (strcmp(type, "ByteLevel") == 0) {
         static const char *const keys[] = {"type", "add_prefix_space", "trim_offsets", "use_regex", NULL};
         LB_TRY(only_keys(L, path, obj, keys));
@@ -433,11 +415,11 @@ static lb_status append_ids(int **v, int *n, const int *ids, int k) {
     return LB_OK;
 }
 
-static lb_status load_template(loader *L, const char *path, const json_t *obj, int *seen_template) {
+static lb_status load_template(loader *L, const char *path, const json_t *obj) {
     lb_hf *t = L->t;
     static const char *const keys[] = {"type", "single", "pair", "special_tokens", NULL};
     LB_TRY(only_keys(L, path, obj, keys));
-    if ((*seen_template)++) return bad(L, path, "a second TemplateProcessing is not supported");
+    if (L->seen_template++) return bad(L, path, "a second TemplateProcessing is not supported");
     json_t *single = json_object_get(obj, "single"), *specials = json_object_get(obj, "special_tokens");
     if (!json_is_array(single)) return bad(L, path, "\"single\" must be a list, found %s", show(single));
     if (specials && !json_is_object(specials) && !json_is_null(specials))
@@ -474,28 +456,17 @@ static lb_status load_template(loader *L, const char *path, const json_t *obj, i
     return LB_OK;
 }
 
-static lb_status load_post_processor(loader *L, const char *path, const json_t *obj, int *seen_template) {
+static lb_status load_post_processor(loader *L, const char *path, const json_t *obj) {
     if (json_is_null(obj)) return LB_OK;
     const char *type = NULL;
     LB_TRY(get_type(L, path, obj, &type));
-    if (strcmp(type, "Sequence") == 0) {
-        static const char *const keys[] = {"type", "processors", NULL};
-        LB_TRY(only_keys(L, path, obj, keys));
-        json_t *list = json_object_get(obj, "processors");
-        if (!json_is_array(list)) return bad(L, path, "\"processors\" must be a list, found %s", show(list));
-        for (size_t i = 0; i < json_array_size(list); i++) {
-            char q[512];
-            snprintf(q, sizeof q, "%s.processors[%zu]", path, i);
-            LB_TRY(load_post_processor(L, q, json_array_get(list, i), seen_template));
-        }
-        return LB_OK;
-    }
+    if (strcmp(type, "Sequence") == 0) return load_sequence(L, path, obj, "processors", load_post_processor);
     if (strcmp(type, "ByteLevel") == 0) {
         /* only trims offsets: the ids are unchanged */
         static const char *const keys[] = {"type", "add_prefix_space", "trim_offsets", "use_regex", NULL};
         return only_keys(L, path, obj, keys);
     }
-    if (strcmp(type, "TemplateProcessing") == 0) return load_template(L, path, obj, seen_template);
+    if (strcmp(type, "TemplateProcessing") == 0) return load_template(L, path, obj);
     return bad(L, path, "post-processor \"%s\" is not supported by lowbit (supported: Sequence, ByteLevel, "
                "TemplateProcessing)", type);
 }
@@ -748,7 +719,7 @@ lb_hf *lb_hf_from_json(const char *text, size_t len, const char *name) {
         return NULL;
     }
     lb_hf *t = calloc(1, sizeof *t);
-    loader L = {name, t};
+    loader L = {name, t, 0};
     lb_status st = t ? LB_OK : lb_error(LB_ENOMEM, "%s: out of memory", name);
     static const char *const keys[] = {"version", "truncation", "padding", "added_tokens", "normalizer",
                                        "pre_tokenizer", "post_processor", "decoder", "model", NULL};
@@ -764,13 +735,12 @@ lb_hf *lb_hf_from_json(const char *text, size_t len, const char *name) {
         json_t *v = json_object_get(root, unsupported[i]);
         if (v && !json_is_null(v)) st = bad(&L, unsupported[i], "%s is not supported by lowbit (only null)", show(v));
     }
-    int seen_template = 0;
     if (st == LB_OK) st = lb_bpe_init(&t->model);
     if (st == LB_OK && !json_object_get(root, "model")) st = bad(&L, "model", "missing");
     if (st == LB_OK) st = load_model(&L, json_object_get(root, "model"));
     if (st == LB_OK) st = load_normalizer(&L, "normalizer", json_object_get(root, "normalizer"));
     if (st == LB_OK) st = load_pre_tokenizer(&L, "pre_tokenizer", json_object_get(root, "pre_tokenizer"));
-    if (st == LB_OK) st = load_post_processor(&L, "post_processor", json_object_get(root, "post_processor"), &seen_template);
+    if (st == LB_OK) st = load_post_processor(&L, "post_processor", json_object_get(root, "post_processor"));
     if (st == LB_OK) st = load_decoder(&L, "decoder", json_object_get(root, "decoder"));
     if (st == LB_OK) st = load_added_tokens(&L, json_object_get(root, "added_tokens"));
     if (st == LB_OK) st = index_added_tokens(&L);
