@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "data/corpus.h"
 #include "data/tokenizer.h"
+#include "io/config.h"
 #include "testutil.h"
 
 /* A small SentencePiece-style tokenizer: Prepend and Replace, byte fallback,
@@ -392,11 +393,39 @@ static void test_training_limits_and_for_corpus(void **state) {
     lb_corpus_free(&c);
 }
 
+/* The config keys of the bpe and hf kinds and their cross-checks. */
+static void test_config_keys(void **state) {
+    (void)state;
+    lb_config c;
+    lb_config_defaults(&c);
+    tu_config_set(&c, "data.tokenizer=bpe");
+    assert_int_equal(lb_config_validate(&c), LB_ECONFIG);
+    assert_non_null(strstr(lb_errmsg(), "data.vocab_size"));
+    tu_config_set(&c, "data.vocab_size=4096");
+    assert_int_equal(lb_config_validate(&c), LB_OK);
+    tu_config_set(&c, "model.vocab_size=300");
+    assert_int_equal(lb_config_validate(&c), LB_ECONFIG);
+    assert_non_null(strstr(lb_errmsg(), "model.vocab_size"));
+    lb_config_defaults(&c);
+    tu_config_set(&c, "data.tokenizer=hf");
+    assert_int_equal(lb_config_validate(&c), LB_ECONFIG);
+    assert_non_null(strstr(lb_errmsg(), "data.tokenizer_path"));
+    tu_config_set(&c, "data.tokenizer_path=/models/llama/tokenizer.json");
+    assert_int_equal(lb_config_validate(&c), LB_OK);
+    char *yaml = NULL;
+    assert_int_equal(lb_config_to_yaml(&c, &yaml), LB_OK);
+    assert_non_null(strstr(yaml, "tokenizer: hf"));
+    assert_non_null(strstr(yaml, "/models/llama/tokenizer.json"));
+    free(yaml);
+    assert_int_equal(lb_config_set(&c, "data.tokenizer=wordpiece"), LB_ECONFIG);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sentencepiece_by_hand),     cmocka_unit_test(test_decode_stream),
         cmocka_unit_test(test_unsupported_is_an_error),   cmocka_unit_test(test_checkpoint_storage),
         cmocka_unit_test(test_threads_share_a_tokenizer), cmocka_unit_test(test_training_limits_and_for_corpus),
+        cmocka_unit_test(test_config_keys),
     };
     return tu_run_group_tests(tests, NULL, NULL);
 }
