@@ -286,15 +286,8 @@ static void write_inputs(const char *path, const texts *t) {
     fclose(f);
 }
 
-/* Compares lowbit's ids with the library's for every input; returns them (the library's). */
-static json_t **compare_encodings(const lb_tokenizer *tok, const char *json_path, const texts *t, const char *tag) {
-    char in[800], out[800], args[3000];
-    snprintf(in, sizeof in, "%s/%s.enc.in", tmpdir, tag);
-    snprintf(out, sizeof out, "%s/%s.enc.out", tmpdir, tag);
-    write_inputs(in, t);
-    snprintf(args, sizeof args, "encode '%s' '%s' '%s'", json_path, in, out);
-    run_reference(args);
-    json_t **ref = read_jsonl(out, t->n);
+/* Compares lowbit's ids with the library's (ref[i].ids) for every input. */
+static void compare_encodings(const lb_tokenizer *tok, json_t **ref, const texts *t, const char *tag) {
     size_t bad = 0;
     for (size_t i = 0; i < t->n; i++) {
         lb_ids ids = {0};
@@ -315,26 +308,12 @@ static json_t **compare_encodings(const lb_tokenizer *tok, const char *json_path
     }
     if (bad) fail_msg("%s: %zu of %zu encodings differ from the library's", tag, bad, t->n);
     printf("%s: %zu encodings equal the library's\n", tag, t->n);
-    return ref;
 }
 
-/* Decodes id lists with both flags and compares; also checks streaming. */
-static void compare_decodings(const lb_tokenizer *tok, const char *json_path, json_t **id_lists, size_t n, const char *tag,
+/* Compares lowbit's decodings of id_lists[i] (with and without special
+ * tokens) with the library's (ref[i].b64, ref[i].skip_b64); also checks streaming. */
+static void compare_decodings(const lb_tokenizer *tok, json_t **id_lists, json_t **ref, size_t n, const char *tag,
                               int stream_adds_up) {
-    char in[800], out[800], args[3000];
-    snprintf(in, sizeof in, "%s/%s.dec.in", tmpdir, tag);
-    snprintf(out, sizeof out, "%s/%s.dec.out", tmpdir, tag);
-    FILE *f = fopen(in, "w");
-    assert_non_null(f);
-    for (size_t i = 0; i < n; i++) {
-        char *s = json_dumps(id_lists[i], JSON_COMPACT);
-        fprintf(f, "{\"ids\":%s}\n", s);
-        free(s);
-    }
-    fclose(f);
-    snprintf(args, sizeof args, "decode '%s' '%s' '%s'", json_path, in, out);
-    run_reference(args);
-    json_t **ref = read_jsonl(out, n);
     size_t bad = 0;
     for (size_t i = 0; i < n; i++) {
         size_t m = json_array_size(id_lists[i]);
@@ -393,7 +372,6 @@ static void compare_decodings(const lb_tokenizer *tok, const char *json_path, js
         }
         free(ids);
     }
-    free_jsonl(ref, n);
     if (bad) fail_msg("%s: %zu of %zu decodings differ from the library's", tag, bad, 2 * n);
     printf("%s: %zu decodings equal the library's\n", tag, 2 * n);
 }
@@ -419,20 +397,45 @@ static json_t **random_id_lists(const lb_tokenizer *tok, size_t n) {
     return v;
 }
 
+static void write_id_lists(const char *path, json_t **lists, size_t n) {
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (size_t i = 0; i < n; i++) {
+        char *s = json_dumps(lists[i], JSON_COMPACT);
+        fprintf(f, "{\"ids\":%s}\n", s);
+        free(s);
+    }
+    fclose(f);
+}
+
+/* One load of the file by the library: it encodes the texts and decodes its
+ * ids and random ids; lowbit must give the same. */
 static void check_against_library(const char *name, const char *json_path, lb_tokenizer *tok, uint64_t seed) {
     texts t = {0};
     build_inputs(&t, tok->hf, seed);
-    json_t **ref = compare_encodings(tok, json_path, &t, name);
+    enum { N_RANDOM_IDS = 500 };
+    json_t **random = random_id_lists(tok, N_RANDOM_IDS);
+    char in1[800], out1[800], in2[800], out2[800], args[4000];
+    snprintf(in1, sizeof in1, "%s/%s.texts", tmpdir, name);
+    snprintf(out1, sizeof out1, "%s/%s.texts.out", tmpdir, name);
+    snprintf(in2, sizeof in2, "%s/%s.ids", tmpdir, name);
+    snprintf(out2, sizeof out2, "%s/%s.ids.out", tmpdir, name);
+    write_inputs(in1, &t);
+    write_id_lists(in2, random, N_RANDOM_IDS);
+    snprintf(args, sizeof args, "check '%s' '%s' '%s' '%s' '%s'", json_path, in1, out1, in2, out2);
+    run_reference(args);
+    json_t **ref = read_jsonl(out1, t.n), **ref_random = read_jsonl(out2, N_RANDOM_IDS);
+    compare_encodings(tok, ref, &t, name);
     json_t **lists = malloc(t.n * sizeof *lists);
     for (size_t i = 0; i < t.n; i++) lists[i] = json_incref(json_object_get(ref[i], "ids"));
-    compare_decodings(tok, json_path, lists, t.n, name, 1);
-    free_jsonl(lists, t.n);
-    free_jsonl(ref, t.n);
-    json_t **random = random_id_lists(tok, 500);
+    compare_decodings(tok, lists, ref, t.n, name, 1);
     char tag[128];
     snprintf(tag, sizeof tag, "%s-random-ids", name);
-    compare_decodings(tok, json_path, random, 500, tag, 0);
-    free_jsonl(random, 500);
+    compare_decodings(tok, random, ref_random, N_RANDOM_IDS, tag, 0);
+    free_jsonl(lists, t.n);
+    free_jsonl(ref, t.n);
+    free_jsonl(random, N_RANDOM_IDS);
+    free_jsonl(ref_random, N_RANDOM_IDS);
     free_texts(&t);
 }
 

@@ -3,10 +3,9 @@
 // @anush008/tokenizers Node binding, tokenizers 0.22.2) run on inputs lowbit's
 // tests write, so they can compare token for token.
 //
-//   node hf_tokenizers.js encode      TOKENIZER.json IN OUT  IN: {"b64", "special"} per line  OUT: {"ids"}
-//   node hf_tokenizers.js decode      TOKENIZER.json IN OUT  IN: {"ids"} per line             OUT: {"b64", "skip_b64"}
-//   node hf_tokenizers.js pretokenize TOKENIZER.json IN OUT  IN: {"b64"} per line             OUT: {"pieces": [b64...]}
-//   node hf_tokenizers.js normalize   TOKENIZER.json IN OUT  IN: {"b64"} per line             OUT: {"b64"}
+//   node hf_tokenizers.js check       TOKENIZER.json TEXTS OUT1 IDS OUT2
+//        TEXTS: {"b64", "special"} per line, OUT1: {"ids", "b64", "skip_b64"} (the ids and their decodings);
+//        IDS: {"ids"} per line, OUT2: {"b64", "skip_b64"}: encode and decode with one load of the file
 //   node hf_tokenizers.js train       OUT.json FILE...       a byte-level BPE trained on FILEs (BpeTrainer defaults)
 //   node hf_tokenizers.js path        NAME                   prints the tokenizer.json of @lenml/tokenizer-NAME
 //
@@ -43,7 +42,7 @@ async function main() {
     process.stdout.write(file + '\n');
     return;
   }
-  const { Tokenizer, BPE, byteLevelPreTokenizer, byteLevelDecoder } = library();
+  const { Tokenizer, BPE, byteLevelPreTokenizer } = library();
   if (mode === 'train') {
     const tok = new Tokenizer(BPE.empty());
     tok.setPreTokenizer(byteLevelPreTokenizer(false, true));
@@ -52,28 +51,24 @@ async function main() {
     return;
   }
   const tok = Tokenizer.fromFile(a);
-  const out = [];
-  for (const item of readLines(b)) {
-    if (mode === 'encode') {
+  if (mode === 'check') {
+    const [idsIn, idsOut] = rest;
+    const out1 = [];
+    for (const item of readLines(b)) {
       const enc = await tok.encode(text(item.b64), null, { addSpecialTokens: !!item.special });
-      out.push(JSON.stringify({ ids: Array.from(enc.getIds()) }));
-    } else if (mode === 'decode') {
-      const all = await tok.decode(item.ids, false);
-      const skip = await tok.decode(item.ids, true);
-      out.push(JSON.stringify({ b64: b64(all), skip_b64: b64(skip) }));
-    } else if (mode === 'pretokenize') {
-      const pre = tok.getPreTokenizer();
-      const pieces = pre ? pre.preTokenizeString(text(item.b64)).map((p) => b64(p[0])) : [item.b64];
-      out.push(JSON.stringify({ pieces }));
-    } else if (mode === 'normalize') {
-      const norm = tok.getNormalizer();
-      out.push(JSON.stringify({ b64: norm ? b64(norm.normalizeString(text(item.b64))) : item.b64 }));
-    } else {
-      process.stderr.write('hf_tokenizers.js: unknown mode ' + mode + '\n');
-      process.exit(2);
+      const ids = Array.from(enc.getIds());
+      out1.push(JSON.stringify({ ids, b64: b64(await tok.decode(ids, false)), skip_b64: b64(await tok.decode(ids, true)) }));
     }
+    fs.writeFileSync(c, out1.join('\n') + '\n');
+    const out2 = [];
+    for (const item of readLines(idsIn)) {
+      out2.push(JSON.stringify({ b64: b64(await tok.decode(item.ids, false)), skip_b64: b64(await tok.decode(item.ids, true)) }));
+    }
+    fs.writeFileSync(idsOut, out2.join('\n') + '\n');
+    return;
   }
-  fs.writeFileSync(c, out.join('\n') + '\n');
+  process.stderr.write('hf_tokenizers.js: unknown mode ' + mode + '\n');
+  process.exit(2);
 }
 
 main().catch((e) => {
