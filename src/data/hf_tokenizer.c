@@ -463,7 +463,7 @@ typedef lb_status (*split_fn)(work *w, const char *s, size_t n, size_t orig);
  * the text between to `next`. */
 static lb_status split_added(work *w, const hf_trie *trie, const char *s, size_t n, size_t orig, split_fn next) {
     const lb_hf *t = w->t;
-    size_t start_offset = 0, pos = 0, a, e;
+    size_t start_offset = 0, pos = 0, a = 0, e = 0;
     int idx;
     while (trie->n_tokens && pos < n && (idx = trie_find(trie, s, n, pos, &a, &e)) >= 0) {
         pos = e;
