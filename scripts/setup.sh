@@ -11,12 +11,14 @@ PACKAGES=(
   libdnnl-dev              # oneDNN: the matrix products (OpenMP runtime, the same threads)
   libhdf5-dev hdf5-tools   # checkpoints; h5dump to inspect them
   libyaml-dev              # configs
-  libjansson-dev           # metrics (JSON lines)
+  libjansson-dev           # metrics (JSON lines), tokenizer.json
+  libpcre2-dev             # tokenizer.json regexes
+  libutf8proc-dev          # tokenizer.json Unicode normalization (NFC, ...)
   libcmocka-dev            # tests
   fortunes                 # the default corpus
   python3 python3-h5py python3-numpy  # checkpoint interoperability tests
   python3-torch            # PyTorch reference: equivalence tests and scripts/bench_vs_torch.sh
-  nodejs                   # @huggingface/gguf, the independent GGUF reader of tests/test_gguf (needs Node.js >= 20)
+  nodejs                   # scripts/reference: @huggingface/gguf (tests/test_gguf), the tokenizers library (tests/test_tokenizer_reference); Node.js >= 20
 )
 
 missing=()
@@ -32,8 +34,14 @@ if ((${#missing[@]})); then
 fi
 
 # npm packages the tests use as independent readers, pinned by
-# scripts/reference/package-lock.json, into scripts/reference/node_modules (git-ignored).
-if [ ! -f scripts/reference/node_modules/@huggingface/gguf/package.json ]; then
+# scripts/reference/package-lock.json, into scripts/reference/node_modules
+# (git-ignored): installed when one of them is missing or of another version.
+if ! node -e '
+  const lock = require("./scripts/reference/package-lock.json").packages;
+  for (const [p, v] of Object.entries(lock)) {
+    if (!p || (v.optional && !p.includes("linux-x64-gnu"))) continue;
+    if (require("./scripts/reference/" + p + "/package.json").version !== v.version) process.exit(1);
+  }' 2>/dev/null; then
   command -v npm >/dev/null || { echo "setup: npm is missing (it comes with Node.js)" >&2; exit 1; }
   echo "setup: installing the npm packages of scripts/reference"
   (cd scripts/reference && npm ci --no-audit --no-fund --loglevel=error)

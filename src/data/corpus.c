@@ -205,7 +205,6 @@ lb_status lb_dataset_build(lb_dataset *ds, const lb_corpus *c, const lb_tokenize
         return lb_error(LB_EINVAL, "dataset: val_fraction %g, expected a value in [0, 1)", val_fraction);
     if (!c || c->len == 0 || !tok) return lb_error(LB_EINVAL, "dataset: empty corpus or no tokenizer");
 
-    /* A token covers at least one byte: byte counts bound the token counts. */
     size_t train_bytes = 0, val_bytes = 0;
     for (int d = 0; d < c->n_docs; d++) {
         const lb_corpus_doc *doc = &c->docs[d];
@@ -218,32 +217,38 @@ lb_status lb_dataset_build(lb_dataset *ds, const lb_corpus *c, const lb_tokenize
     if (val_fraction > 0 && val_bytes == 0)
         return lb_error(LB_EINVAL, "dataset: val_fraction %g leaves no validation text (documents too short "
                         "or single characters)", val_fraction);
-    ds->train = malloc(train_bytes * sizeof *ds->train);
-    ds->val = malloc((val_bytes ? val_bytes : 1) * sizeof *ds->val);
-    if (!ds->train || !ds->val) {
-        lb_dataset_free(ds);
-        return lb_error(LB_ENOMEM, "dataset: out of memory for %zu tokens", train_bytes + val_bytes);
-    }
     ds->vocab_size = tok->vocab_size;
 
-    for (int d = 0; d < c->n_docs; d++) {
+    /* The ids grow as documents are encoded (a BPE token covers several bytes,
+     * a byte-fallback character several tokens), then keep only what they use. */
+    lb_ids train = {0}, val = {0};
+    lb_status st = LB_OK;
+    for (int d = 0; d < c->n_docs && st == LB_OK; d++) {
         const lb_corpus_doc *doc = &c->docs[d];
         const char *s = c->text + doc->offset;
-        size_t cut = split_point(s, doc->len, val_fraction), n;
-        lb_status st = lb_tokenizer_encode(tok, s, cut, ds->train + ds->n_train, &n);
+        size_t cut = split_point(s, doc->len, val_fraction);
+        st = lb_tokenizer_encode_append(tok, s, cut, 0, &train);
         if (st != LB_OK) {
             lb_error_prefix("corpus file '%s'", doc->path);
-            lb_dataset_free(ds);
-            return st;
+            break;
         }
-        ds->n_train += n;
-        st = lb_tokenizer_encode(tok, s + cut, doc->len - cut, ds->val + ds->n_val, &n);
-        if (st != LB_OK) {
-            lb_error_prefix("corpus file '%s' (validation part, from byte %zu)", doc->path, cut);
-            lb_dataset_free(ds);
-            return st;
-        }
-        ds->n_val += n;
+        st = lb_tokenizer_encode_append(tok, s + cut, doc->len - cut, 0, &val);
+        if (st != LB_OK) lb_error_prefix("corpus file '%s' (validation part, from byte %zu)", doc->path, cut);
+    }
+    if (st != LB_OK) {
+        lb_ids_free(&train);
+        lb_ids_free(&val);
+        return st;
+    }
+    int *v = realloc(train.v, (train.n ? train.n : 1) * sizeof *v);
+    ds->train = v ? v : train.v;
+    ds->n_train = train.n;
+    v = realloc(val.v, (val.n ? val.n : 1) * sizeof *v);
+    ds->val = v ? v : val.v;
+    ds->n_val = val.n;
+    if (!ds->val) {
+        lb_dataset_free(ds);
+        return lb_error(LB_ENOMEM, "dataset: out of memory");
     }
     return LB_OK;
 }

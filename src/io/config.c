@@ -51,11 +51,8 @@ typedef struct key_desc {
     int n_names;
 } key_desc;
 
-/* The names of enum keys are the modules' own tables (static_assert'ed
- * against their enums there), except the tokenizer's: data/tokenizer.h has
- * no table to share yet, so this one is checked against
- * lb_tokenizer_kind_name() by tests/test_config.c. */
-static const char *const tok_names[] = {"byte", "char"};
+/* The names of enum keys are the modules' own tables, static_assert'ed
+ * against their enums there. */
 
 #define OFF(f) offsetof(lb_config, f)
 #define N_OF(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -99,7 +96,9 @@ static const key_desc keys[] = {
     QSPEC("model.quant.embedding", model.embedding),
 
     SEC("data"),
-    ENUM("data.tokenizer", data.tokenizer, tok_names),
+    ENUM("data.tokenizer", data.tokenizer, lb_tokenizer_kind_names),
+    INT("data.vocab_size", data.vocab_size, 0, 16777216, "0 or the vocabulary to train a bpe tokenizer to (257..16777216)"),
+    STR("data.tokenizer_path", data.tokenizer_path, 0, "a tokenizer.json file or \"\""),
     STR("data.path", data.path, 1, "a file or directory"),
     {"data.paths", K_PATHS, OFF(data), 0, 0, 0, 0, 0, "a non-empty list of at most 16 files", NULL, 0},
     FLT("data.val_fraction", data.val_fraction, 0, 0.5, 0, 0, "a number in [0, 0.5]"),
@@ -159,6 +158,7 @@ static const key_desc keys[] = {
 };
 #define N_KEYS N_OF(keys)
 _Static_assert(sizeof keys / sizeof keys[0] <= LB_CONFIG_MAX_KEYS, "raise LB_CONFIG_MAX_KEYS");
+
 
 static int key_index(const char *name) {
     for (int k = 0; k < N_KEYS; k++)
@@ -873,6 +873,16 @@ lb_status lb_config_validate(const lb_config *c) {
     if (m->n_heads % m->n_kv_heads != 0)
         return bad(c, "model.n_kv_heads", "model.n_heads",
                    "expected a positive integer dividing model.n_heads (%d), got %d", m->n_heads, m->n_kv_heads);
+    if (c->data.tokenizer == LB_TOKENIZER_BPE && c->data.vocab_size < 257)
+        return bad(c, "data.vocab_size", "data.tokenizer",
+                   "expected the vocabulary to train the bpe tokenizer to, 257..16777216 (e.g. 4096), got %d",
+                   c->data.vocab_size);
+    if (c->data.tokenizer == LB_TOKENIZER_HF && !c->data.tokenizer_path[0])
+        return bad(c, "data.tokenizer_path", "data.tokenizer", "expected the tokenizer.json of the hf tokenizer, got \"\"");
+    if (c->data.tokenizer == LB_TOKENIZER_BPE && m->vocab_size != 0 && m->vocab_size < c->data.vocab_size)
+        return bad(c, "model.vocab_size", "data.vocab_size",
+                   "expected 0 (from the tokenizer) or at least data.vocab_size (%d) for the bpe tokenizer, got %d",
+                   c->data.vocab_size, m->vocab_size);
     if (c->data.tokenizer == LB_TOKENIZER_BYTE && m->vocab_size != 0 && m->vocab_size < 256)
         return bad(c, "model.vocab_size", "data.tokenizer",
                    "expected 0 (from the tokenizer) or at least 256 for the byte tokenizer, got %d", m->vocab_size);

@@ -33,6 +33,8 @@
 
 typedef struct lb_data_config {
     lb_tokenizer_kind tokenizer;
+    int vocab_size;                                     /* bpe: the vocabulary to train to */
+    char tokenizer_path[LB_CONFIG_PATH_MAX];            /* hf: the tokenizer.json */
     /* Exactly one of path and paths is in use: giving one clears the other. */
     char path[LB_CONFIG_PATH_MAX];                      /* a file, or a directory of files */
     int n_paths;                                        /* 0: use `path` */
