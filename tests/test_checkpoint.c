@@ -1,5 +1,5 @@
 /* Tests of src/io/checkpoint: round trips, error messages, damaged files,
- * atomic commit, run directories, and reading by h5py (checkpoint_h5py.py). */
+ * atomic commit, and reading by h5py (checkpoint_h5py.py). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -660,65 +660,6 @@ static void test_commit_replaces_and_abort_keeps(void **state) {
     assert_no_open_hdf5();
 }
 
-static void touch(const char *dir, const char *name) {
-    char path[600];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    write_all(path, "x", 1);
-}
-
-static void test_step_files_latest_and_prune(void **state) {
-    (void)state;
-    char dir[256], buf[600], want[600];
-    tu_tmpdir(dir, sizeof dir, "ckpt");
-
-    must(lb_ckpt_path_for_step(dir, 100, buf, sizeof buf));
-    snprintf(want, sizeof want, "%s/step_00000100.h5", dir);
-    assert_string_equal(buf, want);
-    must(lb_ckpt_path_for_step("run", 123456789, buf, sizeof buf));
-    assert_string_equal(buf, "run/step_123456789.h5");
-    assert_int_equal(lb_ckpt_path_for_step(dir, -1, buf, sizeof buf), LB_EINVAL);
-    assert_int_equal(lb_ckpt_path_for_step(dir, 1, buf, 10), LB_EINVAL);
-
-    assert_int_equal(lb_ckpt_find_latest(dir, buf, sizeof buf), LB_EINVAL);
-    assert_true(contains(lb_errmsg(), "holds no checkpoint"));
-    snprintf(want, sizeof want, "%s/absent", dir);
-    assert_int_equal(lb_ckpt_find_latest(want, buf, sizeof buf), LB_EIO);
-
-    long steps[] = {5, 100, 20, 7, 1000000000};
-    for (size_t i = 0; i < 5; i++) {
-        must(lb_ckpt_path_for_step(dir, steps[i], buf, sizeof buf));
-        write_all(buf, "x", 1);
-    }
-    /* Names that are not step files: ignored by both. */
-    touch(dir, "step_2000000000.h5.tmp-1-0");
-    touch(dir, "step_abc.h5");
-    touch(dir, "step_.h5");
-    touch(dir, "notes.txt");
-
-    must(lb_ckpt_find_latest(dir, buf, sizeof buf));
-    snprintf(want, sizeof want, "%s/step_1000000000.h5", dir);
-    assert_string_equal(buf, want);
-
-    must(lb_ckpt_prune(dir, 0));   /* 0: keep all */
-    assert_int_equal(count_entries(dir), 5 + 4);
-    must(lb_ckpt_prune(dir, 3));
-    assert_int_equal(count_entries(dir), 3 + 4);
-    const char *kept[] = {"step_1000000000.h5", "step_00000100.h5", "step_00000020.h5",
-                          "step_2000000000.h5.tmp-1-0", "step_abc.h5", "step_.h5", "notes.txt"};
-    for (int i = 0; i < 7; i++) {
-        snprintf(buf, sizeof buf, "%s/%s", dir, kept[i]);
-        assert_true(file_size(buf) == 1);
-    }
-    must(lb_ckpt_prune(dir, 1));
-    assert_int_equal(count_entries(dir), 1 + 4);
-    must(lb_ckpt_prune(dir, 5));   /* fewer than N: nothing to do */
-    assert_int_equal(count_entries(dir), 1 + 4);
-    must(lb_ckpt_find_latest(dir, buf, sizeof buf));
-    assert_string_equal(buf, want);
-    remove_tree(dir);
-    assert_no_open_hdf5();
-}
-
 /* h5py (and h5dump, when installed) read what we write. */
 static void test_h5py_and_h5dump_read_checkpoint(void **state) {
     (void)state;
@@ -757,7 +698,6 @@ int main(void) {
         cmocka_unit_test(test_flipped_data_byte_is_caught),
         cmocka_unit_test(test_any_flipped_bit_is_caught_or_harmless),
         cmocka_unit_test(test_commit_replaces_and_abort_keeps),
-        cmocka_unit_test(test_step_files_latest_and_prune),
         cmocka_unit_test(test_h5py_and_h5dump_read_checkpoint),
     };
     return tu_run_group_tests(tests, NULL, NULL);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "testutil.h"
+#include "trainer/rundir.h"
 #include "trainer/trainer.h"
 
 typedef tu_run_dir fixture; /* the run directory and its generated corpus */
@@ -237,6 +238,88 @@ static void test_b158_tiny_learns(void **state) { check_config_learns(*state, "b
 static void test_b1_tiny_learns(void **state) { check_config_learns(*state, "bitnet-b1-tiny.yaml", 3e-3f); }
 static void test_fp32_tiny_learns(void **state) { check_config_learns(*state, "fp32-tiny.yaml", 2e-3f); }
 
+/* ---- run directories ------------------------------------------------------------- */
+
+static void write_byte_file(const char *dir, const char *name) {
+    char path[700];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    if (!f) fail_msg("cannot write %s", path);
+    fputc('x', f);
+    fclose(f);
+}
+
+static int count_entries(const char *dir) {
+    char cmd[1100];
+    snprintf(cmd, sizeof cmd, "ls -A '%s' | wc -l", dir);
+    FILE *p = popen(cmd, "r");
+    int n = -1;
+    if (!p || fscanf(p, "%d", &n) != 1) fail_msg("cannot list %s", dir);
+    pclose(p);
+    return n;
+}
+
+static int exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static void test_rundir_step_files_latest_and_prune(void **state) {
+    fixture *fx = *state;
+    char dir[400], buf[700], want[700];
+    snprintf(dir, sizeof dir, "%s/rundir", fx->dir);
+    assert_int_equal(lb_rundir_prepare(dir), LB_OK);
+    assert_int_equal(count_entries(dir), 0); /* the probe is gone */
+
+    assert_int_equal(lb_rundir_step_path(dir, 100, buf, sizeof buf), LB_OK);
+    snprintf(want, sizeof want, "%s/step_00000100.h5", dir);
+    assert_string_equal(buf, want);
+    assert_int_equal(lb_rundir_step_path("run", 123456789, buf, sizeof buf), LB_OK);
+    assert_string_equal(buf, "run/step_123456789.h5");
+    assert_int_equal(lb_rundir_step_path(dir, -1, buf, sizeof buf), LB_EINVAL);
+    assert_int_equal(lb_rundir_step_path(dir, 1, buf, 10), LB_EINVAL);
+
+    assert_int_equal(lb_rundir_latest(dir, buf, sizeof buf), LB_EINVAL);
+    assert_non_null(strstr(lb_errmsg(), "holds no checkpoint"));
+    snprintf(want, sizeof want, "%s/absent", dir);
+    assert_int_equal(lb_rundir_latest(want, buf, sizeof buf), LB_EIO);
+    assert_int_equal(lb_rundir_resolve(want, buf, sizeof buf), LB_EIO);
+
+    const char *steps[] = {"step_00000005.h5", "step_00000100.h5", "step_00000020.h5", "step_00000007.h5",
+                           "step_1000000000.h5"};
+    for (int i = 0; i < 5; i++) write_byte_file(dir, steps[i]);
+    /* Names that are not step files: never taken, never deleted. */
+    const char *others[] = {"step_2000000000.h5.tmp-1-0", "step_abc.h5", "step_.h5", "notes.txt"};
+    for (int i = 0; i < 4; i++) write_byte_file(dir, others[i]);
+
+    snprintf(want, sizeof want, "%s/step_1000000000.h5", dir);
+    assert_int_equal(lb_rundir_latest(dir, buf, sizeof buf), LB_OK);
+    assert_string_equal(buf, want);
+    assert_int_equal(lb_rundir_resolve(dir, buf, sizeof buf), LB_OK); /* a directory: its newest */
+    assert_string_equal(buf, want);
+    snprintf(want, sizeof want, "%s/step_00000005.h5", dir);
+    assert_int_equal(lb_rundir_resolve(want, buf, sizeof buf), LB_OK); /* a file: itself */
+    assert_string_equal(buf, want);
+
+    assert_int_equal(lb_rundir_prune(dir, 0), LB_OK); /* 0: keep all */
+    assert_int_equal(count_entries(dir), 5 + 4);
+    assert_int_equal(lb_rundir_prune(dir, 3), LB_OK);
+    assert_int_equal(count_entries(dir), 3 + 4);
+    const char *kept[] = {"step_1000000000.h5", "step_00000100.h5", "step_00000020.h5"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(buf, sizeof buf, "%s/%s", dir, kept[i]);
+        assert_true(exists(buf));
+    }
+    for (int i = 0; i < 4; i++) {
+        snprintf(buf, sizeof buf, "%s/%s", dir, others[i]);
+        assert_true(exists(buf));
+    }
+    assert_int_equal(lb_rundir_prune(dir, 1), LB_OK);
+    assert_int_equal(count_entries(dir), 1 + 4);
+    assert_int_equal(lb_rundir_prune(dir, 5), LB_OK); /* fewer than 5: nothing to do */
+    assert_int_equal(count_entries(dir), 1 + 4);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resume_is_bit_exact_fp32_state),
@@ -245,6 +328,7 @@ int main(void) {
         cmocka_unit_test(test_seed_fixes_the_run),
         cmocka_unit_test(test_damaged_checkpoints_are_errors),
         cmocka_unit_test(test_resume_with_another_architecture_is_an_error),
+        cmocka_unit_test(test_rundir_step_files_latest_and_prune),
         cmocka_unit_test(test_b158_tiny_learns),
         cmocka_unit_test(test_b1_tiny_learns),
         cmocka_unit_test(test_fp32_tiny_learns),

@@ -1,10 +1,9 @@
 /* HDF5 checkpoints (see checkpoint.h and docs/checkpoint.md).
  *
  * Reading order: the small helpers (errors, names, types) first, then writing
- * (create, put, attributes, commit), then reading, then run directories. */
+ * (create, put, attributes, commit), then reading. */
 #include "io/checkpoint.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
@@ -823,109 +822,5 @@ lb_status lb_ckpt_list(lb_ckpt *c, const char *group, lb_ckpt_list_fn fn, void *
     lb_status s = v.status;
     if (rc < 0 && s == LB_OK) s = fail(c, LB_EFORMAT, "cannot list group '%s' (%s)", name, h5_reason(why));
     H5Oclose(g);
-    return s;
-}
-
-/* ---- run directories -------------------------------------------------------- */
-
-lb_status lb_ckpt_path_for_step(const char *dir, long step, char *buf, size_t size) {
-    if (!dir || !buf) return lb_error(LB_EINVAL, "lb_ckpt_path_for_step: NULL argument");
-    if (step < 0) return lb_error(LB_EINVAL, "checkpoint step %ld is negative", step);
-    int n = snprintf(buf, size, "%s/step_%08ld.h5", dir, step);
-    if (n < 0 || (size_t)n >= size)
-        return lb_error(LB_EINVAL, "checkpoint path for step %ld in '%s' does not fit in %zu bytes", step, dir, size);
-    return LB_OK;
-}
-
-/* The step of a file named exactly "step_<digits>.h5"; -1 for other names
- * (including the temporary "step_*.h5.tmp-*" files). */
-static long step_of(const char *name) {
-    if (strncmp(name, "step_", 5) != 0) return -1;
-    const char *p = name + 5;
-    long step = 0;
-    int digits = 0;
-    for (; *p >= '0' && *p <= '9'; p++, digits++) {
-        if (digits >= 18) return -1;
-        step = step * 10 + (*p - '0');
-    }
-    if (digits == 0 || strcmp(p, ".h5") != 0) return -1;
-    return step;
-}
-
-struct step_file {
-    long step;
-    char name[256];
-};
-
-/* All step files of `dir`, newest first, into a malloc'd array. */
-static lb_status list_steps(const char *dir, struct step_file **out, size_t *count) {
-    *out = NULL;
-    *count = 0;
-    DIR *d = opendir(dir);
-    if (!d) return lb_error(LB_EIO, "checkpoint directory '%s': %s", dir, strerror(errno));
-    struct step_file *files = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        long step = step_of(e->d_name);
-        if (step < 0 || strlen(e->d_name) >= sizeof files->name) continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            struct step_file *grown = realloc(files, cap * sizeof *files);
-            if (!grown) {
-                free(files);
-                closedir(d);
-                return lb_error(LB_ENOMEM, "checkpoint directory '%s': out of memory", dir);
-            }
-            files = grown;
-        }
-        files[n].step = step;
-        snprintf(files[n].name, sizeof files[n].name, "%s", e->d_name);
-        n++;
-    }
-    closedir(d);
-    /* Newest first: a plain insertion sort, directories hold few checkpoints. */
-    for (size_t i = 1; i < n; i++) {
-        struct step_file f = files[i];
-        size_t j = i;
-        for (; j > 0 && files[j - 1].step < f.step; j--) files[j] = files[j - 1];
-        files[j] = f;
-    }
-    *out = files;
-    *count = n;
-    return LB_OK;
-}
-
-lb_status lb_ckpt_find_latest(const char *dir, char *buf, size_t size) {
-    if (!dir || !buf) return lb_error(LB_EINVAL, "lb_ckpt_find_latest: NULL argument");
-    struct step_file *files;
-    size_t n;
-    LB_TRY(list_steps(dir, &files, &n));
-    lb_status s = LB_OK;
-    if (n == 0) {
-        s = lb_error(LB_EINVAL, "checkpoint directory '%s' holds no checkpoint (step_*.h5)", dir);
-    } else {
-        int len = snprintf(buf, size, "%s/%s", dir, files[0].name);
-        if (len < 0 || (size_t)len >= size)
-            s = lb_error(LB_EINVAL, "checkpoint path '%s/%s' does not fit in %zu bytes", dir, files[0].name, size);
-    }
-    free(files);
-    return s;
-}
-
-lb_status lb_ckpt_prune(const char *dir, int keep_last) {
-    if (!dir) return lb_error(LB_EINVAL, "lb_ckpt_prune: dir is NULL");
-    if (keep_last <= 0) return LB_OK;   /* 0 means keep them all (checkpoint.keep_last) */
-    struct step_file *files;
-    size_t n;
-    LB_TRY(list_steps(dir, &files, &n));
-    lb_status s = LB_OK;
-    for (size_t i = (size_t)keep_last; i < n; i++) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, files[i].name);
-        if (unlink(path) != 0 && errno != ENOENT && s == LB_OK)
-            s = lb_error(LB_EIO, "cannot remove old checkpoint '%s': %s", path, strerror(errno));
-    }
-    free(files);
     return s;
 }

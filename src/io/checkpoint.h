@@ -156,18 +156,4 @@ const char *lb_ckpt_path(const lb_ckpt *c);
  * written it discards it, like lb_ckpt_abort. NULL is fine. */
 void lb_ckpt_close(lb_ckpt *c);
 
-/* ---- run directories ---------------------------------------------------- */
-
-/* DIR/step_00000100.h5 (at least 8 digits). LB_EINVAL when step < 0 or the
- * path does not fit in `size`. */
-lb_status lb_ckpt_path_for_step(const char *dir, long step, char *buf, size_t size);
-
-/* The step_*.h5 in DIR with the highest step. LB_EIO when DIR cannot be
- * read, LB_EINVAL when it holds no step file. Temporary files are ignored. */
-lb_status lb_ckpt_find_latest(const char *dir, char *buf, size_t size);
-
-/* Deletes all but the newest `keep_last` step_*.h5 files of DIR; keep_last
- * <= 0 keeps them all. Other files, temporary ones included, are left alone. */
-lb_status lb_ckpt_prune(const char *dir, int keep_last);
-
 #endif

@@ -1,15 +1,16 @@
 #include "trainer/trainer.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <jansson.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "core/log.h"
+#include "trainer/rundir.h"
 
 static double now_seconds(void) {
     struct timespec ts;
@@ -230,21 +231,6 @@ lb_status lb_trainer_evaluate(lb_trainer *t, int n_batches, float *loss) {
 
 /* ---- checkpoints ----------------------------------------------------------- */
 
-static lb_status mkdir_p(const char *dir) {
-    char buf[LB_CONFIG_PATH_MAX];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return lb_error(LB_EIO, "cannot create directory '%s': %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-        return lb_error(LB_EIO, "cannot create directory '%s': %s", buf, strerror(errno));
-    return LB_OK;
-}
-
 static lb_status write_checkpoint(lb_trainer *t, lb_ckpt *c) {
     char name[256];
     lb_model *m = t->model;
@@ -283,9 +269,9 @@ static lb_status write_checkpoint(lb_trainer *t, lb_ckpt *c) {
 }
 
 lb_status lb_trainer_save(lb_trainer *t, char *path_out, size_t size) {
-    char path[LB_CONFIG_PATH_MAX + 32];
-    LB_TRY(mkdir_p(t->cfg.checkpoint.dir));
-    LB_TRY(lb_ckpt_path_for_step(t->cfg.checkpoint.dir, (long)t->step, path, sizeof path));
+    char path[PATH_MAX];
+    LB_TRY(lb_rundir_prepare(t->cfg.checkpoint.dir));
+    LB_TRY(lb_rundir_step_path(t->cfg.checkpoint.dir, t->step, path, sizeof path));
     lb_ckpt *c;
     LB_TRY(lb_ckpt_create(path, &c));
     lb_status s = write_checkpoint(t, c);
@@ -295,16 +281,8 @@ lb_status lb_trainer_save(lb_trainer *t, char *path_out, size_t size) {
         return s;
     }
     LB_TRY(lb_ckpt_commit(c));
-    if (t->cfg.checkpoint.keep_last > 0) LB_TRY(lb_ckpt_prune(t->cfg.checkpoint.dir, t->cfg.checkpoint.keep_last));
+    LB_TRY(lb_rundir_prune(t->cfg.checkpoint.dir, t->cfg.checkpoint.keep_last));
     if (path_out) snprintf(path_out, size, "%s", path);
-    return LB_OK;
-}
-
-static lb_status resolve_checkpoint_path(const char *path, char *buf, size_t size) {
-    struct stat st;
-    if (stat(path, &st) != 0) return lb_error(LB_EIO, "cannot open '%s': %s", path, strerror(errno));
-    if (S_ISDIR(st.st_mode)) return lb_ckpt_find_latest(path, buf, size);
-    snprintf(buf, size, "%s", path);
     return LB_OK;
 }
 
@@ -351,8 +329,8 @@ static lb_status read_state(lb_trainer *t, lb_ckpt *c) {
 }
 
 lb_status lb_trainer_resume(lb_trainer *t, const char *path) {
-    char file[LB_CONFIG_PATH_MAX + 32];
-    LB_TRY(resolve_checkpoint_path(path, file, sizeof file));
+    char file[PATH_MAX];
+    LB_TRY(lb_rundir_resolve(path, file, sizeof file));
     lb_ckpt *c;
     LB_TRY(lb_ckpt_open(file, &c));
     lb_status s = read_state(t, c);
@@ -362,8 +340,8 @@ lb_status lb_trainer_resume(lb_trainer *t, const char *path) {
 }
 
 lb_status lb_load_checkpoint_config(const char *path, lb_config *cfg) {
-    char file[LB_CONFIG_PATH_MAX + 32];
-    LB_TRY(resolve_checkpoint_path(path, file, sizeof file));
+    char file[PATH_MAX];
+    LB_TRY(lb_rundir_resolve(path, file, sizeof file));
     lb_ckpt *c;
     LB_TRY(lb_ckpt_open(file, &c));
     char *yaml = NULL;
@@ -376,10 +354,10 @@ lb_status lb_load_checkpoint_config(const char *path, lb_config *cfg) {
 }
 
 lb_status lb_load_checkpoint_model(const char *path, lb_config *cfg, lb_tokenizer **tok, lb_model **model) {
-    char file[LB_CONFIG_PATH_MAX + 32];
+    char file[PATH_MAX];
     *tok = NULL;
     *model = NULL;
-    LB_TRY(resolve_checkpoint_path(path, file, sizeof file));
+    LB_TRY(lb_rundir_resolve(path, file, sizeof file));
     lb_ckpt *c;
     LB_TRY(lb_ckpt_open(file, &c));
     char *yaml = NULL;
@@ -412,14 +390,8 @@ lb_status lb_load_checkpoint_model(const char *path, lb_config *cfg, lb_tokenize
 lb_status lb_trainer_open_metrics(lb_trainer *t) {
     const char *path = t->cfg.log.jsonl;
     if (!path[0]) return LB_OK;
-    /* The file usually lives in the run directory, which the first save makes. */
-    char dir[LB_CONFIG_PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash && slash != dir) {
-        *slash = '\0';
-        LB_TRY(mkdir_p(dir));
-    }
+    /* The file usually lives in the run directory: make it now. */
+    LB_TRY(lb_rundir_check_file(path));
     /* A resumed run appends to its history; a new run starts the file afresh. */
     t->metrics = fopen(path, t->step > 0 ? "a" : "w");
     if (!t->metrics) return lb_error(LB_EIO, "cannot open the metrics file '%s': %s", path, strerror(errno));
