@@ -1,7 +1,6 @@
 #include "trainer/trainer.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <jansson.h>
 #include <math.h>
 #include <omp.h>
@@ -11,6 +10,7 @@
 
 #include "core/log.h"
 #include "trainer/rundir.h"
+#include "trainer/state.h"
 
 static double now_seconds(void) {
     struct timespec ts;
@@ -84,24 +84,10 @@ static lb_status make_optimizer(lb_trainer *t) {
     return t->opt ? LB_OK : lb_errcode();
 }
 
-lb_status lb_model_load(lb_model *m, lb_ckpt *c) {
-    char name[256];
-    for (int i = 0; i < m->n_params; i++) {
-        lb_tensor *p = m->param_list[i];
-        snprintf(name, sizeof name, "model/%s", p->name);
-        LB_TRY(lb_ckpt_get_f32(c, name, p->ndim, p->shape, p->data));
-        size_t bad = lb_find_nonfinite(p->data, p->n);
-        if (bad)
-            return lb_error(LB_EFORMAT, "%s: tensor '%s' holds a non-finite value at element %zu", lb_ckpt_path(c),
-                            name, bad - 1);
-    }
-    return LB_OK;
-}
-
 static lb_status init_from_checkpoint(lb_trainer *t, const char *path) {
     lb_ckpt *c;
     LB_TRY(lb_ckpt_open(path, &c));
-    lb_status s = lb_model_load(t->model, c);
+    lb_status s = lb_state_read_model(t->model, c);
     lb_ckpt_close(c);
     if (s != LB_OK) lb_error_prefix("train.init_from");
     return s;
@@ -227,162 +213,6 @@ lb_status lb_trainer_evaluate(lb_trainer *t, int n_batches, float *loss) {
     if (s != LB_OK) return s;
     *loss = (float)(sum / n_batches);
     return LB_OK;
-}
-
-/* ---- checkpoints ----------------------------------------------------------- */
-
-static lb_status write_checkpoint(lb_trainer *t, lb_ckpt *c) {
-    char name[256];
-    lb_model *m = t->model;
-    LB_TRY(lb_ckpt_put_string(c, "config", t->config_yaml));
-    for (int i = 0; i < m->n_params; i++) {
-        lb_tensor *p = m->param_list[i];
-        snprintf(name, sizeof name, "model/%s", p->name);
-        LB_TRY(lb_ckpt_put_f32(c, name, p->ndim, p->shape, p->data));
-        char spec[64];
-        lb_qspec_format(&m->params[i].weight, spec, sizeof spec);
-        LB_TRY(lb_ckpt_set_attr_str(c, name, "quant", spec));
-        lb_qspec_format(&m->params[i].activation, spec, sizeof spec);
-        LB_TRY(lb_ckpt_set_attr_str(c, name, "act_quant", spec));
-    }
-    int n_buf;
-    const lb_state_buffer *bufs = lb_optim_buffers(t->opt, &n_buf);
-    for (int i = 0; i < n_buf; i++) {
-        snprintf(name, sizeof name, "optim/%s", bufs[i].name);
-        LB_TRY(lb_ckpt_put(c, name, bufs[i].dtype, bufs[i].ndim, bufs[i].shape, bufs[i].data));
-    }
-    int one = 1, three = 3;
-    int64_t step = t->step, tokens = t->tokens_seen;
-    lb_rng r = lb_batcher_state(&t->batcher);
-    int64_t rng[3] = {(int64_t)r.seed, (int64_t)r.stream, (int64_t)r.pos};
-    LB_TRY(lb_ckpt_put_i64(c, "train/step", 1, &one, &step));
-    LB_TRY(lb_ckpt_put_i64(c, "train/tokens_seen", 1, &one, &tokens));
-    LB_TRY(lb_ckpt_put_i64(c, "data/rng", 1, &three, rng));
-    size_t n_tok;
-    uint8_t *blob = lb_tokenizer_to_bytes(t->tok, &n_tok);
-    if (!blob) return lb_errcode();
-    int shape = (int)n_tok;
-    lb_status s = lb_ckpt_put_u8(c, "tokenizer/vocab", 1, &shape, blob);
-    free(blob);
-    LB_TRY(s);
-    return lb_ckpt_set_attr_str(c, "tokenizer/vocab", "kind", lb_tokenizer_kind_name(t->tok->kind));
-}
-
-lb_status lb_trainer_save(lb_trainer *t, char *path_out, size_t size) {
-    char path[PATH_MAX];
-    LB_TRY(lb_rundir_prepare(t->cfg.checkpoint.dir));
-    LB_TRY(lb_rundir_step_path(t->cfg.checkpoint.dir, t->step, path, sizeof path));
-    lb_ckpt *c;
-    LB_TRY(lb_ckpt_create(path, &c));
-    lb_status s = write_checkpoint(t, c);
-    if (s != LB_OK) {
-        lb_ckpt_abort(c);
-        lb_error_prefix("writing checkpoint '%s'", path);
-        return s;
-    }
-    LB_TRY(lb_ckpt_commit(c));
-    LB_TRY(lb_rundir_prune(t->cfg.checkpoint.dir, t->cfg.checkpoint.keep_last));
-    if (path_out) snprintf(path_out, size, "%s", path);
-    return LB_OK;
-}
-
-static lb_status read_state(lb_trainer *t, lb_ckpt *c) {
-    char name[256];
-    LB_TRY(lb_model_load(t->model, c));
-    int n_buf;
-    const lb_state_buffer *bufs = lb_optim_buffers(t->opt, &n_buf);
-    for (int i = 0; i < n_buf; i++) {
-        snprintf(name, sizeof name, "optim/%s", bufs[i].name);
-        if (!lb_ckpt_has(c, name))
-            return lb_error(LB_EFORMAT,
-                            "no optimizer state '%s' (was the checkpoint written with another optim.type or "
-                            "optim.state than the config's?)",
-                            name);
-        LB_TRY(lb_ckpt_get(c, name, bufs[i].dtype, bufs[i].ndim, bufs[i].shape, bufs[i].data));
-    }
-    LB_TRY(lb_optim_state_loaded(t->opt));
-    int one = 1, three = 3;
-    int64_t step, tokens, rng[3];
-    LB_TRY(lb_ckpt_get_i64(c, "train/step", 1, &one, &step));
-    LB_TRY(lb_ckpt_get_i64(c, "train/tokens_seen", 1, &one, &tokens));
-    LB_TRY(lb_ckpt_get_i64(c, "data/rng", 1, &three, rng));
-    if (step < 0 || tokens < 0) return lb_error(LB_EFORMAT, "train/step or train/tokens_seen is negative");
-    lb_rng r = {(uint64_t)rng[0], (uint64_t)rng[1], (uint64_t)rng[2]};
-    LB_TRY(lb_batcher_restore(&t->batcher, r));
-    /* The data must tokenize as it did: a changed corpus changes a char vocabulary. */
-    size_t n_mine;
-    uint8_t *mine = lb_tokenizer_to_bytes(t->tok, &n_mine);
-    if (!mine) return lb_errcode();
-    int nd, shape[LB_CKPT_MAX_DIMS];
-    lb_status s = lb_ckpt_shape(c, "tokenizer/vocab", &nd, shape);
-    uint8_t *theirs = s == LB_OK && nd == 1 ? malloc((size_t)shape[0] + 1) : NULL;
-    if (s == LB_OK && theirs) s = lb_ckpt_get_u8(c, "tokenizer/vocab", 1, shape, theirs);
-    if (s == LB_OK && (!theirs || (size_t)shape[0] != n_mine || memcmp(mine, theirs, n_mine) != 0))
-        s = lb_error(LB_EFORMAT, "the tokenizer in the checkpoint differs from the one built from data.path "
-                                 "(has the corpus changed?)");
-    free(mine);
-    free(theirs);
-    LB_TRY(s);
-    t->step = step;
-    t->tokens_seen = tokens;
-    return LB_OK;
-}
-
-lb_status lb_trainer_resume(lb_trainer *t, const char *path) {
-    char file[PATH_MAX];
-    LB_TRY(lb_rundir_resolve(path, file, sizeof file));
-    lb_ckpt *c;
-    LB_TRY(lb_ckpt_open(file, &c));
-    lb_status s = read_state(t, c);
-    lb_ckpt_close(c);
-    if (s != LB_OK) lb_error_prefix("resuming from '%s'", file);
-    return s;
-}
-
-lb_status lb_load_checkpoint_config(const char *path, lb_config *cfg) {
-    char file[PATH_MAX];
-    LB_TRY(lb_rundir_resolve(path, file, sizeof file));
-    lb_ckpt *c;
-    LB_TRY(lb_ckpt_open(file, &c));
-    char *yaml = NULL;
-    lb_status s = lb_ckpt_get_string(c, "config", &yaml);
-    if (s == LB_OK) s = lb_config_load_string(yaml, file, cfg);
-    free(yaml);
-    lb_ckpt_close(c);
-    if (s != LB_OK) lb_error_prefix("checkpoint '%s'", file);
-    return s;
-}
-
-lb_status lb_load_checkpoint_model(const char *path, lb_config *cfg, lb_tokenizer **tok, lb_model **model) {
-    char file[PATH_MAX];
-    *tok = NULL;
-    *model = NULL;
-    LB_TRY(lb_rundir_resolve(path, file, sizeof file));
-    lb_ckpt *c;
-    LB_TRY(lb_ckpt_open(file, &c));
-    char *yaml = NULL;
-    uint8_t *blob = NULL;
-    int nd, shape[LB_CKPT_MAX_DIMS];
-    lb_status s = lb_ckpt_get_string(c, "config", &yaml);
-    if (s == LB_OK) s = lb_config_load_string(yaml, file, cfg);
-    if (s == LB_OK) s = lb_ckpt_shape(c, "tokenizer/vocab", &nd, shape);
-    if (s == LB_OK && nd != 1) s = lb_error(LB_EFORMAT, "tensor 'tokenizer/vocab': expected 1 dimension, found %d", nd);
-    if (s == LB_OK && !(blob = malloc((size_t)shape[0]))) s = lb_error(LB_ENOMEM, "tokenizer");
-    if (s == LB_OK) s = lb_ckpt_get_u8(c, "tokenizer/vocab", 1, shape, blob);
-    if (s == LB_OK && !(*tok = lb_tokenizer_from_bytes(blob, (size_t)shape[0]))) s = lb_errcode();
-    if (s == LB_OK && !(*model = lb_model_create(&cfg->model, cfg->train.seed))) s = lb_errcode();
-    if (s == LB_OK) s = lb_model_load(*model, c);
-    free(yaml);
-    free(blob);
-    lb_ckpt_close(c);
-    if (s != LB_OK) {
-        if (*model) lb_model_free(*model);
-        if (*tok) lb_tokenizer_free(*tok);
-        *model = NULL;
-        *tok = NULL;
-        lb_error_prefix("checkpoint '%s'", file);
-    }
-    return s;
 }
 
 /* ---- metrics ---------------------------------------------------------------- */

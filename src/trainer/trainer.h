@@ -5,7 +5,8 @@
  * equals training N/2, saving, resuming and training N/2 more, bit for bit
  * (with the same thread count).
  *
- * Checkpoint layout: docs/checkpoint.md. */
+ * The checkpoint layout is state.h (save and resume are implemented in
+ * state.c); run directories are rundir.h. */
 #ifndef LOWBIT_TRAINER_TRAINER_H
 #define LOWBIT_TRAINER_TRAINER_H
 
@@ -83,8 +84,5 @@ lb_status lb_load_checkpoint_config(const char *path, lb_config *cfg);
 /* For `lowbit eval` and `lowbit sample`: the config, tokenizer and model
  * stored in a checkpoint (file or run directory). */
 lb_status lb_load_checkpoint_model(const char *path, lb_config *cfg, lb_tokenizer **tok, lb_model **model);
-
-/* Reads /model/<name> of an open checkpoint into the model's parameters. */
-lb_status lb_model_load(lb_model *m, lb_ckpt *c);
 
 #endif

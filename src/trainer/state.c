@@ -1,0 +1,263 @@
+/* The trainer's checkpoint layout (state.h), and the trainer's functions on
+ * checkpoint files (trainer.h): save, resume, and loading for eval/sample. */
+#include "trainer/state.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant/qspec.h"
+#include "trainer/rundir.h"
+
+/* The names of the layout, each written and read in one place below. */
+static const char CONFIG[] = "config";
+static const char MODEL[] = "model/";        /* + parameter name */
+static const char OPTIM[] = "optim/";        /* + optimizer buffer name */
+static const char STEP[] = "train/step";
+static const char TOKENS_SEEN[] = "train/tokens_seen";
+static const char DATA_RNG[] = "data/rng";
+static const char VOCAB[] = "tokenizer/vocab";
+static const char VOCAB_KIND[] = "kind";        /* attribute of tokenizer/vocab */
+static const char QUANT[] = "quant";            /* attributes of model/<param> */
+static const char ACT_QUANT[] = "act_quant";
+
+/* ---- model/ ------------------------------------------------------------------- */
+
+/* The model part walks the parameter table (lb_model_params) and nothing else. */
+static lb_status write_model(const lb_model *m, lb_ckpt *c) {
+    char name[256], spec[64];
+    int n;
+    const lb_param *params = lb_model_params(m, &n);
+    for (int i = 0; i < n; i++) {
+        const lb_tensor *p = params[i].t;
+        snprintf(name, sizeof name, "%s%s", MODEL, p->name);
+        LB_TRY(lb_ckpt_put_f32(c, name, p->ndim, p->shape, p->data));
+        lb_qspec_format(&params[i].weight, spec, sizeof spec);
+        LB_TRY(lb_ckpt_set_attr_str(c, name, QUANT, spec));
+        lb_qspec_format(&params[i].activation, spec, sizeof spec);
+        LB_TRY(lb_ckpt_set_attr_str(c, name, ACT_QUANT, spec));
+    }
+    return LB_OK;
+}
+
+lb_status lb_state_read_model(lb_model *m, lb_ckpt *c) {
+    char name[256];
+    int n;
+    const lb_param *params = lb_model_params(m, &n);
+    for (int i = 0; i < n; i++) {
+        lb_tensor *p = params[i].t;
+        snprintf(name, sizeof name, "%s%s", MODEL, p->name);
+        LB_TRY(lb_ckpt_get_f32(c, name, p->ndim, p->shape, p->data));
+        size_t bad = lb_find_nonfinite(p->data, p->n);
+        if (bad)
+            return lb_error(LB_EFORMAT, "%s: tensor '%s' holds a non-finite value at element %zu", lb_ckpt_path(c),
+                            name, bad - 1);
+    }
+    return LB_OK;
+}
+
+/* ---- optim/ ------------------------------------------------------------------- */
+
+static lb_status write_optim(const lb_optim *o, lb_ckpt *c) {
+    char name[256];
+    int n_buf;
+    const lb_state_buffer *bufs = lb_optim_buffers(o, &n_buf);
+    for (int i = 0; i < n_buf; i++) {
+        snprintf(name, sizeof name, "%s%s", OPTIM, bufs[i].name);
+        LB_TRY(lb_ckpt_put(c, name, bufs[i].dtype, bufs[i].ndim, bufs[i].shape, bufs[i].data));
+    }
+    return LB_OK;
+}
+
+static lb_status read_optim(lb_optim *o, lb_ckpt *c) {
+    char name[256];
+    int n_buf;
+    /* The buffers are the optimizer's own: reading into them is what they are for. */
+    lb_state_buffer *bufs = (lb_state_buffer *)lb_optim_buffers(o, &n_buf);
+    for (int i = 0; i < n_buf; i++) {
+        snprintf(name, sizeof name, "%s%s", OPTIM, bufs[i].name);
+        if (!lb_ckpt_has(c, name))
+            return lb_error(LB_EFORMAT,
+                            "no optimizer state '%s' (was the checkpoint written with another optim.type or "
+                            "optim.state than the config's?)",
+                            name);
+        LB_TRY(lb_ckpt_get(c, name, bufs[i].dtype, bufs[i].ndim, bufs[i].shape, bufs[i].data));
+    }
+    return lb_optim_state_loaded(o);
+}
+
+/* ---- train/, data/ ------------------------------------------------------------- */
+
+static lb_status write_counters(const lb_trainer *t, lb_ckpt *c) {
+    int one = 1, three = 3;
+    int64_t step = t->step, tokens = t->tokens_seen;
+    lb_rng r = lb_batcher_state(&t->batcher);
+    int64_t rng[3] = {(int64_t)r.seed, (int64_t)r.stream, (int64_t)r.pos};
+    LB_TRY(lb_ckpt_put_i64(c, STEP, 1, &one, &step));
+    LB_TRY(lb_ckpt_put_i64(c, TOKENS_SEEN, 1, &one, &tokens));
+    return lb_ckpt_put_i64(c, DATA_RNG, 1, &three, rng);
+}
+
+static lb_status read_counters(lb_trainer *t, lb_ckpt *c) {
+    int one = 1, three = 3;
+    int64_t step, tokens, rng[3];
+    LB_TRY(lb_ckpt_get_i64(c, STEP, 1, &one, &step));
+    LB_TRY(lb_ckpt_get_i64(c, TOKENS_SEEN, 1, &one, &tokens));
+    LB_TRY(lb_ckpt_get_i64(c, DATA_RNG, 1, &three, rng));
+    if (step < 0 || tokens < 0) return lb_error(LB_EFORMAT, "%s or %s is negative", STEP, TOKENS_SEEN);
+    lb_rng r = {(uint64_t)rng[0], (uint64_t)rng[1], (uint64_t)rng[2]};
+    LB_TRY(lb_batcher_restore(&t->batcher, r));
+    t->step = step;
+    t->tokens_seen = tokens;
+    return LB_OK;
+}
+
+/* ---- tokenizer/ ----------------------------------------------------------------- */
+
+static lb_status write_tokenizer(const lb_tokenizer *tok, lb_ckpt *c) {
+    size_t n;
+    uint8_t *blob = lb_tokenizer_to_bytes(tok, &n);
+    if (!blob) return lb_errcode();
+    int shape = (int)n;
+    lb_status s = lb_ckpt_put_u8(c, VOCAB, 1, &shape, blob);
+    free(blob);
+    LB_TRY(s);
+    return lb_ckpt_set_attr_str(c, VOCAB, VOCAB_KIND, lb_tokenizer_kind_name(tok->kind));
+}
+
+/* The stored tokenizer's bytes, malloc'd. */
+static lb_status read_vocab_bytes(lb_ckpt *c, uint8_t **out, size_t *n) {
+    *out = NULL;
+    int nd, shape[LB_CKPT_MAX_DIMS];
+    LB_TRY(lb_ckpt_shape(c, VOCAB, &nd, shape));
+    if (nd != 1) return lb_error(LB_EFORMAT, "tensor '%s': expected 1 dimension, found %d", VOCAB, nd);
+    uint8_t *bytes = malloc((size_t)shape[0] + 1);
+    if (!bytes) return lb_error(LB_ENOMEM, "tokenizer");
+    lb_status s = lb_ckpt_get_u8(c, VOCAB, 1, shape, bytes);
+    if (s != LB_OK) {
+        free(bytes);
+        return s;
+    }
+    *out = bytes;
+    *n = (size_t)shape[0];
+    return LB_OK;
+}
+
+lb_status lb_state_read_tokenizer(lb_ckpt *c, lb_tokenizer **tok) {
+    uint8_t *bytes;
+    size_t n = 0;
+    *tok = NULL;
+    LB_TRY(read_vocab_bytes(c, &bytes, &n));
+    *tok = lb_tokenizer_from_bytes(bytes, n);
+    free(bytes);
+    return *tok ? LB_OK : lb_errcode();
+}
+
+/* The data must tokenize as it did: a changed corpus changes a char vocabulary. */
+static lb_status check_tokenizer(const lb_tokenizer *tok, lb_ckpt *c) {
+    size_t n_mine = 0, n_theirs = 0;
+    uint8_t *theirs;
+    LB_TRY(read_vocab_bytes(c, &theirs, &n_theirs));
+    uint8_t *mine = lb_tokenizer_to_bytes(tok, &n_mine);
+    lb_status s = LB_OK;
+    if (!mine) s = lb_errcode();
+    else if (n_mine != n_theirs || memcmp(mine, theirs, n_mine) != 0)
+        s = lb_error(LB_EFORMAT, "the tokenizer in the checkpoint differs from the one built from data.path "
+                                 "(has the corpus changed?)");
+    free(mine);
+    free(theirs);
+    return s;
+}
+
+/* ---- config ------------------------------------------------------------------------ */
+
+lb_status lb_state_read_config(lb_ckpt *c, lb_config *cfg) {
+    char *yaml = NULL;
+    lb_status s = lb_ckpt_get_string(c, CONFIG, &yaml);
+    if (s == LB_OK) s = lb_config_load_string(yaml, lb_ckpt_path(c), cfg);
+    free(yaml);
+    return s;
+}
+
+/* ---- the whole state ----------------------------------------------------------------- */
+
+lb_status lb_state_write(const lb_trainer *t, lb_ckpt *c) {
+    LB_TRY(lb_ckpt_put_string(c, CONFIG, t->config_yaml));
+    LB_TRY(write_model(t->model, c));
+    LB_TRY(write_optim(t->opt, c));
+    LB_TRY(write_counters(t, c));
+    return write_tokenizer(t->tok, c);
+}
+
+lb_status lb_state_read(lb_trainer *t, lb_ckpt *c) {
+    LB_TRY(lb_state_read_model(t->model, c));
+    LB_TRY(read_optim(t->opt, c));
+    LB_TRY(check_tokenizer(t->tok, c));
+    return read_counters(t, c);
+}
+
+/* ---- files (trainer.h) ------------------------------------------------------------------ */
+
+lb_status lb_trainer_save(lb_trainer *t, char *path_out, size_t size) {
+    const lb_ckpt_config *k = &t->cfg.checkpoint;
+    char path[PATH_MAX];
+    LB_TRY(lb_rundir_prepare(k->dir));
+    LB_TRY(lb_rundir_step_path(k->dir, t->step, path, sizeof path));
+    lb_ckpt *c;
+    LB_TRY(lb_ckpt_create(path, &c));
+    lb_status s = lb_state_write(t, c);
+    if (s != LB_OK) {
+        lb_ckpt_abort(c);
+        lb_error_prefix("writing checkpoint '%s'", path);
+        return s;
+    }
+    LB_TRY(lb_ckpt_commit(c));
+    LB_TRY(lb_rundir_prune(k->dir, k->keep_last));
+    if (path_out) snprintf(path_out, size, "%s", path);
+    return LB_OK;
+}
+
+lb_status lb_trainer_resume(lb_trainer *t, const char *path) {
+    char file[PATH_MAX];
+    LB_TRY(lb_rundir_resolve(path, file, sizeof file));
+    lb_ckpt *c;
+    LB_TRY(lb_ckpt_open(file, &c));
+    lb_status s = lb_state_read(t, c);
+    lb_ckpt_close(c);
+    if (s != LB_OK) lb_error_prefix("resuming from '%s'", file);
+    return s;
+}
+
+lb_status lb_load_checkpoint_config(const char *path, lb_config *cfg) {
+    char file[PATH_MAX];
+    LB_TRY(lb_rundir_resolve(path, file, sizeof file));
+    lb_ckpt *c;
+    LB_TRY(lb_ckpt_open(file, &c));
+    lb_status s = lb_state_read_config(c, cfg);
+    lb_ckpt_close(c);
+    if (s != LB_OK) lb_error_prefix("checkpoint '%s'", file);
+    return s;
+}
+
+lb_status lb_load_checkpoint_model(const char *path, lb_config *cfg, lb_tokenizer **tok, lb_model **model) {
+    char file[PATH_MAX];
+    *tok = NULL;
+    *model = NULL;
+    LB_TRY(lb_rundir_resolve(path, file, sizeof file));
+    lb_ckpt *c;
+    LB_TRY(lb_ckpt_open(file, &c));
+    lb_status s = lb_state_read_config(c, cfg);
+    if (s == LB_OK) s = lb_state_read_tokenizer(c, tok);
+    if (s == LB_OK && !(*model = lb_model_create(&cfg->model, cfg->train.seed))) s = lb_errcode();
+    if (s == LB_OK) s = lb_state_read_model(*model, c);
+    lb_ckpt_close(c);
+    if (s != LB_OK) {
+        if (*model) lb_model_free(*model);
+        if (*tok) lb_tokenizer_free(*tok);
+        *model = NULL;
+        *tok = NULL;
+        lb_error_prefix("checkpoint '%s'", file);
+    }
+    return s;
+}
