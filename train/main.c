@@ -6,22 +6,36 @@
 #include "cli.h"
 #include "core/error.h"
 
-static const char USAGE[] =
-    "usage: lowbit <command> [options]\n"
-    "\n"
-    "commands:\n"
-    "  train CONFIG [--set key=value ...] [--resume DIR|FILE]\n"
-    "                         train a model from a YAML config (or resume a run)\n"
-    "  eval CHECKPOINT        validation loss and perplexity of a checkpoint\n"
-    "  sample CHECKPOINT --prompt TEXT [--tokens N] [--temperature T] [--top-k K]\n"
-    "                         generate text\n"
-    "\n"
-    "options:\n"
-    "  -h, --help             this help; `lowbit <command> --help` for a command\n"
-    "  --version              print the version\n"
-    "\n"
-    "exit codes: 0 success, 1 runtime failure, 2 usage or configuration error\n"
-    "see README.md and docs/ for configs, checkpoints and formats\n";
+/* The subcommands: one file each (cmd_*.c), one row each here. */
+typedef struct cli_command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help; /* its lines under "commands:" in the usage text */
+} cli_command;
+
+static const cli_command COMMANDS[] = {
+    {"train", cmd_train,
+     "  train CONFIG [--set key=value ...] [--resume DIR|FILE]\n"
+     "                         train a model from a YAML config (or resume a run)\n"},
+    {"eval", cmd_eval, "  eval CHECKPOINT        validation loss and perplexity of a checkpoint\n"},
+    {"sample", cmd_sample,
+     "  sample CHECKPOINT --prompt TEXT [--tokens N] [--temperature T] [--top-k K]\n"
+     "                         generate text\n"},
+};
+enum { N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0] };
+
+static void usage(FILE *out) {
+    fputs("usage: lowbit <command> [options]\n\ncommands:\n", out);
+    for (int i = 0; i < N_COMMANDS; i++) fputs(COMMANDS[i].help, out);
+    fputs("\n"
+          "options:\n"
+          "  -h, --help             this help; `lowbit <command> --help` for a command\n"
+          "  --version              print the version\n"
+          "\n"
+          "exit codes: 0 success, 1 runtime failure, 2 usage or configuration error\n"
+          "see README.md and docs/ for configs, checkpoints and formats\n",
+          out);
+}
 
 int cli_fail(const char *what) {
     lb_status s = lb_errcode();
@@ -34,21 +48,21 @@ int cli_fail(const char *what) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fputs(USAGE, stderr);
+        usage(stderr);
         return LB_EXIT_USAGE;
     }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
-        fputs(USAGE, stdout);
+        usage(stdout);
         return LB_EXIT_OK;
     }
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
         printf("lowbit %s\n", LOWBIT_VERSION);
         return LB_EXIT_OK;
     }
-    if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
-    if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
-    if (!strcmp(cmd, "sample")) return cmd_sample(argc - 1, argv + 1);
-    fprintf(stderr, "lowbit: unknown command '%s'\n\n%s", cmd, USAGE);
+    for (int i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(cmd, COMMANDS[i].name)) return COMMANDS[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "lowbit: unknown command '%s'\n\n", cmd);
+    usage(stderr);
     return LB_EXIT_USAGE;
 }
