@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The lowbit program as a user runs it: help and exit codes, a short training
-# run, SIGINT (checkpoint and clean stop), resume, eval, sample, a damaged
-# checkpoint, and h5dump/h5py on a checkpoint.
+# The lowbit program as a user runs it: help and exit codes, run directories
+# that cannot be written (found before training), a
+# short training run, SIGINT and SIGTERM (checkpoint and clean stop), resume,
+# eval, sample, a damaged checkpoint, and h5dump/h5py on a checkpoint.
 #   test_cli.sh LOWBIT SOURCE_DIR
 set -u
 LOWBIT=$1
@@ -54,6 +55,25 @@ expect 2 "bad --set" -- "$LOWBIT" train "$WORK/tiny.yaml" --set model.dimm=3
 contains "$WORK/err" "model.dim" "bad --set suggests the key"
 expect 2 "unknown option" -- "$LOWBIT" train "$WORK/tiny.yaml" --frob
 
+# A run directory or metrics file that cannot be written is found before
+# the corpus is read: exit 2, the key, the path and the reason.
+expect 2 "checkpoint.dir under a file" -- "$LOWBIT" train "$WORK/tiny.yaml" --set checkpoint.dir="$WORK/corpus.txt/run"
+contains "$WORK/err" "key 'checkpoint.dir': cannot write checkpoints to '$WORK/corpus.txt/run': '$WORK/corpus.txt' is a file, not a directory" \
+  "checkpoint.dir under a file explained"
+if grep -q "^# corpus" "$WORK/out"; then bad "preflight ran after the corpus was read"; else ok "preflight before the corpus"; fi
+long=$(printf 'n%.0s' $(seq 1 300))
+expect 2 "checkpoint.dir name too long" -- "$LOWBIT" train "$WORK/tiny.yaml" --set checkpoint.dir="$WORK/$long"
+contains "$WORK/err" "File name too long" "name too long explained"
+expect 2 "log.jsonl is a directory" -- "$LOWBIT" train "$WORK/tiny.yaml" --set log.jsonl="$WORK"
+contains "$WORK/err" "key 'log.jsonl': cannot write metrics to '$WORK': '$WORK' is a directory" "log.jsonl explained"
+mkdir "$WORK/read-only" && chmod 555 "$WORK/read-only"
+# root writes into read-only directories: drop that capability for this run.
+as_user=()
+if [ "$(id -u)" = 0 ]; then as_user=(setpriv --bounding-set -dac_override,-dac_read_search --); fi
+expect 2 "read-only checkpoint.dir" -- "${as_user[@]}" "$LOWBIT" train "$WORK/tiny.yaml" --set checkpoint.dir="$WORK/read-only/run"
+contains "$WORK/err" "cannot create directory '$WORK/read-only/run': Permission denied" "read-only directory explained"
+chmod 755 "$WORK/read-only"
+
 # SIGINT during training: a checkpoint is written and the program stops cleanly.
 "$LOWBIT" train "$WORK/tiny.yaml" >"$WORK/train.out" 2>"$WORK/train.err" &
 pid=$!
@@ -66,6 +86,18 @@ contains "$WORK/train.out" "SIGINT received" "SIGINT reported"
 ckpt=$(ls "$WORK"/run/step_*.h5 2>/dev/null | tail -1)
 if [ -n "$ckpt" ]; then ok "SIGINT wrote $ckpt"; else bad "no checkpoint after SIGINT"; fi
 contains "$WORK/run/metrics.jsonl" '"event":"step"' "metrics file has step records"
+contains "$WORK/train.out" "resume with: lowbit train $WORK/tiny.yaml --resume $WORK/run" "resume hint"
+
+# SIGTERM does the same.
+"$LOWBIT" train "$WORK/tiny.yaml" --set checkpoint.dir="$WORK/run-term" >"$WORK/term.out" 2>"$WORK/term.err" &
+pid=$!
+for _ in $(seq 1 200); do grep -q "^step [2-9]/" "$WORK/term.out" 2>/dev/null && break; sleep 0.1; done
+kill -TERM $pid
+wait $pid
+code=$?
+if [ $code = 0 ]; then ok "SIGTERM: clean exit"; else bad "SIGTERM: exit $code"; cat "$WORK/term.err"; fi
+contains "$WORK/term.out" "SIGTERM received" "SIGTERM reported"
+contains "$WORK/term.out" "checkpoint (interrupted): $WORK/run-term/step_" "SIGTERM wrote a checkpoint"
 
 # Resume to the end with fewer steps, then eval and sample.
 # Resume and run ten more steps than the interrupted run reached.

@@ -1,7 +1,10 @@
 /* End-to-end tests of src/trainer: training from a config lowers the
- * validation loss, resuming from a checkpoint continues bit for bit, a
- * checkpoint written by an earlier lowbit reads and writes back unchanged,
- * and a damaged checkpoint is an error rather than a crash. */
+ * validation loss, resuming from a checkpoint continues bit for bit (also
+ * after a stop), a checkpoint written by an earlier lowbit reads and writes
+ * back unchanged, the run loop keeps its cadence and checks its directories
+ * before the first step, and a damaged checkpoint is an error rather than a
+ * crash. */
+#include <errno.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -12,6 +15,7 @@
 
 #include "testutil.h"
 #include "trainer/rundir.h"
+#include "trainer/run.h"
 #include "trainer/state.h"
 
 typedef tu_run_dir fixture; /* the run directory and its generated corpus */
@@ -322,6 +326,254 @@ static void test_rundir_step_files_latest_and_prune(void **state) {
     assert_int_equal(count_entries(dir), 1 + 4);
 }
 
+/* ---- the run loop ------------------------------------------------------------------- */
+
+/* Records the events of a run as "kind@step" words, and raises the stop flag
+ * (as a signal handler would) once step `stop_at` is reported. */
+typedef struct recorder {
+    char log[2048];
+    size_t n;
+    int64_t stop_at;
+    volatile sig_atomic_t stop;
+} recorder;
+
+static void record(const lb_run_event *e, void *ctx) {
+    recorder *r = ctx;
+    const char *what = e->kind == LB_RUN_START ? "start"
+                       : e->kind == LB_RUN_STEP ? "step"
+                       : e->kind == LB_RUN_EVAL ? "eval"
+                       : e->kind == LB_RUN_STOP ? "stop"
+                                                : e->why;
+    r->n += (size_t)snprintf(r->log + r->n, sizeof r->log - r->n, "%s%s@%lld", r->n ? " " : "", what,
+                             (long long)e->trainer->step);
+    if (e->kind == LB_RUN_STEP && e->trainer->step == r->stop_at) r->stop = SIGINT;
+    if (e->kind == LB_RUN_EVAL) assert_true(isfinite(e->val_loss));
+    if (e->kind == LB_RUN_CHECKPOINT) assert_true(exists(e->path));
+}
+
+/* small_config with a metrics file in the run directory. */
+static void run_config(lb_config *c, const fixture *fx, const char *run) {
+    small_config(c, fx, run, "fp32");
+    tu_config_set(c, "log.jsonl=%s/%s/metrics.jsonl", fx->dir, run);
+}
+
+/* The file's text with the wall-clock field (tokens_per_s) taken out. */
+static char *metrics_without_rates(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("no metrics file %s", path);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *out = malloc(n + 1), *o = out;
+    for (const char *p = buf; *p;) {
+        if (!strncmp(p, ",\"tokens_per_s\":", 16)) {
+            p += 16;
+            while (*p && *p != '}' && *p != ',') p++;
+        } else {
+            *o++ = *p++;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+static int count_lines(const char *text, const char *needle) {
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, needle)) != NULL; p++) n++;
+    return n;
+}
+
+static void test_run_keeps_its_cadence(void **state) {
+    fixture *fx = *state;
+    lb_config c;
+    run_config(&c, fx, "cadence");
+    tu_config_set(&c, "train.steps=7");
+    tu_config_set(&c, "eval.interval=3");
+    tu_config_set(&c, "eval.batches=2");
+    tu_config_set(&c, "checkpoint.interval=2");
+    tu_config_set(&c, "checkpoint.keep_last=2");
+    assert_int_equal(lb_config_validate(&c), LB_OK);
+    lb_trainer t;
+    init_trainer(&t, &c);
+    recorder rec = {.stop_at = -1};
+    lb_run_options o = {.on_event = record, .ctx = &rec};
+    lb_run_report r;
+    if (lb_run(&t, &o, &r) != LB_OK) fail_msg("lb_run: %s", lb_errmsg());
+    assert_string_equal(rec.log, "start@0 step@1 step@2 periodic@2 step@3 eval@3 step@4 periodic@4 step@5 step@6 "
+                                 "eval@6 periodic@6 step@7 eval@7 final@7");
+    assert_int_equal(r.start_step, 0);
+    assert_int_equal(r.steps, 7);
+    assert_int_equal(r.tokens, 7 * 2 * 4 * 32);
+    assert_int_equal(r.stop, 0);
+    assert_true(isfinite(r.val_loss) && r.seconds > 0);
+    char want[700];
+    snprintf(want, sizeof want, "%s/cadence/step_00000007.h5", fx->dir);
+    assert_string_equal(r.checkpoint, want);
+    /* keep_last 2: steps 6 and 7, and the metrics file */
+    snprintf(want, sizeof want, "%s/cadence", fx->dir);
+    assert_int_equal(count_entries(want), 3);
+    snprintf(want, sizeof want, "%s/cadence/step_00000006.h5", fx->dir);
+    assert_true(exists(want));
+    char *m = metrics_without_rates(c.log.jsonl);
+    assert_int_equal(count_lines(m, "{\"event\":\"step\""), 7);
+    assert_int_equal(count_lines(m, "{\"event\":\"eval\""), 3);
+    assert_non_null(strstr(m, "{\"event\":\"eval\",\"step\":7,\"tokens\":1792,\"val_loss\":"));
+    free(m);
+
+    /* At train.steps already: nothing to do, nothing written. */
+    rec.n = 0;
+    if (lb_run(&t, &o, &r) != LB_OK) fail_msg("lb_run: %s", lb_errmsg());
+    assert_string_equal(rec.log, "start@7");
+    assert_int_equal(r.steps, 0);
+    assert_string_equal(r.checkpoint, "");
+    assert_true(isnan(r.val_loss));
+    lb_trainer_free(&t);
+}
+
+/* A stop after step 3 leaves a checkpoint of step 3 and LB_EINTERRUPTED;
+ * resuming from the run directory ends where an uninterrupted run ends, bit
+ * for bit, with the same metrics. */
+static void test_run_stops_and_resumes_bit_exactly(void **state) {
+    fixture *fx = *state;
+    lb_config cs, cu;
+    run_config(&cs, fx, "stopped");
+    run_config(&cu, fx, "uninterrupted");
+    tu_config_set(&cs, "eval.interval=2");
+    tu_config_set(&cu, "eval.interval=2");
+
+    lb_trainer u;
+    init_trainer(&u, &cu);
+    lb_run_report ru;
+    if (lb_run(&u, NULL, &ru) != LB_OK) fail_msg("lb_run: %s", lb_errmsg());
+
+    lb_trainer s;
+    init_trainer(&s, &cs);
+    recorder rec = {.stop_at = 3};
+    lb_run_options o = {.stop = &rec.stop, .on_event = record, .ctx = &rec};
+    lb_run_report rs;
+    assert_int_equal(lb_run(&s, &o, &rs), LB_EINTERRUPTED);
+    assert_non_null(strstr(lb_errmsg(), "stopped at step 3"));
+    assert_string_equal(rec.log, "start@0 step@1 step@2 eval@2 step@3 stop@3 interrupted@3");
+    assert_int_equal(rs.stop, SIGINT);
+    assert_int_equal(rs.steps, 3);
+    char want[700];
+    snprintf(want, sizeof want, "%s/stopped/step_00000003.h5", fx->dir);
+    assert_string_equal(rs.checkpoint, want);
+    lb_trainer_free(&s);
+
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/stopped", fx->dir);
+    init_trainer(&s, &cs);
+    recorder again = {.stop_at = -1};
+    lb_run_options resume = {.resume = dir, .stop = &again.stop, .on_event = record, .ctx = &again};
+    if (lb_run(&s, &resume, &rs) != LB_OK) fail_msg("resumed lb_run: %s", lb_errmsg());
+    assert_string_equal(again.log, "start@3 step@4 eval@4 step@5 step@6 eval@6 final@6");
+    assert_int_equal(rs.start_step, 3);
+    assert_int_equal(rs.steps, 3);
+
+    assert_int_equal(s.step, u.step);
+    assert_int_equal(s.tokens_seen, u.tokens_seen);
+    assert_memory_equal(s.model->params_memory, u.model->params_memory, u.model->n_elements * sizeof(float));
+    assert_true(memcmp(&rs.val_loss, &ru.val_loss, sizeof(float)) == 0);
+    char *ms = metrics_without_rates(cs.log.jsonl), *mu = metrics_without_rates(cu.log.jsonl);
+    assert_string_equal(ms, mu);
+    free(ms);
+    free(mu);
+    lb_trainer_free(&s);
+    lb_trainer_free(&u);
+}
+
+/* A directory that cannot be written is found before the first step. */
+static void check_preflight_fails(lb_config *c, const char *key, const char *reason) {
+    assert_int_equal(lb_config_validate(c), LB_OK);
+    assert_int_equal(lb_run_preflight(c), LB_ECONFIG);
+    const char *msg = lb_errmsg();
+    if (!strstr(msg, key) || !strstr(msg, reason))
+        fail_msg("expected '%s' and '%s' in: %s", key, reason, msg);
+}
+
+static void test_run_checks_its_directories_first(void **state) {
+    fixture *fx = *state;
+    char file[400], dir[1000];
+    snprintf(file, sizeof file, "%s/a-file", fx->dir);
+    write_byte_file(fx->dir, "a-file");
+    lb_config c;
+    run_config(&c, fx, "preflight");
+
+    /* checkpoint.dir under a file: lb_run fails before anything happens. */
+    tu_config_set(&c, "checkpoint.dir=%s/run", file);
+    tu_config_set(&c, "log.jsonl=");
+    lb_trainer t;
+    init_trainer(&t, &c);
+    recorder rec = {.stop_at = -1};
+    lb_run_options o = {.on_event = record, .ctx = &rec};
+    lb_run_report r;
+    assert_int_equal(lb_run(&t, &o, &r), LB_ECONFIG);
+    snprintf(dir, sizeof dir, "key 'checkpoint.dir': cannot write checkpoints to '%s/run': '%s' is a file, not a "
+                              "directory", file, file);
+    assert_string_equal(lb_errmsg(), dir);
+    assert_string_equal(rec.log, "");
+    assert_int_equal(t.step, 0);
+    assert_int_equal(r.steps, 0);
+    lb_trainer_free(&t);
+
+    /* a name longer than the file system takes */
+    char name[300];
+    memset(name, 'n', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    tu_config_set(&c, "checkpoint.dir=%s/%s", fx->dir, name);
+    check_preflight_fails(&c, "checkpoint.dir", strerror(ENAMETOOLONG));
+
+    /* the metrics file is a directory, or lies under a file */
+    tu_config_set(&c, "checkpoint.dir=%s/preflight", fx->dir);
+    tu_config_set(&c, "log.jsonl=%s", fx->dir);
+    check_preflight_fails(&c, "log.jsonl", "is a directory");
+    tu_config_set(&c, "log.jsonl=%s/metrics.jsonl", file);
+    check_preflight_fails(&c, "log.jsonl", "is a file, not a directory");
+
+    /* a read-only directory (root writes anyway: test_cli.sh covers root by
+     * dropping the capability) */
+    if (geteuid() != 0) {
+        snprintf(dir, sizeof dir, "%s/read-only", fx->dir);
+        assert_int_equal(mkdir(dir, 0555), 0);
+        tu_config_set(&c, "log.jsonl=");
+        tu_config_set(&c, "checkpoint.dir=%s", dir);
+        check_preflight_fails(&c, "checkpoint.dir", strerror(EACCES));
+        chmod(dir, 0755);
+    }
+
+    /* Writable: made, left empty; an existing metrics file is not touched. */
+    tu_config_set(&c, "checkpoint.dir=%s/fresh/run", fx->dir);
+    tu_config_set(&c, "log.jsonl=%s", file);
+    assert_int_equal(lb_config_validate(&c), LB_OK);
+    if (lb_run_preflight(&c) != LB_OK) fail_msg("preflight: %s", lb_errmsg());
+    snprintf(dir, sizeof dir, "%s/fresh/run", fx->dir);
+    assert_int_equal(count_entries(dir), 0);
+    struct stat st;
+    assert_int_equal(stat(file, &st), 0);
+    assert_int_equal(st.st_size, 1);
+}
+
+/* read_only (the ranks other than 0 of a data-parallel run): every step,
+ * no file. */
+static void test_run_read_only_writes_nothing(void **state) {
+    fixture *fx = *state;
+    lb_config c;
+    run_config(&c, fx, "read-only-run");
+    tu_config_set(&c, "train.steps=4");
+    lb_trainer t;
+    init_trainer(&t, &c);
+    lb_run_options o = {.read_only = 1};
+    lb_run_report r;
+    if (lb_run(&t, &o, &r) != LB_OK) fail_msg("lb_run: %s", lb_errmsg());
+    assert_int_equal(t.step, 4);
+    assert_true(isfinite(r.val_loss));
+    assert_string_equal(r.checkpoint, "");
+    assert_false(exists(c.checkpoint.dir));
+    lb_trainer_free(&t);
+}
+
 /* ---- a checkpoint written by main at commit 2e30d6e ----------------------------------- */
 
 /* tests/data/checkpoint-main/step_00000003.h5 was written by `lowbit train
@@ -440,6 +692,10 @@ int main(void) {
         cmocka_unit_test(test_damaged_checkpoints_are_errors),
         cmocka_unit_test(test_resume_with_another_architecture_is_an_error),
         cmocka_unit_test(test_rundir_step_files_latest_and_prune),
+        cmocka_unit_test(test_run_keeps_its_cadence),
+        cmocka_unit_test(test_run_stops_and_resumes_bit_exactly),
+        cmocka_unit_test(test_run_checks_its_directories_first),
+        cmocka_unit_test(test_run_read_only_writes_nothing),
         cmocka_unit_test(test_checkpoint_of_main_round_trips),
         cmocka_unit_test(test_b158_tiny_learns),
         cmocka_unit_test(test_b1_tiny_learns),

@@ -23,8 +23,7 @@ typedef struct cli_progress {
     long tokens_at_start;
 } cli_progress;
 
-double cli_now(void);
-void cli_progress_init(cli_progress *p, long start_step, long total_steps, long tokens_at_start);
+void cli_progress_init(cli_progress *p, long total_steps, long tokens_at_start);
 /* Called after each step; prints when the step is due (every step on a TTY,
  * every `interval` steps otherwise). */
 void cli_progress_step(cli_progress *p, long step, long tokens_seen, float loss, float lr, int interval);

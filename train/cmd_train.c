@@ -8,7 +8,7 @@
 #include "cli.h"
 #include "core/log.h"
 #include "layers/sample.h"
-#include "trainer/trainer.h"
+#include "trainer/run.h"
 
 static const char TRAIN_USAGE[] =
     "usage: lowbit train CONFIG [--set key=value ...] [--resume DIR|FILE] [--quiet]\n"
@@ -85,13 +85,6 @@ static int parse_args(int argc, char **argv, lb_config *cfg, const char **resume
     return LB_EXIT_OK;
 }
 
-static int save(lb_trainer *t, const char *why) {
-    char path[1024];
-    if (lb_trainer_save(t, path, sizeof path) != LB_OK) return cli_fail("saving a checkpoint");
-    printf("checkpoint (%s): %s\n", why, path);
-    return LB_EXIT_OK;
-}
-
 static void print_sample(lb_trainer *t) {
     const lb_log_config *lc = &t->cfg.log;
     int n_new = lc->sample_tokens;
@@ -115,88 +108,89 @@ static void print_sample(lb_trainer *t) {
     free(ids);
 }
 
+/* What the run loop reports, shown as lines on stdout. */
+typedef struct train_display {
+    int quiet;
+    int resumed;
+    cli_progress progress;
+} train_display;
+
+static void print_header(const lb_trainer *t, int resumed) {
+    const lb_config *c = &t->cfg;
+    printf("# lowbit %s — resolved config (%s)\n%s", LOWBIT_VERSION, c->source, t->config_yaml);
+    char mem[256];
+    lb_optim_memory_format(t->opt, mem, sizeof mem);
+    printf("# corpus: %d documents, %zu train / %zu validation tokens; %s tokenizer, vocabulary %d\n", t->corpus.n_docs,
+           t->data.n_train, t->data.n_val, lb_tokenizer_kind_name(t->tok->kind), t->tok->vocab_size);
+    printf("# model: %zu parameters; %s\n", t->model->n_elements, mem);
+    printf("# %s\n", lb_gemm_describe(c->train.gemm_precision));
+    if (resumed) printf("# resumed at step %lld\n", (long long)t->step);
+}
+
+static void show(const lb_run_event *e, void *ctx) {
+    train_display *d = ctx;
+    const lb_trainer *t = e->trainer;
+    const lb_config *c = &t->cfg;
+    switch (e->kind) {
+    case LB_RUN_START:
+        if (!d->quiet) print_header(t, d->resumed);
+        if (t->step >= c->train.steps)
+            printf("nothing to do: the run is at step %lld and train.steps is %d (raise it with --set train.steps=N)\n",
+                   (long long)t->step, c->train.steps);
+        cli_progress_init(&d->progress, c->train.steps, (long)t->tokens_seen);
+        break;
+    case LB_RUN_STEP:
+        if (!d->quiet)
+            cli_progress_step(&d->progress, (long)t->step, (long)t->tokens_seen, e->result->loss, e->result->lr,
+                              c->log.interval);
+        break;
+    case LB_RUN_EVAL:
+        if (d->quiet) break;
+        cli_progress_break(&d->progress);
+        printf("step %lld: validation loss %.4f (perplexity %.2f)\n", (long long)t->step, e->val_loss,
+               exp(e->val_loss));
+        break;
+    case LB_RUN_STOP:
+        cli_progress_break(&d->progress);
+        printf("%s received at step %lld: saving and stopping\n", e->stop == SIGINT ? "SIGINT" : "SIGTERM",
+               (long long)t->step);
+        break;
+    case LB_RUN_CHECKPOINT:
+        cli_progress_break(&d->progress);
+        printf("checkpoint (%s): %s\n", e->why, e->path);
+        break;
+    }
+    fflush(stdout);
+}
+
 int cmd_train(int argc, char **argv) {
     lb_config cfg;
     const char *resume = NULL;
     int quiet = 0;
     int rc = parse_args(argc, argv, &cfg, &resume, &quiet);
     if (rc != LB_EXIT_OK) return rc;
+    /* Before the corpus is read and the model built: a run that could not
+     * save its work fails now. */
+    if (lb_run_preflight(&cfg) != LB_OK) return cli_fail(NULL);
 
     lb_trainer t;
     if (lb_trainer_init(&t, &cfg) != LB_OK) return cli_fail(NULL);
-    if (resume && lb_trainer_resume(&t, resume) != LB_OK) {
-        rc = cli_fail(NULL);
-        lb_trainer_free(&t);
-        return rc;
-    }
-    const lb_config *c = &t.cfg;
-    if (!quiet) {
-        printf("# lowbit %s — resolved config (%s)\n%s", LOWBIT_VERSION, c->source, t.config_yaml);
-        char mem[256];
-        lb_optim_memory_format(t.opt, mem, sizeof mem);
-        printf("# corpus: %d documents, %zu train / %zu validation tokens; %s tokenizer, vocabulary %d\n",
-               t.corpus.n_docs, t.data.n_train, t.data.n_val, lb_tokenizer_kind_name(t.tok->kind),
-               t.tok->vocab_size);
-        printf("# model: %zu parameters; %s\n", t.model->n_elements, mem);
-        printf("# %s\n", lb_gemm_describe(c->train.gemm_precision));
-        if (resume) printf("# resumed at step %lld\n", (long long)t.step);
-        fflush(stdout);
-    }
-    if (lb_trainer_open_metrics(&t) != LB_OK) lb_warn("%s; continuing without metrics", lb_errmsg());
-
-    if (t.step >= c->train.steps)
-        printf("nothing to do: the run is at step %lld and train.steps is %d (raise it with --set train.steps=N)\n",
-               (long long)t.step, c->train.steps);
     install_signal_handlers();
-    cli_progress progress;
-    cli_progress_init(&progress, (long)t.step, c->train.steps, (long)t.tokens_seen);
-    double t_start = cli_now();
-    int64_t tokens_start = t.tokens_seen;
-    float val_loss = NAN;
+    train_display d = {.quiet = quiet, .resumed = resume != NULL};
+    lb_run_options o = {.resume = resume, .stop = &g_stop_signal, .on_event = show, .ctx = &d};
+    lb_run_report r;
+    lb_status s = lb_run(&t, &o, &r);
+    const lb_config *c = &t.cfg;
     rc = LB_EXIT_OK;
-    while (t.step < c->train.steps) {
-        lb_step_result r;
-        if (lb_trainer_step(&t, &r) != LB_OK) {
-            cli_progress_break(&progress);
-            rc = cli_fail("training step");
-            break;
-        }
-        double tok_s = (double)(t.tokens_seen - tokens_start) / (cli_now() - t_start);
-        if (lb_trainer_log_step(&t, &r, tok_s) != LB_OK) lb_warn("%s", lb_errmsg());
-        if (!quiet) cli_progress_step(&progress, (long)t.step, (long)t.tokens_seen, r.loss, r.lr, c->log.interval);
-        int last = t.step == c->train.steps;
-        if ((c->eval.interval > 0 && t.step % c->eval.interval == 0) || last) {
-            if (lb_trainer_evaluate(&t, c->eval.batches, &val_loss) != LB_OK) {
-                cli_progress_break(&progress);
-                rc = cli_fail("evaluation");
-                break;
-            }
-            lb_trainer_log_eval(&t, val_loss);
-            if (!quiet) {
-                cli_progress_break(&progress);
-                printf("step %lld: validation loss %.4f (perplexity %.2f)\n", (long long)t.step, val_loss,
-                       exp(val_loss));
-            }
-        }
-        if (g_stop_signal) {
-            cli_progress_break(&progress);
-            printf("%s received at step %lld: saving and stopping\n", g_stop_signal == SIGINT ? "SIGINT" : "SIGTERM",
-                   (long long)t.step);
-            rc = save(&t, "interrupted");
-            if (rc == LB_EXIT_OK)
-                printf("resume with: lowbit train %s --resume %s\n", c->source, c->checkpoint.dir);
-            break;
-        }
-        if (last || (c->checkpoint.interval > 0 && t.step % c->checkpoint.interval == 0)) {
-            cli_progress_break(&progress);
-            if ((rc = save(&t, last ? "final" : "periodic")) != LB_EXIT_OK) break;
-        }
-    }
-    if (rc == LB_EXIT_OK && t.step == c->train.steps && !g_stop_signal) {
-        double secs = cli_now() - t_start;
-        printf("done: %lld steps, final validation loss %.4f, %.0f tokens/s, %.1f s\n", (long long)t.step,
-               val_loss, (double)(t.tokens_seen - tokens_start) / secs, secs);
+    if (s == LB_OK && r.steps > 0) {
+        printf("done: %lld steps, final validation loss %.4f, %.0f tokens/s, %.1f s\n", (long long)t.step, r.val_loss,
+               (double)r.tokens / r.seconds, r.seconds);
         print_sample(&t);
+    } else if (s == LB_EINTERRUPTED) {
+        printf("resume with: lowbit train %s --resume %s\n", c->source, c->checkpoint.dir);
+    } else if (s != LB_OK) {
+        cli_progress_break(&d.progress);
+        rc = cli_fail(NULL);
     }
     lb_trainer_free(&t);
     return rc;

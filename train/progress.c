@@ -5,18 +5,17 @@
 
 #include "cli.h"
 
-double cli_now(void) {
+static double cli_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-void cli_progress_init(cli_progress *p, long start_step, long total_steps, long tokens_at_start) {
+void cli_progress_init(cli_progress *p, long total_steps, long tokens_at_start) {
     p->tty = isatty(STDOUT_FILENO);
     p->total_steps = total_steps;
     p->t_start = cli_now();
     p->tokens_at_start = tokens_at_start;
-    (void)start_step;
 }
 
 static void format_duration(double s, char *buf, size_t size) {

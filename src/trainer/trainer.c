@@ -1,15 +1,11 @@
 #include "trainer/trainer.h"
 
-#include <errno.h>
-#include <jansson.h>
-#include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "core/log.h"
-#include "trainer/rundir.h"
 #include "trainer/state.h"
 
 static double now_seconds(void) {
@@ -137,7 +133,6 @@ fail:
 }
 
 void lb_trainer_free(lb_trainer *t) {
-    if (t->metrics) fclose(t->metrics);
     free(t->inputs);
     free(t->targets);
     free(t->config_yaml);
@@ -158,6 +153,31 @@ static float quant_lambda(const lb_trainer *t, int64_t step) {
     return step >= n ? 1.0f : (float)step / (float)n;
 }
 
+/* The next training micro-batch into t->inputs / t->targets, from the
+ * trainer's own batch source. Data parallelism (issue #15) gives each rank its
+ * share of every global batch here. */
+static void next_batch(lb_trainer *t) { lb_batcher_next(&t->batcher, t->inputs, t->targets); }
+
+/* Forward and backward over train.grad_accum micro-batches: the gradients of
+ * the step accumulate in the parameters' .grad; *loss is their mean loss. */
+static lb_status forward_backward(lb_trainer *t, float *loss) {
+    const lb_config *c = &t->cfg;
+    float loss_scale = lb_optim_loss_scale(t->opt);
+    double loss_sum = 0.0;
+    for (int micro = 0; micro < c->train.grad_accum; micro++) {
+        next_batch(t);
+        lb_graph_reset(&t->graph);
+        lb_tensor *l = lb_model_forward(t->model, &t->graph, t->inputs, c->train.batch_size, c->train.seq_len,
+                                        t->targets, NULL);
+        if (!l) return lb_errcode();
+        loss_sum += l->data[0];
+        if (loss_scale != 1.0f) l = lb_scale(&t->graph, l, loss_scale);
+        LB_TRY(lb_backward(&t->graph, l));
+    }
+    *loss = (float)(loss_sum / c->train.grad_accum);
+    return LB_OK;
+}
+
 lb_status lb_trainer_step(lb_trainer *t, lb_step_result *r) {
     double t0 = now_seconds();
     const lb_config *c = &t->cfg;
@@ -166,19 +186,10 @@ lb_status lb_trainer_step(lb_trainer *t, lb_step_result *r) {
     r->lambda = quant_lambda(t, step);
     LB_TRY(lb_model_set_quant_lambda(t->model, r->lambda));
     lb_model_set_step(t->model, (uint64_t)step); /* keys stochastic rounding in the layers */
-    float loss_scale = lb_optim_loss_scale(t->opt);
-    double loss_sum = 0.0;
-    for (int micro = 0; micro < c->train.grad_accum; micro++) {
-        lb_batcher_next(&t->batcher, t->inputs, t->targets);
-        lb_graph_reset(&t->graph);
-        lb_tensor *loss = lb_model_forward(t->model, &t->graph, t->inputs, c->train.batch_size, c->train.seq_len,
-                                           t->targets, NULL);
-        if (!loss) return lb_errcode();
-        loss_sum += loss->data[0];
-        if (loss_scale != 1.0f) loss = lb_scale(&t->graph, loss, loss_scale);
-        LB_TRY(lb_backward(&t->graph, loss));
-    }
-    r->loss = (float)(loss_sum / c->train.grad_accum);
+    LB_TRY(forward_backward(t, &r->loss));
+    /* Here every gradient of the step is complete and nothing has read it
+     * yet: the place where data parallelism (issue #15) averages gradients
+     * across ranks, before clipping and the update see them. */
     r->lr = lb_schedule_lr(&t->sched, step);
     r->wd = lb_schedule_wd(&t->sched, step);
     lb_optim_step_info info;
@@ -211,47 +222,8 @@ lb_status lb_trainer_evaluate(lb_trainer *t, int n_batches, float *loss) {
     lb_graph_reset(&t->graph);
     lb_graph_set_grad(&t->graph, was);
     if (s != LB_OK) return s;
+    /* With data parallelism (issue #15) the ranks share the batches and
+     * their sums are added across ranks here. */
     *loss = (float)(sum / n_batches);
     return LB_OK;
-}
-
-/* ---- metrics ---------------------------------------------------------------- */
-
-lb_status lb_trainer_open_metrics(lb_trainer *t) {
-    const char *path = t->cfg.log.jsonl;
-    if (!path[0]) return LB_OK;
-    /* The file usually lives in the run directory: make it now. */
-    LB_TRY(lb_rundir_check_file(path));
-    /* A resumed run appends to its history; a new run starts the file afresh. */
-    t->metrics = fopen(path, t->step > 0 ? "a" : "w");
-    if (!t->metrics) return lb_error(LB_EIO, "cannot open the metrics file '%s': %s", path, strerror(errno));
-    return LB_OK;
-}
-
-static lb_status write_json_line(lb_trainer *t, json_t *obj) {
-    if (!t->metrics) {
-        json_decref(obj);
-        return LB_OK;
-    }
-    int rc = json_dumpf(obj, t->metrics, JSON_COMPACT | JSON_REAL_PRECISION(7));
-    json_decref(obj);
-    if (rc != 0 || fputc('\n', t->metrics) == EOF || fflush(t->metrics) != 0)
-        return lb_error(LB_EIO, "cannot write the metrics file '%s'", t->cfg.log.jsonl);
-    return LB_OK;
-}
-
-lb_status lb_trainer_log_step(lb_trainer *t, const lb_step_result *r, double tokens_per_s) {
-    json_t *o = json_pack("{s:s, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:b, s:f}", "event", "step", "step",
-                          (json_int_t)t->step, "tokens", (json_int_t)t->tokens_seen, "loss", (double)r->loss, "lr",
-                          (double)r->lr, "wd", (double)r->wd, "grad_norm", (double)r->grad_norm, "lambda",
-                          (double)r->lambda, "skipped", r->skipped, "tokens_per_s", tokens_per_s);
-    if (!o) return lb_error(LB_ENOMEM, "metrics record");
-    return write_json_line(t, o);
-}
-
-lb_status lb_trainer_log_eval(lb_trainer *t, float val_loss) {
-    json_t *o = json_pack("{s:s, s:I, s:I, s:f, s:f}", "event", "eval", "step", (json_int_t)t->step, "tokens",
-                          (json_int_t)t->tokens_seen, "val_loss", (double)val_loss, "val_ppl", exp(val_loss));
-    if (!o) return lb_error(LB_ENOMEM, "metrics record");
-    return write_json_line(t, o);
 }

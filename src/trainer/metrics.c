@@ -1,0 +1,44 @@
+/* The JSONL metrics file (metrics.h). */
+#include "trainer/metrics.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <string.h>
+
+lb_status lb_metrics_open(lb_metrics *m, const char *path, int append) {
+    memset(m, 0, sizeof *m);
+    snprintf(m->path, sizeof m->path, "%s", path);
+    m->f = fopen(path, append ? "a" : "w");
+    if (!m->f) return lb_error(LB_EIO, "cannot open the metrics file '%s': %s", path, strerror(errno));
+    return LB_OK;
+}
+
+void lb_metrics_close(lb_metrics *m) {
+    if (m->f) fclose(m->f);
+    m->f = NULL;
+}
+
+static lb_status write_line(lb_metrics *m, json_t *obj) {
+    if (!obj) return lb_error(LB_ENOMEM, "metrics record");
+    int rc = json_dumpf(obj, m->f, JSON_COMPACT | JSON_REAL_PRECISION(7));
+    json_decref(obj);
+    if (rc != 0 || fputc('\n', m->f) == EOF || fflush(m->f) != 0)
+        return lb_error(LB_EIO, "cannot write the metrics file '%s'", m->path);
+    return LB_OK;
+}
+
+lb_status lb_metrics_step(lb_metrics *m, const lb_trainer *t, const lb_step_result *r, double tokens_per_s) {
+    if (!m->f) return LB_OK;
+    return write_line(m, json_pack("{s:s, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:b, s:f}", "event", "step", "step",
+                                   (json_int_t)t->step, "tokens", (json_int_t)t->tokens_seen, "loss", (double)r->loss,
+                                   "lr", (double)r->lr, "wd", (double)r->wd, "grad_norm", (double)r->grad_norm,
+                                   "lambda", (double)r->lambda, "skipped", r->skipped, "tokens_per_s", tokens_per_s));
+}
+
+lb_status lb_metrics_eval(lb_metrics *m, const lb_trainer *t, float val_loss) {
+    if (!m->f) return LB_OK;
+    return write_line(m, json_pack("{s:s, s:I, s:I, s:f, s:f}", "event", "eval", "step", (json_int_t)t->step,
+                                   "tokens", (json_int_t)t->tokens_seen, "val_loss", (double)val_loss, "val_ppl",
+                                   exp(val_loss)));
+}
