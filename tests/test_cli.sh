@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The lowbit program as a user runs it: help and exit codes, run directories
-# that cannot be written (found before training), a
+# The lowbit program as a user runs it: help and exit codes, configs that are
+# not text, run directories that cannot be written (found before training), a
 # short training run, SIGINT and SIGTERM (checkpoint and clean stop), resume,
 # eval, sample, a damaged checkpoint, and h5dump/h5py on a checkpoint.
 #   test_cli.sh LOWBIT SOURCE_DIR
@@ -29,6 +29,7 @@ contains() { # FILE TEXT DESCRIPTION
 # A small corpus with structure, and a config small enough to run in seconds.
 for i in $(seq 1 3000); do echo "the cat sees the moon $((i % 7)). a dog likes the river."; done >"$WORK/corpus.txt"
 cat >"$WORK/tiny.yaml" <<YAML
+# UTF-8 text is fine: naïve café
 model: {dim: 64, n_layers: 2, n_heads: 2, ffn_dim: 128, max_seq_len: 32, sub_norm: true, quant: {preset: b1.58}}
 data: {path: $WORK/corpus.txt}
 train: {steps: 1000000, batch_size: 4, seq_len: 32, warmup_steps: 2, lr: 3.0e-3}
@@ -54,6 +55,17 @@ contains "$WORK/err" "model.n_heads" "config error names the key"
 expect 2 "bad --set" -- "$LOWBIT" train "$WORK/tiny.yaml" --set model.dimm=3
 contains "$WORK/err" "model.dim" "bad --set suggests the key"
 expect 2 "unknown option" -- "$LOWBIT" train "$WORK/tiny.yaml" --frob
+
+# A config that is not text is a config error naming the file and the byte.
+printf '\0\1\2\3\4' >"$WORK/binary.yaml"
+expect 2 "binary config" -- "$LOWBIT" train "$WORK/binary.yaml"
+contains "$WORK/err" "binary.yaml:1:1: not a text file: control character U+0000 at byte offset 0" "binary config named"
+printf 'model:\n  dim: 64\033\n' >"$WORK/control.yaml"
+expect 2 "config with a control byte" -- "$LOWBIT" train "$WORK/control.yaml"
+contains "$WORK/err" "control.yaml:2:10: not a text file: control character U+001B at byte offset 16" "control byte named"
+printf 'model:\n  dim: 6\3774\n' >"$WORK/latin1.yaml"
+expect 2 "config that is not UTF-8" -- "$LOWBIT" train "$WORK/latin1.yaml"
+contains "$WORK/err" "latin1.yaml:2:9: not UTF-8 text: byte 0xff at byte offset 15" "invalid UTF-8 named"
 
 # A run directory or metrics file that cannot be written is found before
 # the corpus is read: exit 2, the key, the path and the reason.

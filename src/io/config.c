@@ -696,6 +696,45 @@ lb_status lb_config_load_string(const char *yaml, const char *name_for_errors, l
     return st;
 }
 
+/* Bytes of the UTF-8 sequence starting at s[0] (of n left), or 0 when it is
+ * not valid UTF-8 (bad lead or continuation byte, truncated, overlong, a
+ * surrogate, beyond U+10FFFF). */
+static size_t utf8_length(const unsigned char *s, size_t n) {
+    size_t len = s[0] < 0x80 ? 1 : s[0] >= 0xC2 && s[0] <= 0xDF ? 2 : s[0] >= 0xE0 && s[0] <= 0xEF ? 3
+                 : s[0] >= 0xF0 && s[0] <= 0xF4                  ? 4
+                                                                 : 0;
+    if (len == 0 || len > n) return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    if ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] > 0x9F) || (s[0] == 0xF0 && s[1] < 0x90) ||
+        (s[0] == 0xF4 && s[1] > 0x8F))
+        return 0;
+    return len;
+}
+
+/* A config is text: UTF-8 without control characters other than tab, CR and
+ * LF (YAML's printable set also allows NEL, U+0085). A NUL would end the text
+ * early and a binary file would be read as an empty config, so anything else
+ * is refused here, naming where. */
+static lb_status check_text(const char *path, const unsigned char *s, size_t n) {
+    size_t line = 1, column = 1;
+    for (size_t i = 0; i < n; column++) {
+        size_t len = utf8_length(s + i, n - i);
+        if (len == 0)
+            return lb_error(LB_ECONFIG, "%s:%zu:%zu: not UTF-8 text: byte 0x%02x at byte offset %zu is not valid UTF-8",
+                            path, line, column, s[i], i);
+        unsigned code = len == 1 ? s[i] : len == 2 ? (s[i] & 0x1Fu) << 6 | (s[i + 1] & 0x3Fu) : 0xA0;
+        if ((code < 0x20 && code != '\t' && code != '\n' && code != '\r') || (code >= 0x7F && code <= 0x9F && code != 0x85))
+            return lb_error(LB_ECONFIG,
+                            "%s:%zu:%zu: not a text file: control character U+%04X at byte offset %zu (a config is "
+                            "UTF-8 YAML text)",
+                            path, line, column, code, i);
+        if (s[i] == '\n') line++, column = 0;
+        i += len;
+    }
+    return LB_OK;
+}
+
 lb_status lb_config_load_file(const char *path, lb_config *c) {
     lb_config_defaults(c);
     FILE *f = fopen(path, "rb");
@@ -718,7 +757,8 @@ lb_status lb_config_load_file(const char *path, lb_config *c) {
         return lb_error(LB_EIO, "config '%s': read error", path);
     }
     text[n] = '\0';
-    lb_status st = lb_config_load_string(text, path, c);
+    lb_status st = check_text(path, (const unsigned char *)text, n);
+    if (st == LB_OK) st = lb_config_load_string(text, path, c);
     free(text);
     return st;
 }
