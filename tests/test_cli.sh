@@ -86,30 +86,28 @@ expect 2 "read-only checkpoint.dir" -- "${as_user[@]}" "$LOWBIT" train "$WORK/ti
 contains "$WORK/err" "cannot create directory '$WORK/read-only/run': Permission denied" "read-only directory explained"
 chmod 755 "$WORK/read-only"
 
-# SIGINT during training: a checkpoint is written and the program stops cleanly.
-"$LOWBIT" train "$WORK/tiny.yaml" >"$WORK/train.out" 2>"$WORK/train.err" &
-pid=$!
-for _ in $(seq 1 200); do grep -q "^step [3-9]/" "$WORK/train.out" 2>/dev/null && break; sleep 0.1; done
-kill -INT $pid
-wait $pid
-code=$?
-if [ $code = 0 ]; then ok "SIGINT: clean exit"; else bad "SIGINT: exit $code"; cat "$WORK/train.err"; fi
-contains "$WORK/train.out" "SIGINT received" "SIGINT reported"
+# interrupt SIGNAL NAME RUN_DIR: trains into RUN_DIR in the background, sends
+# SIGNAL once step 3 is printed, and expects a clean stop (exit 0) that says
+# so and writes a checkpoint; the output is in $WORK/NAME.out and .err.
+interrupt() {
+  "$LOWBIT" train "$WORK/tiny.yaml" --set checkpoint.dir="$3" >"$WORK/$2.out" 2>"$WORK/$2.err" &
+  local pid=$!
+  for _ in $(seq 1 600); do grep -q "^step [3-9]/" "$WORK/$2.out" 2>/dev/null && break; sleep 0.1; done
+  kill -"$1" $pid
+  wait $pid
+  local code=$?
+  if [ $code = 0 ]; then ok "SIG$1: clean exit"; else bad "SIG$1: exit $code"; cat "$WORK/$2.err"; fi
+  contains "$WORK/$2.out" "SIG$1 received" "SIG$1 reported"
+  contains "$WORK/$2.out" "checkpoint (interrupted): $3/step_" "SIG$1 wrote a checkpoint"
+  contains "$WORK/$2.out" "resume with: lowbit train $WORK/tiny.yaml --resume $3" "SIG$1: resume hint"
+}
+
+# SIGINT or SIGTERM during training: a checkpoint is written and the program stops cleanly.
+interrupt TERM term "$WORK/run-term"
+interrupt INT train "$WORK/run"
 ckpt=$(ls "$WORK"/run/step_*.h5 2>/dev/null | tail -1)
 if [ -n "$ckpt" ]; then ok "SIGINT wrote $ckpt"; else bad "no checkpoint after SIGINT"; fi
 contains "$WORK/run/metrics.jsonl" '"event":"step"' "metrics file has step records"
-contains "$WORK/train.out" "resume with: lowbit train $WORK/tiny.yaml --resume $WORK/run" "resume hint"
-
-# SIGTERM does the same.
-"$LOWBIT" train "$WORK/tiny.yaml" --set checkpoint.dir="$WORK/run-term" >"$WORK/term.out" 2>"$WORK/term.err" &
-pid=$!
-for _ in $(seq 1 200); do grep -q "^step [2-9]/" "$WORK/term.out" 2>/dev/null && break; sleep 0.1; done
-kill -TERM $pid
-wait $pid
-code=$?
-if [ $code = 0 ]; then ok "SIGTERM: clean exit"; else bad "SIGTERM: exit $code"; cat "$WORK/term.err"; fi
-contains "$WORK/term.out" "SIGTERM received" "SIGTERM reported"
-contains "$WORK/term.out" "checkpoint (interrupted): $WORK/run-term/step_" "SIGTERM wrote a checkpoint"
 
 # Resume to the end with fewer steps, then eval and sample.
 # Resume and run ten more steps than the interrupted run reached.

@@ -218,11 +218,16 @@ lb_status lb_trainer_save(lb_trainer *t, char *path_out, size_t size) {
     return LB_OK;
 }
 
+/* Opens the checkpoint a user named: a file, or a run directory's newest. */
+static lb_status open_named(const char *path, char file[PATH_MAX], lb_ckpt **c) {
+    LB_TRY(lb_rundir_resolve(path, file, PATH_MAX));
+    return lb_ckpt_open(file, c);
+}
+
 lb_status lb_trainer_resume(lb_trainer *t, const char *path) {
     char file[PATH_MAX];
-    LB_TRY(lb_rundir_resolve(path, file, sizeof file));
     lb_ckpt *c;
-    LB_TRY(lb_ckpt_open(file, &c));
+    LB_TRY(open_named(path, file, &c));
     lb_status s = lb_state_read(t, c);
     lb_ckpt_close(c);
     if (s != LB_OK) lb_error_prefix("resuming from '%s'", file);
@@ -231,9 +236,8 @@ lb_status lb_trainer_resume(lb_trainer *t, const char *path) {
 
 lb_status lb_load_checkpoint_config(const char *path, lb_config *cfg) {
     char file[PATH_MAX];
-    LB_TRY(lb_rundir_resolve(path, file, sizeof file));
     lb_ckpt *c;
-    LB_TRY(lb_ckpt_open(file, &c));
+    LB_TRY(open_named(path, file, &c));
     lb_status s = lb_state_read_config(c, cfg);
     lb_ckpt_close(c);
     if (s != LB_OK) lb_error_prefix("checkpoint '%s'", file);
@@ -244,9 +248,8 @@ lb_status lb_load_checkpoint_model(const char *path, lb_config *cfg, lb_tokenize
     char file[PATH_MAX];
     *tok = NULL;
     *model = NULL;
-    LB_TRY(lb_rundir_resolve(path, file, sizeof file));
     lb_ckpt *c;
-    LB_TRY(lb_ckpt_open(file, &c));
+    LB_TRY(open_named(path, file, &c));
     lb_status s = lb_state_read_config(c, cfg);
     if (s == LB_OK) s = lb_state_read_tokenizer(c, tok);
     if (s == LB_OK && !(*model = lb_model_create(&cfg->model, cfg->train.seed))) s = lb_errcode();
