@@ -310,6 +310,12 @@ static void record(const lb_run_event *e, void *ctx) {
     if (e->kind == LB_RUN_CHECKPOINT) assert_true(exists(e->path));
 }
 
+/* lb_run from `resume` (NULL: fresh) with `rec` as its hook and its stop flag. */
+static lb_status run_recorded(lb_trainer *t, recorder *rec, const char *resume, lb_run_report *r) {
+    lb_run_options o = {.resume = resume, .stop = &rec->stop, .on_event = record, .ctx = rec};
+    return lb_run(t, &o, r);
+}
+
 /* small_config with a metrics file in the run directory. */
 static void run_config(lb_config *c, const fixture *fx, const char *run, const char *state_codec) {
     small_config(c, fx, run, state_codec);
@@ -356,9 +362,8 @@ static void test_run_keeps_its_cadence(void **state) {
     lb_trainer t;
     init_trainer(&t, &c);
     recorder rec = {.stop_at = -1};
-    lb_run_options o = {.on_event = record, .ctx = &rec};
     lb_run_report r;
-    if (lb_run(&t, &o, &r) != LB_OK) fail_msg("lb_run: %s", lb_errmsg());
+    if (run_recorded(&t, &rec, NULL, &r) != LB_OK) fail_msg("lb_run: %s", lb_errmsg());
     assert_string_equal(rec.log, "start@0 step@1 step@2 periodic@2 step@3 eval@3 step@4 periodic@4 step@5 step@6 "
                                  "eval@6 periodic@6 step@7 eval@7 final@7");
     assert_int_equal(r.start_step, 0);
@@ -382,7 +387,7 @@ static void test_run_keeps_its_cadence(void **state) {
 
     /* At train.steps already: nothing to do, nothing written. */
     rec.n = 0;
-    if (lb_run(&t, &o, &r) != LB_OK) fail_msg("lb_run: %s", lb_errmsg());
+    if (run_recorded(&t, &rec, NULL, &r) != LB_OK) fail_msg("lb_run: %s", lb_errmsg());
     assert_string_equal(rec.log, "start@7");
     assert_int_equal(r.steps, 0);
     assert_string_equal(r.checkpoint, "");
@@ -408,16 +413,14 @@ static void check_resume_exact(const fixture *fx, const char *codec) {
     lb_trainer a;
     init_trainer(&a, &ca);
     recorder ra = {.stop_at = -1};
-    lb_run_options oa = {.on_event = record, .ctx = &ra};
     lb_run_report rep_a;
-    if (lb_run(&a, &oa, &rep_a) != LB_OK) fail_msg("lb_run: %s", lb_errmsg());
+    if (run_recorded(&a, &ra, NULL, &rep_a) != LB_OK) fail_msg("lb_run: %s", lb_errmsg());
 
     lb_trainer b;
     init_trainer(&b, &cb);
     recorder rb = {.stop_at = N / 2};
-    lb_run_options ob = {.stop = &rb.stop, .on_event = record, .ctx = &rb};
     lb_run_report rep_b;
-    assert_int_equal(lb_run(&b, &ob, &rep_b), LB_EINTERRUPTED);
+    assert_int_equal(run_recorded(&b, &rb, NULL, &rep_b), LB_EINTERRUPTED);
     assert_non_null(strstr(lb_errmsg(), "stopped at step 3"));
     assert_string_equal(rb.log, "start@0 step@1 step@2 eval@2 step@3 stop@3 interrupted@3");
     assert_int_equal(rep_b.stop, SIGINT);
@@ -431,8 +434,7 @@ static void check_resume_exact(const fixture *fx, const char *codec) {
     rb.n = 0;
     rb.stop = 0;
     rb.stop_at = -1;
-    ob.resume = dir;
-    if (lb_run(&b, &ob, &rep_b) != LB_OK) fail_msg("resumed lb_run: %s", lb_errmsg());
+    if (run_recorded(&b, &rb, dir, &rep_b) != LB_OK) fail_msg("resumed lb_run: %s", lb_errmsg());
     assert_string_equal(rb.log, "start@3 step@4 eval@4 step@5 step@6 eval@6 final@6");
     assert_int_equal(rep_b.start_step, N / 2);
     assert_int_equal(rep_b.steps, N - N / 2);
@@ -480,9 +482,8 @@ static void test_run_checks_its_directories_first(void **state) {
     lb_trainer t;
     init_trainer(&t, &c);
     recorder rec = {.stop_at = -1};
-    lb_run_options o = {.on_event = record, .ctx = &rec};
     lb_run_report r;
-    assert_int_equal(lb_run(&t, &o, &r), LB_ECONFIG);
+    assert_int_equal(run_recorded(&t, &rec, NULL, &r), LB_ECONFIG);
     snprintf(dir, sizeof dir, "key 'checkpoint.dir': cannot write checkpoints to '%s/run': '%s' is a file, not a "
                               "directory", file, file);
     assert_string_equal(lb_errmsg(), dir);
