@@ -167,6 +167,32 @@ static void test_resume_with_another_architecture_is_an_error(void **state) {
     lb_trainer_free(&t);
 }
 
+/* data.tokenizer reaches the trainer: bpe trains a vocabulary of
+ * data.vocab_size on the corpus, the model's vocabulary follows it, and the
+ * run saves and resumes with that tokenizer. */
+static void test_trainer_uses_the_configured_tokenizer(void **state) {
+    fixture *fx = *state;
+    lb_config c;
+    small_config(&c, fx, "bpe", "fp32");
+    tu_config_set(&c, "data.tokenizer=bpe");
+    tu_config_set(&c, "data.vocab_size=300");
+    assert_int_equal(lb_config_validate(&c), LB_OK);
+    lb_trainer t;
+    init_trainer(&t, &c);
+    assert_int_equal(t.tok->kind, LB_TOKENIZER_BPE);
+    assert_int_equal(t.tok->vocab_size, 300);
+    assert_int_equal(t.cfg.model.vocab_size, 300);
+    float l[2];
+    steps(&t, 2, l);
+    char path[700];
+    assert_int_equal(lb_trainer_save(&t, path, sizeof path), LB_OK);
+    lb_trainer_free(&t);
+    init_trainer(&t, &c);
+    if (lb_trainer_resume(&t, path) != LB_OK) fail_msg("resume: %s", lb_errmsg());
+    assert_int_equal(t.step, 2);
+    lb_trainer_free(&t);
+}
+
 /* The tiny example configs (their architecture as shipped; fewer, smaller
  * batches so the test stays short) lower the validation loss well below
  * ln(256), the loss of a byte model that knows nothing. */
@@ -670,6 +696,7 @@ int main(void) {
         cmocka_unit_test(test_run_checks_its_directories_first),
         cmocka_unit_test(test_run_read_only_writes_nothing),
         cmocka_unit_test(test_checkpoint_of_main_round_trips),
+        cmocka_unit_test(test_trainer_uses_the_configured_tokenizer),
         cmocka_unit_test(test_b158_tiny_learns),
         cmocka_unit_test(test_b1_tiny_learns),
         cmocka_unit_test(test_fp32_tiny_learns),

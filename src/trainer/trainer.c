@@ -26,11 +26,12 @@ static lb_status load_corpus(lb_trainer *t) {
     return lb_corpus_load_path(&t->corpus, d->path);
 }
 
+/* data.tokenizer: byte, char (built from the corpus), bpe (trained on it) or
+ * hf (a tokenizer.json), as the data module builds them. */
 static lb_status make_tokenizer(lb_trainer *t) {
-    if (t->cfg.data.tokenizer == LB_TOKENIZER_CHAR)
-        t->tok = lb_tokenizer_build_char(t->corpus.text, t->corpus.len);
-    else
-        t->tok = lb_tokenizer_byte();
+    const lb_data_config *d = &t->cfg.data;
+    lb_tokenizer_options o = {.kind = d->tokenizer, .vocab_size = d->vocab_size, .path = d->tokenizer_path};
+    t->tok = lb_tokenizer_for_corpus(&o, &t->corpus);
     return t->tok ? LB_OK : lb_errcode();
 }
 
