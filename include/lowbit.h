@@ -8,14 +8,19 @@
  *
  *     lowbit_config *cfg = NULL;
  *     lowbit_trainer *t = NULL;
- *     lowbit_step_result r;
  *     if (lowbit_config_load_file("configs/bitnet-b158-tiny.yaml", &cfg) != LOWBIT_OK ||
  *         lowbit_config_set(cfg, "train.steps=50") != LOWBIT_OK ||
  *         lowbit_trainer_new(cfg, &t) != LOWBIT_OK) {
  *         fprintf(stderr, "%s\n", lowbit_errmsg());
  *         ...
  *     }
- *     while (lowbit_trainer_step(t, &r) == LOWBIT_OK && r.step < 50) printf("loss %.3f\n", r.loss);
+ *     for (int i = 0; i < 50; i++) {
+ *         lowbit_step_result r;
+ *         if (lowbit_trainer_step(t, &r) != LOWBIT_OK) ...;
+ *         printf("step %lld: loss %.3f\n", (long long)r.step, r.loss);
+ *     }
+ *     lowbit_trainer_free(t);
+ *     lowbit_config_free(cfg);
  *
  * A complete program: examples/embed_train.c.
  *
