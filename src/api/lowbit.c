@@ -39,9 +39,9 @@ struct lowbit_model {
 
 /* Every public entry point checks its pointers first; a NULL is the
  * caller's bug, reported like any other bad argument. */
-#define REQUIRE(arg, fn)                                                                        \
-    do {                                                                                        \
-        if (!(arg)) return (lowbit_status)lb_error(LB_EINVAL, "%s: '%s' is NULL", fn, #arg);    \
+#define REQUIRE(arg)                                                                              \
+    do {                                                                                          \
+        if (!(arg)) return (lowbit_status)lb_error(LB_EINVAL, "%s: '%s' is NULL", __func__, #arg); \
     } while (0)
 
 /* LB_TRY for functions returning lowbit_status. */
@@ -78,25 +78,25 @@ static lowbit_status hand_out_config(lb_status s, lowbit_config *cfg, lowbit_con
 }
 
 lowbit_status lowbit_config_load_file(const char *path, lowbit_config **out) {
-    REQUIRE(path, "lowbit_config_load_file");
-    REQUIRE(out, "lowbit_config_load_file");
+    REQUIRE(path);
+    REQUIRE(out);
     lowbit_config *cfg = alloc_config();
     if (!cfg) return LOWBIT_ENOMEM;
     return hand_out_config(lb_config_load_file(path, &cfg->c), cfg, out);
 }
 
 lowbit_status lowbit_config_load_string(const char *yaml, const char *name, lowbit_config **out) {
-    REQUIRE(yaml, "lowbit_config_load_string");
-    REQUIRE(name, "lowbit_config_load_string");
-    REQUIRE(out, "lowbit_config_load_string");
+    REQUIRE(yaml);
+    REQUIRE(name);
+    REQUIRE(out);
     lowbit_config *cfg = alloc_config();
     if (!cfg) return LOWBIT_ENOMEM;
     return hand_out_config(lb_config_load_string(yaml, name, &cfg->c), cfg, out);
 }
 
 lowbit_status lowbit_config_load_checkpoint(const char *path, lowbit_config **out) {
-    REQUIRE(path, "lowbit_config_load_checkpoint");
-    REQUIRE(out, "lowbit_config_load_checkpoint");
+    REQUIRE(path);
+    REQUIRE(out);
     lowbit_config *cfg = alloc_config();
     if (!cfg) return LOWBIT_ENOMEM;
     lb_status s = lb_load_checkpoint_config(path, &cfg->c);
@@ -105,19 +105,19 @@ lowbit_status lowbit_config_load_checkpoint(const char *path, lowbit_config **ou
 }
 
 lowbit_status lowbit_config_set(lowbit_config *cfg, const char *assignment) {
-    REQUIRE(cfg, "lowbit_config_set");
-    REQUIRE(assignment, "lowbit_config_set");
+    REQUIRE(cfg);
+    REQUIRE(assignment);
     return (lowbit_status)lb_config_set(&cfg->c, assignment);
 }
 
 lowbit_status lowbit_config_validate(const lowbit_config *cfg) {
-    REQUIRE(cfg, "lowbit_config_validate");
+    REQUIRE(cfg);
     return (lowbit_status)lb_config_validate(&cfg->c);
 }
 
 lowbit_status lowbit_config_to_yaml(const lowbit_config *cfg, char **yaml) {
-    REQUIRE(cfg, "lowbit_config_to_yaml");
-    REQUIRE(yaml, "lowbit_config_to_yaml");
+    REQUIRE(cfg);
+    REQUIRE(yaml);
     return (lowbit_status)lb_config_to_yaml(&cfg->c, yaml);
 }
 
@@ -126,8 +126,8 @@ void lowbit_config_free(lowbit_config *cfg) { free(cfg); }
 /* ---- training ------------------------------------------------------------ */
 
 lowbit_status lowbit_trainer_new(const lowbit_config *cfg, lowbit_trainer **out) {
-    REQUIRE(cfg, "lowbit_trainer_new");
-    REQUIRE(out, "lowbit_trainer_new");
+    REQUIRE(cfg);
+    REQUIRE(out);
     TRY(lb_config_validate(&cfg->c));
     lowbit_trainer *t = malloc(sizeof *t);
     if (!t) return (lowbit_status)lb_error(LB_ENOMEM, "a trainer");
@@ -147,7 +147,7 @@ void lowbit_trainer_free(lowbit_trainer *t) {
 }
 
 lowbit_status lowbit_trainer_step(lowbit_trainer *t, lowbit_step_result *result) {
-    REQUIRE(t, "lowbit_trainer_step");
+    REQUIRE(t);
     lb_step_result r;
     TRY(lb_trainer_step(&t->t, &r));
     if (result) {
@@ -164,17 +164,17 @@ lowbit_status lowbit_trainer_step(lowbit_trainer *t, lowbit_step_result *result)
 }
 
 lowbit_status lowbit_trainer_evaluate(lowbit_trainer *t, int n_batches, float *loss) {
-    REQUIRE(t, "lowbit_trainer_evaluate");
-    REQUIRE(loss, "lowbit_trainer_evaluate");
+    REQUIRE(t);
+    REQUIRE(loss);
     if (n_batches < 0)
-        return (lowbit_status)lb_error(LB_EINVAL, "lowbit_trainer_evaluate: n_batches must be >= 0, got %d",
+        return (lowbit_status)lb_error(LB_EINVAL, "%s: n_batches must be >= 0, got %d", __func__,
                                        n_batches);
     return (lowbit_status)lb_trainer_evaluate(&t->t, n_batches ? n_batches : t->t.cfg.eval.batches, loss);
 }
 
 lowbit_status lowbit_trainer_get_info(const lowbit_trainer *t, lowbit_trainer_info *info) {
-    REQUIRE(t, "lowbit_trainer_get_info");
-    REQUIRE(info, "lowbit_trainer_get_info");
+    REQUIRE(t);
+    REQUIRE(info);
     info->step = t->t.step;
     info->steps = t->t.cfg.train.steps;
     info->tokens_seen = t->t.tokens_seen;
@@ -186,16 +186,15 @@ lowbit_status lowbit_trainer_get_info(const lowbit_trainer *t, lowbit_trainer_in
 /* ---- checkpoints --------------------------------------------------------- */
 
 lowbit_status lowbit_trainer_save_checkpoint(lowbit_trainer *t, char *path, size_t size) {
-    REQUIRE(t, "lowbit_trainer_save_checkpoint");
+    REQUIRE(t);
     char where[LOWBIT_PATH_MAX];
     if (path) {
         /* Refuse a short buffer before writing, not after. */
         TRY(lb_ckpt_path_for_step(t->t.cfg.checkpoint.dir, (long)t->t.step, where, sizeof where));
         if (strlen(where) >= size)
             return (lowbit_status)lb_error(LB_EINVAL,
-                                           "lowbit_trainer_save_checkpoint: the path '%s' needs %zu bytes, the "
-                                           "buffer has %zu",
-                                           where, strlen(where) + 1, size);
+                                           "%s: the path '%s' needs %zu bytes, the buffer has %zu",
+                                           __func__, where, strlen(where) + 1, size);
     }
     TRY(lb_trainer_save(&t->t, where, sizeof where));
     if (path) memcpy(path, where, strlen(where) + 1);
@@ -203,8 +202,8 @@ lowbit_status lowbit_trainer_save_checkpoint(lowbit_trainer *t, char *path, size
 }
 
 lowbit_status lowbit_trainer_load_checkpoint(lowbit_trainer *t, const char *path) {
-    REQUIRE(t, "lowbit_trainer_load_checkpoint");
-    REQUIRE(path, "lowbit_trainer_load_checkpoint");
+    REQUIRE(t);
+    REQUIRE(path);
     return (lowbit_status)lb_trainer_resume(&t->t, path);
 }
 
@@ -216,21 +215,21 @@ lowbit_sample_params lowbit_sample_default_params(void) {
 }
 
 /* Encodes the prompt, samples after it and decodes only the new tokens. */
-static lowbit_status generate(lb_model *m, lb_graph *g, const lb_tokenizer *tok, const char *prompt,
+static lowbit_status generate(const char *fn, lb_model *m, lb_graph *g, const lb_tokenizer *tok, const char *prompt,
                               const lowbit_sample_params *params, char **text, size_t *len) {
     lowbit_sample_params p = params ? *params : lowbit_sample_default_params();
     if (p.n_tokens < 1)
-        return (lowbit_status)lb_error(LB_EINVAL, "generate: n_tokens must be >= 1, got %d", p.n_tokens);
+        return (lowbit_status)lb_error(LB_EINVAL, "%s: n_tokens must be >= 1, got %d", fn, p.n_tokens);
     if (!(p.temperature >= 0.0f) || p.top_k < 0)
-        return (lowbit_status)lb_error(LB_EINVAL, "generate: expected temperature >= 0 and top_k >= 0, got %g and %d",
-                                       (double)p.temperature, p.top_k);
+        return (lowbit_status)lb_error(LB_EINVAL, "%s: expected temperature >= 0 and top_k >= 0, got %g and %d",
+                                       fn, (double)p.temperature, p.top_k);
     size_t n_prompt = 0, prompt_len = strlen(prompt);
-    if (prompt_len == 0) return (lowbit_status)lb_error(LB_EINVAL, "generate: the prompt is empty");
+    if (prompt_len == 0) return (lowbit_status)lb_error(LB_EINVAL, "%s: the prompt is empty", fn);
     int *ids = malloc((prompt_len + (size_t)p.n_tokens) * sizeof *ids);
-    if (!ids) return (lowbit_status)lb_error(LB_ENOMEM, "generate: %d tokens", p.n_tokens);
+    if (!ids) return (lowbit_status)lb_error(LB_ENOMEM, "%s: %d tokens", fn, p.n_tokens);
     lb_status s = lb_tokenizer_encode(tok, prompt, prompt_len, ids, &n_prompt);
     if (s != LB_OK) {
-        lb_error_prefix("generate: the prompt");
+        lb_error_prefix("%s: the prompt", fn);
     } else {
         lb_rng rng;
         lb_rng_init(&rng, p.seed, LB_STREAM_SAMPLE);
@@ -249,15 +248,15 @@ static lowbit_status generate(lb_model *m, lb_graph *g, const lb_tokenizer *tok,
 
 lowbit_status lowbit_trainer_generate(lowbit_trainer *t, const char *prompt, const lowbit_sample_params *params,
                                       char **text, size_t *len) {
-    REQUIRE(t, "lowbit_trainer_generate");
-    REQUIRE(prompt, "lowbit_trainer_generate");
-    REQUIRE(text, "lowbit_trainer_generate");
-    return generate(t->t.model, &t->t.graph, t->t.tok, prompt, params, text, len);
+    REQUIRE(t);
+    REQUIRE(prompt);
+    REQUIRE(text);
+    return generate(__func__, t->t.model, &t->t.graph, t->t.tok, prompt, params, text, len);
 }
 
 lowbit_status lowbit_model_load(const char *checkpoint, lowbit_model **out) {
-    REQUIRE(checkpoint, "lowbit_model_load");
-    REQUIRE(out, "lowbit_model_load");
+    REQUIRE(checkpoint);
+    REQUIRE(out);
     lowbit_model *m = calloc(1, sizeof *m);
     if (!m) return (lowbit_status)lb_error(LB_ENOMEM, "a model");
     lb_status s = lb_load_checkpoint_model(checkpoint, &m->cfg, &m->tok, &m->model);
@@ -275,10 +274,10 @@ lowbit_status lowbit_model_load(const char *checkpoint, lowbit_model **out) {
 
 lowbit_status lowbit_model_generate(lowbit_model *m, const char *prompt, const lowbit_sample_params *params,
                                     char **text, size_t *len) {
-    REQUIRE(m, "lowbit_model_generate");
-    REQUIRE(prompt, "lowbit_model_generate");
-    REQUIRE(text, "lowbit_model_generate");
-    return generate(m->model, &m->graph, m->tok, prompt, params, text, len);
+    REQUIRE(m);
+    REQUIRE(prompt);
+    REQUIRE(text);
+    return generate(__func__, m->model, &m->graph, m->tok, prompt, params, text, len);
 }
 
 void lowbit_model_free(lowbit_model *m) {
