@@ -5,6 +5,7 @@
 #   2. lowbit.h compiles on its own as C99 (-pedantic) and as C++;
 #   3. examples/ configures with find_package(lowbit) from that prefix, builds
 #      and runs (embed_train checks its own results and exits 1 otherwise);
+#      without one of lowbit's dependencies, find_package(lowbit) says which;
 #   4. examples/embed_train.c compiles and links with
 #      `pkg-config --cflags --libs --static lowbit` alone, and runs.
 # Any difference fails the test; nothing here is optional.
@@ -52,6 +53,17 @@ found=$(sed -n 's/^lowbit_DIR:PATH=//p' "$work/examples/CMakeCache.txt")
 [ "$found" = "$prefix/$libdir/cmake/lowbit" ] || fail "find_package(lowbit) found '$found', not the package just installed"
 cmake --build "$work/examples" >"$work/build.log" 2>&1 || { cat "$work/build.log"; fail "building examples/"; }
 "$work/examples/embed_train"
+
+step "find_package(lowbit) when one of lowbit's dependencies is missing"
+# pkg-config finding nothing stands for libyaml not being installed: the
+# package must report itself not found, with the reason, rather than give a
+# target that fails at link time.
+if PKG_CONFIG_LIBDIR=/nonexistent cmake -S "$src/examples" -B "$work/examples-nodeps" \
+     -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_C_COMPILER="$cc" >"$work/nodeps.log" 2>&1; then
+  fail "find_package(lowbit) succeeded without libyaml"
+fi
+grep -q "pkg-config module yaml-0.1 not found" "$work/nodeps.log" ||
+  { cat "$work/nodeps.log"; fail "find_package(lowbit) did not say which dependency is missing"; }
 
 step "embed_train.c with pkg-config --cflags --libs --static lowbit"
 [ "$(pkg-config --variable=pcfiledir lowbit)" = "$prefix/$libdir/pkgconfig" ] || fail "pkg-config found another lowbit.pc"
