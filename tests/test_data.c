@@ -583,10 +583,8 @@ static void test_validation_batches_fixed_and_covering(void **state) {
 static void test_fortunes_corpus(void **state) {
     (void)state;
     struct stat st;
-    if (stat(LB_DEFAULT_CORPUS, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        print_message("skipping: %s is absent (Debian package 'fortunes')\n", LB_DEFAULT_CORPUS);
-        skip();
-    }
+    tu_require_dependency("fortunes", stat(LB_DEFAULT_CORPUS, &st) == 0 && S_ISDIR(st.st_mode),
+                          "apt-get install fortunes: the corpus " LB_DEFAULT_CORPUS);
     lb_corpus c;
     assert_int_equal(lb_corpus_load_path(&c, LB_DEFAULT_CORPUS), LB_OK);
     /* Debian's fortunes: a few dozen files, ~2.5 MB of text, each with a .dat

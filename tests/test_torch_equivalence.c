@@ -8,7 +8,8 @@
  * scripts/reference/check_equivalence.py loads the checkpoint with h5py,
  * runs the same computation in PyTorch (in float64) and compares; the
  * tolerances are stated in that script. It exits 77 when torch is absent,
- * and only then is the test skipped. */
+ * and only then is the test skipped (or failed, with LOWBIT_REQUIRE_DEPS=1:
+ * tu_require_dependency). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,11 +131,7 @@ static void check_model(const char *tag, const char *yaml) {
     fflush(stdout);
     int rc = system(cmd);
     int code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-    if (code == 77) {
-        print_message("SKIPPED: PyTorch is not installed for %s (apt-get install python3-torch, "
-                      "or scripts/setup.sh)\n", PYTHON);
-        skip();
-    }
+    tu_require_dependency("torch", code != 77, "PyTorch for " PYTHON ": apt-get install python3-torch");
     if (code != 0) fail_msg("%s: lowbit and the PyTorch reference disagree (exit code %d, see above)", tag, code);
 }
 

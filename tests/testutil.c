@@ -131,6 +131,37 @@ void tu_apply_test_filter(void) {
     if (f && *f) cmocka_set_test_filter(f);
 }
 
+static int n_skipped; /* tests skipped for a missing dependency */
+
+int tu_exit_status(int n_failed) {
+    if (n_failed) return 1;
+    return n_skipped ? TU_EXIT_SKIPPED : 0;
+}
+
+/* Is `name` in the comma-separated $LOWBIT_TEST_HIDE_DEPS? */
+static int hidden(const char *name) {
+    const char *p = getenv("LOWBIT_TEST_HIDE_DEPS");
+    size_t n = strlen(name);
+    while (p && *p) {
+        size_t len = strcspn(p, ",");
+        if (len == n && strncmp(p, name, n) == 0) return 1;
+        p += len;
+        if (*p == ',') p++;
+    }
+    return 0;
+}
+
+void tu_require_dependency(const char *name, int present, const char *install) {
+    if (present && !hidden(name)) return;
+    const char *require = getenv("LOWBIT_REQUIRE_DEPS");
+    if (require && strcmp(require, "1") == 0)
+        fail_msg("%s is missing (%s, or scripts/setup.sh); LOWBIT_REQUIRE_DEPS=1 makes that a failure", name,
+                 install);
+    print_message("SKIPPED: %s is missing (%s, or scripts/setup.sh)\n", name, install);
+    n_skipped++;
+    skip();
+}
+
 const char *tu_source_dir(void) {
     const char *d = getenv("LOWBIT_SOURCE_DIR");
     return d && *d ? d : ".";

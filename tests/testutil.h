@@ -64,10 +64,27 @@ void tu_config_set(lb_config *c, const char *fmt, ...) LB_PRINTF(2, 3);
 
 /* cmocka_run_group_tests limited to the tests $LOWBIT_TEST_FILTER names (a
  * cmocka glob) when it is set: ctest uses it to list one gradient check per
- * op (see tests/CMakeLists.txt). */
+ * op (see tests/CMakeLists.txt). Its value is the program's exit status:
+ * 1 when a test failed, else TU_EXIT_SKIPPED when one was skipped, else 0. */
 #define tu_run_group_tests(tests, setup, teardown) \
-    (tu_apply_test_filter(), cmocka_run_group_tests(tests, setup, teardown))
+    (tu_apply_test_filter(), tu_exit_status(cmocka_run_group_tests(tests, setup, teardown)))
 void tu_apply_test_filter(void);
+int tu_exit_status(int n_failed);
+
+/* The exit status ctest reports as "skipped" (SKIP_RETURN_CODE in
+ * tests/CMakeLists.txt), the automake convention. */
+#define TU_EXIT_SKIPPED 77
+
+/* For a test that needs something scripts/setup.sh installs (PyTorch, h5py,
+ * the fortunes corpus): returns when `present` is true. Otherwise, or when
+ * $LOWBIT_TEST_HIDE_DEPS (a comma-separated list, for testing this path)
+ * names `name`, the dependency is missing, and the running test
+ *   - fails, saying so, when $LOWBIT_REQUIRE_DEPS is 1 (scripts/test.sh sets
+ *     it: the suite must not pass with a check left out);
+ *   - is skipped otherwise, and the program then exits with TU_EXIT_SKIPPED
+ *     so that ctest shows it as skipped, not passed.
+ * `install` says how to get it, e.g. "apt-get install python3-torch". */
+void tu_require_dependency(const char *name, int present, const char *install);
 
 /* $LOWBIT_SOURCE_DIR (set by ctest) or "." */
 const char *tu_source_dir(void);
