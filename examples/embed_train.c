@@ -1,8 +1,9 @@
 /* embed_train: lowbit inside another program, through lowbit.h alone.
  *
  * In a fresh temporary directory it writes a small generated corpus, builds a
- * config from a YAML string plus --set-style overrides, trains a few dozen
- * steps, evaluates, generates text and saves a checkpoint. Then it reloads
+ * config from a YAML string plus --set-style overrides, trains with the run
+ * loop (progress from its events, a final checkpoint), evaluates, takes one
+ * more step by hand, generates text and saves a checkpoint. Then it reloads
  * that checkpoint twice: as a trainer, which must evaluate to the same loss
  * and take the same next step, bit for bit; and as a model, which must
  * generate the same text. Exit status 0 when all of that holds, 1 otherwise
@@ -36,6 +37,7 @@ static const char CONFIG[] =
     "  batch_size: 8\n"
     "  seq_len: 32\n"
     "  lr: 3e-3\n"
+    "  min_lr: 3e-4\n"
     "  warmup_steps: 4\n"
     "eval:\n"
     "  batches: 4\n"
@@ -73,6 +75,18 @@ static int write_corpus(const char *path, size_t bytes) {
     return check(fclose(f) == 0, "cannot write the corpus");
 }
 
+/* The run loop's events: a line every 10 steps, evaluations, checkpoints. */
+static void show_progress(const lowbit_event *e, void *ctx) {
+    (void)ctx;
+    if (e->kind == LOWBIT_EVENT_STEP && e->step % 10 == 0)
+        printf("step %lld/%lld: loss %.4f, lr %.2e\n", (long long)e->step, (long long)e->steps, e->result->loss,
+               e->result->lr);
+    else if (e->kind == LOWBIT_EVENT_EVAL)
+        printf("step %lld: validation loss %.4f\n", (long long)e->step, e->val_loss);
+    else if (e->kind == LOWBIT_EVENT_CHECKPOINT)
+        printf("checkpoint (%s): %s\n", e->why, e->path);
+}
+
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
     (void)st, (void)flag, (void)ftw;
     return remove(path);
@@ -106,26 +120,36 @@ static int run(const char *dir) {
     printf("lowbit %s: %zu parameters, vocabulary %d, %lld steps\n", lowbit_version(), info.n_parameters,
            info.vocab_size, (long long)info.steps);
 
-    /* Train, evaluating before and after. */
+    /* Train with the run loop, as `lowbit train` does. */
     float before, after;
     if (lowbit_trainer_evaluate(t, 0, &before) != LOWBIT_OK) {
         failed("evaluating");
         goto done;
     }
-    lowbit_step_result r;
-    do {
-        if (lowbit_trainer_step(t, &r) != LOWBIT_OK) {
-            failed("training");
-            goto done;
-        }
-        if (r.step % 10 == 0) printf("step %lld: loss %.4f, lr %.2e\n", (long long)r.step, r.loss, r.lr);
-    } while (r.step < info.steps);
+    lowbit_run_options options = {NULL, show_progress, NULL};
+    lowbit_run_report report;
+    if (lowbit_trainer_run(t, &options, &report) != LOWBIT_OK) {
+        failed("training");
+        goto done;
+    }
+    printf("%lld steps in %.2f s, validation loss %.4f -> %.4f\n", (long long)report.steps, report.seconds, before,
+           report.val_loss);
+    if (!check(report.steps == info.steps && report.val_loss < 0.8f * before,
+               "the run takes train.steps steps and lowers the validation loss by more than 20%"))
+        goto done;
     if (lowbit_trainer_evaluate(t, 0, &after) != LOWBIT_OK) {
         failed("evaluating");
         goto done;
     }
-    printf("validation loss %.4f -> %.4f\n", before, after);
-    if (!check(after < 0.8f * before, "training lowers the validation loss by more than 20%")) goto done;
+    if (!check(after == report.val_loss, "evaluating again gives the run's last validation loss")) goto done;
+
+    /* One step by hand, past train.steps. */
+    lowbit_step_result r;
+    if (lowbit_trainer_step(t, &r) != LOWBIT_OK || lowbit_trainer_evaluate(t, 0, &after) != LOWBIT_OK) {
+        failed("one more step");
+        goto done;
+    }
+    printf("step %lld: loss %.4f, validation loss %.4f\n", (long long)r.step, r.loss, after);
 
     /* Generate, then save. */
     lowbit_sample_params sp = lowbit_sample_default_params();

@@ -45,6 +45,7 @@
 #ifndef LOWBIT_H
 #define LOWBIT_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -164,10 +165,68 @@ typedef struct lowbit_trainer_info {
 
 lowbit_status lowbit_trainer_get_info(const lowbit_trainer *t, lowbit_trainer_info *info);
 
-/* ---- checkpoints --------------------------------------------------------- */
-
 /* Room for any path lowbit writes into a caller's buffer. */
 #define LOWBIT_PATH_MAX 1024
+
+/* ---- the run loop ---------------------------------------------------------- */
+
+/* What lowbit_trainer_run reports to the caller's on_event, in this order:
+ * START once; then per step STEP, EVAL when an evaluation ran, and
+ * CHECKPOINT when one was written; STOP, then CHECKPOINT, when it stops. */
+typedef enum lowbit_event_kind {
+    LOWBIT_EVENT_START = 0,     /* before the first step */
+    LOWBIT_EVENT_STEP = 1,      /* a step was taken: result */
+    LOWBIT_EVENT_EVAL = 2,      /* an evaluation finished: val_loss */
+    LOWBIT_EVENT_STOP = 3,      /* the stop flag was seen: stop; the checkpoint follows */
+    LOWBIT_EVENT_CHECKPOINT = 4 /* a checkpoint was written: path, why */
+} lowbit_event_kind;
+
+typedef struct lowbit_event {
+    lowbit_event_kind kind;
+    int64_t step;                     /* optimizer steps completed */
+    int64_t steps;                    /* the config's train.steps */
+    int64_t tokens_seen;              /* training tokens consumed */
+    const lowbit_step_result *result; /* STEP; NULL otherwise */
+    float val_loss;                   /* EVAL */
+    int stop;                         /* STOP: the flag's value */
+    const char *path;                 /* CHECKPOINT: the file written */
+    const char *why;                  /* CHECKPOINT: "periodic", "final" or "interrupted" */
+} lowbit_event;
+
+/* All zero (or NULL) is a plain run: no stop flag, no events. */
+typedef struct lowbit_run_options {
+    /* Nonzero: stop after the current step, with a checkpoint. Set it from a
+     * signal handler (lowbit installs none) to make Ctrl-C save and stop. */
+    const volatile sig_atomic_t *stop;
+    /* Called on each event, on the calling thread; may be NULL. The event and
+     * its pointers are valid during the call only. */
+    void (*on_event)(const lowbit_event *event, void *ctx);
+    void *ctx;
+} lowbit_run_options;
+
+typedef struct lowbit_run_report {
+    int64_t start_step;               /* where the run began */
+    int64_t steps;                    /* steps taken by this call */
+    int64_t tokens;                   /* training tokens consumed by this call */
+    double seconds;                   /* wall time from the first step to the end */
+    float val_loss;                   /* the last evaluation's loss; NaN when none ran */
+    int stop;                         /* the stop flag's value when the run stopped on it, else 0 */
+    char checkpoint[LOWBIT_PATH_MAX]; /* the last checkpoint written ("" when none) */
+} lowbit_run_report;
+
+/* Trains from where the trainer stands to train.steps, as `lowbit train`
+ * does: first checks that checkpoint.dir and log.jsonl can be written
+ * (LOWBIT_ECONFIG naming the key and the path otherwise, before any step);
+ * after each step a metrics line (log.jsonl); an evaluation every
+ * eval.interval steps and at the last; a checkpoint every checkpoint.interval
+ * steps and at the last. To continue a run, lowbit_trainer_load_checkpoint
+ * first (metrics are then appended to). Returns LOWBIT_OK when train.steps is
+ * reached (also when there was nothing to do), LOWBIT_EINTERRUPTED after the
+ * checkpoint of a stop, another status on failure (checkpoints already written
+ * stay). `options` and `report` may be NULL; `report` is filled in every case. */
+lowbit_status lowbit_trainer_run(lowbit_trainer *t, const lowbit_run_options *options, lowbit_run_report *report);
+
+/* ---- checkpoints --------------------------------------------------------- */
 
 /* Writes the whole trainer state (config, model, optimizer state, step, data
  * position, tokenizer) to checkpoint.dir/step_NNNNNNNN.h5, creating the

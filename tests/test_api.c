@@ -2,8 +2,9 @@
  * its promises on errors (a status, a message naming what was wrong, output
  * parameters untouched), on configs (overrides, YAML round trip), on
  * checkpoints (a short path buffer refused before writing, a foreign file
- * refused) and on generation (arguments checked, the same seed the same
- * text, a trainer and its checkpoint's model agree). The whole tour of the
+ * refused), on the run loop (events in order, a stop that saves, preflight
+ * before the first step) and on generation (arguments checked, the same seed
+ * the same text, a trainer and its checkpoint's model agree). The whole tour of the
  * happy path is examples/embed_train.c, which test_install builds against
  * the installed package. Only lowbit.h is used, apart from testutil's corpus. */
 #include <stdio.h>
@@ -101,6 +102,7 @@ static void test_null_arguments(void **state) {
     expect_error(lowbit_trainer_step(NULL, NULL), LOWBIT_EINVAL, "lowbit_trainer_step");
     expect_error(lowbit_trainer_evaluate(NULL, 0, &loss), LOWBIT_EINVAL, "lowbit_trainer_evaluate");
     expect_error(lowbit_trainer_get_info(NULL, NULL), LOWBIT_EINVAL, "lowbit_trainer_get_info");
+    expect_error(lowbit_trainer_run(NULL, NULL, NULL), LOWBIT_EINVAL, "lowbit_trainer_run");
     expect_error(lowbit_trainer_save_checkpoint(NULL, NULL, 0), LOWBIT_EINVAL, "lowbit_trainer_save_checkpoint");
     expect_error(lowbit_trainer_load_checkpoint(NULL, "x"), LOWBIT_EINVAL, "lowbit_trainer_load_checkpoint");
     expect_error(lowbit_trainer_generate(NULL, "a", NULL, &text, NULL), LOWBIT_EINVAL, "lowbit_trainer_generate");
@@ -260,6 +262,115 @@ static void test_checkpoint_errors(void **state) {
     lowbit_trainer_free(t);
 }
 
+/* ---- the run loop ---------------------------------------------------------- */
+
+typedef struct run_log {
+    char kinds[64];                /* one letter per event: S(tart) s(tep) e(val) x (stop) c(heckpoint) */
+    int n;
+    char why[16];                  /* first letter of each checkpoint's reason */
+    int stop_at;                   /* set *flag after this step (0: never) */
+    volatile sig_atomic_t *flag;
+} run_log;
+
+static void on_event(const lowbit_event *e, void *ctx) {
+    run_log *log = ctx;
+    static const char letter[] = {'S', 's', 'e', 'x', 'c'};
+    if (log->n < 63) log->kinds[log->n++] = letter[e->kind];
+    if (e->kind == LOWBIT_EVENT_STEP) {
+        assert_non_null(e->result);
+        assert_int_equal(e->result->step, e->step);
+        if (log->stop_at && e->step == log->stop_at) *log->flag = 1;
+    } else {
+        assert_null(e->result);
+    }
+    if (e->kind == LOWBIT_EVENT_CHECKPOINT) {
+        assert_true(contains(e->path, "/run/step_"));
+        size_t n = strlen(log->why);
+        if (n < 15) log->why[n] = e->why[0];
+    }
+    assert_int_equal(e->steps, 4);
+}
+
+static void test_run(void **state) {
+    tu_run_dir *fx = *state;
+    lowbit_trainer *t = tiny_trainer(fx);
+    run_log log;
+    memset(&log, 0, sizeof log);
+    lowbit_run_options o = {NULL, on_event, &log};
+    lowbit_run_report r;
+    must(lowbit_trainer_run(t, &o, &r));
+    /* train.steps 4, eval.interval 100, checkpoint.interval 0: evaluation and a checkpoint at the end only */
+    assert_string_equal(log.kinds, "Sssssec");
+    assert_string_equal(log.why, "f");
+    assert_int_equal(r.start_step, 0);
+    assert_int_equal(r.steps, 4);
+    assert_int_equal(r.tokens, 4 * 2 * 16);
+    assert_int_equal(r.stop, 0);
+    assert_true(contains(r.checkpoint, "/run/step_00000004.h5"));
+    float loss;
+    must(lowbit_trainer_evaluate(t, 0, &loss));
+    assert_true(loss == r.val_loss); /* the run's last evaluation is of the state it left */
+
+    /* Nothing left to do: no step, no checkpoint. */
+    memset(&log, 0, sizeof log);
+    must(lowbit_trainer_run(t, &o, &r));
+    assert_string_equal(log.kinds, "S");
+    assert_int_equal(r.steps, 0);
+    lowbit_trainer_free(t);
+}
+
+static void test_run_stop_and_continue(void **state) {
+    tu_run_dir *fx = *state;
+    volatile sig_atomic_t stop = 0;
+    lowbit_trainer *t = tiny_trainer(fx);
+    run_log log;
+    memset(&log, 0, sizeof log);
+    log.stop_at = 2;
+    log.flag = &stop;
+    lowbit_run_options o = {&stop, on_event, &log};
+    lowbit_run_report r;
+    expect_error(lowbit_trainer_run(t, &o, &r), LOWBIT_EINTERRUPTED, "step 2");
+    assert_string_equal(log.kinds, "Sssxc");
+    assert_string_equal(log.why, "i");
+    assert_int_equal(r.stop, 1);
+    assert_true(contains(r.checkpoint, "/run/step_00000002.h5"));
+    lowbit_trainer_free(t);
+
+    /* A new trainer continues from the run directory to train.steps. */
+    char run[600];
+    snprintf(run, sizeof run, "%s/run", fx->dir);
+    stop = 0;
+    memset(&log, 0, sizeof log);
+    t = tiny_trainer(fx);
+    must(lowbit_trainer_load_checkpoint(t, run));
+    must(lowbit_trainer_run(t, &o, &r));
+    assert_int_equal(r.start_step, 2);
+    assert_int_equal(r.steps, 2);
+    assert_string_equal(log.kinds, "Sssec");
+    lowbit_trainer_free(t);
+}
+
+/* A checkpoint.dir that cannot be made: a config error before any step. */
+static void test_run_preflight(void **state) {
+    tu_run_dir *fx = *state;
+    lowbit_config *cfg = tiny_config(fx);
+    char set[600];
+    snprintf(set, sizeof set, "checkpoint.dir=%s/sub", fx->corpus); /* under a file */
+    must(lowbit_config_set(cfg, set));
+    lowbit_trainer *t = NULL;
+    must(lowbit_trainer_new(cfg, &t));
+    run_log log;
+    memset(&log, 0, sizeof log);
+    lowbit_run_options o = {NULL, on_event, &log};
+    expect_error(lowbit_trainer_run(t, &o, NULL), LOWBIT_ECONFIG, "checkpoint.dir");
+    assert_string_equal(log.kinds, "");
+    lowbit_trainer_info info;
+    must(lowbit_trainer_get_info(t, &info));
+    assert_int_equal(info.step, 0);
+    lowbit_trainer_free(t);
+    lowbit_config_free(cfg);
+}
+
 /* ---- generation ---------------------------------------------------------- */
 
 static char *generate(lowbit_trainer *t, const char *prompt, const lowbit_sample_params *p) {
@@ -339,6 +450,9 @@ int main(void) {
         cmocka_unit_test(test_trainer_missing_corpus),
         with_run_dir(test_step_info_and_evaluate),
         with_run_dir(test_checkpoint_errors),
+        with_run_dir(test_run),
+        with_run_dir(test_run_stop_and_continue),
+        with_run_dir(test_run_preflight),
         with_run_dir(test_generate),
     };
     return tu_run_group_tests(tests, NULL, NULL);

@@ -13,6 +13,8 @@
 #include "core/error.h"
 #include "io/config.h"
 #include "layers/sample.h"
+#include "trainer/rundir.h"
+#include "trainer/run.h"
 #include "trainer/trainer.h"
 
 static_assert(LOWBIT_OK == (int)LB_OK && LOWBIT_EINVAL == (int)LB_EINVAL && LOWBIT_ENOMEM == (int)LB_ENOMEM &&
@@ -21,6 +23,10 @@ static_assert(LOWBIT_OK == (int)LB_OK && LOWBIT_EINVAL == (int)LB_EINVAL && LOWB
                   LOWBIT_EINTERRUPTED == (int)LB_EINTERRUPTED,
               "lowbit_status and lb_status must give every code the same number");
 static_assert(LOWBIT_PATH_MAX >= LB_CONFIG_PATH_MAX + 32, "LOWBIT_PATH_MAX must hold checkpoint.dir/step_N.h5");
+static_assert(LOWBIT_EVENT_START == (int)LB_RUN_START && LOWBIT_EVENT_STEP == (int)LB_RUN_STEP &&
+                  LOWBIT_EVENT_EVAL == (int)LB_RUN_EVAL && LOWBIT_EVENT_STOP == (int)LB_RUN_STOP &&
+                  LOWBIT_EVENT_CHECKPOINT == (int)LB_RUN_CHECKPOINT,
+              "lowbit_event_kind and lb_run_event_kind must give every event the same number");
 
 struct lowbit_config {
     lb_config c;
@@ -146,21 +152,74 @@ void lowbit_trainer_free(lowbit_trainer *t) {
     free(t);
 }
 
+static lowbit_step_result public_step_result(const lb_step_result *r, int64_t step) {
+    lowbit_step_result p;
+    p.step = step;
+    p.loss = r->loss;
+    p.lr = r->lr;
+    p.weight_decay = r->wd;
+    p.quant_lambda = r->lambda;
+    p.grad_norm = r->grad_norm;
+    p.skipped = r->skipped;
+    p.seconds = r->seconds;
+    return p;
+}
+
 lowbit_status lowbit_trainer_step(lowbit_trainer *t, lowbit_step_result *result) {
     REQUIRE(t);
     lb_step_result r;
     TRY(lb_trainer_step(&t->t, &r));
-    if (result) {
-        result->step = t->t.step;
-        result->loss = r.loss;
-        result->lr = r.lr;
-        result->weight_decay = r.wd;
-        result->quant_lambda = r.lambda;
-        result->grad_norm = r.grad_norm;
-        result->skipped = r.skipped;
-        result->seconds = r.seconds;
-    }
+    if (result) *result = public_step_result(&r, t->t.step);
     return LOWBIT_OK;
+}
+
+/* lb_run's events, handed on as lowbit_events. */
+static void forward_event(const lb_run_event *e, void *ctx) {
+    const lowbit_run_options *o = ctx;
+    lowbit_event pe;
+    memset(&pe, 0, sizeof pe);
+    pe.kind = (lowbit_event_kind)e->kind;
+    pe.step = e->trainer->step;
+    pe.steps = e->trainer->cfg.train.steps;
+    pe.tokens_seen = e->trainer->tokens_seen;
+    lowbit_step_result result;
+    if (e->result) {
+        result = public_step_result(e->result, e->trainer->step);
+        pe.result = &result;
+    }
+    pe.val_loss = e->val_loss;
+    pe.stop = e->stop;
+    pe.path = e->path;
+    pe.why = e->why;
+    o->on_event(&pe, o->ctx);
+}
+
+lowbit_status lowbit_trainer_run(lowbit_trainer *t, const lowbit_run_options *options, lowbit_run_report *report) {
+    REQUIRE(t);
+    lb_run_options o;
+    memset(&o, 0, sizeof o);
+    if (options) {
+        o.stop = options->stop;
+        if (options->on_event) {
+            o.on_event = forward_event;
+            o.ctx = (void *)options;
+        }
+    }
+    lb_run_report r;
+    lb_status s = lb_run(&t->t, &o, &r);
+    if (report) {
+        report->start_step = r.start_step;
+        report->steps = r.steps;
+        report->tokens = r.tokens;
+        report->seconds = r.seconds;
+        report->val_loss = r.val_loss;
+        report->stop = r.stop;
+        /* Fits: a checkpoint path has at most LB_CONFIG_PATH_MAX + 32 bytes (asserted above). */
+        size_t n = strnlen(r.checkpoint, sizeof report->checkpoint - 1);
+        memcpy(report->checkpoint, r.checkpoint, n);
+        report->checkpoint[n] = '\0';
+    }
+    return (lowbit_status)s;
 }
 
 lowbit_status lowbit_trainer_evaluate(lowbit_trainer *t, int n_batches, float *loss) {
@@ -190,7 +249,7 @@ lowbit_status lowbit_trainer_save_checkpoint(lowbit_trainer *t, char *path, size
     char where[LOWBIT_PATH_MAX];
     if (path) {
         /* Refuse a short buffer before writing, not after. */
-        TRY(lb_ckpt_path_for_step(t->t.cfg.checkpoint.dir, (long)t->t.step, where, sizeof where));
+        TRY(lb_rundir_step_path(t->t.cfg.checkpoint.dir, t->t.step, where, sizeof where));
         if (strlen(where) >= size)
             return (lowbit_status)lb_error(LB_EINVAL,
                                            "%s: the path '%s' needs %zu bytes, the buffer has %zu",
