@@ -19,7 +19,7 @@
 
 #include "autograd/ops.h"
 #include "layers/model_config.h"
-#include "optim/grad_quant.h"
+#include "quant/grad_round.h"
 
 /* Fills the weight and activation specs that `in->mode` implies (for FP, B1
  * and B158 the preset's recipe of quant/recipe.h, whatever the specs in `in`

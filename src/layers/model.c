@@ -282,7 +282,7 @@ static lb_tensor *linear(lb_graph *g, const lb_model *m, lb_tensor *x, lb_tensor
         lb_linear_quant *c = lb_graph_alloc(g, sizeof *c);
         if (!c) return NULL;
         *c = *q;
-        uint64_t base = (m->step << 20) + 2 * (uint64_t)(w - m->tensors);
+        uint64_t base = LB_SR_COUNTER(m->step, 2 * (uint64_t)(w - m->tensors));
         c->weight.seed = c->activation.seed = m->seed;
         c->weight.stream = base;
         c->activation.stream = base + 1;
@@ -311,7 +311,7 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, const int *ids, int B, int
         if (sr) { /* stream as for the weight of parameter 0, see linear() */
             *sr = m->q_embd;
             sr->seed = m->seed;
-            sr->stream = m->step << 20;
+            sr->stream = LB_SR_COUNTER(m->step, 0);
             spec = sr;
         }
         table = m->q_embd.stochastic && !sr ? NULL : lb_fake_quant(g, table, spec, LB_STE_IDENTITY, lambda);

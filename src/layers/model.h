@@ -29,6 +29,7 @@
 
 #include "autograd/graph.h"
 #include "layers/linear.h"
+#include "quant/grad_round.h"
 #include "layers/model_config.h"
 
 #define LB_PARAM_NAME_MAX 48
@@ -159,7 +160,6 @@ static inline void lb_model_set_step(lb_model *m, uint64_t step) { m->step = ste
  * with lb_quantize_grad_inplace (see lb_grad_round), keyed by the model's seed
  * and counter LB_SR_COUNTER(step, LB_SR_ID_ACT_GRAD + i) for the layer whose
  * weight is parameter i. fp32 (the default) records nothing. */
-#define LB_SR_ID_ACT_GRAD (1u << 18)
 static inline void lb_model_set_act_grad(lb_model *m, lb_grad_precision p) { m->act_grad = p; }
 
 /* Forward pass over ids [B, T] (T ≤ max_seq_len), positions 0..T−1.

@@ -14,7 +14,7 @@
  *   }
  *
  * A step, in order:
- *   1. weight gradients are rounded to cfg.grad_precision (optim/grad_quant.h);
+ *   1. weight gradients are rounded to cfg.grad_precision (quant/grad_round.h);
  *   2. the global gradient norm is computed (in double); when it is not
  *      finite the step is skipped: weights and state are untouched, the loss
  *      scale backs off, info.skipped = 1;
@@ -38,7 +38,8 @@
 #include "core/error.h"
 #include "core/tensor.h"
 #include "optim/codec.h"
-#include "optim/grad_quant.h"
+#include "optim/loss_scale.h"
+#include "quant/grad_round.h"
 
 typedef enum lb_optim_type { LB_OPTIM_ADAMW = 0, LB_OPTIM_SGD, LB_OPTIM_LION, LB_OPTIM_COUNT } lb_optim_type;
 
