@@ -96,7 +96,6 @@ extern const char *const lb_optim_type_names[LB_OPTIM_COUNT];
 extern const char *const lb_state_codec_names[LB_STATE_COUNT];
 const char *lb_optim_type_name(lb_optim_type t);
 lb_status lb_optim_type_parse(const char *text, lb_optim_type *out);
-const char *lb_state_codec_name(lb_state_codec c);
 lb_status lb_state_codec_parse(const char *text, lb_state_codec *out);
 
 typedef struct lb_optim lb_optim;

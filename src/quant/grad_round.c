@@ -12,13 +12,9 @@ const char *const lb_grad_precision_names[] = {[LB_GRAD_FP32] = "fp32", [LB_GRAD
 _Static_assert(sizeof lb_grad_precision_names / sizeof lb_grad_precision_names[0] == LB_GRAD_COUNT,
                "quant/grad_round.c: one name per lb_grad_precision");
 
-const char *lb_grad_precision_name(lb_grad_precision p) {
-    return (unsigned)p < LB_GRAD_COUNT ? lb_grad_precision_names[p] : "?";
-}
-
 lb_status lb_grad_precision_parse(const char *text, lb_grad_precision *out) {
     for (int p = 0; p < LB_GRAD_COUNT; p++)
-        if (text && strcmp(text, lb_grad_precision_name((lb_grad_precision)p)) == 0) {
+        if (text && strcmp(text, lb_grad_precision_names[p]) == 0) {
             *out = (lb_grad_precision)p;
             return LB_OK;
         }

@@ -33,7 +33,6 @@ typedef enum lb_grad_precision {
 
 /* "fp32", "fp8", "int8": the names of optim.grad and optim.act_grad. */
 extern const char *const lb_grad_precision_names[LB_GRAD_COUNT];
-const char *lb_grad_precision_name(lb_grad_precision p);
 /* Parses those names; LB_ECONFIG (message lists the choices) otherwise. */
 lb_status lb_grad_precision_parse(const char *text, lb_grad_precision *out);
 

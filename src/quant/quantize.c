@@ -52,12 +52,6 @@ size_t lb_quant_block_of(const lb_qspec *s, size_t rows, size_t cols, size_t r, 
     return r * groups_per_row(s, cols) + c / (size_t)s->group;
 }
 
-size_t lb_quant_code_size(const lb_qspec *s) {
-    if (s->format == LB_QF_NONE) return 0;
-    if (s->format == LB_QF_BF16 || s->format == LB_QF_FP16) return 2;
-    return 1;
-}
-
 lb_status lb_quant_check(const lb_qspec *s, size_t rows, size_t cols) {
     if (rows == 0 || cols == 0) return lb_error(LB_EINVAL, "quantize: empty matrix [%zu, %zu]", rows, cols);
     if (s->format == LB_QF_INT && (s->bits < 2 || s->bits > 8))

@@ -10,7 +10,7 @@
  *                 computed from the elements it has (for absmax formats this
  *                 is exactly zero padding).
  *
- * Codes are one byte per element (two for bf16/fp16, see lb_quant_code_size):
+ * Codes are one byte per element (two for bf16/fp16):
  *   binary             int8 ±1                      x ≈ code · d
  *   ternary, INT sym   int8 in [−Qn, Qp]            x ≈ code · d
  *   INT asym, b1 asym  uint8 in [0, Qmax]           x ≈ code · d + m
@@ -39,8 +39,6 @@ size_t lb_quant_n_blocks(const lb_qspec *s, size_t rows, size_t cols);
 void lb_quant_block_span(const lb_qspec *s, size_t rows, size_t cols, size_t b, size_t *start, size_t *len);
 /* Block of element (r, c). */
 size_t lb_quant_block_of(const lb_qspec *s, size_t rows, size_t cols, size_t r, size_t c);
-/* Bytes per element code: 0 for none, 2 for bf16/fp16, else 1. */
-size_t lb_quant_code_size(const lb_qspec *s);
 /* LB_EINVAL with a message when the spec cannot apply to [rows, cols]
  * (a bad bit width or group, an empty matrix). Every kernel checks this. */
 lb_status lb_quant_check(const lb_qspec *s, size_t rows, size_t cols);
