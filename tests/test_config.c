@@ -461,6 +461,23 @@ static void test_error_bad_quant_spec(void **state) {
     assert_msg_has("bad.yaml:3:13", "key 'model.quant.preset'", "expected one of fp32, b1, b1.58", NULL);
     load_fails("model:\n  quant:\n    embedding: int4:g0\n");
     assert_msg_has("bad.yaml:3:16", "key 'model.quant.embedding'", "g0", NULL);
+    /* Learned step sizes: per token is refused by the spec itself; where a
+     * step cannot go is refused by the validation, naming the key. */
+    load_fails("model:\n  quant:\n    ffn:\n      activation: int8:per_token:lsq\n");
+    assert_msg_has("bad.yaml:4:19", "key 'model.quant.ffn.activation'", "per_tensor", NULL);
+    validate_fails("model:\n  quant:\n    attn:\n      activation: int8:per_channel:lsq\n");
+    assert_msg_has("bad.yaml:4:7", "key 'model.quant.attn.activation'", "'int8:per_channel:lsq'", "per_tensor", NULL);
+    validate_fails("model:\n  quant:\n    embedding: int8:lsq\n");
+    assert_msg_has("key 'model.quant.embedding'", "linear layers", NULL);
+    validate_fails("model:\n  quant:\n    head:\n      weight: int4:lsq\n");
+    assert_msg_has("key 'model.quant.head.weight'", "tie_embeddings", NULL);
+    lb_config ok;
+    lb_config_defaults(&ok);
+    set_ok(&ok, "model.tie_embeddings=false");
+    set_ok(&ok, "model.quant.head.weight=int4:lsq");
+    set_ok(&ok, "model.quant.attn={weight: int4:g128:lsq, activation: int8:lsq}");
+    assert_int_equal(lb_config_validate(&ok), LB_OK);
+    assert_round_trip(&ok);
 }
 
 static void test_error_yaml_syntax(void **state) {

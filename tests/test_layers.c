@@ -75,7 +75,7 @@ static void run_linear(lb_tensor *x, lb_tensor *w, const lb_linear_quant *q, flo
     lb_graph g;
     assert_int_equal(lb_graph_init(&g, 0), LB_OK);
     lb_graph_set_grad(&g, 0);
-    lb_tensor *y = lb_linear(&g, x, w, q, lambda);
+    lb_tensor *y = lb_linear(&g, x, w, q, NULL, lambda);
     if (!y) fail_msg("lb_linear: %s", lb_errmsg());
     memcpy(y_out, y->data, y->n * sizeof(float));
     lb_graph_free(&g);
@@ -216,7 +216,7 @@ static lb_tensor *ste_loss(lb_graph *g, lb_tensor **p, int n, void *vctx) {
     ste_ctx *c = vctx;
     lb_tensor *x = p[0], *w = p[1], *y;
     if (g->grad_enabled)
-        y = lb_linear(g, x, w, &c->q, c->lambda);
+        y = lb_linear(g, x, w, &c->q, NULL, c->lambda);
     else if (c->cx)
         y = lb_matmul(g, lb_add(g, x, c->cx), lb_add(g, w, c->cw), 1);
     else
@@ -312,7 +312,7 @@ static void test_errors(void **state) {
     lb_graph g;
     assert_int_equal(lb_graph_init(&g, 0), LB_OK);
     lb_linear_quant fp = resolved(LB_LINEAR_FP);
-    assert_null(lb_linear(&g, x, w, &fp, 1.0f));
+    assert_null(lb_linear(&g, x, w, &fp, NULL, 1.0f));
     assert_int_equal(lb_errcode(), LB_EINVAL);
     assert_non_null(strstr(lb_errmsg(), "blk.0.ffn_up.weight"));
 
@@ -320,12 +320,12 @@ static void test_errors(void **state) {
     lb_tensor *w8 = new_tensor2(3, 8, 0);
     memset(&in, 0, sizeof in);
     in.mode = LB_LINEAR_B158;
-    assert_null(lb_linear(&g, x, w8, &in, 1.0f));
+    assert_null(lb_linear(&g, x, w8, &in, NULL, 1.0f));
     assert_int_equal(lb_errcode(), LB_EINVAL);
     lb_linear_quant q = resolved(LB_LINEAR_B158);
-    assert_null(lb_linear(&g, x, w8, &q, 1.5f));
+    assert_null(lb_linear(&g, x, w8, &q, NULL, 1.5f));
     assert_int_equal(lb_errcode(), LB_EINVAL);
-    assert_null(lb_linear(&g, NULL, w8, &q, 1.0f));
+    assert_null(lb_linear(&g, NULL, w8, &q, NULL, 1.0f));
     lb_graph_free(&g);
     lb_tensor_free(x);
     lb_tensor_free(w);

@@ -8,6 +8,8 @@
 
 #include "layers/model.h"
 #include "layers/sample.h"
+#include "optim/optim.h"
+#include "quant/quantize.h"
 #include "testutil.h"
 
 /* A byte-level model small enough to train in a second. */
@@ -174,7 +176,7 @@ static void test_parameter_table(void **state) {
         assert_ptr_equal(p[i].t, m->param_list[i]);
         assert_int_equal(p[i].owner, -1);
         assert_int_equal(p[i].no_decay, ri->kind != LB_PARAM_LINEAR);
-        if (!ri->per_layer) assert_int_equal(p[i].layer, -1);
+        if (!ri->per_layer && ri->kind != LB_PARAM_QSTEP) assert_int_equal(p[i].layer, -1);
         lb_qspec_format(&p[i].weight, spec, sizeof spec);
         int attn = p[i].role >= LB_ROLE_ATTN_Q && p[i].role <= LB_ROLE_ATTN_OUTPUT && ri->kind == LB_PARAM_LINEAR;
         assert_string_equal(spec, attn ? "ternary" : "none");
@@ -439,6 +441,164 @@ static void test_train_and_greedy_generate(void **state) {
 /* The other graph variants: ReLU², LayerNorm, SubLN, untied head, BitNet
  * b1.58 and b1 linears, gradual λ. Each must run forward and backward and
  * learn something. */
+/* ---------------------------------------------------------------------------
+ * Learned step sizes (LSQ) */
+
+static lb_model_config lsq_config(void) {
+    lb_model_config c = tiny_config();
+    c.tie_embeddings = 0;
+    c.attn.mode = c.ffn.mode = c.head.mode = LB_LINEAR_CUSTOM;
+    assert_int_equal(lb_qspec_parse("int4:g16:lsq", &c.attn.weight), LB_OK);
+    assert_int_equal(lb_qspec_parse("int8:lsq", &c.attn.activation), LB_OK);
+    assert_int_equal(lb_qspec_parse("int4:per_channel:lsq", &c.ffn.weight), LB_OK);
+    assert_int_equal(lb_qspec_parse("int8:per_token", &c.ffn.activation), LB_OK);
+    assert_int_equal(lb_qspec_parse("int8:lsq", &c.head.weight), LB_OK);
+    return c;
+}
+
+/* :lsq appends one step tensor per scale block after the other parameters,
+ * named after the layer, owned by it, without weight decay, initialised as
+ * LSQ says; the other parameters keep their names, order and values. */
+static void test_lsq_steps_in_the_table(void **state) {
+    (void)state;
+    lb_model_config plain = tiny_config(), c = lsq_config();
+    plain.tie_embeddings = 0;
+    lb_model *a = create(&plain, 5), *m = create(&c, 5);
+    int na, n;
+    const lb_param *pa = lb_model_params(a, &na), *p = lb_model_params(m, &n);
+    /* 2 layers × (4 attn weights + 4 attn inputs + 3 ffn weights) + the head's weight */
+    assert_int_equal(n, na + 2 * (4 + 4 + 3) + 1);
+    for (int i = 0; i < na; i++) {
+        assert_string_equal(p[i].t->name, pa[i].t->name);
+        assert_memory_equal(p[i].t->data, pa[i].t->data, p[i].t->n * sizeof(float));
+    }
+    int seen = 0;
+    for (int i = na; i < n; i++) {
+        const lb_param *s = &p[i], *o = &p[s->owner];
+        assert_int_equal(lb_param_role_of(s->role)->kind, LB_PARAM_QSTEP);
+        assert_true(s->owner >= 0 && s->owner < na);
+        assert_true(s->no_decay);
+        assert_int_equal(s->layer, o->layer);
+        char want[64];
+        snprintf(want, sizeof want, "%.*s.%s", (int)(strlen(o->t->name) - 7), o->t->name,
+                 s->role == LB_ROLE_WEIGHT_STEP ? "weight_step" : "act_step");
+        assert_string_equal(s->t->name, want);
+        const lb_qspec *spec = s->role == LB_ROLE_WEIGHT_STEP ? &o->weight : &o->activation;
+        assert_true(spec->lsq);
+        size_t rows = lb_tensor_rows(o->t), cols = (size_t)lb_tensor_cols(o->t);
+        assert_int_equal(s->t->n, s->role == LB_ROLE_WEIGHT_STEP ? lb_quant_n_blocks(spec, rows, cols) : 1);
+        double sqrt_qp = sqrt((double)((1 << (spec->bits - 1)) - 1));
+        for (size_t b = 0; b < s->t->n; b++) {
+            double want_s = 2.0 / sqrt_qp;
+            if (s->role == LB_ROLE_WEIGHT_STEP) {
+                double sabs = 0;
+                size_t len = 0;
+                for (size_t r = 0; r < rows; r++)
+                    for (size_t k = 0; k < cols; k++)
+                        if (lb_quant_block_of(spec, rows, cols, r, k) == b) sabs += fabs(o->t->data[r * cols + k]), len++;
+                want_s = 2.0 * sabs / (double)len / sqrt_qp;
+            }
+            assert_float_equal(s->t->data[b], want_s, 1e-6 * want_s);
+        }
+        seen++;
+    }
+    assert_int_equal(seen, n - na);
+    /* The steps are where the names say. */
+    lb_tensor *qs = lb_model_param(m, "blk.1.attn_q.weight_step");
+    assert_non_null(qs);
+    assert_int_equal(qs->ndim, 2);
+    assert_int_equal(qs->shape[0], 32);
+    assert_int_equal(qs->shape[1], 2);
+    lb_tensor *ds = lb_model_param(m, "blk.0.ffn_down.weight_step");
+    assert_non_null(ds);
+    assert_int_equal(ds->ndim, 1);
+    assert_int_equal(ds->shape[0], 32);
+    assert_non_null(lb_model_param(m, "blk.0.attn_output.act_step"));
+    assert_null(lb_model_param(m, "blk.0.ffn_up.act_step")); /* ffn inputs: absmax per token */
+    assert_non_null(lb_model_param(m, "output.weight_step"));
+    /* A step an update carried past zero is put back onto the floor by the next forward pass. */
+    qs->data[3] = -0.25f;
+    lb_graph g;
+    assert_int_equal(lb_graph_init(&g, 0), LB_OK);
+    int ids[4] = {1, 2, 3, 4};
+    assert_non_null(lb_model_forward(m, &g, ids, 1, 4, NULL, NULL));
+    assert_true(qs->data[3] == LB_LSQ_MIN_STEP);
+    lb_graph_free(&g);
+    lb_model_free(a);
+    lb_model_free(m);
+
+    /* Where a step cannot go, the config is refused with the reason. */
+    lb_model_config bad = tiny_config(); /* tied head */
+    bad.head.mode = LB_LINEAR_CUSTOM;
+    assert_int_equal(lb_qspec_parse("int8:lsq", &bad.head.weight), LB_OK);
+    assert_null(lb_model_create(&bad, 1));
+    assert_non_null(strstr(lb_errmsg(), "quant.head.weight"));
+    bad = tiny_config();
+    bad.attn.mode = LB_LINEAR_CUSTOM;
+    assert_int_equal(lb_qspec_parse("int8:per_channel:lsq", &bad.attn.activation), LB_OK);
+    assert_null(lb_model_create(&bad, 1));
+    assert_non_null(strstr(lb_errmsg(), "per_tensor"));
+}
+
+/* The step sizes learn: a few dozen AdamW steps on a short text through
+ * lb_model_forward and lb_optim_step move every step tensor, and the loss falls. */
+static void test_lsq_step_learns(void **state) {
+    (void)state;
+    enum { T = 24, STEPS = 40 };
+    int ids[T], tg[T];
+    text_ids(ids, tg, T);
+    lb_model_config c = lsq_config();
+    lb_model *m = create(&c, 3);
+    int n;
+    const lb_param *p = lb_model_params(m, &n);
+    int *groups = malloc((size_t)n * sizeof *groups);
+    for (int i = 0; i < n; i++) groups[i] = p[i].no_decay;
+    lb_optim_config oc = lb_optim_config_default(LB_OPTIM_ADAMW);
+    lb_optim *opt = lb_optim_create(&oc, m->param_list, groups, n);
+    assert_non_null(opt);
+    int k0 = 0; /* the first step: they come last in the table and in memory */
+    while (lb_param_role_of(p[k0].role)->kind != LB_PARAM_QSTEP) k0++;
+    size_t first_step = (size_t)(p[k0].t->data - m->params_memory);
+    size_t n_steps = m->n_elements - first_step;
+    float *s0 = malloc(n_steps * sizeof *s0);
+    memcpy(s0, m->params_memory + first_step, n_steps * sizeof *s0);
+
+    lb_graph g;
+    assert_int_equal(lb_graph_init(&g, 0), LB_OK);
+    float first = 0, last = 0;
+    for (int step = 1; step <= STEPS; step++) {
+        lb_graph_reset(&g);
+        lb_tensor *loss = lb_model_forward(m, &g, ids, 1, T, tg, NULL);
+        if (!loss) fail_msg("forward: %s", lb_errmsg());
+        last = loss->data[0];
+        if (step == 1) first = last;
+        assert_true(isfinite(last));
+        assert_int_equal(lb_backward(&g, loss), LB_OK);
+        assert_int_equal(lb_optim_step(opt, 3e-3f, 0.1f, step, NULL), LB_OK);
+        lb_optim_zero_grad(opt);
+    }
+    if (!(last < 0.7f * first)) fail_msg("loss %g after %d steps (started at %g)", last, STEPS, first);
+    /* One more forward pass puts any step an update carried below the floor back onto it. */
+    lb_graph_reset(&g);
+    assert_non_null(lb_model_forward(m, &g, ids, 1, T, tg, NULL));
+    for (int i = 0; i < n; i++) {
+        if (lb_param_role_of(p[i].role)->kind != LB_PARAM_QSTEP) continue;
+        const lb_tensor *t = p[i].t;
+        const float *before = s0 + (t->data - (m->params_memory + first_step));
+        double moved = 0;
+        for (size_t b = 0; b < t->n; b++) {
+            assert_true(t->data[b] >= LB_LSQ_MIN_STEP && isfinite(t->data[b]));
+            moved = fmax(moved, fabs(t->data[b] - before[b]) / before[b]);
+        }
+        if (!(moved > 1e-3)) fail_msg("step '%s' moved by at most %g of its size", t->name, moved);
+    }
+    lb_graph_free(&g);
+    lb_optim_free(opt);
+    free(groups);
+    free(s0);
+    lb_model_free(m);
+}
+
 static void test_variants_train(void **state) {
     (void)state;
     enum { T = 24 };
@@ -589,6 +749,8 @@ int main(void) {
         cmocka_unit_test(test_tied_head_gradient),
         cmocka_unit_test(test_model_gradcheck),
         cmocka_unit_test(test_train_and_greedy_generate),
+        cmocka_unit_test(test_lsq_steps_in_the_table),
+        cmocka_unit_test(test_lsq_step_learns),
         cmocka_unit_test(test_variants_train),
         cmocka_unit_test(test_lambda_zero_matches_fp),
         cmocka_unit_test(test_stochastic_rounding_streams),

@@ -2,10 +2,12 @@
  * formulas on hand-computed examples, the straight-through estimators, the
  * λ-blend and LSQ's step-size gradient. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "autograd/ops.h"
 #include "quant/qspec.h"
+#include "quant/quantize.h"
 #include "testutil.h"
 
 static lb_qspec spec(const char *text) {
@@ -233,56 +235,107 @@ static void test_blend_zero_gradcheck(void **state) {
 
 /* LSQ: y = round(clamp(x/s, −Qn, Qp))·s. The step-size gradient equals the
  * derivative of the PyTorch formulation s·(clamp(x/s) + stopgrad(round(v) − v)),
- * which the test differentiates numerically, times 1/√(N·Qp). */
-static void test_lsq(void **state) {
-    (void)state;
-    const int bits = 3, N = 64; /* Qn = 4, Qp = 3 */
-    int shape[1] = {N};
-    lb_tensor *x = lb_tensor_alloc(1, shape, 1);
-    int one[1] = {1};
-    lb_tensor *s = lb_tensor_alloc(1, one, 1);
-    s->data[0] = 0.37f;
+ * which the test differentiates numerically, times 1/√(N·Qp), N the size of
+ * the step's block. Per tensor, per row and in groups, and blended (λ < 1):
+ * y = x + λ(q − x), dx = dy·((1 − λ) + λ·inside), ds = λ·(the above). */
+static void check_lsq(const char *text, int rows, int cols, float lambda) {
+    const lb_qspec q = spec(text);
+    const double Qn = 4, Qp = 3; /* int3 */
+    const int N = rows * cols;
+    int shape[2] = {rows, cols};
+    lb_tensor *x = lb_tensor_alloc(rows > 1 ? 2 : 1, rows > 1 ? shape : &shape[1], 1);
+    int nb = (int)lb_quant_n_blocks(&q, (size_t)rows, (size_t)cols);
+    lb_tensor *s = lb_tensor_alloc(1, &nb, 1);
+    for (int b = 0; b < nb; b++) s->data[b] = 0.37f + 0.05f * (float)b;
     tu_fill_uniform(x, 5, -2.0f, 2.0f); /* v = x/s in about [−5.4, 5.4]: both sides clip */
-    double w[64];
-    for (int i = 0; i < N; i++) w[i] = lb_rand_uniform(9, 1, (uint64_t)i) - 0.5;
+    double *w = malloc((size_t)N * sizeof *w), *fd = calloc((size_t)nb, sizeof *fd);
+    int *blk = malloc((size_t)N * sizeof *blk), *count = calloc((size_t)nb, sizeof *count);
+    for (int i = 0; i < N; i++) {
+        w[i] = lb_rand_uniform(9, 1, (uint64_t)i) - 0.5;
+        blk[i] = (int)lb_quant_block_of(&q, (size_t)rows, (size_t)cols, (size_t)(i / cols), (size_t)(i % cols));
+        count[blk[i]]++;
+    }
 
     lb_graph g;
     assert_int_equal(lb_graph_init(&g, 0), LB_OK);
-    lb_tensor *y = lb_fake_quant_lsq(&g, x, s, bits);
-    assert_non_null(y);
+    lb_tensor *y = lb_fake_quant_lsq(&g, x, s, &q, lambda);
+    if (!y) fail_msg("%s: %s", text, lb_errmsg());
     float *gy = lb_grad(&g, y);
     for (int i = 0; i < N; i++) gy[i] = (float)w[i];
-    memset(x->grad, 0, N * sizeof(float));
-    s->grad[0] = 0;
+    memset(x->grad, 0, (size_t)N * sizeof(float));
+    memset(s->grad, 0, (size_t)nb * sizeof(float));
     g.nodes[0].backward(&g.nodes[0]);
 
-    double sd = s->data[0], fd = 0;
     const double h = 1e-4;
     int n_in = 0, n_out = 0;
     for (int i = 0; i < N; i++) {
+        double sd = s->data[blk[i]];
         double v = x->data[i] / sd;
         double c = nearbyint(v) - v; /* frozen, as stopgrad */
-        double vp = fmin(fmax(x->data[i] / (sd + h), -4), 3), vm = fmin(fmax(x->data[i] / (sd - h), -4), 3);
-        int inside = v >= -4 && v <= 3;
+        double vp = fmin(fmax(x->data[i] / (sd + h), -Qn), Qp), vm = fmin(fmax(x->data[i] / (sd - h), -Qn), Qp);
+        int inside = v >= -Qn && v <= Qp;
         double yp = (sd + h) * (vp + (inside ? c : 0)), ym = (sd - h) * (vm + (inside ? c : 0));
-        fd += w[i] * (yp - ym) / (2 * h);
+        fd[blk[i]] += w[i] * (yp - ym) / (2 * h);
         /* value */
-        double want = nearbyint(fmin(fmax(v, -4), 3)) * sd;
-        assert_float_equal(y->data[i], want, 1e-6);
-        /* x gradient: clipped STE */
-        assert_float_equal(x->grad[i], inside ? w[i] : 0.0, 1e-7);
+        double qv = nearbyint(fmin(fmax(v, -Qn), Qp)) * sd;
+        assert_float_equal(y->data[i], x->data[i] + lambda * (qv - x->data[i]), 1e-6);
+        /* x gradient: clipped STE, blended */
+        assert_float_equal(x->grad[i], w[i] * ((1 - lambda) + lambda * inside), 1e-7);
         inside ? n_in++ : n_out++;
     }
-    assert_true(n_in > 10 && n_out > 5);
-    double want_ds = fd / sqrt((double)N * 3.0);
-    assert_float_equal(s->grad[0], want_ds, 1e-4 * fabs(want_ds) + 1e-6);
+    assert_true(n_in > N / 6 && n_out > N / 12);
+    for (int b = 0; b < nb; b++) {
+        double want_ds = lambda * fd[b] / sqrt((double)count[b] * Qp);
+        if (fabs(s->grad[b] - want_ds) > 1e-4 * fabs(want_ds) + 1e-6)
+            fail_msg("%s: step %d: gradient %g, want %g", text, b, (double)s->grad[b], want_ds);
+    }
     lb_graph_free(&g);
 
     /* A non-positive step is an error, not a crash. */
-    s->data[0] = 0.0f;
+    s->data[nb - 1] = 0.0f;
     assert_int_equal(lb_graph_init(&g, 0), LB_OK);
-    assert_null(lb_fake_quant_lsq(&g, x, s, bits));
+    assert_null(lb_fake_quant_lsq(&g, x, s, &q, lambda));
     assert_int_equal(lb_errcode(), LB_ENUMERIC);
+    lb_graph_free(&g);
+    lb_tensor_free(x);
+    lb_tensor_free(s);
+    free(w);
+    free(fd);
+    free(blk);
+    free(count);
+}
+
+static void test_lsq(void **state) {
+    (void)state;
+    check_lsq("int3:lsq", 1, 64, 1.0f);             /* one step for the tensor */
+    check_lsq("int3:per_channel:lsq", 4, 16, 1.0f); /* one per row */
+    check_lsq("int3:g8:lsq", 4, 20, 1.0f);          /* one per group of 8, the last of each row 4 long */
+    check_lsq("int3:g8:lsq", 4, 16, 0.5f);          /* gradual quantization */
+}
+
+/* The op refuses what it cannot do, naming the step. */
+static void test_lsq_errors(void **state) {
+    (void)state;
+    int shape[2] = {4, 16}, three = 3;
+    lb_tensor *x = lb_tensor_alloc(2, shape, 1), *s = lb_tensor_alloc(1, &three, 1);
+    s->name = "blk.0.attn_q.weight_step";
+    for (int i = 0; i < 3; i++) s->data[i] = 0.1f;
+    lb_graph g;
+    assert_int_equal(lb_graph_init(&g, 0), LB_OK);
+    lb_qspec q = spec("int4:per_channel:lsq");
+    assert_null(lb_fake_quant_lsq(&g, x, s, &q, 1.0f)); /* 4 rows, 3 steps */
+    assert_int_equal(lb_errcode(), LB_EINVAL);
+    assert_non_null(strstr(lb_errmsg(), "blk.0.attn_q.weight_step"));
+    assert_non_null(strstr(lb_errmsg(), "expected 4"));
+    q = spec("int4:per_channel"); /* no lsq */
+    assert_null(lb_fake_quant_lsq(&g, x, s, &q, 1.0f));
+    assert_int_equal(lb_errcode(), LB_EINVAL);
+    q = spec("int4:g16:lsq");
+    assert_null(lb_fake_quant_lsq(&g, x, s, &q, 1.5f)); /* λ out of range */
+    assert_int_equal(lb_errcode(), LB_EINVAL);
+    /* The absmax kernels refuse an lsq spec instead of ignoring its steps. */
+    assert_null(lb_fake_quant(&g, x, &q, LB_STE_IDENTITY, 1.0f));
+    assert_non_null(strstr(lb_errmsg(), "lsq"));
     lb_graph_free(&g);
     lb_tensor_free(x);
     lb_tensor_free(s);
@@ -314,6 +367,7 @@ int main(void) {
         cmocka_unit_test(test_clipped_per_group_and_steady_state),
         cmocka_unit_test(test_blend_zero_gradcheck),
         cmocka_unit_test(test_lsq),
+        cmocka_unit_test(test_lsq_errors),
         cmocka_unit_test(test_errors),
     };
     return tu_run_group_tests(tests, NULL, NULL);

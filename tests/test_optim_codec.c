@@ -1,5 +1,5 @@
 /* Tests of the optimizer-state codecs, low-bit gradients, the loss scale and
- * the schedules (src/optim/codec.h, grad_quant.h, schedule.h). Bounds come
+ * the schedules (src/optim/codec.h, quant/grad_round.h, optim/loss_scale.h, schedule.h). Bounds come
  * from the formats' definitions, not from the implementation. */
 #include <math.h>
 #include <omp.h>
@@ -7,7 +7,8 @@
 #include <string.h>
 
 #include "optim/codec.h"
-#include "optim/grad_quant.h"
+#include "optim/loss_scale.h"
+#include "quant/grad_round.h"
 #include "optim/schedule.h"
 #include "core/minifloat.h"
 #include "quant/quantize.h"
@@ -283,7 +284,7 @@ static void test_grad_fp8_per_tensor(void **state) {
     assert_int_equal(lb_quantize_grad_inplace(q, 30, 100, LB_GRAD_FP8, 0, 0), LB_OK);
     float amax = 0;
     for (int i = 0; i < N; i++) amax = fmaxf(amax, fabsf(g[i]));
-    float sc = lb_pow2_scale(amax, 57344.0f, 0, 1.0f); /* the rule in grad_quant.h */
+    float sc = lb_pow2_scale(amax, 57344.0f, 0, 1.0f); /* the rule in quant/grad_round.h */
     for (int i = 0; i < N; i++) {
         float a = fabsf(g[i]) * sc;
         if (a >= 0x1p-14f) assert_true(fabsf(q[i] - g[i]) <= ldexpf(fabsf(g[i]), -3)); /* E5M2 half ulp */

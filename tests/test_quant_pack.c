@@ -9,11 +9,6 @@
 static void test_layouts(void **state) {
     (void)state;
     uint8_t out[4];
-    const int8_t b[9] = {1, -1, -1, 1, 1, 1, -1, -1, 1};
-    assert_int_equal(lb_pack_binary(b, 9, out), LB_OK);
-    assert_int_equal(out[0], 0x39); /* bits 0, 3, 4, 5 */
-    assert_int_equal(out[1], 0x01);
-
     const int8_t t[5] = {-1, 0, 1, 1, 0};
     assert_int_equal(lb_pack_ternary2(t, 5, out), LB_OK);
     assert_int_equal(out[0], 0 | 1 << 2 | 2 << 4 | 2 << 6);
@@ -31,11 +26,6 @@ static void test_layouts(void **state) {
     assert_int_equal(lb_pack_int4((const uint8_t *)i4, 3, 1, out), LB_OK);
     assert_int_equal(out[0], 0x78);
     assert_int_equal(out[1], 0x0f);
-
-    const uint8_t b3[3] = {5, 2, 7}; /* 5 | 2<<3 | 7<<6 = 469 */
-    assert_int_equal(lb_pack_bits(b3, 3, 3, 0, out), LB_OK);
-    assert_int_equal(out[0], 469 & 255);
-    assert_int_equal(out[1], 469 >> 8);
 }
 
 /* Random codes of every layout, lengths that do and do not fill the last byte. */
@@ -47,11 +37,6 @@ static void test_round_trips(void **state) {
         int8_t *c = malloc(n), *back = malloc(n);
         uint8_t *p = malloc(n + 8);
         assert_true(c && back && p);
-
-        for (size_t i = 0; i < n; i++) c[i] = (lb_rand_u32(1, 2, i) & 1) ? 1 : -1;
-        assert_int_equal(lb_pack_binary(c, n, p), LB_OK);
-        lb_unpack_binary(p, n, back);
-        assert_memory_equal(c, back, n);
 
         for (size_t i = 0; i < n; i++) c[i] = (int8_t)(lb_rand_u32(1, 3, i) % 3) - 1;
         assert_int_equal(lb_pack_ternary2(c, n, p), LB_OK);
@@ -66,21 +51,7 @@ static void test_round_trips(void **state) {
             assert_int_equal(lb_pack_int4((uint8_t *)c, n, sgn, p), LB_OK);
             lb_unpack_int4(p, n, sgn, (uint8_t *)back);
             assert_memory_equal(c, back, n);
-            for (int bits = 1; bits <= 8; bits++) {
-                for (size_t i = 0; i < n; i++) {
-                    int v = (int)(lb_rand_u32(bits, 5, i) & ((1u << bits) - 1));
-                    c[i] = (int8_t)(sgn ? v - (1 << (bits - 1)) : v);
-                }
-                assert_int_equal(lb_pack_bits((uint8_t *)c, n, bits, sgn, p), LB_OK);
-                memset(back, 0x55, n);
-                assert_int_equal(lb_unpack_bits(p, n, bits, sgn, (uint8_t *)back), LB_OK);
-                if (memcmp(c, back, n) != 0) fail_msg("bits %d signed %d n %zu: round trip differs", bits, sgn, n);
-            }
         }
-        for (size_t i = 0; i < n; i++) c[i] = (int8_t)lb_rand_u32(1, 6, i);
-        lb_pack_int8((uint8_t *)c, n, p);
-        lb_unpack_int8(p, n, (uint8_t *)back);
-        assert_memory_equal(c, back, n);
         free(c);
         free(back);
         free(p);
@@ -117,14 +88,10 @@ static void test_bad_codes(void **state) {
     assert_int_equal(lb_pack_ternary2(t, 3, p), LB_EINVAL);
     assert_non_null(strstr(lb_errmsg(), "element 1"));
     assert_int_equal(lb_pack_ternary5(t, 3, p), LB_EINVAL);
-    const int8_t b[2] = {1, 0};
-    assert_int_equal(lb_pack_binary(b, 2, p), LB_EINVAL);
     const uint8_t u[2] = {3, 16};
     assert_int_equal(lb_pack_int4(u, 2, 0, p), LB_EINVAL);
     const int8_t s[2] = {-9, 0};
     assert_int_equal(lb_pack_int4((const uint8_t *)s, 2, 1, p), LB_EINVAL);
-    assert_int_equal(lb_pack_bits(u, 2, 3, 0, p), LB_EINVAL);
-    assert_int_equal(lb_pack_bits(u, 2, 9, 0, p), LB_EINVAL);
     const uint8_t bad5[1] = {243};
     int8_t out[5];
     assert_int_equal(lb_unpack_ternary5(bad5, 5, out), LB_EFORMAT);

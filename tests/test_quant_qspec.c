@@ -46,6 +46,9 @@ static const form forms[] = {
     {"mxfp4:g32", "mxfp4", LB_QF_MXFP4, 4, LB_QG_GROUP, 32},
     {"bf16", "bf16", LB_QF_BF16, 16, LB_QG_TENSOR, 0},
     {"fp16", "fp16", LB_QF_FP16, 16, LB_QG_TENSOR, 0},
+    {"int4:g128:lsq", "int4:g128:lsq", LB_QF_INT, 4, LB_QG_GROUP, 128},
+    {"int8:lsq:per_channel", "int8:per_channel:lsq", LB_QF_INT, 8, LB_QG_ROW, 0},
+    {"int8:lsq", "int8:lsq", LB_QF_INT, 8, LB_QG_TENSOR, 0},
 };
 
 static void test_documented_forms(void **state) {
@@ -80,7 +83,9 @@ static void test_flags(void **state) {
     assert_int_equal(lb_qspec_parse("fp8_e5m2:nosat:raw", &s), LB_OK);
     assert_true(!s.saturate && s.raw);
     assert_int_equal(lb_qspec_parse("int4:g64:sr", &s), LB_OK);
-    assert_true(s.stochastic);
+    assert_true(s.stochastic && !s.lsq);
+    assert_int_equal(lb_qspec_parse("int4:g128:lsq", &s), LB_OK);
+    assert_true(s.lsq && !s.stochastic && !s.asymmetric);
     lb_qspec n = lb_qspec_none();
     assert_true(lb_qspec_is_none(&n));
     char buf[8];
@@ -97,7 +102,8 @@ static void test_bad_strings(void **state) {
                          "int8::g4", "int4:g0",      "int4:gx",       "int4:g12x",   "ternary:sym", "bf16:per_channel",
                          "mxfp4:g16", "int8:per_token:per_channel", "int8:sym:asym", "float8", "fp8_e4m3:asym",
                          "int8:nosat", "ternary:sr", "binary:raw", "fp8_e4m3:raw:per_channel", "none:g4", "INT8",
-                         "int8:b1:b1"};
+                         "int8:b1:b1", "ternary:lsq", "fp8_e4m3:lsq", "int8:lsq:lsq", "int8:asym:lsq",
+                         "int8:lsq:sr", "int8:per_token:b1:lsq", "int8:per_token:lsq"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         lb_qspec s;
         lb_error_clear();
@@ -110,6 +116,11 @@ static void test_bad_strings(void **state) {
     assert_int_equal(lb_qspec_parse("int4:bogus", &s), LB_ECONFIG);
     assert_non_null(strstr(lb_errmsg(), "'bogus'"));
     assert_int_equal(lb_qspec_parse(NULL, &s), LB_ECONFIG);
+    /* per_token with lsq says why and what to use instead. */
+    assert_int_equal(lb_qspec_parse("int8:per_token:lsq", &s), LB_ECONFIG);
+    assert_non_null(strstr(lb_errmsg(), "per_tensor"));
+    assert_int_equal(lb_qspec_parse("int8:asym:lsq", &s), LB_ECONFIG);
+    assert_non_null(strstr(lb_errmsg(), "'asym'"));
 }
 
 /* Every row of the format table parses from its name and prints back to it;

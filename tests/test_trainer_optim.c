@@ -48,7 +48,7 @@ static void linear_dx(lb_grad_precision p, uint64_t counter, float *dx) {
         assert_ptr_not_equal(xin, x);
         assert_memory_equal(xin->data, x->data, sizeof(float) * x->n); /* identity forward */
     }
-    lb_tensor *loss = lb_sum(&g, lb_mul(&g, lb_linear(&g, xin, w, &qr, 1.0f), r));
+    lb_tensor *loss = lb_sum(&g, lb_mul(&g, lb_linear(&g, xin, w, &qr, NULL, 1.0f), r));
     assert_non_null(loss);
     assert_int_equal(lb_backward(&g, loss), LB_OK);
     memcpy(dx, x->grad, sizeof(float) * x->n);

@@ -95,9 +95,12 @@ lb_tensor *lb_fake_quant(lb_graph *g, lb_tensor *x, const lb_qspec *spec, lb_ste
 lb_tensor *lb_qmatmul(lb_graph *g, lb_tensor *x, lb_tensor *w, const lb_qspec *xspec, const lb_qspec *wspec,
                       float lambda);
 
-/* LSQ (Esser et al., 2020): y = round(clip(x / s, −Qn, Qp)) · s with a
- * trainable step size `s` ([1], per tensor) for signed `bits`-bit integers;
- * x gets the clipped STE, s gets the LSQ gradient scaled by 1 / sqrt(N · Qp). */
-lb_tensor *lb_fake_quant_lsq(lb_graph *g, lb_tensor *x, lb_tensor *s, int bits);
+/* LSQ (Esser et al., 2020) for an intN spec with `lsq` (quant/quantize.h,
+ * lb_lsq_forward): y = x + λ·(round(clip(x / s_b, −Qn, Qp))·s_b − x) with one
+ * trainable step s_b per scale block of the spec (per tensor, per row or in
+ * groups); `step` has exactly that many elements, all finite and > 0. x gets
+ * the clipped STE, each s_b the LSQ gradient scaled by 1/√(N_b·Qp) (N_b the
+ * block's size), both times the blend as for lb_fake_quant. */
+lb_tensor *lb_fake_quant_lsq(lb_graph *g, lb_tensor *x, lb_tensor *step, const lb_qspec *spec, float lambda);
 
 #endif

@@ -110,39 +110,62 @@ lb_tensor *lb_fake_quant(lb_graph *g, lb_tensor *x, const lb_qspec *spec, lb_ste
 
 /* --- LSQ ------------------------------------------------------------------------ */
 
+typedef struct lsq_saved {
+    lb_qspec spec;
+    size_t rows, cols;
+} lsq_saved;
+
 static void lsq_backward(lb_node *node) {
-    lb_tensor *x = node->in[0], *s = node->in[1], *y = node->out;
-    const int bits = node->i[0];
-    const float Qp = (float)((1 << (bits - 1)) - 1);
-    const float grad_scale = 1.0f / sqrtf((float)x->n * Qp);
-    float ds = lb_lsq_backward(x->data, y->grad, x->requires_grad ? x->grad : NULL, x->n, s->data[0], bits, grad_scale);
-    if (s->requires_grad) s->grad[0] += ds;
+    lb_tensor *x = node->in[0], *step = node->in[1], *y = node->out;
+    const lsq_saved *sv = node->saved;
+    lb_lsq_backward(&sv->spec, x->data, y->grad, x->requires_grad ? x->grad : NULL, sv->rows, sv->cols, step->data,
+                    node->f[0], step->requires_grad ? step->grad : NULL);
 }
 
-lb_tensor *lb_fake_quant_lsq(lb_graph *g, lb_tensor *x, lb_tensor *s, int bits) {
-    if (!x || !s) return NULL;
-    if (bits < 2 || bits > 16) {
-        lb_error(LB_EINVAL, "fake_quant_lsq: %d bits: expected 2 to 16", bits);
+lb_tensor *lb_fake_quant_lsq(lb_graph *g, lb_tensor *x, lb_tensor *step, const lb_qspec *spec, float lambda) {
+    if (!x || !step) return NULL;
+    const char *sname = step->name ? step->name : "step";
+    if (!spec || spec->format != LB_QF_INT || !spec->lsq) {
+        lb_error(LB_EINVAL, "fake_quant_lsq: step '%s': expected an intN spec with 'lsq'", sname);
         return NULL;
     }
-    if (s->n != 1) {
-        lb_error(LB_EINVAL, "fake_quant_lsq: step size '%s' has %zu elements, expected 1 (per tensor)",
-                 s->name ? s->name : "s", s->n);
+    if (!(lambda >= 0.0f && lambda <= 1.0f)) {
+        lb_error(LB_EINVAL, "fake_quant_lsq: lambda %g: expected a value in [0, 1]", (double)lambda);
         return NULL;
     }
-    if (!(s->data[0] > 0.0f) || !isfinite(s->data[0])) {
-        lb_error(LB_ENUMERIC, "fake_quant_lsq: step size '%s' is %g, expected a finite value > 0",
-                 s->name ? s->name : "s", (double)s->data[0]);
+    size_t rows = lb_tensor_rows(x), cols = (size_t)lb_tensor_cols(x);
+    if (lb_quant_check(spec, rows, cols) != LB_OK) {
+        char buf[64];
+        lb_error_prefix("fake_quant_lsq of a %s tensor", lb_shape_str(x, buf, sizeof buf));
         return NULL;
     }
+    size_t nb = lb_quant_n_blocks(spec, rows, cols);
+    if (step->n != nb) {
+        char buf[64];
+        lb_error(LB_EINVAL, "fake_quant_lsq: step '%s' has %zu elements, expected %zu (one per scale block of the %s input)",
+                 sname, step->n, nb, lb_shape_str(x, buf, sizeof buf));
+        return NULL;
+    }
+    for (size_t b = 0; b < nb; b++)
+        if (!(step->data[b] > 0.0f) || !isfinite(step->data[b])) {
+            lb_error(LB_ENUMERIC, "fake_quant_lsq: step '%s'[%zu] is %g, expected a finite value > 0", sname, b,
+                     (double)step->data[b]);
+            return NULL;
+        }
     lb_tensor *y = lb_graph_tensor(g, x->ndim, x->shape);
     if (!y) return NULL;
-    lb_lsq_forward(x->data, y->data, x->n, s->data[0], bits);
-    lb_tensor *ins[2] = {x, s};
+    lb_lsq_forward(spec, x->data, y->data, rows, cols, step->data, lambda);
+    lb_tensor *ins[2] = {x, step};
     if (lb_graph_needs_grad(g, ins, 2)) {
-        lb_node *node = lb_graph_record(g, "fake_quant_lsq", lsq_backward, y, x, s, NULL, NULL);
+        lsq_saved *sv = lb_graph_alloc(g, sizeof *sv);
+        if (!sv) return NULL;
+        sv->spec = *spec;
+        sv->rows = rows;
+        sv->cols = cols;
+        lb_node *node = lb_graph_record(g, "fake_quant_lsq", lsq_backward, y, x, step, NULL, NULL);
         if (!node) return NULL;
-        node->i[0] = bits;
+        node->saved = sv;
+        node->f[0] = lambda;
     }
     return y;
 }

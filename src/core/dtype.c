@@ -51,23 +51,19 @@ static void f64_from_f32(const float *src, void *dst, size_t n) {
 HALF_CODECS(f16, lb_fp16_to_f32, lb_fp16_from_f32)
 HALF_CODECS(bf16, lb_bf16_to_f32, lb_bf16_from_f32)
 
-/* E4M3 has no infinity, so it saturates; E5M2 has one, so overflow is inf. */
-static void e4m3_to_f32(const void *src, float *dst, size_t n) {
-    const uint8_t *s = src;
-    for (size_t i = 0; i < n; i++) dst[i] = lb_fp8_e4m3_to_f32(s[i]);
-}
-static void e4m3_from_f32(const float *src, void *dst, size_t n) {
-    uint8_t *d = dst;
-    for (size_t i = 0; i < n; i++) d[i] = lb_fp8_e4m3_from_f32(src[i], 1);
-}
-static void e5m2_to_f32(const void *src, float *dst, size_t n) {
-    const uint8_t *s = src;
-    for (size_t i = 0; i < n; i++) dst[i] = lb_fp8_e5m2_to_f32(s[i]);
-}
-static void e5m2_from_f32(const float *src, void *dst, size_t n) {
-    uint8_t *d = dst;
-    for (size_t i = 0; i < n; i++) d[i] = lb_fp8_e5m2_from_f32(src[i], 0);
-}
+/* The 8-bit floats. E4M3 has no infinity, so it saturates; E5M2 has one, so
+ * overflow is inf. */
+#define FP8_CODECS(tag, decode, encode, saturate)                                                    \
+    static void tag##_to_f32(const void *src, float *dst, size_t n) {                                \
+        const uint8_t *s = src;                                                                      \
+        for (size_t i = 0; i < n; i++) dst[i] = decode(s[i]);                                        \
+    }                                                                                                \
+    static void tag##_from_f32(const float *src, void *dst, size_t n) {                              \
+        uint8_t *d = dst;                                                                            \
+        for (size_t i = 0; i < n; i++) d[i] = encode(src[i], saturate);                              \
+    }
+FP8_CODECS(e4m3, lb_fp8_e4m3_to_f32, lb_fp8_e4m3_from_f32, 1)
+FP8_CODECS(e5m2, lb_fp8_e5m2_to_f32, lb_fp8_e5m2_from_f32, 0)
 
 /* Integers have no infinity: round to nearest even, saturate at the type's
  * range; NaN becomes 0. Every bound below is exact in a double. */

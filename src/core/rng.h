@@ -46,4 +46,16 @@ float lb_rng_normal(lb_rng *r);                  /* standard normal (Box-Muller)
 #define LB_STREAM_SAMPLE ((uint64_t)3 << 48)      /* text generation */
 #define LB_STREAM_STOCHASTIC ((uint64_t)4 << 48)  /* stochastic rounding (+ step and tensor counter) */
 
+/* Stochastic rounding of step `step` and tensor `id` draws from stream
+ * LB_STREAM_STOCHASTIC + LB_SR_COUNTER(step, id). The 2^20 ids of a step are
+ * shared out as
+ *   [0, 2^18)                  quant specs with :sr in the forward pass: 2i for the
+ *                              weight of parameter i, 2i + 1 for its input (layers/model.c)
+ *   [LB_SR_ID_ACT_GRAD, +2^18) activation gradients, + parameter index (layers/model.c)
+ *   [LB_SR_ID_OPTIM, +2^19)    the optimizer: 3i for parameter i's gradient, 3i + 1
+ *                              and 3i + 2 for its two state slots (optim/optim.c) */
+#define LB_SR_COUNTER(step, id) (((uint64_t)(step) << 20) + (uint64_t)(id))
+#define LB_SR_ID_ACT_GRAD (1u << 18)
+#define LB_SR_ID_OPTIM (1u << 19)
+
 #endif

@@ -122,60 +122,25 @@ static int exists(hid_t file, const char *name) {
     return H5Oexists_by_name(file, name, H5P_DEFAULT) > 0;
 }
 
-/* On disk everything is little-endian, whatever the machine: the HDF5 type
- * of a dtype's class and size (see checkpoint.h). -1 when there is none. */
-static hid_t file_type(lb_dtype t) {
+/* The HDF5 type of a dtype, from its class and size: little-endian on disk,
+ * whatever the machine (see checkpoint.h), the machine's order in memory.
+ * -1 when there is none (f16, bf16, fp8, the block formats). */
+static hid_t hdf5_type(lb_dtype t, int in_memory) {
     const lb_dtype_traits *d = lb_dtype_info(t);
-    if (!d) return -1;
-    switch (d->cls) {
-    case LB_DC_FLOAT: return d->block_bytes == 4 ? H5T_IEEE_F32LE : d->block_bytes == 8 ? H5T_IEEE_F64LE : -1;
-    case LB_DC_SINT:
-        switch (d->block_bytes) {
-        case 1: return H5T_STD_I8LE;
-        case 2: return H5T_STD_I16LE;
-        case 4: return H5T_STD_I32LE;
-        case 8: return H5T_STD_I64LE;
-        }
-        return -1;
-    case LB_DC_UINT:
-        switch (d->block_bytes) {
-        case 1: return H5T_STD_U8LE;
-        case 2: return H5T_STD_U16LE;
-        case 4: return H5T_STD_U32LE;
-        case 8: return H5T_STD_U64LE;
-        }
-        return -1;
-    case LB_DC_BLOCK: return -1;
-    }
-    return -1;
+    if (!d || d->cls == LB_DC_BLOCK) return -1;
+    int b = d->block_bytes, k = b == 1 ? 0 : b == 2 ? 1 : b == 4 ? 2 : b == 8 ? 3 : -1;
+    if (k < 0) return -1;
+    const hid_t floats[2][4] = {{-1, -1, H5T_IEEE_F32LE, H5T_IEEE_F64LE}, {-1, -1, H5T_NATIVE_FLOAT, H5T_NATIVE_DOUBLE}};
+    const hid_t sints[2][4] = {{H5T_STD_I8LE, H5T_STD_I16LE, H5T_STD_I32LE, H5T_STD_I64LE},
+                               {H5T_NATIVE_INT8, H5T_NATIVE_INT16, H5T_NATIVE_INT32, H5T_NATIVE_INT64}};
+    const hid_t uints[2][4] = {{H5T_STD_U8LE, H5T_STD_U16LE, H5T_STD_U32LE, H5T_STD_U64LE},
+                               {H5T_NATIVE_UINT8, H5T_NATIVE_UINT16, H5T_NATIVE_UINT32, H5T_NATIVE_UINT64}};
+    const hid_t(*by)[4] = d->cls == LB_DC_FLOAT ? floats : d->cls == LB_DC_SINT ? sints : uints;
+    return by[in_memory != 0][k];
 }
 
-/* The same type in the machine's byte order. */
-static hid_t mem_type(lb_dtype t) {
-    const lb_dtype_traits *d = lb_dtype_info(t);
-    if (!d) return -1;
-    switch (d->cls) {
-    case LB_DC_FLOAT: return d->block_bytes == 4 ? H5T_NATIVE_FLOAT : d->block_bytes == 8 ? H5T_NATIVE_DOUBLE : -1;
-    case LB_DC_SINT:
-        switch (d->block_bytes) {
-        case 1: return H5T_NATIVE_INT8;
-        case 2: return H5T_NATIVE_INT16;
-        case 4: return H5T_NATIVE_INT32;
-        case 8: return H5T_NATIVE_INT64;
-        }
-        return -1;
-    case LB_DC_UINT:
-        switch (d->block_bytes) {
-        case 1: return H5T_NATIVE_UINT8;
-        case 2: return H5T_NATIVE_UINT16;
-        case 4: return H5T_NATIVE_UINT32;
-        case 8: return H5T_NATIVE_UINT64;
-        }
-        return -1;
-    case LB_DC_BLOCK: return -1;
-    }
-    return -1;
-}
+static hid_t file_type(lb_dtype t) { return hdf5_type(t, 0); }
+static hid_t mem_type(lb_dtype t) { return hdf5_type(t, 1); }
 
 /* What a stored HDF5 type is, by class, size and sign. */
 enum { STORED_STRING = -2, STORED_OTHER = -1 };

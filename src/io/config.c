@@ -935,6 +935,13 @@ lb_status lb_config_validate(const lb_config *c) {
     LB_TRY(check_groups(c, "model.quant.head.weight", &m->head.weight, m->dim, "model.dim"));
     LB_TRY(check_groups(c, "model.quant.head.activation", &m->head.activation, m->dim, "model.dim"));
     LB_TRY(check_groups(c, "model.quant.embedding", &m->embedding, m->dim, "model.dim"));
+    const char *lsq_part = NULL;
+    if (lb_model_config_check_lsq(m, &lsq_part) != LB_OK) {
+        char key[64], why[LB_ERRMSG_MAX];
+        snprintf(key, sizeof key, "model.quant.%s", lsq_part);
+        snprintf(why, sizeof why, "%s", lb_errmsg());
+        return bad(c, key, strncmp(lsq_part, "head", 4) == 0 ? "model.tie_embeddings" : NULL, "%s", why);
+    }
 
     const lb_train_config *t = &c->train;
     if (t->seq_len > m->max_seq_len)

@@ -26,7 +26,16 @@ lb_status lb_linear_quant_resolve(const lb_linear_quant *in, lb_linear_quant *ou
     return LB_OK;
 }
 
-lb_tensor *lb_linear(lb_graph *g, lb_tensor *x, lb_tensor *w, const lb_linear_quant *q, float lambda) {
+/* One operand of an LSQ layer: learned steps where its spec has lsq, the
+ * absmax fake quantizer otherwise, nothing for none. */
+static lb_tensor *lsq_operand(lb_graph *g, lb_tensor *v, const lb_qspec *spec, lb_tensor *step, float lambda) {
+    if (spec->lsq) return lb_fake_quant_lsq(g, v, step, spec, lambda);
+    if (lb_qspec_is_none(spec)) return v;
+    return lb_fake_quant(g, v, spec, LB_STE_IDENTITY, lambda);
+}
+
+lb_tensor *lb_linear(lb_graph *g, lb_tensor *x, lb_tensor *w, const lb_linear_quant *q, const lb_linear_steps *steps,
+                     float lambda) {
     if (!x || !w) return NULL; /* an earlier op failed; its message stands */
     if (w->ndim != 2 || lb_tensor_cols(x) != w->shape[1]) {
         char xs[48], ws[48];
@@ -45,6 +54,18 @@ lb_tensor *lb_linear(lb_graph *g, lb_tensor *x, lb_tensor *w, const lb_linear_qu
         lb_error(LB_EINVAL, "linear '%s': quantization settings not resolved (call lb_linear_quant_resolve)",
                  w->name ? w->name : "?");
         return NULL;
+    }
+
+    /* Learned steps: quantize each operand on its own node, then multiply. */
+    if (q->mode != LB_LINEAR_FP && (q->weight.lsq || q->activation.lsq)) {
+        lb_tensor *ws = steps ? steps->weight : NULL, *as = steps ? steps->activation : NULL;
+        if ((q->weight.lsq && !ws) || (q->activation.lsq && !as)) {
+            lb_error(LB_EINVAL, "linear '%s': its %s spec has 'lsq' but no learned step was given",
+                     w->name ? w->name : "?", q->weight.lsq && !ws ? "weight" : "activation");
+            return NULL;
+        }
+        if (lambda == 0.0f) return lb_matmul(g, x, w, 1);
+        return lb_matmul(g, lsq_operand(g, x, &q->activation, as, lambda), lsq_operand(g, w, &q->weight, ws, lambda), 1);
     }
 
     /* One node for quantize + matmul: its backward adds into x's and w's

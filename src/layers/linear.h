@@ -19,7 +19,7 @@
 
 #include "autograd/ops.h"
 #include "layers/model_config.h"
-#include "optim/grad_quant.h"
+#include "quant/grad_round.h"
 
 /* Fills the weight and activation specs that `in->mode` implies (for FP, B1
  * and B158 the preset's recipe of quant/recipe.h, whatever the specs in `in`
@@ -27,11 +27,21 @@
  * ("attn", "ffn", ...). LB_EINVAL for an unknown mode. */
 lb_status lb_linear_quant_resolve(const lb_linear_quant *in, lb_linear_quant *out, const char *what);
 
+/* The learned step sizes of a layer whose specs have `lsq` (quant/qspec.h):
+ * `weight` with one element per scale block of the weight spec, `activation`
+ * with one. NULL where the spec has no lsq. */
+typedef struct lb_linear_steps {
+    lb_tensor *weight, *activation;
+} lb_linear_steps;
+
 /* y = q_a(x) · q_w(w)ᵀ for x [..., K] and w [N, K]; returns [..., N].
  * `q` must be resolved (lb_linear_quant_resolve); its specs are read during
- * the forward pass only. `lambda` in [0, 1]:
- * 1 is full quantization, 0 the fp32 layer. NULL on error. */
-lb_tensor *lb_linear(lb_graph *g, lb_tensor *x, lb_tensor *w, const lb_linear_quant *q, float lambda);
+ * the forward pass only. A spec with `lsq` quantizes with its learned steps
+ * (lb_fake_quant_lsq), which `steps` must then hold; `steps` may be NULL
+ * when neither spec has lsq. `lambda` in [0, 1]: 1 is full quantization, 0
+ * the fp32 layer. NULL on error. */
+lb_tensor *lb_linear(lb_graph *g, lb_tensor *x, lb_tensor *w, const lb_linear_quant *q, const lb_linear_steps *steps,
+                     float lambda);
 
 /* Low-bit activation gradients: returns x unchanged (a view) and, in the
  * backward pass, rounds the gradient flowing back through it to precision `p`

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/rng.h"
+#include "quant/quantize.h"
 
 /* ---------------------------------------------------------------------------
  * Configuration */
@@ -58,7 +59,41 @@ lb_status lb_model_config_validate(const lb_model_config *c) {
     LB_TRY(lb_linear_quant_resolve(&c->attn, &tmp, "model: attn quantization"));
     LB_TRY(lb_linear_quant_resolve(&c->ffn, &tmp, "model: ffn quantization"));
     LB_TRY(lb_linear_quant_resolve(&c->head, &tmp, "model: head quantization"));
+    const char *part = NULL;
+    if (lb_model_config_check_lsq(c, &part) != LB_OK) {
+        lb_error_prefix("model: quant.%s", part);
+        return LB_EINVAL;
+    }
     return LB_OK;
+}
+
+lb_status lb_model_config_check_lsq(const lb_model_config *c, const char **part) {
+    const char *where = NULL, *why = NULL;
+    char spec[64] = "";
+    struct { const char *name; const lb_linear_quant *q; } layers[] = {
+        {"attn", &c->attn}, {"ffn", &c->ffn}, {"head", &c->head}};
+    if (c->embedding.lsq) {
+        where = "embedding";
+        why = "learned step sizes apply to linear layers; the embedding is looked up, not multiplied";
+        lb_qspec_format(&c->embedding, spec, sizeof spec);
+    }
+    for (int k = 0; k < 3 && !where; k++) {
+        lb_linear_quant r;
+        if (lb_linear_quant_resolve(layers[k].q, &r, layers[k].name) != LB_OK) continue; /* reported elsewhere */
+        static const char *const act_keys[] = {"attn.activation", "ffn.activation", "head.activation"};
+        if (r.activation.lsq && r.activation.gran != LB_QG_TENSOR) {
+            where = act_keys[k];
+            why = "an input learns one step for the whole tensor (its rows are tokens): use per_tensor";
+            lb_qspec_format(&r.activation, spec, sizeof spec);
+        } else if (k == 2 && c->tie_embeddings && (r.weight.lsq || r.activation.lsq)) {
+            where = r.weight.lsq ? "head.weight" : "head.activation";
+            why = "the head is the token embedding (model.tie_embeddings): untie it to learn its steps";
+            lb_qspec_format(r.weight.lsq ? &r.weight : &r.activation, spec, sizeof spec);
+        }
+    }
+    if (part) *part = where;
+    if (!where) return LB_OK;
+    return lb_error(LB_EINVAL, "'%s': %s", spec, why);
 }
 
 size_t lb_model_config_num_elements(const lb_model_config *c) {
@@ -103,18 +138,15 @@ const lb_param *lb_model_params(const lb_model *m, int *n_params) {
 /* ---------------------------------------------------------------------------
  * Creation: lay out every parameter, then carve them from one allocation. */
 
-/* Appends parameter i of `role` (in block `layer`, or -1) with its shape and
- * quant specs (NULL: none). The data pointers are set once the total size is
- * known. */
-static lb_tensor *add_param(lb_model *m, lb_param_role role, int layer, int rows, int cols, const lb_qspec *wspec,
+/* Appends parameter i: `role` in block `layer` (or -1), shape [rows] or
+ * [rows, cols] (cols > 0), quant specs (NULL: none). Its name is already in
+ * m->param_names[i]. The data pointers are set once the total size is known. */
+static lb_tensor *new_param(lb_model *m, lb_param_role role, int layer, int rows, int cols, const lb_qspec *wspec,
                             const lb_qspec *aspec) {
     int i = m->n_params++;
     lb_tensor *t = &m->tensors[i];
     int shape[2] = {rows, cols};
     lb_tensor_set_shape(t, cols > 0 ? 2 : 1, shape);
-    const lb_param_role_info *r = &roles[role];
-    if (r->per_layer) snprintf(m->param_names[i], LB_PARAM_NAME_MAX, "blk.%d.%s.weight", layer, r->name);
-    else snprintf(m->param_names[i], LB_PARAM_NAME_MAX, "%s.weight", r->name);
     t->name = m->param_names[i];
     t->requires_grad = 1;
     lb_param *p = &m->params[i];
@@ -123,13 +155,47 @@ static lb_tensor *add_param(lb_model *m, lb_param_role role, int layer, int rows
     p->layer = layer;
     p->weight = wspec ? *wspec : lb_qspec_none();
     p->activation = aspec ? *aspec : lb_qspec_none();
-    p->no_decay = r->kind != LB_PARAM_LINEAR;
+    p->no_decay = roles[role].kind != LB_PARAM_LINEAR;
     p->owner = -1;
     m->param_list[i] = t;
+    m->weight_step[i] = m->act_step[i] = -1;
     return t;
 }
 
-static int max_params(const lb_model_config *c) { return 1 + 11 * c->n_layers + 2; }
+/* A weight, a norm gain or the embedding, named after its role. */
+static lb_tensor *add_param(lb_model *m, lb_param_role role, int layer, int rows, int cols, const lb_qspec *wspec,
+                            const lb_qspec *aspec) {
+    const lb_param_role_info *r = &roles[role];
+    char *name = m->param_names[m->n_params];
+    if (r->per_layer) snprintf(name, LB_PARAM_NAME_MAX, "blk.%d.%s.weight", layer, r->name);
+    else snprintf(name, LB_PARAM_NAME_MAX, "%s.weight", r->name);
+    return new_param(m, role, layer, rows, cols, wspec, aspec);
+}
+
+/* The learned step sizes of parameter `owner` (role WEIGHT_STEP or
+ * ACT_STEP), named after it: blk.0.attn_q.weight -> blk.0.attn_q.weight_step. */
+static void add_step(lb_model *m, int owner, lb_param_role role) {
+    const lb_param *o = &m->params[owner];
+    const char *oname = o->t->name;
+    size_t base = strlen(oname) - strlen(".weight"); /* every owner's name ends in .weight */
+    snprintf(m->param_names[m->n_params], LB_PARAM_NAME_MAX, "%.*s.%s", (int)base, oname, roles[role].name);
+    int rows = 1, cols = 0;
+    if (role == LB_ROLE_WEIGHT_STEP && o->weight.gran != LB_QG_TENSOR) {
+        rows = o->t->shape[0];
+        if (o->weight.gran == LB_QG_GROUP) cols = (o->t->shape[1] + o->weight.group - 1) / o->weight.group;
+    }
+    int i = m->n_params;
+    new_param(m, role, o->layer, rows, cols, NULL, NULL);
+    m->params[i].owner = owner;
+    if (role == LB_ROLE_WEIGHT_STEP) m->weight_step[owner] = i;
+    else m->act_step[owner] = i;
+}
+
+/* Every table entry but the steps, plus up to two steps per linear layer. */
+static int max_params(const lb_model_config *c) {
+    int linears = 7 * c->n_layers + 1;
+    return 1 + 11 * c->n_layers + 2 + 2 * linears;
+}
 
 lb_model *lb_model_create(const lb_model_config *cfg, uint64_t seed) {
     if (lb_model_config_validate(cfg) != LB_OK) return NULL;
@@ -149,8 +215,12 @@ lb_model *lb_model_create(const lb_model_config *cfg, uint64_t seed) {
     m->tensors = calloc((size_t)cap, sizeof *m->tensors);
     m->param_list = calloc((size_t)cap, sizeof *m->param_list);
     m->param_names = calloc((size_t)cap, sizeof *m->param_names);
+    m->weight_step = calloc((size_t)cap, sizeof *m->weight_step);
+    m->act_step = calloc((size_t)cap, sizeof *m->act_step);
     m->blocks = calloc((size_t)cfg->n_layers, sizeof *m->blocks);
-    if (!m->params || !m->tensors || !m->param_list || !m->param_names || !m->blocks) goto oom;
+    if (!m->params || !m->tensors || !m->param_list || !m->param_names || !m->weight_step || !m->act_step ||
+        !m->blocks)
+        goto oom;
 
     int V = cfg->vocab_size, d = cfg->dim, F = cfg->ffn_dim;
     int nq = cfg->n_heads * m->head_dim, nkv = cfg->n_kv_heads * m->head_dim;
@@ -176,6 +246,11 @@ lb_model *lb_model_create(const lb_model_config *cfg, uint64_t seed) {
     m->output = cfg->tie_embeddings
                     ? m->token_embd
                     : add_param(m, LB_ROLE_OUTPUT, -1, V, d, &m->q_head.weight, &m->q_head.activation);
+    /* Learned step sizes last, so that :lsq leaves the other parameters as they were. */
+    for (int i = 0, n = m->n_params; i < n; i++) {
+        if (m->params[i].weight.lsq) add_step(m, i, LB_ROLE_WEIGHT_STEP);
+        if (m->params[i].activation.lsq) add_step(m, i, LB_ROLE_ACT_STEP);
+    }
 
     /* One allocation for all data, one for all gradients; each tensor points
      * at its slice, in order, without padding. */
@@ -206,6 +281,8 @@ void lb_model_free(lb_model *m) {
     free(m->tensors);
     free(m->param_list);
     free(m->param_names);
+    free(m->weight_step);
+    free(m->act_step);
     free(m->blocks);
     free(m);
 }
@@ -219,6 +296,7 @@ void lb_model_init_params(lb_model *m, uint64_t seed) {
     for (int i = 0; i < m->n_params; i++) {
         const lb_param *p = &m->params[i];
         lb_tensor *t = p->t;
+        if (roles[p->role].kind == LB_PARAM_QSTEP) continue; /* below, from the weights */
         if (roles[p->role].kind == LB_PARAM_NORM) {
             for (size_t j = 0; j < t->n; j++) t->data[j] = 1.0f;
             continue;
@@ -230,6 +308,30 @@ void lb_model_init_params(lb_model *m, uint64_t seed) {
         lb_rng r;
         lb_rng_init(&r, seed, (uint64_t)LB_STREAM_INIT + (uint64_t)i);
         for (size_t j = 0; j < t->n; j++) t->data[j] = std * lb_rng_normal(&r);
+    }
+    lb_model_init_steps(m);
+}
+
+void lb_model_init_steps(lb_model *m) {
+    for (int i = 0; i < m->n_params; i++) {
+        const lb_param *p = &m->params[i];
+        if (roles[p->role].kind != LB_PARAM_QSTEP) continue;
+        const lb_param *o = &m->params[p->owner];
+        const lb_qspec *spec = p->role == LB_ROLE_WEIGHT_STEP ? &o->weight : &o->activation;
+        double sqrt_qp = sqrt((double)((1 << (spec->bits - 1)) - 1));
+        if (p->role == LB_ROLE_ACT_STEP) {
+            p->t->data[0] = (float)(2.0 / sqrt_qp);
+            continue;
+        }
+        const lb_tensor *w = o->t;
+        size_t rows = lb_tensor_rows(w), cols = (size_t)lb_tensor_cols(w);
+        for (size_t b = 0; b < p->t->n; b++) {
+            size_t start, len;
+            lb_quant_block_span(spec, rows, cols, b, &start, &len);
+            double sabs = 0.0;
+            for (size_t j = start; j < start + len; j++) sabs += fabs((double)w->data[j]);
+            p->t->data[b] = fmaxf((float)(2.0 * sabs / (double)len / sqrt_qp), LB_LSQ_MIN_STEP);
+        }
     }
 }
 
@@ -282,13 +384,20 @@ static lb_tensor *linear(lb_graph *g, const lb_model *m, lb_tensor *x, lb_tensor
         lb_linear_quant *c = lb_graph_alloc(g, sizeof *c);
         if (!c) return NULL;
         *c = *q;
-        uint64_t base = (m->step << 20) + 2 * (uint64_t)(w - m->tensors);
+        uint64_t base = LB_SR_COUNTER(m->step, 2 * (uint64_t)(w - m->tensors));
         c->weight.seed = c->activation.seed = m->seed;
         c->weight.stream = base;
         c->activation.stream = base + 1;
         q = c;
     }
-    return lb_linear(g, x, w, q, m->quant_lambda);
+    int i = (int)(w - m->tensors), ws = m->weight_step[i], as = m->act_step[i];
+    lb_linear_steps steps = {ws >= 0 ? &m->tensors[ws] : NULL, as >= 0 ? &m->tensors[as] : NULL};
+    lb_tensor *learned[2] = {steps.weight, steps.activation};
+    for (int k = 0; k < 2; k++) /* back onto s >= LB_LSQ_MIN_STEP (see model.h) */
+        for (size_t b = 0; learned[k] && b < learned[k]->n; b++)
+            if (!(learned[k]->data[b] >= LB_LSQ_MIN_STEP) && isfinite(learned[k]->data[b]))
+                learned[k]->data[b] = LB_LSQ_MIN_STEP;
+    return lb_linear(g, x, w, q, &steps, m->quant_lambda);
 }
 
 lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, const int *ids, int B, int T, const int *targets,
@@ -311,7 +420,7 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, const int *ids, int B, int
         if (sr) { /* stream as for the weight of parameter 0, see linear() */
             *sr = m->q_embd;
             sr->seed = m->seed;
-            sr->stream = m->step << 20;
+            sr->stream = LB_SR_COUNTER(m->step, 0);
             spec = sr;
         }
         table = m->q_embd.stochastic && !sr ? NULL : lb_fake_quant(g, table, spec, LB_STE_IDENTITY, lambda);

@@ -21,6 +21,12 @@
  *     blk.N.ffn_down.weight        [d, F]
  *   output_norm.weight             [d]
  *   output.weight                  [V, d]      (untied head only)
+ * then, for every linear layer whose specs have `lsq` (learned step sizes,
+ * quant/qspec.h), in the order of those layers:
+ *   <layer>.weight_step            [1], [N] (per_channel) or [N, K/g] (gN)
+ *   <layer>.act_step               [1]
+ * e.g. blk.0.attn_q.weight_step. Adding :lsq appends parameters and leaves
+ * the others' names, order and initialisation as they were.
  * with Dh = d / H. Norms have a gain and no bias (LayerNorm too). */
 #ifndef LOWBIT_LAYERS_MODEL_H
 #define LOWBIT_LAYERS_MODEL_H
@@ -29,6 +35,7 @@
 
 #include "autograd/graph.h"
 #include "layers/linear.h"
+#include "quant/grad_round.h"
 #include "layers/model_config.h"
 
 #define LB_PARAM_NAME_MAX 48
@@ -98,6 +105,7 @@ typedef struct lb_model {
     lb_tensor *tensors;                /* [n_params] the tensors params[i].t points at */
     lb_tensor **param_list;            /* [n_params] pointers to tensors[i], for lb_optim_create */
     char (*param_names)[LB_PARAM_NAME_MAX];
+    int *weight_step, *act_step;       /* [n_params]: index of the parameter's LSQ steps, or -1 */
 
     size_t n_elements;                 /* total floats over all parameters */
     float *params_memory;              /* the one allocation of parameter data */
@@ -126,8 +134,30 @@ void lb_model_free(lb_model *m);
 
 /* normal(0, init_std) for projections and the embedding, drawn from stream
  * LB_STREAM_INIT + parameter index (independent of thread count and order);
- * attn_output and ffn_down scaled by 1/sqrt(2·n_layers) (GPT-2); norms 1. */
+ * attn_output and ffn_down scaled by 1/sqrt(2·n_layers) (GPT-2); norms 1;
+ * then the step sizes (lb_model_init_steps). */
 void lb_model_init_params(lb_model *m, uint64_t seed);
+
+/* LSQ's initial step sizes, from the current weights: 2·mean|w|/√Qp over
+ * each scale block of a weight (at least LB_LSQ_MIN_STEP), and 2/√Qp for an
+ * input (LSQ's 2·mean|x|/√Qp with mean|x| = 1, the size of the
+ * RMS-normalised inputs most layers see; the step learns from there).
+ * Call it again after loading weights that came without steps. */
+void lb_model_init_steps(lb_model *m);
+
+/* The smallest step size. An optimizer step can carry a step size past zero
+ * (Adam moves every parameter by about lr, whatever its size), so the forward
+ * pass first puts any step below this back onto it: projected gradient
+ * descent on s >= LB_LSQ_MIN_STEP, as LSQ implementations clamp the step. */
+#define LB_LSQ_MIN_STEP 1e-5f
+
+/* Where learned step sizes (`lsq`) cannot go: the embedding (it is looked up,
+ * not multiplied), inputs unless per tensor (one step for the whole input),
+ * and a head tied to the embedding. LB_EINVAL with a message saying why
+ * ("'int8:per_channel:lsq': an input learns one step ..."); *part (may be
+ * NULL) receives the config key under model.quant that is wrong, e.g.
+ * "attn.activation". lb_model_config_validate runs it. */
+lb_status lb_model_config_check_lsq(const lb_model_config *c, const char **part);
 
 /* The table, in checkpoint order (token_embd, blocks in order, output_norm,
  * [output], steps). Checkpoints, import, export, PTQ, the runtime and the
@@ -159,7 +189,6 @@ static inline void lb_model_set_step(lb_model *m, uint64_t step) { m->step = ste
  * with lb_quantize_grad_inplace (see lb_grad_round), keyed by the model's seed
  * and counter LB_SR_COUNTER(step, LB_SR_ID_ACT_GRAD + i) for the layer whose
  * weight is parameter i. fp32 (the default) records nothing. */
-#define LB_SR_ID_ACT_GRAD (1u << 18)
 static inline void lb_model_set_act_grad(lb_model *m, lb_grad_precision p) { m->act_grad = p; }
 
 /* Forward pass over ids [B, T] (T ≤ max_seq_len), positions 0..T−1.

@@ -75,9 +75,6 @@ _Static_assert(sizeof lb_state_codec_names / sizeof lb_state_codec_names[0] == L
                "optim/optim.c: one name per lb_state_codec");
 
 const char *lb_optim_type_name(lb_optim_type t) { return (unsigned)t < LB_OPTIM_COUNT ? lb_optim_type_names[t] : "?"; }
-const char *lb_state_codec_name(lb_state_codec c) {
-    return (unsigned)c < LB_STATE_COUNT ? lb_state_codec_names[c] : "?";
-}
 
 lb_status lb_optim_type_parse(const char *text, lb_optim_type *out) {
     for (int i = 0; i < LB_OPTIM_COUNT; i++)

@@ -14,7 +14,7 @@
  *   }
  *
  * A step, in order:
- *   1. weight gradients are rounded to cfg.grad_precision (optim/grad_quant.h);
+ *   1. weight gradients are rounded to cfg.grad_precision (quant/grad_round.h);
  *   2. the global gradient norm is computed (in double); when it is not
  *      finite the step is skipped: weights and state are untouched, the loss
  *      scale backs off, info.skipped = 1;
@@ -38,7 +38,8 @@
 #include "core/error.h"
 #include "core/tensor.h"
 #include "optim/codec.h"
-#include "optim/grad_quant.h"
+#include "optim/loss_scale.h"
+#include "quant/grad_round.h"
 
 typedef enum lb_optim_type { LB_OPTIM_ADAMW = 0, LB_OPTIM_SGD, LB_OPTIM_LION, LB_OPTIM_COUNT } lb_optim_type;
 
@@ -95,7 +96,6 @@ extern const char *const lb_optim_type_names[LB_OPTIM_COUNT];
 extern const char *const lb_state_codec_names[LB_STATE_COUNT];
 const char *lb_optim_type_name(lb_optim_type t);
 lb_status lb_optim_type_parse(const char *text, lb_optim_type *out);
-const char *lb_state_codec_name(lb_state_codec c);
 lb_status lb_state_codec_parse(const char *text, lb_state_codec *out);
 
 typedef struct lb_optim lb_optim;

@@ -11,10 +11,6 @@ const char *const lb_sched_kind_names[] = {
 _Static_assert(sizeof lb_sched_kind_names / sizeof lb_sched_kind_names[0] == LB_SCHED_COUNT,
                "optim/schedule.c: one name per lb_sched_kind");
 
-const char *lb_sched_kind_name(lb_sched_kind k) {
-    return (unsigned)k < LB_SCHED_COUNT ? lb_sched_kind_names[k] : "?";
-}
-
 lb_status lb_sched_kind_parse(const char *text, lb_sched_kind *out) {
     for (int k = 0; k < LB_SCHED_COUNT; k++)
         if (text && strcmp(text, lb_sched_kind_names[k]) == 0) {

@@ -42,7 +42,6 @@ typedef struct lb_schedule {
 
 /* "constant", "linear", "cosine", "two_stage": the names of train.schedule. */
 extern const char *const lb_sched_kind_names[LB_SCHED_COUNT];
-const char *lb_sched_kind_name(lb_sched_kind k);
 lb_status lb_sched_kind_parse(const char *text, lb_sched_kind *out);
 
 /* LB_ECONFIG with a message naming the field when the schedule is

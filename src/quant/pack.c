@@ -3,31 +3,7 @@
  * races and the result does not depend on the thread count. */
 #include "quant/pack.h"
 
-#include <string.h>
-
 #define PAR_MIN (1 << 16) /* bytes */
-
-/* --- binary: 1 bit, +1 → 1, −1 → 0 ------------------------------------------------ */
-
-lb_status lb_pack_binary(const int8_t *codes, size_t n, uint8_t *out) {
-    for (size_t i = 0; i < n; i++)
-        if (codes[i] != 1 && codes[i] != -1)
-            return lb_error(LB_EINVAL, "pack binary: code %d at element %zu, expected -1 or +1", codes[i], i);
-    long nb = (long)lb_packed_size_bits(n, 1);
-#pragma omp parallel for schedule(static) if (nb > PAR_MIN)
-    for (long k = 0; k < nb; k++) {
-        size_t i0 = (size_t)k * 8;
-        uint8_t byte = 0;
-        for (size_t j = 0; j < 8 && i0 + j < n; j++) byte |= (uint8_t)((codes[i0 + j] > 0) << j);
-        out[k] = byte;
-    }
-    return LB_OK;
-}
-
-void lb_unpack_binary(const uint8_t *in, size_t n, int8_t *codes) {
-#pragma omp parallel for schedule(static) if (n > 8 * PAR_MIN)
-    for (size_t i = 0; i < n; i++) codes[i] = (int8_t)(((in[i >> 3] >> (i & 7)) & 1) ? 1 : -1);
-}
 
 /* --- ternary, 2 bits: code + 1 in {0, 1, 2} --------------------------------------- */
 
@@ -88,7 +64,7 @@ lb_status lb_unpack_ternary5(const uint8_t *in, size_t n, int8_t *codes) {
     return LB_OK;
 }
 
-/* --- any width: a little-endian bit stream ------------------------------------------ */
+/* --- code ranges ------------------------------------------------------------------------- */
 
 static lb_status check_bits(const uint8_t *codes, size_t n, int bits, int is_signed, const char *what) {
     if (bits < 1 || bits > 8) return lb_error(LB_EINVAL, "pack %s: %d bits, expected 1 to 8", what, bits);
@@ -101,41 +77,7 @@ static lb_status check_bits(const uint8_t *codes, size_t n, int bits, int is_sig
     return LB_OK;
 }
 
-lb_status lb_pack_bits(const uint8_t *codes, size_t n, int bits, int is_signed, uint8_t *out) {
-    LB_TRY(check_bits(codes, n, bits, is_signed, "bits"));
-    const unsigned mask = (1u << bits) - 1;
-    long nb = (long)lb_packed_size_bits(n, bits);
-#pragma omp parallel for schedule(static) if (nb > PAR_MIN)
-    for (long k = 0; k < nb; k++) {
-        /* Bits 8k..8k+7 of the stream come from elements 8k/bits .. (8k+7)/bits. */
-        size_t b0 = (size_t)k * 8;
-        unsigned byte = 0;
-        for (size_t i = b0 / (size_t)bits; i * (size_t)bits < b0 + 8 && i < n; i++) {
-            long shift = (long)(i * (size_t)bits) - (long)b0; /* may be negative for the first element */
-            unsigned c = codes[i] & mask;
-            byte |= shift >= 0 ? c << shift : c >> -shift;
-        }
-        out[k] = (uint8_t)byte;
-    }
-    return LB_OK;
-}
-
-lb_status lb_unpack_bits(const uint8_t *in, size_t n, int bits, int is_signed, uint8_t *codes) {
-    if (bits < 1 || bits > 8) return lb_error(LB_EINVAL, "unpack bits: %d bits, expected 1 to 8", bits);
-    const unsigned mask = (1u << bits) - 1, sign = 1u << (bits - 1);
-    const size_t total = lb_packed_size_bits(n, bits);
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        size_t bit = i * (size_t)bits, k = bit >> 3;
-        unsigned two = in[k] | (k + 1 < total ? (unsigned)in[k + 1] << 8 : 0u); /* a code spans at most 2 bytes */
-        unsigned c = (two >> (bit & 7)) & mask;
-        if (is_signed && (c & sign)) c |= ~mask; /* sign-extend */
-        codes[i] = (uint8_t)c;
-    }
-    return LB_OK;
-}
-
-/* --- INT4 nibbles and INT8 ------------------------------------------------------------ */
+/* --- INT4 nibbles ------------------------------------------------------------------------ */
 
 lb_status lb_pack_int4(const uint8_t *codes, size_t n, int is_signed, uint8_t *out) {
     LB_TRY(check_bits(codes, n, 4, is_signed, "int4"));
@@ -156,12 +98,4 @@ void lb_unpack_int4(const uint8_t *in, size_t n, int is_signed, uint8_t *codes) 
         if (is_signed && (c & 8u)) c |= ~15u;
         codes[i] = (uint8_t)c;
     }
-}
-
-void lb_pack_int8(const uint8_t *codes, size_t n, uint8_t *out) {
-    if (out != codes) memmove(out, codes, n);
-}
-
-void lb_unpack_int8(const uint8_t *in, size_t n, uint8_t *codes) {
-    if (codes != in) memmove(codes, in, n);
 }

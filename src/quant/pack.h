@@ -1,18 +1,17 @@
 /* Bit packing of quantization codes (as lb_quantize writes them, one byte
- * per element) with exact round trips.
+ * per element) with exact round trips: the ternary and INT4 layouts a packed
+ * runtime and exporters start from.
  *
  *   layout        bits/weight  codes in            byte k holds elements
- *   binary        1            int8 ±1             8k..8k+7, element 8k+j at bit j (1 = +1)
  *   ternary2      2            int8 −1, 0, 1       4k..4k+3, element 4k+j at bits 2j (code + 1: 0, 1, 2)
  *   ternary5      1.6          int8 −1, 0, 1       5k..5k+4 as Σ_j (code + 1)·3^j  (0..242)
  *   int4          4            4-bit codes         2k (low nibble), 2k+1 (high nibble)
- *   bits(n)       n = 1..8     n-bit codes         a little-endian bit stream, element i at bit n·i
- *   int8          8            any byte            element k (a copy)
  *
  * A final partial byte is padded with zero bits (ternary5: zero trits).
  * Unpackers read exactly n codes. Packers return LB_EINVAL, naming
- * the element, for a code the layout cannot hold. Unpackers of signed codes
- * sign-extend (int4, bits) when asked. None allocates. */
+ * the element, for a code the layout cannot hold. The int4 unpacker
+ * sign-extends signed codes when asked. None allocates. (GGUF's TQ1_0 and
+ * TQ2_0 order their codes differently: they are dtypes of core/dtype.h.) */
 #ifndef LOWBIT_QUANT_PACK_H
 #define LOWBIT_QUANT_PACK_H
 
@@ -21,12 +20,9 @@
 
 #include "core/error.h"
 
-/* Bytes of the packed form of n codes. */
+/* Bytes of the packed form of n codes of `bits` bits (2 for ternary2, 4 for int4). */
 static inline size_t lb_packed_size_bits(size_t n, int bits) { return (n * (size_t)bits + 7) / 8; }
 static inline size_t lb_packed_size_ternary5(size_t n) { return (n + 4) / 5; }
-
-lb_status lb_pack_binary(const int8_t *codes, size_t n, uint8_t *out);
-void lb_unpack_binary(const uint8_t *in, size_t n, int8_t *codes);
 
 lb_status lb_pack_ternary2(const int8_t *codes, size_t n, uint8_t *out);
 void lb_unpack_ternary2(const uint8_t *in, size_t n, int8_t *codes);
@@ -38,12 +34,5 @@ lb_status lb_unpack_ternary5(const uint8_t *in, size_t n, int8_t *codes);
 /* codes: signed ([−8, 7], as int8 bytes) when is_signed, else [0, 15]. */
 lb_status lb_pack_int4(const uint8_t *codes, size_t n, int is_signed, uint8_t *out);
 void lb_unpack_int4(const uint8_t *in, size_t n, int is_signed, uint8_t *codes);
-
-/* Any width 1..8: codes signed ([−2^(n−1), 2^(n−1) − 1]) or unsigned ([0, 2^n − 1]). */
-lb_status lb_pack_bits(const uint8_t *codes, size_t n, int bits, int is_signed, uint8_t *out);
-lb_status lb_unpack_bits(const uint8_t *in, size_t n, int bits, int is_signed, uint8_t *codes);
-
-void lb_pack_int8(const uint8_t *codes, size_t n, uint8_t *out);
-void lb_unpack_int8(const uint8_t *in, size_t n, uint8_t *codes);
 
 #endif

@@ -7,6 +7,7 @@
  *           | sym | asym | b1                                INT only
  *           | sr                                             INT and FP8: stochastic rounding
  *           | sat | nosat | raw                              FP8/FP4
+ *           | lsq                                            INT: learned step sizes
  *
  * The printer writes the canonical form: options in the order above, and
  * defaults (per_tensor, sym, sat) left out. */
@@ -124,6 +125,11 @@ lb_status lb_qspec_parse(const char *text, lb_qspec *out) {
                 return lb_error(LB_ECONFIG, "quant spec '%s': '%s' applies to fp8_e4m3 and fp8_e5m2 only", text, tok);
             if (have_sat++) return lb_error(LB_ECONFIG, "quant spec '%s': sat/nosat given twice", text);
             s.saturate = tok[0] == 's';
+        } else if (strcmp(tok, "lsq") == 0) {
+            if (s.format != LB_QF_INT)
+                return lb_error(LB_ECONFIG, "quant spec '%s': 'lsq' (learned step sizes) applies to int2..int8 only", text);
+            if (s.lsq) return lb_error(LB_ECONFIG, "quant spec '%s': 'lsq' given twice", text);
+            s.lsq = 1;
         } else if (strcmp(tok, "raw") == 0) {
             if (!is_fp8(s.format) && s.format != LB_QF_FP4_E2M1)
                 return lb_error(LB_ECONFIG, "quant spec '%s': 'raw' applies to fp8_e4m3, fp8_e5m2 and fp4_e2m1 only",
@@ -133,7 +139,7 @@ lb_status lb_qspec_parse(const char *text, lb_qspec *out) {
         } else {
             return lb_error(LB_ECONFIG,
                             "quant spec '%s': unknown option '%s', expected per_tensor, per_channel, per_token, g<N>, "
-                            "sym, asym, b1, sr, sat, nosat or raw",
+                            "sym, asym, b1, sr, sat, nosat, raw or lsq",
                             text, tok);
         }
         if (gran_opt) {
@@ -149,6 +155,12 @@ lb_status lb_qspec_parse(const char *text, lb_qspec *out) {
         return lb_error(LB_ECONFIG, "quant spec '%s': 'none' takes no options", text);
     if (s.raw && have_gran)
         return lb_error(LB_ECONFIG, "quant spec '%s': 'raw' has no scale, so no granularity", text);
+    if (s.lsq && (s.asymmetric || s.b1 || s.stochastic))
+        return lb_error(LB_ECONFIG, "quant spec '%s': 'lsq' learns symmetric steps rounded to nearest: it does not "
+                        "combine with %s", text, s.asymmetric ? "'asym'" : s.b1 ? "'b1'" : "'sr'");
+    if (s.lsq && s.per_token)
+        return lb_error(LB_ECONFIG, "quant spec '%s': 'lsq' learns one step per scale block, and the tokens of a batch "
+                        "change every step: use one step for the whole input (per_tensor, the default)", text);
     *out = s;
     return LB_OK;
 }
@@ -170,5 +182,6 @@ int lb_qspec_format(const lb_qspec *s, char *buf, size_t size) {
     if (s->stochastic && (s->format == LB_QF_INT || is_fp8(s->format))) n += snprintf(tmp + n, sizeof tmp - (size_t)n, ":sr");
     if (is_fp8(s->format) && !s->saturate) n += snprintf(tmp + n, sizeof tmp - (size_t)n, ":nosat");
     if (s->raw && (is_fp8(s->format) || s->format == LB_QF_FP4_E2M1)) n += snprintf(tmp + n, sizeof tmp - (size_t)n, ":raw");
+    if (s->lsq && s->format == LB_QF_INT) n += snprintf(tmp + n, sizeof tmp - (size_t)n, ":lsq");
     return snprintf(buf, size, "%s", tmp);
 }

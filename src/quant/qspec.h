@@ -7,6 +7,7 @@
  *   ternary:per_channel, ternary:g128     finer scale granularity
  *   int8:per_token  BitNet activations: absmax per row (token)
  *   int4:g128:sym, int8:per_channel:asym, int2..int8 likewise
+ *   int4:g128:lsq   learned step sizes (LSQ), one per scale block
  *   fp8_e4m3, fp8_e5m2, fp4_e2m1, mxfp8, mxfp4, bf16, fp16
  *
  * The exact grammar is documented in docs/quantization.md. */
@@ -65,6 +66,9 @@ typedef struct lb_qspec {
     int b1;            /* INT: BitNet b1 activation form, x·Qb/γ with Qb = 2^(bits−1), codes within ±(Qb−1);
                           with `asymmetric` the b1 zero-point shift x − min(x) for non-negative inputs */
     int raw;           /* FP8/FP4: cast without a scale (fixed scale 1) instead of a power-of-two amax scale */
+    int lsq;           /* INT: learned step sizes (LSQ, Esser et al. 2020), one per scale block, trained as
+                          parameters of the model; applied by lb_fake_quant_lsq, not by the absmax kernels */
+    int unused_;       /* 0: keeps the struct free of padding, so equal specs are equal bytes */
     /* Stochastic rounding draws element i's uniform as
      *   lb_rand_uniform(seed, LB_STREAM_STOCHASTIC + stream, i)
      * (i the flat index in the tensor), so (seed, stream) reproduces a rounding.
@@ -73,6 +77,7 @@ typedef struct lb_qspec {
     uint64_t seed;
     uint64_t stream;
 } lb_qspec;
+_Static_assert(sizeof(lb_qspec) == 12 * sizeof(int) + 2 * sizeof(uint64_t), "lb_qspec has no padding");
 
 /* Parses `text` into `out`. LB_ECONFIG with a message saying what was
  * expected when `text` is malformed. */

@@ -52,12 +52,6 @@ size_t lb_quant_block_of(const lb_qspec *s, size_t rows, size_t cols, size_t r, 
     return r * groups_per_row(s, cols) + c / (size_t)s->group;
 }
 
-size_t lb_quant_code_size(const lb_qspec *s) {
-    if (s->format == LB_QF_NONE) return 0;
-    if (s->format == LB_QF_BF16 || s->format == LB_QF_FP16) return 2;
-    return 1;
-}
-
 lb_status lb_quant_check(const lb_qspec *s, size_t rows, size_t cols) {
     if (rows == 0 || cols == 0) return lb_error(LB_EINVAL, "quantize: empty matrix [%zu, %zu]", rows, cols);
     if (s->format == LB_QF_INT && (s->bits < 2 || s->bits > 8))
@@ -474,6 +468,9 @@ static void pass(const lb_qspec *s, const qblock *b, const float *x, size_t star
 static lb_status run(const lb_qspec *s, const float *x, size_t rows, size_t cols, void *codes, float *scales,
                      float *zeros, float *y, float *range) {
     LB_TRY(lb_quant_check(s, rows, cols));
+    if (s->lsq)
+        return lb_error(LB_EINVAL, "quantize: an 'lsq' spec has learned steps, not absmax scales: apply it with "
+                                   "lb_fake_quant_lsq and its step tensor");
     size_t nb = lb_quant_n_blocks(s, rows, cols), n = rows * cols;
     if (nb == 1) {
         stats st = scaled_by_block(s) ? stats_tensor(s, x, n) : (stats){0, 0, 0, 0, 0};
@@ -578,36 +575,79 @@ lb_status lb_dequantize(const lb_qspec *s, const void *codes, const float *scale
 
 /* --- LSQ ---------------------------------------------------------------------------- */
 
-void lb_lsq_forward(const float *x, float *y, size_t n, float s, int bits) {
-    const float Qn = (float)(1 << (bits - 1)), Qp = Qn - 1, inv = 1.0f / s;
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
-    for (size_t i = 0; i < n; i++) y[i] = rintf(fminf(fmaxf(x[i] * inv, -Qn), Qp)) * s;
+static void lsq_forward_run(const float *x, float *y, size_t n, float s, float Qn, float Qp, float lambda) {
+    const float inv = 1.0f / s;
+    for (size_t i = 0; i < n; i++) {
+        float q = rintf(fminf(fmaxf(x[i] * inv, -Qn), Qp)) * s;
+        y[i] = lambda == 1.0f ? q : x[i] + lambda * (q - x[i]);
+    }
 }
 
-float lb_lsq_backward(const float *x, const float *dy, float *dx, size_t n, float s, int bits, float grad_scale) {
-    const float Qn = (float)(1 << (bits - 1)), Qp = Qn - 1, inv = 1.0f / s;
-    double ds = 0.0;
-    /* Fixed chunks summed in order keep ds independent of the thread count. */
-    enum { CH = 64 };
-    double part[CH] = {0};
-    size_t chunk = n / CH + 1;
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
-    for (int c = 0; c < CH; c++) {
-        size_t lo = (size_t)c * chunk, hi = lo + chunk < n ? lo + chunk : n;
-        double acc = 0.0;
-        for (size_t i = lo; i < hi; i++) {
-            float v = x[i] * inv;
-            float g;
-            if (v < -Qn) g = -Qn;
-            else if (v > Qp) g = Qp;
-            else {
-                g = rintf(v) - v;
-                if (dx) dx[i] += dy[i];
-            }
-            acc += (double)dy[i] * g;
-        }
-        part[c] = acc;
+/* Σ dy·∂q/∂s over a run of one block (before λ and the gradient scale);
+ * adds the STE gradient into dx. */
+static double lsq_backward_run(const float *x, const float *dy, float *dx, size_t n, float s, float Qn, float Qp,
+                               float lambda) {
+    const float inv = 1.0f / s, outside = 1.0f - lambda;
+    double acc = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i] * inv, g;
+        int inside = 0;
+        if (v < -Qn) g = -Qn;
+        else if (v > Qp) g = Qp;
+        else g = rintf(v) - v, inside = 1;
+        if (dx) dx[i] += inside ? dy[i] : dy[i] * outside;
+        acc += (double)dy[i] * g;
     }
-    for (int c = 0; c < CH; c++) ds += part[c];
-    return (float)(ds * grad_scale);
+    return acc;
+}
+
+void lb_lsq_forward(const lb_qspec *s, const float *x, float *y, size_t rows, size_t cols, const float *step,
+                    float lambda) {
+    const float Qn = (float)(1 << (s->bits - 1)), Qp = Qn - 1;
+    const size_t nb = lb_quant_n_blocks(s, rows, cols), n = rows * cols;
+    if (nb == 1) {
+        const size_t chunk = 16384;
+        long nc = (long)((n + chunk - 1) / chunk);
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+        for (long c = 0; c < nc; c++) {
+            size_t lo = (size_t)c * chunk;
+            lsq_forward_run(x + lo, y + lo, n - lo < chunk ? n - lo : chunk, step[0], Qn, Qp, lambda);
+        }
+        return;
+    }
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (long b = 0; b < (long)nb; b++) {
+        size_t start, len;
+        lb_quant_block_span(s, rows, cols, (size_t)b, &start, &len);
+        lsq_forward_run(x + start, y + start, len, step[b], Qn, Qp, lambda);
+    }
+}
+
+void lb_lsq_backward(const lb_qspec *s, const float *x, const float *dy, float *dx, size_t rows, size_t cols,
+                     const float *step, float lambda, float *dstep) {
+    const float Qn = (float)(1 << (s->bits - 1)), Qp = Qn - 1;
+    const size_t nb = lb_quant_n_blocks(s, rows, cols), n = rows * cols;
+    if (nb == 1) {
+        /* Fixed chunks summed in order keep the sum independent of the thread count. */
+        enum { CH = 64 };
+        double part[CH] = {0};
+        size_t chunk = n / CH + 1;
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+        for (int c = 0; c < CH; c++) {
+            size_t lo = (size_t)c * chunk, hi = lo + chunk < n ? lo + chunk : n;
+            part[c] = lo < hi ? lsq_backward_run(x + lo, dy + lo, dx ? dx + lo : NULL, hi - lo, step[0], Qn, Qp, lambda)
+                              : 0.0;
+        }
+        double sum = 0.0;
+        for (int c = 0; c < CH; c++) sum += part[c];
+        if (dstep) dstep[0] += (float)(lambda * sum / sqrt((double)n * Qp));
+        return;
+    }
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (long b = 0; b < (long)nb; b++) {
+        size_t start, len;
+        lb_quant_block_span(s, rows, cols, (size_t)b, &start, &len);
+        double sum = lsq_backward_run(x + start, dy + start, dx ? dx + start : NULL, len, step[b], Qn, Qp, lambda);
+        if (dstep) dstep[b] += (float)(lambda * sum / sqrt((double)len * Qp));
+    }
 }

@@ -10,7 +10,7 @@
  *                 computed from the elements it has (for absmax formats this
  *                 is exactly zero padding).
  *
- * Codes are one byte per element (two for bf16/fp16, see lb_quant_code_size):
+ * Codes are one byte per element (two for bf16/fp16):
  *   binary             int8 ±1                      x ≈ code · d
  *   ternary, INT sym   int8 in [−Qn, Qp]            x ≈ code · d
  *   INT asym, b1 asym  uint8 in [0, Qmax]           x ≈ code · d + m
@@ -39,8 +39,6 @@ size_t lb_quant_n_blocks(const lb_qspec *s, size_t rows, size_t cols);
 void lb_quant_block_span(const lb_qspec *s, size_t rows, size_t cols, size_t b, size_t *start, size_t *len);
 /* Block of element (r, c). */
 size_t lb_quant_block_of(const lb_qspec *s, size_t rows, size_t cols, size_t r, size_t c);
-/* Bytes per element code: 0 for none, 2 for bf16/fp16, else 1. */
-size_t lb_quant_code_size(const lb_qspec *s);
 /* LB_EINVAL with a message when the spec cannot apply to [rows, cols]
  * (a bad bit width or group, an empty matrix). Every kernel checks this. */
 lb_status lb_quant_check(const lb_qspec *s, size_t rows, size_t cols);
@@ -70,13 +68,20 @@ lb_status lb_fake_quantize(const lb_qspec *s, const float *x, float *y, size_t r
  * optimizer for fp8 states and gradients. */
 float lb_pow2_scale(float amax, float fmax, int margin, float old_scale);
 
-/* LSQ (Esser et al., 2020) for signed `bits`-bit integers, Qn = 2^(bits−1),
- * Qp = 2^(bits−1) − 1, step s > 0:
- *   y = round(clamp(x / s, −Qn, Qp)) · s        (round half to even)
- * Backward adds dy into dx inside [−Qn·s, Qp·s] (clipped STE) and returns
- *   Σ dy · (v inside ? round(v) − v : v < −Qn ? −Qn : Qp),  v = x / s,
- * times grad_scale (1/√(N·Qp) in LSQ), for the caller to add to ds. */
-void lb_lsq_forward(const float *x, float *y, size_t n, float s, int bits);
-float lb_lsq_backward(const float *x, const float *dy, float *dx, size_t n, float s, int bits, float grad_scale);
+/* LSQ (Esser et al., 2020) over the scale blocks of an INT spec with `lsq`
+ * (symmetric, 2..8 bits; one block per tensor, row or group, laid out as
+ * lb_quant_block_span says), with one learned step step[b] > 0 per block:
+ *   y = x + λ·(q − x),   q = round(clamp(x / s_b, −Qn, Qp))·s_b,
+ *   Qn = 2^(bits−1), Qp = Qn − 1, round half to even (λ = 1: plain LSQ).
+ * Backward adds dy·((1 − λ) + λ·[−Qn ≤ x/s_b ≤ Qp]) into dx (clipped STE;
+ * dx may be NULL) and
+ *   λ·g_b·Σ_{i in b} dy_i·(v inside ? round(v) − v : v < −Qn ? −Qn : Qp),  v = x_i / s_b,
+ * into dstep[b], with LSQ's gradient scale g_b = 1/√(N_b·Qp), N_b the
+ * block's element count (dx and dstep may be NULL). Sums are in double over fixed chunks, so results do
+ * not depend on the number of threads. The spec must pass lb_quant_check. */
+void lb_lsq_forward(const lb_qspec *s, const float *x, float *y, size_t rows, size_t cols, const float *step,
+                    float lambda);
+void lb_lsq_backward(const lb_qspec *s, const float *x, const float *dy, float *dx, size_t rows, size_t cols,
+                     const float *step, float lambda, float *dstep);
 
 #endif

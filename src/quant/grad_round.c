@@ -1,25 +1,20 @@
-/* Low-bit gradient rounding and the dynamic loss scale (see grad_quant.h). */
-#include "optim/grad_quant.h"
+/* Low-bit gradient rounding (see grad_round.h). */
+#include "quant/grad_round.h"
 
 #include <math.h>
 #include <string.h>
 
 #include "core/dtype.h"
 #include "core/rng.h"
-#include "optim/codec.h"
 #include "quant/quantize.h"
 
 const char *const lb_grad_precision_names[] = {[LB_GRAD_FP32] = "fp32", [LB_GRAD_FP8] = "fp8", [LB_GRAD_INT8] = "int8"};
 _Static_assert(sizeof lb_grad_precision_names / sizeof lb_grad_precision_names[0] == LB_GRAD_COUNT,
-               "optim/grad_quant.c: one name per lb_grad_precision");
-
-const char *lb_grad_precision_name(lb_grad_precision p) {
-    return (unsigned)p < LB_GRAD_COUNT ? lb_grad_precision_names[p] : "?";
-}
+               "quant/grad_round.c: one name per lb_grad_precision");
 
 lb_status lb_grad_precision_parse(const char *text, lb_grad_precision *out) {
     for (int p = 0; p < LB_GRAD_COUNT; p++)
-        if (text && strcmp(text, lb_grad_precision_name((lb_grad_precision)p)) == 0) {
+        if (text && strcmp(text, lb_grad_precision_names[p]) == 0) {
             *out = (lb_grad_precision)p;
             return LB_OK;
         }
@@ -92,30 +87,4 @@ lb_status lb_quantize_grad_inplace(float *g, size_t rows, size_t cols, lb_grad_p
     case LB_GRAD_COUNT: break;
     }
     return lb_error(LB_EINVAL, "lb_quantize_grad_inplace: unknown gradient precision %d", (int)p);
-}
-
-/* --- dynamic loss scale -------------------------------------------------------- */
-
-void lb_loss_scaler_init(lb_loss_scaler *s, float initial, int dynamic) {
-    s->scale = initial > 0.0f ? initial : 1.0f;
-    s->growth = 2.0f;
-    s->backoff = 0.5f;
-    s->growth_interval = 2000;
-    s->good_steps = 0;
-    s->min_scale = fminf(1.0f, s->scale);
-    s->max_scale = 16777216.0f;
-    s->dynamic = dynamic;
-}
-
-int lb_loss_scaler_update(lb_loss_scaler *s, int grads_finite) {
-    if (!grads_finite) {
-        if (s->dynamic) s->scale = fmaxf(s->scale * s->backoff, s->min_scale);
-        s->good_steps = 0;
-        return 1;
-    }
-    if (s->dynamic && ++s->good_steps >= s->growth_interval) {
-        s->scale = fminf(s->scale * s->growth, s->max_scale);
-        s->good_steps = 0;
-    }
-    return 0;
 }
