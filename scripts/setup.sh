@@ -47,6 +47,18 @@ if ! node -e '
   (cd scripts/reference && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+# llama.cpp for the GGUF export check (tests/test_gguf_export, scripts/llama_check.sh): the
+# prebuilt CPU build node-llama-cpp ships, pinned by scripts/llama/package-lock.json, into
+# scripts/llama/node_modules (git-ignored), installed when missing or of another version.
+if ! node -e '
+  const want = require("./scripts/llama/package.json").dependencies;
+  for (const [p, v] of Object.entries(want))
+    if (require("./scripts/llama/node_modules/" + p + "/package.json").version !== v) process.exit(1);' 2>/dev/null; then
+  command -v npm >/dev/null || { echo "setup: npm is missing (it comes with Node.js)" >&2; exit 1; }
+  echo "setup: installing node-llama-cpp into scripts/llama"
+  (cd scripts/llama && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 BUILD_DIR=${LOWBIT_BUILD_DIR:-build}
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
 cmake --build "$BUILD_DIR" -j"$(nproc)"

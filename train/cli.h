@@ -10,6 +10,7 @@ enum { LB_EXIT_OK = 0, LB_EXIT_FAILURE = 1, LB_EXIT_USAGE = 2 };
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 /* Prints "lowbit: <message>" for the current error and returns the exit code
  * that fits its status (2 for configuration errors, 1 otherwise). */

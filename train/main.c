@@ -17,10 +17,13 @@ static const cli_command COMMANDS[] = {
     {"train", cmd_train,
      "  train CONFIG [--set key=value ...] [--resume DIR|FILE]\n"
      "                         train a model from a YAML config (or resume a run)\n"},
-    {"eval", cmd_eval, "  eval CHECKPOINT        validation loss and perplexity of a checkpoint\n"},
+    {"eval", cmd_eval, "  eval CHECKPOINT|MODEL.gguf\n                         validation loss and perplexity of a checkpoint or GGUF file\n"},
     {"sample", cmd_sample,
      "  sample CHECKPOINT --prompt TEXT [--tokens N] [--temperature T] [--top-k K]\n"
      "                         generate text\n"},
+    {"export", cmd_export,
+     "  export CHECKPOINT -o MODEL.gguf [--type tq2_0|tq1_0|q8_0|q4_0|f16|f32]\n"
+     "                         write a GGUF file llama.cpp runs\n"},
 };
 enum { N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0] };
 
