@@ -86,13 +86,13 @@ list(APPEND LOWBIT_PC_REQUIRES_PRIVATE hdf5)
 
 # Through pkg-config: libyaml (configs), jansson (metrics as JSON lines,
 # tokenizer.json), PCRE2 (tokenizer.json regexes), utf8proc (tokenizer.json
-# Unicode normalization).
+# Unicode normalization), zstd (export: the compressibility report and container).
 lowbit_find_package(PkgConfig)
-foreach(module IN ITEMS yaml-0.1 jansson libpcre2-8 libutf8proc)
+foreach(module IN ITEMS yaml-0.1 jansson libpcre2-8 libutf8proc libzstd)
   string(MAKE_C_IDENTIFIER "LOWBIT_PC_${module}" prefix)
   pkg_check_modules(${prefix} QUIET IMPORTED_TARGET ${module})
   if(NOT ${prefix}_FOUND)
-    lowbit_missing_dependency("pkg-config module ${module} not found (Debian: libyaml-dev, libjansson-dev, libpcre2-dev, libutf8proc-dev)")
+    lowbit_missing_dependency("pkg-config module ${module} not found (Debian: libyaml-dev, libjansson-dev, libpcre2-dev, libutf8proc-dev, libzstd-dev)")
   endif()
   list(APPEND LOWBIT_DEPENDENCY_TARGETS PkgConfig::${prefix})
   list(APPEND LOWBIT_PC_REQUIRES_PRIVATE ${module})

@@ -14,6 +14,7 @@ PACKAGES=(
   libjansson-dev           # metrics (JSON lines), tokenizer.json
   libpcre2-dev             # tokenizer.json regexes
   libutf8proc-dev          # tokenizer.json Unicode normalization (NFC, ...)
+  libzstd-dev zstd         # lowbit export --report and --zstd
   libcmocka-dev            # tests
   fortunes                 # the default corpus
   python3 python3-h5py python3-numpy  # checkpoint interoperability tests

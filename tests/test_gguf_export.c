@@ -560,6 +560,40 @@ static void test_cli(void **state) {
     snprintf(cmd, sizeof cmd, "'%s/lowbit' export '%s' -o '%s/x.gguf' --type q5_k 2>&1 | grep -q 'tq2_0|tq1_0'", bin,
              fx->ckpt, fx->dir);
     assert_int_equal(system(cmd), 0);
+    /* --zstd: a standard zstd frame of the file */
+    snprintf(cmd, sizeof cmd,
+             "'%s/lowbit' export '%s' -o '%s/z.gguf' --type tq2_0 --zstd 3 >/dev/null && zstd -q -d -c '%s/z.gguf.zst' | "
+             "cmp - '%s/z.gguf'", bin, fx->ckpt, fx->dir, fx->dir, fx->dir);
+    assert_int_equal(system(cmd), 0);
+    /* --report: every type of every tensor, and the totals */
+    snprintf(cmd, sizeof cmd, "'%s/lowbit' export --report '%s'", bin, fx->ckpt);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    char line[512];
+    int rows = 0, totals = 0;
+    double h_tq2 = 0, bpw_tq2 = 0, z_tq2 = 0;
+    while (fgets(line, sizeof line, f)) {
+        char name[64], type[16];
+        double n, bpw, h, z3, z19;
+        if (sscanf(line, "%63s %15s %lf %lf %lf %lf %lf", name, type, &n, &bpw, &h, &z3, &z19) == 7) {
+            rows++;
+            if (!strcmp(name, "tq2_0")) { /* the totals row: type, bytes, bpw, H, zstd-3 bytes, its bpw, ... */
+                totals++;
+                bpw_tq2 = n, h_tq2 = bpw, z_tq2 = z3;
+                assert_true(h_tq2 < bpw_tq2 && z_tq2 < bpw_tq2);
+            }
+            if (!strcmp(name, "blk.0.attn_q.weight") && !strcmp(type, "tq2_0")) {
+                assert_true(fabs(bpw - 66.0 * 8 / 256) < 1e-3);   /* 2.0625 */
+                assert_true(h > 1.0 && h <= log2(3.0) + 1e-9); /* ternary codes */
+                assert_true(z19 < bpw);
+            }
+        }
+    }
+    assert_int_equal(pclose(f), 0);
+    assert_int_equal(totals, 1);
+    assert_true(rows > 6 * 3);
+    print_message("report: tq2_0 in total %.3f bpw, entropy of its codes %.3f bits, after zstd-3 %.3f bpw\n", bpw_tq2,
+                  h_tq2, z_tq2);
 }
 
 /* --- llama.cpp ---------------------------------------------------------------- */

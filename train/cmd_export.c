@@ -6,30 +6,46 @@
 
 #include "cli.h"
 #include "interop/gguf_export.h"
+#include "interop/report.h"
 #include "trainer/trainer.h"
 
 static const char EXPORT_USAGE[] =
-    "usage: lowbit export CHECKPOINT -o MODEL.gguf [--type " LB_GGUF_EXPORT_TYPES "]\n"
+    "usage: lowbit export CHECKPOINT -o MODEL.gguf [--type " LB_GGUF_EXPORT_TYPES "] [--zstd LEVEL]\n"
+    "       lowbit export --report CHECKPOINT\n"
     "\n"
     "Writes a checkpoint (a file, or the newest in a run directory) as a GGUF v3 file that llama.cpp\n"
     "loads: architecture bitnet for models with SubLN, llama for the others, with the tokenizer and\n"
     "the run's config. --type is the type of the weight matrices (default tq2_0); norms stay f32.\n"
-    "See docs/export.md.\n";
+    "--zstd LEVEL also writes MODEL.gguf.zst, the file compressed with zstd (`zstd -d` restores it).\n"
+    "--report prints, per tensor and in total, the bits per weight of every type, the entropy of\n"
+    "its codes and its size after zstd. See docs/export.md.\n";
 
 int cmd_export(int argc, char **argv) {
     const char *path = NULL, *out = NULL, *type_name = "tq2_0";
+    int report = 0, zstd_level = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             fputs(EXPORT_USAGE, stdout);
             return LB_EXIT_OK;
         }
-        if (!strcmp(argv[i], "-o") || !strcmp(argv[i], "--type")) {
+        if (!strcmp(argv[i], "--report")) {
+            report = 1;
+            continue;
+        }
+        if (!strcmp(argv[i], "-o") || !strcmp(argv[i], "--type") || !strcmp(argv[i], "--zstd")) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "lowbit export: %s needs a value\n", argv[i]);
                 return LB_EXIT_USAGE;
             }
-            if (argv[i][1] == 'o') out = argv[++i];
-            else type_name = argv[++i];
+            const char *opt = argv[i++];
+            if (!strcmp(opt, "-o")) {
+                out = argv[i];
+            } else if (!strcmp(opt, "--type")) {
+                type_name = argv[i];
+            } else if ((zstd_level = atoi(argv[i])) < 1 || zstd_level > 22) {
+                fprintf(stderr, "lowbit export: --zstd expects a level 1..22, got '%s'\n", argv[i]);
+                return LB_EXIT_USAGE;
+            }
             continue;
         }
         if (argv[i][0] == '-' || path) {
@@ -38,7 +54,7 @@ int cmd_export(int argc, char **argv) {
         }
         path = argv[i];
     }
-    if (!path || !out) {
+    if (!path || (!out && !report)) {
         fprintf(stderr, "lowbit export: %s\n\n%s", path ? "no output file given (-o)" : "no checkpoint given",
                 EXPORT_USAGE);
         return LB_EXIT_USAGE;
@@ -52,10 +68,27 @@ int cmd_export(int argc, char **argv) {
     if (lb_load_checkpoint_model(path, &cfg, &tok, &model) != LB_OK) return cli_fail(NULL);
     char *yaml = NULL;
     int rc = LB_EXIT_OK;
-    if (lb_config_to_yaml(&cfg, &yaml) != LB_OK || lb_gguf_export(model, tok, yaml, type, out) != LB_OK)
-        rc = cli_fail("export");
-    else
-        printf("wrote %s (%s)\n", out, type_name);
+    if (report && lb_export_report(model, stdout) != LB_OK) rc = cli_fail("export --report");
+    if (rc == LB_EXIT_OK && out) {
+        if (lb_config_to_yaml(&cfg, &yaml) != LB_OK || lb_gguf_export(model, tok, yaml, type, out) != LB_OK) {
+            rc = cli_fail("export");
+        } else {
+            printf("wrote %s (%s)\n", out, type_name);
+            if (zstd_level) {
+                size_t n_in, n_out, len = strlen(out);
+                char *zpath = malloc(len + 5);
+                if (!zpath) return cli_fail("export");
+                memcpy(zpath, out, len);
+                memcpy(zpath + len, ".zst", 5);
+                if (lb_zstd_compress_file(out, zpath, zstd_level, &n_in, &n_out) != LB_OK)
+                    rc = cli_fail("export --zstd");
+                else
+                    printf("wrote %s (zstd level %d: %zu -> %zu bytes, %.1f%%)\n", zpath, zstd_level, n_in, n_out,
+                           100.0 * (double)n_out / (double)n_in);
+                free(zpath);
+            }
+        }
+    }
     free(yaml);
     lb_model_free(model);
     lb_tokenizer_free(tok);
