@@ -50,14 +50,15 @@ fi
 
 # llama.cpp for the GGUF export check (tests/test_gguf_export, scripts/llama_check.sh): the
 # prebuilt CPU build node-llama-cpp ships, pinned by scripts/llama/package-lock.json, into
-# scripts/llama/node_modules (git-ignored), installed when missing or of another version.
+# scripts/llama/node_modules (git-ignored), installed when missing or of another version;
+# --omit=optional leaves out the CUDA, Vulkan and other platforms' builds.
 if ! node -e '
   const want = require("./scripts/llama/package.json").dependencies;
   for (const [p, v] of Object.entries(want))
     if (require("./scripts/llama/node_modules/" + p + "/package.json").version !== v) process.exit(1);' 2>/dev/null; then
   command -v npm >/dev/null || { echo "setup: npm is missing (it comes with Node.js)" >&2; exit 1; }
   echo "setup: installing node-llama-cpp into scripts/llama"
-  (cd scripts/llama && npm ci --no-audit --no-fund --loglevel=error)
+  (cd scripts/llama && npm ci --omit=optional --no-audit --no-fund --loglevel=error)
 fi
 
 BUILD_DIR=${LOWBIT_BUILD_DIR:-build}
