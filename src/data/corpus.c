@@ -90,9 +90,23 @@ static void free_names(char **names, size_t n) {
     free(names);
 }
 
-/* Adds the regular text files of directory `dir` in name order (see corpus.h
+static lb_status push_file(lb_corpus_files *l, const char *path, int explicit_path) {
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 64;
+        lb_corpus_file *v = realloc(l->files, (size_t)cap * sizeof *v);
+        if (!v) return lb_error(LB_ENOMEM, "corpus file '%s': out of memory", path);
+        l->files = v;
+        l->cap = cap;
+    }
+    char *p = strdup(path);
+    if (!p) return lb_error(LB_ENOMEM, "corpus file '%s': out of memory", path);
+    l->files[l->n++] = (lb_corpus_file){.path = p, .explicit_path = explicit_path};
+    return LB_OK;
+}
+
+/* Lists the regular text files of directory `dir` in name order (see corpus.h
  * for what is left out). */
-static lb_status add_dir(loader *L, const char *dir) {
+static lb_status list_dir(lb_corpus_files *l, const char *dir) {
     DIR *d = opendir(dir);
     if (!d) return lb_error(LB_EIO, "corpus directory '%s': cannot open: %s", dir, strerror(errno));
     char **names = NULL;
@@ -138,9 +152,9 @@ static lb_status add_dir(loader *L, const char *dir) {
         } else if (!S_ISREG(st.st_mode) || ends_with(names[i], ".dat")) {
             /* symlinks (fortunes' *.u8 duplicate their targets), subdirectories,
              * devices, and fortune's binary *.dat indexes */
-            L->c->n_skipped++;
+            l->n_skipped++;
         } else {
-            s = add_file(L, path, 0);
+            s = push_file(l, path, 0);
         }
         free(path);
     }
@@ -148,19 +162,37 @@ static lb_status add_dir(loader *L, const char *dir) {
     return s;
 }
 
-lb_status lb_corpus_load(lb_corpus *c, const char *const *paths, int n_paths) {
-    memset(c, 0, sizeof *c);
+lb_status lb_corpus_list(lb_corpus_files *l, const char *const *paths, int n_paths) {
+    memset(l, 0, sizeof *l);
     if (!paths || n_paths < 1) return lb_error(LB_EINVAL, "corpus: no paths given");
-    loader L = {.c = c};
     for (int i = 0; i < n_paths; i++) {
         const char *path = paths[i];
         struct stat st;
         if (!path || !*path) return lb_error(LB_EINVAL, "corpus: path %d is empty", i);
         if (stat(path, &st) != 0) return lb_error(LB_EIO, "corpus path '%s': %s", path, strerror(errno));
-        if (S_ISDIR(st.st_mode)) LB_TRY(add_dir(&L, path));
-        else if (S_ISREG(st.st_mode)) LB_TRY(add_file(&L, path, 1));
+        if (S_ISDIR(st.st_mode)) LB_TRY(list_dir(l, path));
+        else if (S_ISREG(st.st_mode)) LB_TRY(push_file(l, path, 1));
         else return lb_error(LB_EINVAL, "corpus path '%s': expected a regular file or a directory", path);
     }
+    return LB_OK;
+}
+
+void lb_corpus_files_free(lb_corpus_files *l) {
+    if (!l) return;
+    for (int i = 0; i < l->n; i++) free(l->files[i].path);
+    free(l->files);
+    memset(l, 0, sizeof *l);
+}
+
+lb_status lb_corpus_load(lb_corpus *c, const char *const *paths, int n_paths) {
+    memset(c, 0, sizeof *c);
+    lb_corpus_files files;
+    lb_status s = lb_corpus_list(&files, paths, n_paths);
+    loader L = {.c = c};
+    for (int i = 0; i < files.n && s == LB_OK; i++) s = add_file(&L, files.files[i].path, files.files[i].explicit_path);
+    c->n_skipped += files.n_skipped;
+    lb_corpus_files_free(&files);
+    if (s != LB_OK) return s;
     if (c->len == 0) {
         return lb_error(LB_EINVAL, "corpus '%s'%s: no text found (%d documents, %d files skipped)", paths[0],
                         n_paths > 1 ? " and others" : "", c->n_docs, c->n_skipped);
@@ -184,8 +216,7 @@ void lb_corpus_free(lb_corpus *c) {
 
 /* --- train / validation split ---------------------------------------------------- */
 
-/* Where the validation part of document s[0..n) begins (n when it has none). */
-static size_t split_point(const char *s, size_t n, double val_fraction) {
+size_t lb_corpus_split_point(const char *s, size_t n, double val_fraction) {
     size_t cut = (size_t)floor((1.0 - val_fraction) * (double)n);
     if (cut >= n) return n;
     /* Prefer a whole-line boundary, so validation starts at a fresh line. */
@@ -208,7 +239,7 @@ lb_status lb_dataset_build(lb_dataset *ds, const lb_corpus *c, const lb_tokenize
     size_t train_bytes = 0, val_bytes = 0;
     for (int d = 0; d < c->n_docs; d++) {
         const lb_corpus_doc *doc = &c->docs[d];
-        size_t cut = split_point(c->text + doc->offset, doc->len, val_fraction);
+        size_t cut = lb_corpus_split_point(c->text + doc->offset, doc->len, val_fraction);
         train_bytes += cut;
         val_bytes += doc->len - cut;
     }
@@ -226,7 +257,7 @@ lb_status lb_dataset_build(lb_dataset *ds, const lb_corpus *c, const lb_tokenize
     for (int d = 0; d < c->n_docs && st == LB_OK; d++) {
         const lb_corpus_doc *doc = &c->docs[d];
         const char *s = c->text + doc->offset;
-        size_t cut = split_point(s, doc->len, val_fraction);
+        size_t cut = lb_corpus_split_point(s, doc->len, val_fraction);
         st = lb_tokenizer_encode_append(tok, s, cut, 0, &train);
         if (st != LB_OK) {
             lb_error_prefix("corpus file '%s'", doc->path);

@@ -54,6 +54,27 @@ lb_status lb_corpus_load(lb_corpus *c, const char *const *paths, int n_paths);
 lb_status lb_corpus_load_path(lb_corpus *c, const char *path);
 void lb_corpus_free(lb_corpus *c);
 
+/* The files lb_corpus_load reads, in its order, without reading them: for
+ * readers that stream a corpus file by file (lb_data_prepare). A file found
+ * in a directory that turns out to hold a NUL byte is to be left out, one
+ * named explicitly is an error. Zeroes *l first; free with
+ * lb_corpus_files_free (also after a failure). */
+typedef struct lb_corpus_file {
+    char *path;
+    int explicit_path;   /* named in `paths`, not found in a directory */
+} lb_corpus_file;
+typedef struct lb_corpus_files {
+    lb_corpus_file *files;
+    int n, cap;
+    int n_skipped;       /* directory entries left out by the rules above */
+} lb_corpus_files;
+lb_status lb_corpus_list(lb_corpus_files *l, const char *const *paths, int n_paths);
+void lb_corpus_files_free(lb_corpus_files *l);
+
+/* Where the validation part of document s[0..n) begins under the split rule
+ * above (n when it has none). */
+size_t lb_corpus_split_point(const char *s, size_t n, double val_fraction);
+
 /* The tokenized corpus, split into train and validation. */
 typedef struct lb_dataset {
     int *train;          /* token ids of the train parts, documents in order */
