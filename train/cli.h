@@ -11,6 +11,7 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_data(int argc, char **argv);
 
 /* Prints "lowbit: <message>" for the current error and returns the exit code
  * that fits its status (2 for configuration errors, 1 otherwise). */

@@ -93,7 +93,7 @@ static void print_sample(lb_trainer *t) {
     int *ids = malloc((len + (size_t)n_new + 1) * sizeof(int));
     if (!ids) return;
     if (lb_tokenizer_encode(t->tok, lc->sample_prompt, len, ids, &n_prompt) != LB_OK || n_prompt == 0) {
-        ids[0] = t->data.train[0]; /* no usable prompt: start from the first corpus token */
+        lb_tokens_read(&t->train_tokens, 0, 1, ids); /* no usable prompt: start from the first corpus token */
         n_prompt = 1;
     }
     lb_rng rng;
@@ -120,8 +120,14 @@ static void print_header(const lb_trainer *t, int resumed) {
     printf("# lowbit %s — resolved config (%s)\n%s", LOWBIT_VERSION, c->source, t->config_yaml);
     char mem[256];
     lb_optim_memory_format(t->opt, mem, sizeof mem);
-    printf("# corpus: %d documents, %zu train / %zu validation tokens; %s tokenizer, vocabulary %d\n", t->corpus.n_docs,
-           t->data.n_train, t->data.n_val, lb_tokenizer_kind_name(t->tok->kind), t->tok->vocab_size);
+    if (c->data.shards[0])
+        printf("# shards: %d train / %d validation files, %zu train / %zu validation tokens; %s tokenizer, "
+               "vocabulary %d\n", t->shards.train.n, t->shards.val.n, t->train_tokens.n, t->val_tokens.n,
+               lb_tokenizer_kind_name(t->tok->kind), t->tok->vocab_size);
+    else
+        printf("# corpus: %d documents, %zu train / %zu validation tokens; %s tokenizer, vocabulary %d\n",
+               t->corpus.n_docs, t->data.n_train, t->data.n_val, lb_tokenizer_kind_name(t->tok->kind),
+               t->tok->vocab_size);
     printf("# model: %zu parameters; %s\n", t->model->n_elements, mem);
     printf("# %s\n", lb_gemm_describe(c->train.gemm_precision));
     if (resumed) printf("# resumed at step %lld\n", (long long)t->step);

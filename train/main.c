@@ -18,6 +18,9 @@ static const cli_command COMMANDS[] = {
      "  train CONFIG [--set key=value ...] [--resume DIR|FILE]\n"
      "                         train a model from a YAML config (or resume a run)\n"},
     {"eval", cmd_eval, "  eval CHECKPOINT|MODEL.gguf\n                         validation loss and perplexity of a checkpoint or GGUF file\n"},
+    {"data", cmd_data,
+     "  data prepare INPUT... -o DIR --tokenizer byte|char|bpe|FILE.json [--threads N] ...\n"
+     "                         tokenize text into token shards (data.shards)\n"},
     {"sample", cmd_sample,
      "  sample CHECKPOINT --prompt TEXT [--tokens N] [--temperature T] [--top-k K]\n"
      "                         generate text\n"},

@@ -102,6 +102,8 @@ static const key_desc keys[] = {
     STR("data.path", data.path, 1, "a file or directory"),
     {"data.paths", K_PATHS, OFF(data), 0, 0, 0, 0, 0, "a non-empty list of at most 16 files", NULL, 0},
     FLT("data.val_fraction", data.val_fraction, 0, 0.5, 0, 0, "a number in [0, 0.5]"),
+    STR("data.shards", data.shards, 0, "\"\" or token shards: a directory or a glob pattern"),
+    ENUM("data.format", data.format, lb_shard_layout_names),
 
     SEC("train"),
     INT("train.steps", train.steps, 1, BIG, "a positive integer"),

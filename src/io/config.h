@@ -21,6 +21,7 @@
 
 #include "autograd/gemm.h"     /* lb_gemm_precision: train.gemm_precision */
 #include "core/error.h"
+#include "data/shards.h"        /* lb_shard_layout: data.format */
 #include "data/tokenizer.h"     /* lb_tokenizer_kind: data.tokenizer */
 #include "layers/model_config.h"
 #include "optim/optim.h"        /* lb_optim_type, lb_state_codec, lb_grad_precision */
@@ -40,6 +41,11 @@ typedef struct lb_data_config {
     int n_paths;                                        /* 0: use `path` */
     char paths[LB_CONFIG_MAX_PATHS][LB_CONFIG_PATH_MAX];
     float val_fraction;                                 /* share of the corpus held out, 0..0.5 */
+    /* Token shards (data/shards.h) instead of a corpus: a directory (with
+     * lowbit data prepare's manifest.json, or of *.bin files) or a glob.
+     * "" reads data.path / data.paths. */
+    char shards[LB_CONFIG_PATH_MAX];
+    lb_shard_layout format;                             /* of shards without a manifest */
 } lb_data_config;
 
 typedef struct lb_train_config {

@@ -26,6 +26,19 @@ static lb_status load_corpus(lb_trainer *t) {
     return lb_corpus_load_path(&t->corpus, d->path);
 }
 
+/* The data of data.shards: mapped shards and their tokenizer, which the
+ * trainer takes over. */
+static lb_status open_shards(lb_trainer *t) {
+    const lb_data_config *d = &t->cfg.data;
+    lb_tokenizer_options o = {.kind = d->tokenizer, .vocab_size = d->vocab_size, .path = d->tokenizer_path};
+    LB_TRY(lb_shard_data_open(&t->shards, d->shards, d->format, &o));
+    t->tok = t->shards.tok;
+    t->shards.tok = NULL;
+    t->train_tokens = t->shards.train.tokens;
+    t->val_tokens = t->shards.val.tokens;
+    return LB_OK;
+}
+
 /* data.tokenizer: byte, char (built from the corpus), bpe (trained on it) or
  * hf (a tokenizer.json), as the data module builds them. */
 static lb_status make_tokenizer(lb_trainer *t) {
@@ -97,9 +110,15 @@ lb_status lb_trainer_init(lb_trainer *t, const lb_config *cfg) {
     lb_status s;
     if (c->train.threads > 0) omp_set_num_threads(c->train.threads);
 
-    if ((s = load_corpus(t)) != LB_OK) goto fail;
-    if ((s = make_tokenizer(t)) != LB_OK) goto fail;
-    if ((s = lb_dataset_build(&t->data, &t->corpus, t->tok, c->data.val_fraction)) != LB_OK) goto fail;
+    if (c->data.shards[0]) {
+        if ((s = open_shards(t)) != LB_OK) goto fail;
+    } else {
+        if ((s = load_corpus(t)) != LB_OK) goto fail;
+        if ((s = make_tokenizer(t)) != LB_OK) goto fail;
+        if ((s = lb_dataset_build(&t->data, &t->corpus, t->tok, c->data.val_fraction)) != LB_OK) goto fail;
+        t->train_tokens = lb_tokens_of_ints(t->data.train, t->data.n_train);
+        t->val_tokens = lb_tokens_of_ints(t->data.val, t->data.n_val);
+    }
     if (c->model.vocab_size == 0) c->model.vocab_size = t->tok->vocab_size;
     if (c->model.vocab_size < t->tok->vocab_size) {
         s = lb_error(LB_ECONFIG, "key 'model.vocab_size': expected at least %d (the %s tokenizer's vocabulary), got %d",
@@ -117,7 +136,8 @@ lb_status lb_trainer_init(lb_trainer *t, const lb_config *cfg) {
     if ((s = make_optimizer(t)) != LB_OK) goto fail;
     t->sched = schedule_from(c);
     if ((s = lb_schedule_check(&t->sched)) != LB_OK) goto fail;
-    if ((s = lb_batcher_init(&t->batcher, &t->data, c->train.batch_size, c->train.seq_len, c->train.seed)) != LB_OK)
+    if ((s = lb_batcher_init_tokens(&t->batcher, &t->train_tokens, c->train.batch_size, c->train.seq_len,
+                                    c->train.seed)) != LB_OK)
         goto fail;
     size_t bt = (size_t)c->train.batch_size * (size_t)c->train.seq_len;
     t->inputs = malloc(bt * sizeof(int));
@@ -142,6 +162,7 @@ void lb_trainer_free(lb_trainer *t) {
     if (t->model) lb_model_free(t->model);
     lb_dataset_free(&t->data);
     lb_corpus_free(&t->corpus);
+    lb_shard_data_free(&t->shards);
     if (t->tok) lb_tokenizer_free(t->tok);
     memset(t, 0, sizeof *t);
 }
@@ -213,7 +234,7 @@ lb_status lb_trainer_evaluate(lb_trainer *t, int n_batches, float *loss) {
     double sum = 0.0;
     lb_status s = LB_OK;
     for (int i = 0; i < n_batches && s == LB_OK; i++) {
-        s = lb_val_batch(&t->data, B, T, i, n_batches, t->inputs, t->targets);
+        s = lb_val_batch_tokens(&t->val_tokens, B, T, i, n_batches, t->inputs, t->targets);
         if (s != LB_OK) break;
         lb_graph_reset(&t->graph);
         lb_tensor *l = lb_model_forward(t->model, &t->graph, t->inputs, B, T, t->targets, NULL);

@@ -17,6 +17,7 @@
 #include "autograd/graph.h"
 #include "data/batch.h"
 #include "data/corpus.h"
+#include "data/shards.h"
 #include "data/tokenizer.h"
 #include "io/config.h"
 #include "layers/model.h"
@@ -27,8 +28,13 @@ typedef struct lb_trainer {
     lb_config cfg;            /* resolved (vocab size filled in) */
     char *config_yaml;        /* cfg as YAML, stored in checkpoints */
     lb_tokenizer *tok;
+    /* The data: a corpus tokenized in memory (corpus, data), or token
+     * shards mapped from disk (data.shards). Either way batches come from
+     * train_tokens and val_tokens. */
     lb_corpus corpus;
     lb_dataset data;
+    lb_shard_data shards;
+    lb_tokens train_tokens, val_tokens;
     lb_batcher batcher;
     lb_model *model;
     lb_graph graph;
@@ -48,7 +54,8 @@ typedef struct lb_step_result {
     double seconds;    /* wall time of the step */
 } lb_step_result;
 
-/* Builds everything from `cfg` (a validated config): corpus, tokenizer,
+/* Builds everything from `cfg` (a validated config): corpus and tokenizer
+ * (or the shards data.shards names, with their tokenizer),
  * model (random init, or train.init_from for QAT fine-tuning), optimizer.
  * On failure the trainer is left freed. */
 lb_status lb_trainer_init(lb_trainer *t, const lb_config *cfg);
