@@ -2,7 +2,8 @@
 # The lowbit program as a user runs it: help and exit codes, configs that are
 # not text, run directories that cannot be written (found before training), a
 # short training run, SIGINT and SIGTERM (checkpoint and clean stop), resume,
-# eval, sample, a damaged checkpoint, and h5dump/h5py on a checkpoint.
+# eval, sample, a damaged checkpoint, h5dump/h5py on a checkpoint, and
+# lowbit data prepare with training from its shards.
 #   test_cli.sh LOWBIT SOURCE_DIR
 set -u
 LOWBIT=$1
@@ -136,6 +137,25 @@ expect 1 "eval of a truncated checkpoint" -- "$LOWBIT" eval "$WORK/trunc.h5"
 contains "$WORK/err" "trunc.h5" "truncated checkpoint named"
 echo "not hdf5" >"$WORK/foreign.h5"
 expect 1 "eval of a foreign file" -- "$LOWBIT" eval "$WORK/foreign.h5"
+
+# Token shards: lowbit data prepare, then train, eval and sample from them.
+expect 0 "data prepare --help" -- "$LOWBIT" data prepare --help
+expect 2 "data prepare without a tokenizer" -- "$LOWBIT" data prepare "$WORK/corpus.txt" -o "$WORK/shards"
+expect 2 "data prepare with a bad --threads" -- "$LOWBIT" data prepare "$WORK/corpus.txt" -o "$WORK/shards" --tokenizer byte --threads 0
+expect 0 "data prepare" -- "$LOWBIT" data prepare "$WORK/corpus.txt" -o "$WORK/shards" --tokenizer bpe --vocab-size 300 --threads 2
+contains "$WORK/out" "train " "data prepare reports its tokens"
+contains "$WORK/err" "100%" "data prepare shows progress"
+expect 1 "data prepare into a directory that is not empty" -- "$LOWBIT" data prepare "$WORK/corpus.txt" -o "$WORK/shards" --tokenizer byte
+contains "$WORK/err" "not empty" "a non-empty output directory is refused"
+expect 0 "train from shards" -- "$LOWBIT" train "$WORK/tiny.yaml" --set train.steps=4 --set data.shards="$WORK/shards" --set checkpoint.dir="$WORK/run_shards" --set eval.interval=2
+contains "$WORK/out" "# shards: 1 train / 1 validation files" "training reads the shards"
+contains "$WORK/out" "; bpe tokenizer, vocabulary" "training uses the shards' tokenizer"
+expect 0 "eval from shards" -- "$LOWBIT" eval "$WORK/run_shards"
+contains "$WORK/out" "perplexity" "eval of a shards run prints perplexity"
+expect 0 "sample from a shards run" -- "$LOWBIT" sample "$WORK/run_shards" --prompt "the cat" --tokens 8 --temperature 0
+head -c 2000 "$WORK/shards/train_000000.bin" >"$WORK/cut.bin" && mv "$WORK/cut.bin" "$WORK/shards/train_000000.bin"
+expect 1 "train from a truncated shard" -- "$LOWBIT" train "$WORK/tiny.yaml" --set train.steps=4 --set data.shards="$WORK/shards" --set checkpoint.dir="$WORK/run_shards2"
+contains "$WORK/err" "train_000000.bin': truncated" "the truncated shard is named"
 
 # Standard HDF5 tools read the checkpoint.
 if command -v h5dump >/dev/null; then
