@@ -102,25 +102,25 @@ static int cmd_prepare(int argc, char **argv) {
         const char *val = argv[++i];
         if (!strcmp(a, "-o") || !strcmp(a, "--output")) o.out_dir = val;
         else if (!strcmp(a, "--tokenizer")) tokenizer = val;
-        else if (!strcmp(a, "--vocab-size"))
-            rc = parse_u64(val, 257, &v) && v <= 16777216 ? (o.tok.vocab_size = (int)v, rc)
-                                                            : usage_error("--vocab-size expects 257..16777216, got '%s'", val);
-        else if (!strcmp(a, "--threads"))
-            rc = parse_u64(val, 1, &v) && v <= 4096 ? (o.threads = (int)v, rc)
-                                                    : usage_error("--threads expects 1..4096, got '%s'", val);
-        else if (!strcmp(a, "--shard-tokens"))
-            rc = parse_u64(val, 1, &v) && v <= LB_SHARD_MAX_TOKENS
-                     ? (o.shard_tokens = v, rc)
-                     : usage_error("--shard-tokens expects 1..2147483647, got '%s'", val);
-        else if (!strcmp(a, "--val-fraction")) {
+        else if (!strcmp(a, "--vocab-size")) {
+            if (parse_u64(val, 257, &v) && v <= 16777216) o.tok.vocab_size = (int)v;
+            else rc = usage_error("--vocab-size expects 257..16777216, got '%s'", val);
+        } else if (!strcmp(a, "--threads")) {
+            if (parse_u64(val, 1, &v) && v <= 4096) o.threads = (int)v;
+            else rc = usage_error("--threads expects 1..4096, got '%s'", val);
+        } else if (!strcmp(a, "--shard-tokens")) {
+            if (parse_u64(val, 1, &v) && v <= LB_SHARD_MAX_TOKENS) o.shard_tokens = v;
+            else rc = usage_error("--shard-tokens expects 1..2147483647, got '%s'", val);
+        } else if (!strcmp(a, "--val-fraction")) {
             char *end;
             o.val_fraction = strtod(val, &end);
             if (end == val || *end || !(o.val_fraction >= 0 && o.val_fraction < 1))
                 rc = usage_error("--val-fraction expects a number in [0, 1), got '%s'", val);
         } else if (!strcmp(a, "--format")) {
-            if (!strcmp(val, "llmc")) o.layout = LB_SHARDS_LLMC;
-            else if (!strcmp(val, "nanogpt")) o.layout = LB_SHARDS_NANOGPT;
-            else rc = usage_error("--format expects llmc or nanogpt, got '%s'", val);
+            int found = 0;
+            for (int k = 0; k < LB_SHARD_LAYOUT_COUNT; k++)
+                if (!strcmp(val, lb_shard_layout_names[k])) o.layout = (lb_shard_layout)k, found = 1;
+            if (!found) rc = usage_error("--format expects llmc or nanogpt, got '%s'", val);
         } else {
             rc = usage_error("unknown option '%s'", a);
         }
