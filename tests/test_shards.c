@@ -4,6 +4,7 @@
  * over several pieces, and training from shards against training from the
  * same corpus in memory (bit-identical losses, bit-exact resume). */
 #include <dirent.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,37 +16,10 @@
 #include "data/prepare.h"
 #include "data/shards.h"
 #include "testutil.h"
+#include "testutil_io.h"
 #include "trainer/trainer.h"
 
 /* ---- helpers --------------------------------------------------------------- */
-
-static void write_bytes(const char *path, const void *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) fail_msg("cannot create %s", path);
-    if (n) assert_int_equal(fwrite(p, 1, n, f), n);
-    fclose(f);
-}
-
-/* The whole file, malloc'd; *n receives its size. */
-static uint8_t *read_all(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) fail_msg("cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *p = malloc((size_t)len + 1);
-    assert_non_null(p);
-    assert_int_equal(fread(p, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    *n = (size_t)len;
-    return p;
-}
-
-static void remove_dir(const char *dir) {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-}
 
 /* An llm.c header with the given fields, then `n` tokens of `width` bytes. */
 static void write_llmc(const char *path, int32_t magic, int32_t version, int32_t count, const void *tokens, size_t n,
@@ -55,7 +29,7 @@ static void write_llmc(const char *path, int32_t magic, int32_t version, int32_t
     int32_t h[3] = {magic, version, count};
     memcpy(buf, h, sizeof h);
     if (n) memcpy(buf + LB_SHARD_HEADER_BYTES, tokens, n * width);
-    write_bytes(path, buf, size);
+    tu_write_file(path, buf, size);
     free(buf);
 }
 
@@ -77,16 +51,16 @@ static void expect_bad(const char *path, lb_shard_layout layout, int vocab, cons
  * long enough to be cut into many chunks, and a binary file to be skipped. */
 static void make_corpus(const char *dir, const tu_run_dir *gen) {
     size_t n;
-    uint8_t *text = read_all(gen->corpus, &n);
+    uint8_t *text = tu_read_file(gen->corpus, &n);
     char path[512];
     snprintf(path, sizeof path, "%s/a.txt", dir);
-    write_bytes(path, text, n);
+    tu_write_file(path, text, n);
     snprintf(path, sizeof path, "%s/b.txt", dir);
-    write_bytes(path, "short file\nwith two lines\n", 26);
+    tu_write_file(path, "short file\nwith two lines\n", 26);
     snprintf(path, sizeof path, "%s/c.txt", dir);
-    write_bytes(path, text + n / 3, n / 2); /* starts mid-line, ends mid-line */
+    tu_write_file(path, text + n / 3, n / 2); /* starts mid-line, ends mid-line */
     snprintf(path, sizeof path, "%s/d.bin", dir);
-    write_bytes(path, "bin\0ary", 7);
+    tu_write_file(path, "bin\0ary", 7);
     free(text);
 }
 
@@ -107,7 +81,7 @@ static void test_writer_layout_and_round_trip(void **state) {
     assert_int_equal(lb_shard_writer_append(w, ids + 600, 400), LB_OK);
     assert_int_equal(lb_shard_writer_close(w), LB_OK);
     size_t n;
-    uint8_t *bytes = read_all(path, &n);
+    uint8_t *bytes = tu_read_file(path, &n);
     assert_int_equal(n, 1024 + 2 * 1000);
     int32_t h[256];
     memcpy(h, bytes, sizeof h);
@@ -133,7 +107,7 @@ static void test_writer_layout_and_round_trip(void **state) {
     assert_int_equal(lb_shard_writer_open(w, path, LB_SHARDS_LLMC, LB_TOKENS_U32), LB_OK);
     assert_int_equal(lb_shard_writer_append(w, big, 5), LB_OK);
     assert_int_equal(lb_shard_writer_close(w), LB_OK);
-    bytes = read_all(path, &n);
+    bytes = tu_read_file(path, &n);
     assert_int_equal(n, 1024 + 4 * 5);
     memcpy(h, bytes, 12);
     assert_int_equal(h[0], 20240801);
@@ -157,7 +131,7 @@ static void test_writer_layout_and_round_trip(void **state) {
     assert_int_equal(lb_shard_writer_open(w, path, LB_SHARDS_NANOGPT, LB_TOKENS_U32), LB_EINVAL);
     lb_shard_writer_abort(w);
     free(w);
-    remove_dir(dir);
+    tu_rmdir(dir);
 }
 
 static void test_bad_headers_are_named_errors(void **state) {
@@ -181,23 +155,23 @@ static void test_bad_headers_are_named_errors(void **state) {
     expect_bad(path, LB_SHARDS_LLMC, 256, "after the 7 uint16 tokens");
     write_llmc(path, 20240520, 1, -1, tok, 8, 2);
     expect_bad(path, LB_SHARDS_LLMC, 256, "token count -1 at offset 8");
-    write_bytes(path, tok, 16); /* shorter than a header */
+    tu_write_file(path, tok, 16); /* shorter than a header */
     expect_bad(path, LB_SHARDS_LLMC, 256, "shorter than the 1024-byte");
     write_llmc(path, 20240520, 1, 8, tok, 8, 2);
     expect_bad(path, LB_SHARDS_LLMC, 5, "token 4 (byte offset 1032) is id 5"); /* ids ≥ vocab */
 
     /* nanoGPT: raw uint16 */
-    write_bytes(path, tok, 16);
+    tu_write_file(path, tok, 16);
     assert_int_equal(open_one(path, LB_SHARDS_NANOGPT, 256), LB_OK);
     expect_bad(path, LB_SHARDS_NANOGPT, 8, "token 7 (byte offset 14) is id 8");
-    write_bytes(path, tok, 15);
+    tu_write_file(path, tok, 15);
     expect_bad(path, LB_SHARDS_NANOGPT, 256, "even size");
 
     /* a missing file */
     snprintf(path, sizeof path, "%s/none.bin", dir);
     assert_int_equal(open_one(path, LB_SHARDS_LLMC, 256), LB_EIO);
     assert_non_null(strstr(lb_errmsg(), "none.bin"));
-    remove_dir(dir);
+    tu_rmdir(dir);
 }
 
 /* ---- batches over pieces ----------------------------------------------------- */
@@ -277,19 +251,17 @@ static void expect_same_as_dataset(const char *dir, const char *corpus_dir, int 
     lb_shard_data_free(&d);
 }
 
-/* Every file of dir a and dir b has the same bytes. */
-static void expect_same_files(const char *a, const char *b, const char *const *names, int n) {
-    for (int i = 0; i < n; i++) {
-        char pa[1200], pb[1200];
-        snprintf(pa, sizeof pa, "%s/%s", a, names[i]);
-        snprintf(pb, sizeof pb, "%s/%s", b, names[i]);
-        size_t na, nb;
-        uint8_t *x = read_all(pa, &na), *y = read_all(pb, &nb);
-        assert_int_equal(na, nb);
-        assert_memory_equal(x, y, na);
-        free(x);
-        free(y);
-    }
+/* File `name` has the same bytes in directories a and b. */
+static void expect_same_file(const char *a, const char *b, const char *name) {
+    char pa[1200], pb[1200];
+    snprintf(pa, sizeof pa, "%s/%s", a, name);
+    snprintf(pb, sizeof pb, "%s/%s", b, name);
+    size_t na, nb;
+    uint8_t *x = tu_read_file(pa, &na), *y = tu_read_file(pb, &nb);
+    assert_int_equal(na, nb);
+    assert_memory_equal(x, y, na);
+    free(x);
+    free(y);
 }
 
 static void test_prepare_matches_dataset_and_ignores_threads(void **state) {
@@ -316,9 +288,7 @@ static void test_prepare_matches_dataset_and_ignores_threads(void **state) {
                 /* byte for byte the same, whatever the thread count */
                 DIR *d = opendir(out[0]);
                 for (struct dirent *e; (e = readdir(d)) != NULL;) {
-                    if (e->d_name[0] == '.') continue;
-                    const char *name = e->d_name;
-                    expect_same_files(out[0], out[i], &name, 1);
+                    if (e->d_name[0] != '.') expect_same_file(out[0], out[i], e->d_name);
                 }
                 closedir(d);
             }
@@ -345,7 +315,7 @@ static void test_manifest_and_layouts_when_opening(void **state) {
     assert_int_equal(prepare(gen->corpus, out, byte, 2, LB_SHARDS_NANOGPT, 0, 4096, &r), LB_OK);
     snprintf(path, sizeof path, "%s/train.bin", out);
     size_t n;
-    uint8_t *bytes = read_all(path, &n);
+    uint8_t *bytes = tu_read_file(path, &n);
     assert_int_equal(n, 2 * r.n_train);
     free(bytes);
     assert_int_equal(lb_shard_data_open(&d, out, LB_SHARDS_LLMC, &chr), LB_OK); /* the manifest decides */
@@ -386,13 +356,12 @@ static void test_manifest_and_layouts_when_opening(void **state) {
 
     /* a manifest whose count disagrees with a shard */
     snprintf(path, sizeof path, "%s/manifest.json", out);
-    bytes = read_all(path, &n);
-    char *text = (char *)bytes;
-    text[n] = '\0';
+    bytes = tu_read_file(path, &n);
+    char *text = (char *)bytes; /* NUL-terminated by tu_read_file */
     char *at = strstr(text, "\"tokens\": 5000");
     assert_non_null(at);
     at[13] = '1'; /* 5000 → 5001 */
-    write_bytes(path, text, n);
+    tu_write_file(path, text, n);
     free(bytes);
     assert_int_equal(lb_shard_data_open(&d, out, LB_SHARDS_LLMC, &byte), LB_EFORMAT);
     assert_non_null(strstr(lb_errmsg(), "train_000000.bin"));
@@ -498,6 +467,78 @@ static void test_training_from_shards_equals_training_in_memory(void **state) {
     tu_run_dir_free(gen);
 }
 
+/* A tokenizer.json whose ids all lie above 65535: the bpe tokenizer.json at
+ * `src` with `shift` added to every id (the ids below are gaps, which the
+ * format allows), written to `dst`. */
+static void shift_ids(const char *src, const char *dst, int shift) {
+    json_error_t err;
+    json_t *root = json_load_file(src, 0, &err);
+    if (!root) fail_msg("%s: %s", src, err.text);
+    json_t *vocab = json_object_get(json_object_get(root, "model"), "vocab"), *v, *tok;
+    const char *key;
+    json_object_foreach(vocab, key, v) json_integer_set(v, json_integer_value(v) + shift);
+    size_t i;
+    json_array_foreach(json_object_get(root, "added_tokens"), i, tok) {
+        json_t *id = json_object_get(tok, "id");
+        json_integer_set(id, json_integer_value(id) + shift);
+    }
+    assert_int_equal(json_dump_file(root, dst, 0), 0);
+    json_decref(root);
+}
+
+static void test_uint32_shards_for_a_vocabulary_over_65536(void **state) {
+    (void)state;
+    tu_run_dir *gen = tu_run_dir_new("shards_u32", 12000, 13);
+    char bpe_dir[300], json[400], big[400], out[300];
+    lb_prepare_result r;
+    snprintf(bpe_dir, sizeof bpe_dir, "%s/bpe", gen->dir);
+    assert_int_equal(prepare(gen->corpus, bpe_dir, (lb_tokenizer_options){LB_TOKENIZER_BPE, 290, NULL}, 1,
+                             LB_SHARDS_LLMC, 0, 0, &r), LB_OK);
+    snprintf(json, sizeof json, "%s/tokenizer.json", bpe_dir);
+    snprintf(big, sizeof big, "%s/big.json", gen->dir);
+    shift_ids(json, big, 70000);
+    snprintf(out, sizeof out, "%s/u32", gen->dir);
+    assert_int_equal(prepare(gen->corpus, out, (lb_tokenizer_options){LB_TOKENIZER_HF, 0, big}, 2, LB_SHARDS_LLMC,
+                             0, 1000, &r), LB_OK);
+    assert_int_equal(r.width, LB_TOKENS_U32);
+    assert_true(r.vocab_size > 70000);
+    char path[400];
+    snprintf(path, sizeof path, "%s/train_000000.bin", out);
+    size_t n;
+    uint8_t *bytes = tu_read_file(path, &n);
+    int32_t h[3];
+    memcpy(h, bytes, sizeof h);
+    assert_int_equal(h[0], 20240801);
+    assert_int_equal(h[1], 7);
+    assert_int_equal(n, 1024 + 4 * (size_t)h[2]);
+    uint32_t first;
+    memcpy(&first, bytes + 1024, 4);
+    assert_true(first >= 70000);
+    free(bytes);
+    /* nanoGPT's uint16 cannot hold them */
+    snprintf(out, sizeof out, "%s/u16", gen->dir);
+    assert_int_equal(prepare(gen->corpus, out, (lb_tokenizer_options){LB_TOKENIZER_HF, 0, big}, 1,
+                             LB_SHARDS_NANOGPT, 0, 0, &r), LB_EINVAL);
+
+    /* training from them equals training on the text with the same tokenizer */
+    enum { N = 3 };
+    float mem[N], shard[N], mem_val, shard_val;
+    lb_config c;
+    tiny_config(&c, gen->dir, "mem");
+    tu_config_set(&c, "data.path=%s", gen->corpus);
+    tu_config_set(&c, "data.tokenizer=hf");
+    tu_config_set(&c, "data.tokenizer_path=%s", big);
+    assert_int_equal(lb_config_validate(&c), LB_OK);
+    train_losses(&c, N, mem, &mem_val);
+    tiny_config(&c, gen->dir, "shard");
+    tu_config_set(&c, "data.shards=%s/u32", gen->dir);
+    assert_int_equal(lb_config_validate(&c), LB_OK);
+    train_losses(&c, N, shard, &shard_val);
+    assert_memory_equal(mem, shard, sizeof mem);
+    assert_memory_equal(&mem_val, &shard_val, sizeof mem_val);
+    tu_run_dir_free(gen);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_writer_layout_and_round_trip),
@@ -506,6 +547,7 @@ int main(void) {
         cmocka_unit_test(test_prepare_matches_dataset_and_ignores_threads),
         cmocka_unit_test(test_manifest_and_layouts_when_opening),
         cmocka_unit_test(test_training_from_shards_equals_training_in_memory),
+        cmocka_unit_test(test_uint32_shards_for_a_vocabulary_over_65536),
     };
     return tu_run_group_tests(tests, NULL, NULL);
 }

@@ -193,11 +193,12 @@ static lb_status emit_file(prep *p, int i, lb_prepare_result *r) {
     const char *text = (const char *)m->data;
     const char *nul = memchr(text, '\0', m->size);
     if (nul) {
-        size_t at = (size_t)(nul - text);
+        size_t at = (size_t)(nul - text), skipped_bytes = m->size;
         lb_unmap_file(m);
         if (f->explicit_path)
             return lb_error(LB_EFORMAT, "corpus file '%s': NUL byte at offset %zu, expected a text file", f->path, at);
         r->n_skipped++;
+        p->bytes_done += (uint64_t)skipped_bytes; /* read, and left out */
         return LB_OK;
     }
     p->n_maps++;
