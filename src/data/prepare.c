@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 
 #include "data/corpus.h"
-#include "io/fileio.h"
+#include "core/fileio.h"
 
 #define DEFAULT_SHARD_TOKENS 100000000u /* llm.c's shard size */
 #define DEFAULT_CHUNK_BYTES (1u << 20)

@@ -34,7 +34,7 @@
 #include "core/error.h"
 #include "data/batch.h"
 #include "data/tokenizer.h"
-#include "io/fileio.h"
+#include "core/fileio.h"
 
 typedef enum lb_shard_layout { LB_SHARDS_LLMC = 0, LB_SHARDS_NANOGPT = 1 } lb_shard_layout;
 #define LB_SHARD_LAYOUT_COUNT 2
