@@ -90,7 +90,7 @@ lb_status lb_shard_data_open(lb_shard_data *d, const char *spec, lb_shard_layout
                              const lb_tokenizer_options *tok);
 void lb_shard_data_free(lb_shard_data *d);
 
-/* Writes one shard through a temporary file (io/fileio.h): header (llmc)
+/* Writes one shard through a temporary file (core/fileio.h): header (llmc)
  * and tokens, then lb_shard_writer_close puts the count in the header,
  * fsyncs and renames the file onto `path`. */
 typedef struct lb_shard_writer {
