@@ -1,17 +1,18 @@
-/* A vectorizable exp for inner loops (libm's expf is one call per element):
- * the runtime's softmax and SwiGLU evaluate one per score and activation. */
+/* A vectorizable exp for inner loops: the ops' (ops_elementwise.c,
+ * ops_attention.c) and the runtime's (runtime/forward.c). */
 #ifndef LOWBIT_CORE_EXP_VEC_H
 #define LOWBIT_CORE_EXP_VEC_H
 
 #include <math.h>
 #include <stdint.h>
 
-/* exp(x) in plain arithmetic, so that the loops calling it vectorize.
- * x = n·ln2 + r with |r| ≤ ln2/2; e^r by its Taylor polynomial to r^7
- * (truncation < 1e-8 relative), then 2^n put into the exponent bits. x is
- * clamped to [−87, 88], where 2^n stays a normal float; beyond that a
- * sigmoid is 0 or 1 to float precision anyway, and a softmax term (x ≤ 0
- * there) is below 1e-37. NaN stays NaN. */
+/* exp(x) in plain arithmetic, so that the loops calling it vectorize (libm's
+ * expf is one call per element; SwiGLU evaluates one per FFN activation
+ * forward and backward, attention's softmax one per score). x = n·ln2 + r
+ * with |r| ≤ ln2/2; e^r by its Taylor polynomial to r^7 (truncation < 1e-8 relative), then 2^n put into the
+ * exponent bits. x is clamped to [−87, 88], where 2^n stays a normal float;
+ * beyond that a sigmoid is 0 or 1 to float precision anyway, and a softmax
+ * term (x ≤ 0 there) is below 1e-38. NaN stays NaN. */
 static inline float lb_exp_vec(float x) {
     x = x < -87.0f ? -87.0f : x;
     x = x > 88.0f ? 88.0f : x;
@@ -29,8 +30,5 @@ static inline float lb_exp_vec(float x) {
     union { int32_t i; float f; } scale = {.i = ((int32_t)n + 127) << 23};
     return p * scale.f;
 }
-
-/* 1 / (1 + e^−x) */
-static inline float lb_sigmoid_vec(float x) { return 1.0f / (1.0f + lb_exp_vec(-x)); }
 
 #endif

@@ -417,7 +417,7 @@ static void step_act(const rt_pass *p, int l, int t) {
             a[i] = r * r * u[i];
         }
     } else {
-        for (int i = 0; i < F; i++) a[i] = g[i] * lb_sigmoid_vec(g[i]) * u[i];
+        for (int i = 0; i < F; i++) a[i] = g[i] * (1.0f / (1.0f + lb_exp_vec(-g[i]))) * u[i];
     }
 }
 
