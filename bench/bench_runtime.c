@@ -17,7 +17,8 @@
  *     pass); the training-time sampler generates only --training-tokens 8
  *     (it runs the whole window for each)
  *     threads: OMP_NUM_THREADS; LOWBIT_BENCH_CLOCK=cpu: CPU time of the
- *     process instead of wall time (rates per CPU-second, see now()) */
+ *     process instead of wall time (rates per CPU-second, bench_clock.h); the
+ *     bandwidths stay wall time: they are what the decode rate is bounded by */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,24 +26,10 @@
 #include <time.h>
 
 #include "autograd/gemm.h"
+#include "bench_clock.h"
 #include "io/config.h"
 #include "layers/sample.h"
 #include "runtime/runtime.h"
-
-/* Wall time, or with LOWBIT_BENCH_CLOCK=cpu the CPU time of the process
- * (all its threads): on a machine other jobs keep busy, time spent waiting
- * for a core then does not count. The bandwidth figures stay wall time:
- * they are what the decode rate is bounded by. */
-static double now(void) {
-    static int clock_id = -1;
-    if (clock_id < 0) {
-        const char *c = getenv("LOWBIT_BENCH_CLOCK");
-        clock_id = c && !strcmp(c, "cpu") ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC;
-    }
-    struct timespec ts;
-    clock_gettime(clock_id, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void die(const char *what) {
     fprintf(stderr, "bench_runtime: %s: %s\n", what, lb_errmsg());

@@ -16,11 +16,7 @@ lb_status lb_rt_generate(lb_rt_session *s, const int *prompt, int n_prompt, int 
     const int V = c->vocab_size, window = c->max_seq_len;
     lb_rt_gen_stats st = {0};
     if (stats) *stats = st;
-    if (n_prompt < 1) return lb_error(LB_EINVAL, "generate: the prompt needs at least one token, got %d", n_prompt);
-    if (n_new < 0) return lb_error(LB_EINVAL, "generate: number of new tokens must be >= 0, got %d", n_new);
-    for (int i = 0; i < n_prompt; i++)
-        if (prompt[i] < 0 || prompt[i] >= V)
-            return lb_error(LB_EINVAL, "generate: prompt token %d is %d, expected an id in [0, %d)", i, prompt[i], V);
+    LB_TRY(lb_generate_check(prompt, n_prompt, n_new, V));
 
     int *ctx = malloc((size_t)(n_prompt + n_new) * sizeof *ctx);
     float *logits = malloc((size_t)V * sizeof *logits), *scratch = malloc((size_t)V * sizeof *scratch);
