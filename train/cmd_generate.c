@@ -27,7 +27,8 @@ static void usage(FILE *out, const char *cmd, int fallback) {
             "codes, integer kernels for this CPU (LOWBIT_RUNTIME_ISA=portable|avx2|avx512bw|avx512vnni\n"
             "forces a lower one), a KV cache. Temperature 0 is greedy; top-k 0 keeps every token.\n"
             "Defaults: temperature 0.8, top-k 40, seed 1, threads OMP_NUM_THREADS or all cores.\n"
-            "Prints the text on stdout, prompt and decode tokens/s on stderr.\n"
+            "Prints the text on stdout, prompt and decode tokens/s on stderr. On a machine busy with\n"
+            "other work, OMP_WAIT_POLICY=passive keeps the threads from spinning (docs/runtime.md).\n"
             "%s",
             cmd,
             fallback ? "A model the runtime cannot pack is sampled with the training-time forward instead.\n"
