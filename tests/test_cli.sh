@@ -128,7 +128,33 @@ expect 0 "eval" -- "$LOWBIT" eval "$WORK/run"
 contains "$WORK/out" "perplexity" "eval prints perplexity"
 expect 0 "sample" -- "$LOWBIT" sample "$WORK/run" --prompt "the cat" --tokens 16 --temperature 0
 contains "$WORK/out" "the cat" "sample starts with the prompt"
+contains "$WORK/err" "tokens/s" "sample reports tokens/s"
 expect 2 "sample without prompt" -- "$LOWBIT" sample "$WORK/run"
+# generate: the packed runtime; sample runs on it too, the same text for a seed.
+expect 0 "generate" -- "$LOWBIT" generate "$WORK/run" --prompt "the cat" --tokens 40 --seed 5 --threads 2
+cp "$WORK/out" "$WORK/generated"
+contains "$WORK/err" "decode 39 tokens" "generate reports decode tokens/s"
+expect 0 "sample, same seed" -- "$LOWBIT" sample "$WORK/run" --prompt "the cat" --tokens 40 --seed 5 --threads 1
+if cmp -s "$WORK/out" "$WORK/generated"; then ok "sample and generate agree"; else bad "sample and generate differ"; fi
+isas=portable # and the kernels this CPU runs
+for flag in avx2:avx2 avx512bw:avx512bw avx512_vnni:avx512vnni; do
+  grep -qw "${flag%%:*}" /proc/cpuinfo 2>/dev/null && isas="$isas ${flag#*:}"
+done
+for isa in $isas; do
+  expect 0 "generate on $isa" -- env LOWBIT_RUNTIME_ISA=$isa "$LOWBIT" generate "$WORK/run" --prompt "the cat" \
+    --tokens 40 --seed 5
+  if cmp -s "$WORK/out" "$WORK/generated"; then ok "$isa gives the same text"; else bad "$isa gives other text"; fi
+done
+expect 2 "generate without prompt" -- "$LOWBIT" generate "$WORK/run"
+expect 2 "generate with 0 threads" -- "$LOWBIT" generate "$WORK/run" --prompt x --threads 0
+# A model the runtime cannot pack (an activation scale shared by all tokens):
+# generate names why, sample falls back to the training-time forward.
+expect 0 "train a model with per-tensor activations" -- "$LOWBIT" train "$WORK/tiny.yaml" --set train.steps=2 \
+  --set train.warmup_steps=1 --set checkpoint.dir="$WORK/run-tensor" --set model.quant.attn.activation=int8
+expect 1 "generate refuses it" -- "$LOWBIT" generate "$WORK/run-tensor" --prompt "the cat" --tokens 4
+contains "$WORK/err" "shares one scale among all tokens" "the refusal says why"
+expect 0 "sample falls back" -- "$LOWBIT" sample "$WORK/run-tensor" --prompt "the cat" --tokens 4
+contains "$WORK/err" "training-time forward" "the fallback is named"
 
 # A truncated checkpoint is an error naming the file, and nothing is overwritten.
 final="$WORK/run/$(printf step_%08d.h5 "$end")"

@@ -12,6 +12,11 @@ int cmd_eval(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_data(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+
+/* `lowbit generate` (fallback 0) and `lowbit sample` (fallback 1): text on
+ * the packed runtime, train/cmd_generate.c. */
+int cli_generate(const char *cmd, int argc, char **argv, int fallback);
 
 /* Prints "lowbit: <message>" for the current error and returns the exit code
  * that fits its status (2 for configuration errors, 1 otherwise). */

@@ -23,7 +23,13 @@ static const cli_command COMMANDS[] = {
      "                         tokenize text into token shards (data.shards)\n"},
     {"sample", cmd_sample,
      "  sample CHECKPOINT --prompt TEXT [--tokens N] [--temperature T] [--top-k K]\n"
-     "                         generate text\n"},
+     "                         [--seed S] [--threads N]\n"
+     "                         generate text (the training-time forward when the runtime\n"
+     "                         cannot pack the model)\n"},
+    {"generate", cmd_generate,
+     "  generate CHECKPOINT --prompt TEXT [--tokens N] [--temperature T] [--top-k K]\n"
+     "                         [--seed S] [--threads N]\n"
+     "                         generate text on the packed runtime, with tokens/s\n"},
     {"export", cmd_export,
      "  export CHECKPOINT -o MODEL.gguf [--type tq2_0|tq1_0|q8_0|q4_0|f16|f32]\n"
      "                         write a GGUF file llama.cpp runs\n"},

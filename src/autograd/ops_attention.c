@@ -9,7 +9,7 @@
 #include <omp.h>
 #include <string.h>
 
-#include "autograd/exp_vec.h"
+#include "core/exp_vec.h"
 #include "autograd/gemm.h"
 #include "autograd/ops.h"
 

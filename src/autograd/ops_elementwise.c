@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "autograd/exp_vec.h"
+#include "core/exp_vec.h"
 #include "autograd/ops.h"
 
 /* Below this many elements a loop runs on one thread: waking the team costs

@@ -67,14 +67,19 @@ int lb_sample_logits(const float *logits, int V, float temperature, int top_k, l
     return last; /* u landed on the rounding slack at the very top */
 }
 
-lb_status lb_generate(lb_model *m, lb_graph *g, const int *prompt, int n_prompt, int n_new, float temperature,
-                      int top_k, lb_rng *rng, int *out) {
-    const int V = m->cfg.vocab_size, window = m->cfg.max_seq_len;
+lb_status lb_generate_check(const int *prompt, int n_prompt, int n_new, int V) {
     if (n_prompt < 1) return lb_error(LB_EINVAL, "generate: the prompt needs at least one token, got %d", n_prompt);
     if (n_new < 0) return lb_error(LB_EINVAL, "generate: number of new tokens must be >= 0, got %d", n_new);
     for (int i = 0; i < n_prompt; i++)
         if (prompt[i] < 0 || prompt[i] >= V)
             return lb_error(LB_EINVAL, "generate: prompt token %d is %d, expected an id in [0, %d)", i, prompt[i], V);
+    return LB_OK;
+}
+
+lb_status lb_generate(lb_model *m, lb_graph *g, const int *prompt, int n_prompt, int n_new, float temperature,
+                      int top_k, lb_rng *rng, int *out) {
+    const int V = m->cfg.vocab_size, window = m->cfg.max_seq_len;
+    LB_TRY(lb_generate_check(prompt, n_prompt, n_new, V));
 
     int *ctx = malloc((size_t)(n_prompt + n_new) * sizeof *ctx);
     float *scratch = malloc((size_t)V * sizeof *scratch);

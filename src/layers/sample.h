@@ -24,6 +24,10 @@ int lb_sample_logits(const float *logits, int V, float temperature, int top_k, l
  * return. `rng` should be a stream LB_STREAM_SAMPLE generator
  * (lb_rng_init(&r, seed, LB_STREAM_SAMPLE)); it advances one number per
  * sampled token. LB_EINVAL for bad arguments or token ids. */
+/* The checks of lb_generate's arguments (shared with the runtime's
+ * lb_rt_generate): LB_EINVAL naming the bad argument or prompt token. */
+lb_status lb_generate_check(const int *prompt, int n_prompt, int n_new, int vocab_size);
+
 lb_status lb_generate(lb_model *m, lb_graph *g, const int *prompt, int n_prompt, int n_new, float temperature,
                       int top_k, lb_rng *rng, int *out);
 

@@ -1,6 +1,7 @@
-/* A vectorizable exp for the ops' inner loops (ops_elementwise.c, ops_attention.c). */
-#ifndef LOWBIT_AUTOGRAD_EXP_VEC_H
-#define LOWBIT_AUTOGRAD_EXP_VEC_H
+/* A vectorizable exp for inner loops: the ops' (ops_elementwise.c,
+ * ops_attention.c) and the runtime's (runtime/forward.c). */
+#ifndef LOWBIT_CORE_EXP_VEC_H
+#define LOWBIT_CORE_EXP_VEC_H
 
 #include <math.h>
 #include <stdint.h>

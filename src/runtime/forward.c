@@ -1,0 +1,617 @@
+/* The runtime's forward pass: sessions, the KV cache, and one pass over the
+ * weights for up to CHUNK tokens at a time.
+ *
+ * A pass is a fixed sequence of phases. Each phase is a set of independent
+ * work items (a token's norm, a block of weight rows for every token, a
+ * head's RoPE, one query's attention) that the threads claim with an atomic
+ * counter; a thread moves on once every item of the phase is finished. No
+ * thread waits for another to arrive: on a machine shared with other work,
+ * a thread that is not running simply claims nothing, and the others carry
+ * the pass. Every item is computed whole by one thread in a fixed order, so
+ * the results do not depend on which thread ran it or how many there were,
+ * and a token's values do not depend on the other tokens of its pass.
+ *
+ * Per block, the phases are
+ *   rows   residual, attn_norm, the input of q/k/v (codes or fp32)
+ *   heads  q, k, v for one head each; RoPE; k and v into the cache
+ *   attn   one (token, head) each: softmax(q·Kᵀ/√Dh)·V over the cache
+ *   rows   attn_sub_norm, the input of attn_output
+ *   rows×  attn_output, ROW_BLOCK weight rows each
+ *   rows   residual, ffn_norm, the input of gate/up
+ *   rows×  gate and up
+ *   rows   silu(gate)·up or relu²(gate)·up, ffn_sub_norm, the input of ffn_down
+ *   rows×  ffn_down
+ * then output_norm and the head for the tokens whose logits are wanted. */
+#include <math.h>
+#include <omp.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include "core/exp_vec.h"
+#include "quant/quantize.h"
+#include "runtime/packed.h"
+
+#define CHUNK 64      /* tokens per pass over the weights */
+#define ROW_BLOCK 64  /* weight rows per work item */
+
+typedef struct rt_counter {
+    atomic_int next, done;
+    char pad[64 - 2 * sizeof(atomic_int)]; /* one cache line each */
+} rt_counter;
+
+struct lb_rt_session {
+    const lb_rt_model *m;
+    int n_threads;
+    int len;                /* tokens in the cache */
+    float *kc, *vc;         /* [L, Hkv, max_seq, Dh] */
+    /* One pass's values, CHUNK tokens each. */
+    float *x;               /* [CHUNK, d] the residual stream */
+    float *hn;              /* [CHUNK, wmax] a norm's output */
+    float *fq;              /* [CHUNK, wmax] an fp32 layer's input */
+    int8_t *codes;          /* [CHUNK, wmax] a packed layer's input codes */
+    float *cstep;           /* [CHUNK] their steps */
+    int32_t *csum;          /* [CHUNK] their sums */
+    float *q, *k, *v;       /* [CHUNK, q_dim], [CHUNK, kv_dim] */
+    float *att;             /* [CHUNK, q_dim] */
+    float *lo;              /* [CHUNK, d] attn_output, then ffn_down */
+    float *gate, *up, *act; /* [CHUNK, F] */
+    int32_t *isum;          /* [threads, CHUNK · isum_rows] integer products */
+    size_t isum_stride;
+    float *scores;          /* [threads, max_seq] */
+    rt_counter *ctr;        /* one per phase of a pass */
+    int n_ctr;
+    lb_rt_probe_fn probe;
+    void *probe_ctx;
+    void *mem[24];
+    int n_mem;
+};
+
+/* One pass: n tokens at positions pos0.., logits for tokens logit0..n − 1. */
+typedef struct rt_pass {
+    lb_rt_session *s;
+    const lb_rt_model *m;
+    const int *ids;
+    int n, pos0, logit0;
+    float *logits;          /* [n − logit0, V] */
+} rt_pass;
+
+static const char *const site_names[] = {
+    [LB_RT_ATTN_NORM] = "attn_norm",       [LB_RT_Q] = "q",
+    [LB_RT_K] = "k",                       [LB_RT_V] = "v",
+    [LB_RT_ATTN] = "attn",                 [LB_RT_ATTN_SUB_NORM] = "attn_sub_norm",
+    [LB_RT_ATTN_OUTPUT] = "attn_output",   [LB_RT_ATTN_RESIDUAL] = "attn_residual",
+    [LB_RT_FFN_NORM] = "ffn_norm",         [LB_RT_FFN_GATE] = "ffn_gate",
+    [LB_RT_FFN_UP] = "ffn_up",             [LB_RT_FFN_ACT] = "ffn_act",
+    [LB_RT_FFN_SUB_NORM] = "ffn_sub_norm", [LB_RT_FFN_DOWN] = "ffn_down",
+    [LB_RT_FFN_RESIDUAL] = "ffn_residual", [LB_RT_OUTPUT_NORM] = "output_norm",
+    [LB_RT_LOGITS] = "logits",
+};
+_Static_assert(sizeof site_names / sizeof site_names[0] == LB_RT_SITE_COUNT, "runtime/forward.c: one name per site");
+
+const char *lb_rt_site_name(lb_rt_site site) { return (unsigned)site < LB_RT_SITE_COUNT ? site_names[site] : "?"; }
+
+/* ---- sessions ------------------------------------------------------------------ */
+
+static void *session_alloc(lb_rt_session *s, size_t bytes) {
+    if (s->n_mem == (int)(sizeof s->mem / sizeof s->mem[0])) return NULL;
+    void *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (p) {
+        memset(p, 0, (bytes + 63) / 64 * 64);
+        s->mem[s->n_mem++] = p;
+    }
+    return p;
+}
+
+void lb_rt_session_free(lb_rt_session *s) {
+    if (!s) return;
+    for (int i = 0; i < s->n_mem; i++) free(s->mem[i]);
+    free(s);
+}
+
+lb_rt_session *lb_rt_session_create(const lb_rt_model *m, int n_threads) {
+    lb_rt_session *s = calloc(1, sizeof *s);
+    if (!s) goto oom;
+    s->m = m;
+    s->n_threads = n_threads > 0 ? n_threads : omp_get_max_threads();
+    const size_t C = CHUNK, nt = (size_t)s->n_threads, W = (size_t)m->width_max;
+    const size_t cache = (size_t)m->L * m->Hkv * m->max_seq * m->Dh;
+    s->isum_stride = C * (size_t)(m->Dh > ROW_BLOCK ? m->Dh : ROW_BLOCK);
+    s->n_ctr = 9 * m->L + 2;
+    if (!(s->kc = session_alloc(s, cache * sizeof(float))) || !(s->vc = session_alloc(s, cache * sizeof(float))) ||
+        !(s->x = session_alloc(s, C * m->d * sizeof(float))) || !(s->hn = session_alloc(s, C * W * sizeof(float))) ||
+        !(s->fq = session_alloc(s, C * W * sizeof(float))) || !(s->codes = session_alloc(s, C * W)) ||
+        !(s->cstep = session_alloc(s, C * sizeof(float))) || !(s->csum = session_alloc(s, C * sizeof(int32_t))) ||
+        !(s->q = session_alloc(s, C * m->q_dim * sizeof(float))) ||
+        !(s->k = session_alloc(s, C * m->kv_dim * sizeof(float))) ||
+        !(s->v = session_alloc(s, C * m->kv_dim * sizeof(float))) ||
+        !(s->att = session_alloc(s, C * m->q_dim * sizeof(float))) ||
+        !(s->lo = session_alloc(s, C * m->d * sizeof(float))) ||
+        !(s->gate = session_alloc(s, C * m->F * sizeof(float))) ||
+        !(s->up = session_alloc(s, C * m->F * sizeof(float))) ||
+        !(s->act = session_alloc(s, C * m->F * sizeof(float))) ||
+        !(s->isum = session_alloc(s, nt * s->isum_stride * sizeof(int32_t))) ||
+        !(s->scores = session_alloc(s, nt * m->max_seq * sizeof(float))) ||
+        !(s->ctr = session_alloc(s, (size_t)s->n_ctr * sizeof(rt_counter))))
+        goto oom;
+    return s;
+oom:
+    lb_error(LB_ENOMEM, "runtime: a session of %d tokens on %d threads", m->max_seq, n_threads);
+    lb_rt_session_free(s);
+    return NULL;
+}
+
+void lb_rt_session_reset(lb_rt_session *s) { s->len = 0; }
+int lb_rt_session_length(const lb_rt_session *s) { return s->len; }
+const lb_rt_model *lb_rt_session_model(const lb_rt_session *s) { return s->m; }
+
+void lb_rt_session_set_probe(lb_rt_session *s, lb_rt_probe_fn fn, void *ctx) {
+    s->probe = fn;
+    s->probe_ctx = ctx;
+}
+
+/* ---- float parts, as the training forward writes them ---------------------------- */
+
+static inline float dot_f32(const float *a, const float *b, int n) {
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* RMSNorm or LayerNorm (no bias) of one row, as lb_rmsnorm / lb_layernorm. */
+static void norm_row(const lb_rt_model *m, const float *x, const float *w, float *y, int D) {
+    float mu = 0.0f;
+    if (m->cfg.norm == LB_NORM_LAYER) {
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int i = 0; i < D; i++) sum += x[i];
+        mu = sum / (float)D;
+    }
+    float sq = 0.0f;
+#pragma omp simd reduction(+ : sq)
+    for (int i = 0; i < D; i++) sq += (x[i] - mu) * (x[i] - mu);
+    const float rs = 1.0f / sqrtf(sq / (float)D + m->cfg.norm_eps);
+    for (int i = 0; i < D; i++) y[i] = (x[i] - mu) * rs * w[i];
+}
+
+/* RoPE of one head's rows x[t·ld ..] at positions pos0 + t, as lb_rope. */
+static void rope_rows(const lb_rt_model *m, float *x, size_t ld, int n, int pos0) {
+    const int half = m->Dh / 2;
+    for (int t = 0; t < n; t++) {
+        float *h = x + (size_t)t * ld;
+        const float *c = m->rope_cos + (size_t)(pos0 + t) * half, *s = m->rope_sin + (size_t)(pos0 + t) * half;
+        for (int j = 0; j < half; j++) {
+            float x0 = h[j], x1 = h[j + half];
+            h[j] = x0 * c[j] - x1 * s[j];
+            h[j + half] = x1 * c[j] + x0 * s[j];
+        }
+    }
+}
+
+/* ---- a layer's input ------------------------------------------------------------ */
+
+/* lb_quantize's symmetric INT form for one row: s = num / max(max|x|, 1e-5),
+ * codes clamp(rint(x·s)), step 1/s; codes past k are zero. */
+static void quantize_row(const lb_rt_linear *L, const float *x, int8_t *codes, float *step, int32_t *sum) {
+    const int k = L->k;
+    float mn = INFINITY, mx = -INFINITY;
+#pragma omp simd reduction(min : mn) reduction(max : mx)
+    for (int i = 0; i < k; i++) {
+        mn = x[i] < mn ? x[i] : mn;
+        mx = x[i] > mx ? x[i] : mx;
+    }
+    const float s = L->act_num / fmaxf(fmaxf(fabsf(mn), fabsf(mx)), 1e-5f);
+    const float lo = L->act_min, hi = L->act_max;
+    int32_t total = 0;
+#pragma omp simd reduction(+ : total)
+    for (int i = 0; i < k; i++) {
+        float q = rintf(x[i] * s);
+        q = q < lo ? lo : q;
+        q = q > hi ? hi : q;
+        q = q == q ? q : 0.0f; /* NaN (an overflowed input) has no code; the residual keeps it */
+        codes[i] = (int8_t)q;
+        total += (int32_t)q;
+    }
+    memset(codes + k, 0, (size_t)(L->kp - k));
+    *step = 1.0f / s;
+    *sum = total;
+}
+
+/* Token t's input `src` of the layers that share L's input. */
+static void prepare_input(const rt_pass *p, const lb_rt_linear *L, int t, const float *src) {
+    lb_rt_session *s = p->s;
+    const size_t W = (size_t)p->m->width_max;
+    if (L->input == LB_RT_IN_CODES) {
+        quantize_row(L, src, s->codes + t * W, &s->cstep[t], &s->csum[t]);
+        return;
+    }
+    float *dst = s->fq + t * W;
+    if (L->input == LB_RT_IN_AS_IS) {
+        memcpy(dst, src, (size_t)L->k * sizeof *dst);
+        return;
+    }
+    /* Checked when the model was packed: cannot fail. */
+    (void)lb_fake_quantize(&L->act, src, dst, 1, (size_t)L->k, NULL);
+    if (L->lambda < 1.0f)
+        for (int i = 0; i < L->k; i++) dst[i] = src[i] + L->lambda * (dst[i] - src[i]);
+}
+
+/* out[t·ldo + r − r0] for rows r0..r1 of L and tokens t0..t0 + n_tok − 1. A
+ * packed layer: y = fl(fl(S)·fl(step_t·d_w)) with S the exact integer sum,
+ * as the training forward's integer path; fp32: one dot product each. */
+static void linear_rows(const rt_pass *p, const lb_rt_linear *L, int r0, int r1, int t0, int n_tok, float *out,
+                        size_t ldo, int tid) {
+    lb_rt_session *s = p->s;
+    const lb_rt_model *m = p->m;
+    const size_t W = (size_t)m->width_max;
+    const int nr = r1 - r0;
+    if (L->format == LB_RT_W_F32) {
+        for (int r = r0; r < r1; r++) {
+            const float *wr = L->w + (size_t)r * L->k;
+            for (int t = 0; t < n_tok; t++) out[(size_t)t * ldo + (r - r0)] = dot_f32(s->fq + (t0 + t) * W, wr, L->k);
+        }
+        return;
+    }
+    int32_t *S = s->isum + (size_t)tid * s->isum_stride;
+    lb_rt_dot_fn dot = L->format == LB_RT_W_TERNARY ? m->kern->ternary : m->kern->binary;
+    dot(L->packed + (size_t)r0 * L->row_bytes, L->row_bytes, nr, s->codes + t0 * W, W, s->csum + t0, n_tok, L->kp,
+        S, (size_t)nr);
+    for (int t = 0; t < n_tok; t++) {
+        const float rs = s->cstep[t0 + t] * L->scale;
+        const int32_t *St = S + (size_t)t * nr;
+        float *ot = out + (size_t)t * ldo;
+        for (int r = 0; r < nr; r++) ot[r] = (float)St[r] * rs;
+    }
+}
+
+/* ---- the phases ---------------------------------------------------------------- */
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__)
+    _mm_pause();
+#endif
+}
+
+typedef void (*item_fn)(const rt_pass *p, int layer, int item, const void *arg, int tid);
+
+/* Runs the items of the next phase with whoever is here, then waits until
+ * all are finished (by any thread). */
+static void phase(const rt_pass *p, int *slot, int n_items, item_fn fn, int layer, const void *arg, int tid) {
+    rt_counter *c = &p->s->ctr[(*slot)++];
+    for (;;) {
+        int i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed);
+        if (i >= n_items) break;
+        fn(p, layer, i, arg, tid);
+        atomic_fetch_add_explicit(&c->done, 1, memory_order_release);
+    }
+    for (int spins = 0; atomic_load_explicit(&c->done, memory_order_acquire) < n_items; spins++) {
+        if (spins < 4096) cpu_relax();
+        else sched_yield(); /* the thread finishing the last item may need this core */
+    }
+}
+
+/* Where a site's values live: rows `ld` floats apart, `width` of them used. */
+static float *site_values(const rt_pass *p, lb_rt_site site, int *width, size_t *ld) {
+    lb_rt_session *s = p->s;
+    const lb_rt_model *m = p->m;
+    const size_t W = (size_t)m->width_max;
+    switch (site) {
+    case LB_RT_ATTN_NORM: case LB_RT_FFN_NORM: case LB_RT_OUTPUT_NORM: *width = m->d; *ld = W; return s->hn;
+    case LB_RT_ATTN_SUB_NORM: *width = m->q_dim; *ld = W; return s->hn;
+    case LB_RT_FFN_SUB_NORM: *width = m->F; *ld = W; return s->hn;
+    case LB_RT_Q: *width = m->q_dim; *ld = (size_t)m->q_dim; return s->q;
+    case LB_RT_K: *width = m->kv_dim; *ld = (size_t)m->kv_dim; return s->k;
+    case LB_RT_V: *width = m->kv_dim; *ld = (size_t)m->kv_dim; return s->v;
+    case LB_RT_ATTN: *width = m->q_dim; *ld = (size_t)m->q_dim; return s->att;
+    case LB_RT_ATTN_OUTPUT: case LB_RT_FFN_DOWN: *width = m->d; *ld = (size_t)m->d; return s->lo;
+    case LB_RT_ATTN_RESIDUAL: case LB_RT_FFN_RESIDUAL: *width = m->d; *ld = (size_t)m->d; return s->x;
+    case LB_RT_FFN_GATE: *width = m->F; *ld = (size_t)m->F; return s->gate;
+    case LB_RT_FFN_UP: *width = m->F; *ld = (size_t)m->F; return s->up;
+    case LB_RT_FFN_ACT: *width = m->F; *ld = (size_t)m->F; return s->act;
+    case LB_RT_LOGITS: *width = m->V; *ld = (size_t)m->V; return p->logits;
+    case LB_RT_SITE_COUNT: break;
+    }
+    return NULL;
+}
+
+/* Hands tokens t0..n − 1 of a site to the probe (one thread runs while one is set). */
+static void probe(const rt_pass *p, lb_rt_site site, int layer, int t0) {
+    if (!p->s->probe || t0 >= p->n) return;
+    int width = 0;
+    size_t ld = 0;
+    float *x = site_values(p, site, &width, &ld);
+    if (site != LB_RT_LOGITS) x += (size_t)t0 * ld;
+    if (site == LB_RT_OUTPUT_NORM || site == LB_RT_LOGITS) layer = -1;
+    p->s->probe(p->s->probe_ctx, site, layer, p->pos0 + t0, p->n - t0, x, width, ld);
+}
+
+/* Per-token work: a phase of steps, each for one token. With a probe the
+ * steps run one after another over all tokens, each followed by its site. */
+typedef struct row_step {
+    void (*fn)(const rt_pass *p, int layer, int t);
+    lb_rt_site site;       /* LB_RT_SITE_COUNT: none */
+    int site_layer;        /* the site's layer relative to the phase's (−1: the block before) */
+} row_step;
+
+typedef struct row_program {
+    const row_step *steps;
+    int n_steps, t0;       /* tokens t0..n − 1 */
+} row_program;
+
+static void rows_item(const rt_pass *p, int layer, int item, const void *arg, int tid) {
+    const row_program *rp = arg;
+    (void)tid;
+    for (int k = 0; k < rp->n_steps; k++) rp->steps[k].fn(p, layer, rp->t0 + item);
+}
+
+static void rows_phase(const rt_pass *p, int *slot, const row_step *steps, int n_steps, int t0, int layer,
+                       int tid) {
+    if (!p->s->probe) {
+        row_program rp = {steps, n_steps, t0};
+        phase(p, slot, p->n - t0, rows_item, layer, &rp, tid);
+        return;
+    }
+    (*slot)++;
+    for (int k = 0; k < n_steps; k++) {
+        for (int t = t0; t < p->n; t++) steps[k].fn(p, layer, t);
+        if (steps[k].site != LB_RT_SITE_COUNT) probe(p, steps[k].site, layer + steps[k].site_layer, t0);
+    }
+}
+
+/* ---- the steps of a pass --------------------------------------------------------- */
+
+static float *row_of(float *base, size_t ld, int t) { return base + (size_t)t * ld; }
+#define HN(p, t) row_of((p)->s->hn, (size_t)(p)->m->width_max, t)
+
+static void step_embed(const rt_pass *p, int l, int t) {
+    (void)l;
+    memcpy(row_of(p->s->x, (size_t)p->m->d, t), p->m->embd + (size_t)p->ids[t] * p->m->d,
+           (size_t)p->m->d * sizeof(float));
+}
+
+/* x += lo: the residual after attn_output or ffn_down. */
+static void step_residual(const rt_pass *p, int l, int t) {
+    (void)l;
+    const int d = p->m->d;
+    float *x = row_of(p->s->x, (size_t)d, t);
+    const float *y = row_of(p->s->lo, (size_t)d, t);
+    for (int i = 0; i < d; i++) x[i] += y[i];
+}
+
+static void step_attn_norm(const rt_pass *p, int l, int t) {
+    norm_row(p->m, row_of(p->s->x, (size_t)p->m->d, t), p->m->blocks[l].attn_norm, HN(p, t), p->m->d);
+}
+
+static void step_prep_qkv(const rt_pass *p, int l, int t) { prepare_input(p, &p->m->blocks[l].q, t, HN(p, t)); }
+
+static void step_attn_sub_norm(const rt_pass *p, int l, int t) {
+    norm_row(p->m, row_of(p->s->att, (size_t)p->m->q_dim, t), p->m->blocks[l].attn_sub_norm, HN(p, t),
+             p->m->q_dim);
+}
+
+static void step_prep_o(const rt_pass *p, int l, int t) {
+    const lb_rt_block *b = &p->m->blocks[l];
+    prepare_input(p, &b->o, t, b->attn_sub_norm ? HN(p, t) : row_of(p->s->att, (size_t)p->m->q_dim, t));
+}
+
+static void step_ffn_norm(const rt_pass *p, int l, int t) {
+    norm_row(p->m, row_of(p->s->x, (size_t)p->m->d, t), p->m->blocks[l].ffn_norm, HN(p, t), p->m->d);
+}
+
+static void step_prep_gate(const rt_pass *p, int l, int t) { prepare_input(p, &p->m->blocks[l].gate, t, HN(p, t)); }
+
+/* silu(gate)·up or relu²(gate)·up, as lb_swiglu and lb_mul(lb_relu2) write them. */
+static void step_act(const rt_pass *p, int l, int t) {
+    (void)l;
+    const int F = p->m->F;
+    const float *g = row_of(p->s->gate, (size_t)F, t), *u = row_of(p->s->up, (size_t)F, t);
+    float *a = row_of(p->s->act, (size_t)F, t);
+    if (p->m->cfg.ffn_act == LB_FFN_RELU2) {
+        for (int i = 0; i < F; i++) {
+            float r = g[i] > 0.0f ? g[i] : 0.0f;
+            a[i] = r * r * u[i];
+        }
+    } else {
+        for (int i = 0; i < F; i++) a[i] = g[i] * (1.0f / (1.0f + lb_exp_vec(-g[i]))) * u[i];
+    }
+}
+
+static void step_ffn_sub_norm(const rt_pass *p, int l, int t) {
+    norm_row(p->m, row_of(p->s->act, (size_t)p->m->F, t), p->m->blocks[l].ffn_sub_norm, HN(p, t), p->m->F);
+}
+
+static void step_prep_down(const rt_pass *p, int l, int t) {
+    const lb_rt_block *b = &p->m->blocks[l];
+    prepare_input(p, &b->down, t, b->ffn_sub_norm ? HN(p, t) : row_of(p->s->act, (size_t)p->m->F, t));
+}
+
+static void step_output_norm(const rt_pass *p, int l, int t) {
+    (void)l;
+    norm_row(p->m, row_of(p->s->x, (size_t)p->m->d, t), p->m->output_norm, HN(p, t), p->m->d);
+}
+
+static void step_prep_head(const rt_pass *p, int l, int t) {
+    (void)l;
+    prepare_input(p, &p->m->head, t, HN(p, t));
+}
+
+#define NO_SITE LB_RT_SITE_COUNT
+static const row_step steps_first[] = {
+    {step_embed, NO_SITE, 0}, {step_attn_norm, LB_RT_ATTN_NORM, 0}, {step_prep_qkv, NO_SITE, 0}};
+static const row_step steps_attn_in[] = {
+    {step_residual, LB_RT_FFN_RESIDUAL, -1}, {step_attn_norm, LB_RT_ATTN_NORM, 0}, {step_prep_qkv, NO_SITE, 0}};
+static const row_step steps_o_in[] = {{step_attn_sub_norm, LB_RT_ATTN_SUB_NORM, 0}, {step_prep_o, NO_SITE, 0}};
+static const row_step steps_ffn_in[] = {
+    {step_residual, LB_RT_ATTN_RESIDUAL, 0}, {step_ffn_norm, LB_RT_FFN_NORM, 0}, {step_prep_gate, NO_SITE, 0}};
+static const row_step steps_down_in[] = {
+    {step_act, LB_RT_FFN_ACT, 0}, {step_ffn_sub_norm, LB_RT_FFN_SUB_NORM, 0}, {step_prep_down, NO_SITE, 0}};
+static const row_step steps_down_in_plain[] = {{step_act, LB_RT_FFN_ACT, 0}, {step_prep_down, NO_SITE, 0}};
+static const row_step steps_head_in[] = {
+    {step_residual, LB_RT_FFN_RESIDUAL, -1}, {step_output_norm, LB_RT_OUTPUT_NORM, 0}, {step_prep_head, NO_SITE, 0}};
+#define N_STEPS(a) ((int)(sizeof a / sizeof a[0]))
+
+/* ---- the items of a pass --------------------------------------------------------- */
+
+static void store_kv(const rt_pass *p, int l, int kh, int is_v) {
+    const lb_rt_model *m = p->m;
+    const float *src = (is_v ? p->s->v : p->s->k) + (size_t)kh * m->Dh;
+    float *dst = (is_v ? p->s->vc : p->s->kc) + (((size_t)l * m->Hkv + kh) * m->max_seq + p->pos0) * m->Dh;
+    for (int t = 0; t < p->n; t++)
+        memcpy(dst + (size_t)t * m->Dh, src + (size_t)t * m->kv_dim, (size_t)m->Dh * sizeof(float));
+}
+
+/* One head of q, k or v for every token: its Dh rows, RoPE, the cache. */
+static void qkv_item(const rt_pass *p, int l, int item, const void *arg, int tid) {
+    (void)arg;
+    const lb_rt_model *m = p->m;
+    const lb_rt_block *b = &m->blocks[l];
+    const int is_q = item < m->H, is_k = !is_q && item < m->H + m->Hkv;
+    const int h = is_q ? item : is_k ? item - m->H : item - m->H - m->Hkv;
+    const lb_rt_linear *L = is_q ? &b->q : is_k ? &b->k : &b->v;
+    float *buf = is_q ? p->s->q : is_k ? p->s->k : p->s->v;
+    const size_t ld = (size_t)(is_q ? m->q_dim : m->kv_dim);
+    const int r0 = h * m->Dh;
+    linear_rows(p, L, r0, r0 + m->Dh, 0, p->n, buf + r0, ld, tid);
+    if (is_q || is_k) rope_rows(m, buf + r0, ld, p->n, p->pos0);
+    if (!is_q) store_kv(p, l, h, !is_k);
+}
+
+/* Token t's query head h against the cache, positions 0..pos0 + t. */
+static void attn_item(const rt_pass *p, int l, int item, const void *arg, int tid) {
+    (void)arg;
+    const lb_rt_model *m = p->m;
+    const int Dh = m->Dh, t = item / m->H, h = item % m->H, kh = h / (m->H / m->Hkv), P = p->pos0 + t;
+    const size_t head = ((size_t)l * m->Hkv + kh) * m->max_seq * Dh;
+    const float *q = p->s->q + (size_t)t * m->q_dim + (size_t)h * Dh, *K = p->s->kc + head, *V = p->s->vc + head;
+    float *sc = p->s->scores + (size_t)tid * m->max_seq;
+    for (int j = 0; j <= P; j++) sc[j] = dot_f32(q, K + (size_t)j * Dh, Dh) * m->attn_scale;
+    float mx = sc[0];
+#pragma omp simd reduction(max : mx)
+    for (int j = 1; j <= P; j++) mx = sc[j] > mx ? sc[j] : mx;
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j <= P; j++) {
+        sc[j] = lb_exp_vec(sc[j] - mx);
+        sum += sc[j];
+    }
+    const float inv = 1.0f / sum;
+    float *o = p->s->att + (size_t)t * m->q_dim + (size_t)h * Dh;
+    for (int i = 0; i < Dh; i++) o[i] = 0.0f;
+    for (int j = 0; j <= P; j++) {
+        const float pj = sc[j] * inv;
+        const float *vj = V + (size_t)j * Dh;
+        for (int i = 0; i < Dh; i++) o[i] += pj * vj[i];
+    }
+}
+
+/* ROW_BLOCK rows of one of up to two layers (gate and up share a phase) for
+ * tokens t0..n − 1. */
+typedef struct blocks_arg {
+    const lb_rt_linear *L[2];
+    float *out[2];
+    size_t ldo;
+    int n_blocks; /* per layer */
+    int t0;
+} blocks_arg;
+
+static void blocks_item(const rt_pass *p, int l, int item, const void *arg, int tid) {
+    (void)l;
+    const blocks_arg *a = arg;
+    const int which = item / a->n_blocks, r0 = item % a->n_blocks * ROW_BLOCK;
+    const lb_rt_linear *L = a->L[which];
+    const int r1 = r0 + ROW_BLOCK < L->n ? r0 + ROW_BLOCK : L->n;
+    linear_rows(p, L, r0, r1, a->t0, p->n - a->t0, a->out[which] + r0, a->ldo, tid);
+}
+
+static int n_blocks(int rows) { return (rows + ROW_BLOCK - 1) / ROW_BLOCK; }
+
+/* ---- a pass ---------------------------------------------------------------------- */
+
+static void pass_body(const rt_pass *p, int tid) {
+    const lb_rt_model *m = p->m;
+    lb_rt_session *s = p->s;
+    int slot = 0;
+    for (int l = 0; l < m->L; l++) {
+        const lb_rt_block *b = &m->blocks[l];
+        if (l == 0) rows_phase(p, &slot, steps_first, N_STEPS(steps_first), 0, l, tid);
+        else rows_phase(p, &slot, steps_attn_in, N_STEPS(steps_attn_in), 0, l, tid);
+
+        phase(p, &slot, m->H + 2 * m->Hkv, qkv_item, l, NULL, tid);
+        if (s->probe) {
+            probe(p, LB_RT_Q, l, 0);
+            probe(p, LB_RT_K, l, 0);
+            probe(p, LB_RT_V, l, 0);
+            for (int kh = 0; kh < m->Hkv; kh++) store_kv(p, l, kh, 0), store_kv(p, l, kh, 1); /* what the probe left */
+        }
+        phase(p, &slot, p->n * m->H, attn_item, l, NULL, tid);
+        probe(p, LB_RT_ATTN, l, 0);
+
+        if (b->attn_sub_norm) rows_phase(p, &slot, steps_o_in, 2, 0, l, tid);
+        else rows_phase(p, &slot, steps_o_in + 1, 1, 0, l, tid);
+        const blocks_arg o = {{&b->o, NULL}, {s->lo, NULL}, (size_t)m->d, n_blocks(m->d), 0};
+        phase(p, &slot, o.n_blocks, blocks_item, l, &o, tid);
+        probe(p, LB_RT_ATTN_OUTPUT, l, 0);
+
+        rows_phase(p, &slot, steps_ffn_in, N_STEPS(steps_ffn_in), 0, l, tid);
+        const blocks_arg gu = {{&b->gate, &b->up}, {s->gate, s->up}, (size_t)m->F, n_blocks(m->F), 0};
+        phase(p, &slot, 2 * gu.n_blocks, blocks_item, l, &gu, tid);
+        probe(p, LB_RT_FFN_GATE, l, 0);
+        probe(p, LB_RT_FFN_UP, l, 0);
+
+        if (b->ffn_sub_norm) rows_phase(p, &slot, steps_down_in, N_STEPS(steps_down_in), 0, l, tid);
+        else rows_phase(p, &slot, steps_down_in_plain, N_STEPS(steps_down_in_plain), 0, l, tid);
+        const blocks_arg dn = {{&b->down, NULL}, {s->lo, NULL}, (size_t)m->d, n_blocks(m->d), 0};
+        phase(p, &slot, dn.n_blocks, blocks_item, l, &dn, tid);
+        probe(p, LB_RT_FFN_DOWN, l, 0);
+    }
+    rows_phase(p, &slot, steps_head_in, N_STEPS(steps_head_in), p->logit0, m->L, tid);
+    if (p->logit0 < p->n) {
+        const blocks_arg hd = {{&m->head, NULL}, {p->logits, NULL}, (size_t)m->V, n_blocks(m->V), p->logit0};
+        phase(p, &slot, hd.n_blocks, blocks_item, m->L, &hd, tid);
+        probe(p, LB_RT_LOGITS, -1, p->logit0);
+    }
+}
+
+lb_status lb_rt_forward(lb_rt_session *s, const int *ids, int n, float *logits, int all_logits) {
+    const lb_rt_model *m = s->m;
+    if (n < 1) return lb_error(LB_EINVAL, "runtime: forward of %d tokens: expected at least one", n);
+    if (n > m->max_seq - s->len)
+        return lb_error(LB_EINVAL, "runtime: %d more tokens after the %d in the cache exceed max_seq_len %d", n,
+                        s->len, m->max_seq);
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= m->V)
+            return lb_error(LB_EINVAL, "runtime: token %d is %d, expected an id in [0, %d)", i, ids[i], m->V);
+    const int nt = s->probe ? 1 : s->n_threads;
+    for (int done = 0; done < n;) {
+        const int c = n - done < CHUNK ? n - done : CHUNK;
+        rt_pass p = {s, m, ids + done, c, s->len, c, NULL};
+        if (logits && all_logits) {
+            p.logit0 = 0;
+            p.logits = logits + (size_t)done * m->V;
+        } else if (logits && done + c == n) {
+            p.logit0 = c - 1;
+            p.logits = logits;
+        }
+        memset(s->ctr, 0, (size_t)s->n_ctr * sizeof *s->ctr);
+        if (nt == 1) {
+            pass_body(&p, 0);
+        } else {
+#pragma omp parallel num_threads(nt)
+            pass_body(&p, omp_get_thread_num());
+        }
+        s->len += c;
+        done += c;
+    }
+    if (logits) {
+        size_t count = (size_t)(all_logits ? n : 1) * m->V, bad = lb_find_nonfinite(logits, count);
+        if (bad)
+            return lb_error(LB_ENUMERIC, "runtime: the logits of position %zu are not finite (the activations "
+                                         "overflowed)", (size_t)s->len - (all_logits ? (size_t)n : 1) + (bad - 1) / m->V);
+    }
+    return LB_OK;
+}

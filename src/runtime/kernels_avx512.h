@@ -1,0 +1,79 @@
+/* The AVX-512 kernels, written once and compiled twice: kernels_avx512vnni.c
+ * and kernels_avx512bw.c define LB_RT_DOT4(acc, u, s) — acc plus, in each
+ * int32 lane, the sum of the four products of unsigned bytes u and signed
+ * bytes s (vpdpbusd) — and LB_RT_KERNELS, the name of the table, then
+ * include this file.
+ * Ternary: a 64-byte group load, then a mask and a 2-bit shift per run of 64
+ * weights. Binary: a 64-bit word of signs is a byte mask that keeps the
+ * activations of the +1 weights, summed against ones. */
+#ifndef LB_RT_DOT4
+#error "define LB_RT_DOT4 and LB_RT_KERNELS before including runtime/kernels_avx512.h"
+#endif
+#include <immintrin.h>
+#include <string.h>
+
+#include "runtime/kernels_tiles.h"
+
+#define TERNARY_TILE(R, C)                                                                                        \
+    static void LB_RT_TILE_NAME(ternary, R, C)(const uint8_t *w, size_t rb, const int8_t *a, size_t lda,          \
+                                               const int32_t *asum, int groups, int32_t *out, size_t ldo) {       \
+        __m512i acc[R][C];                                                                                         \
+        for (int r = 0; r < R; r++)                                                                                \
+            for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_si512();                                        \
+        const __m512i m3 = _mm512_set1_epi8(3);                                                                    \
+        for (int g = 0; g < groups; g++) {                                                                         \
+            __m512i p[R];                                                                                          \
+            for (int r = 0; r < R; r++) p[r] = _mm512_loadu_si512(w + (size_t)r * rb + 64 * (size_t)g);           \
+            for (int i = 0; i < 4; i++) {                                                                          \
+                __m512i av[C];                                                                                     \
+                for (int c = 0; c < C; c++)                                                                        \
+                    av[c] = _mm512_loadu_si512(a + (size_t)c * lda + LB_RT_GROUP * (size_t)g + 64 * i);           \
+                for (int r = 0; r < R; r++) {                                                                      \
+                    __m512i u = _mm512_and_si512(p[r], m3);                                                        \
+                    p[r] = _mm512_srli_epi16(p[r], 2);                                                             \
+                    for (int c = 0; c < C; c++) acc[r][c] = LB_RT_DOT4(acc[r][c], u, av[c]);             \
+                }                                                                                                  \
+            }                                                                                                      \
+        }                                                                                                          \
+        for (int r = 0; r < R; r++)                                                                                \
+            for (int c = 0; c < C; c++) out[(size_t)c * ldo + r] = _mm512_reduce_add_epi32(acc[r][c]) - asum[c];  \
+    }
+
+#define BINARY_TILE(R, C)                                                                                         \
+    static void LB_RT_TILE_NAME(binary, R, C)(const uint8_t *w, size_t rb, const int8_t *a, size_t lda,           \
+                                              const int32_t *asum, int groups, int32_t *out, size_t ldo) {        \
+        __m512i acc[R][C];                                                                                         \
+        for (int r = 0; r < R; r++)                                                                                \
+            for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_si512();                                        \
+        const __m512i ones = _mm512_set1_epi8(1);                                                                  \
+        for (int g = 0; g < groups; g++)                                                                           \
+            for (int i = 0; i < 4; i++) {                                                                          \
+                __m512i av[C];                                                                                     \
+                for (int c = 0; c < C; c++)                                                                        \
+                    av[c] = _mm512_loadu_si512(a + (size_t)c * lda + LB_RT_GROUP * (size_t)g + 64 * i);           \
+                for (int r = 0; r < R; r++) {                                                                      \
+                    uint64_t bits;                                                                                 \
+                    memcpy(&bits, w + (size_t)r * rb + 32 * (size_t)g + 8 * i, sizeof bits);                      \
+                    __mmask64 plus = _cvtu64_mask64(bits);                                                         \
+                    for (int c = 0; c < C; c++)                                                                    \
+                        acc[r][c] = LB_RT_DOT4(acc[r][c], ones, _mm512_maskz_mov_epi8(plus, av[c]));      \
+                }                                                                                                  \
+            }                                                                                                      \
+        for (int r = 0; r < R; r++)                                                                                \
+            for (int c = 0; c < C; c++)                                                                            \
+                out[(size_t)c * ldo + r] = 2 * _mm512_reduce_add_epi32(acc[r][c]) - asum[c];                       \
+    }
+
+TERNARY_TILE(4, 4)
+TERNARY_TILE(1, 4)
+TERNARY_TILE(4, 1)
+TERNARY_TILE(1, 1)
+LB_RT_TILED_DOT(ternary, 4, 4, 4)
+
+BINARY_TILE(4, 4)
+BINARY_TILE(1, 4)
+BINARY_TILE(4, 1)
+BINARY_TILE(1, 1)
+LB_RT_TILED_DOT(binary, 4, 4, 4)
+
+const lb_rt_kernels LB_RT_KERNELS = {ternary, binary};
