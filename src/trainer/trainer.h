@@ -19,6 +19,7 @@
 #include "data/corpus.h"
 #include "data/shards.h"
 #include "data/tokenizer.h"
+#include "dist/dist.h"
 #include "io/config.h"
 #include "layers/model.h"
 #include "optim/optim.h"
@@ -43,10 +44,12 @@ typedef struct lb_trainer {
     int64_t step;             /* optimizer steps completed */
     int64_t tokens_seen;      /* training tokens consumed */
     int *inputs, *targets;    /* one micro-batch [B*T] */
+    const lb_dist *dist;      /* the ranks training together (one without MPI) */
+    lb_grad_sync *sync;       /* the gradient reduction across them; NULL for one rank */
 } lb_trainer;
 
 typedef struct lb_step_result {
-    float loss;        /* mean over the micro-batches of the step */
+    float loss;        /* mean over the micro-batches (and ranks) of the step */
     float lr, wd;      /* scheduled values used */
     float lambda;      /* gradual-quantization λ used */
     float grad_norm;
