@@ -23,12 +23,6 @@ int lb_dist_compiled(void) {
 
 const lb_dist *lb_dist_world(void) { return &g_world; }
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* The number of ranks a launcher started, from the variables it sets: Open
  * MPI's mpirun, MPICH's hydra and Slurm's PMI; -1 when launched by a PMIx
  * launcher that states no size; 0 when no launcher started this process. */
@@ -88,7 +82,18 @@ lb_grad_sync_stats lb_grad_sync_last(const lb_grad_sync *s) {
 
 #else /* LOWBIT_MPI */
 
-static MPI_Comm g_comm = MPI_COMM_NULL;
+/* Collectives on one communicator must be started in the same order on
+ * every rank. The gradient buckets' reduce-scatters start in bucket order
+ * during the backward pass, and each all-gather when its reduce-scatter has
+ * finished, which ranks see at different moments: so the all-gathers have a
+ * communicator of their own (in bucket order there too). */
+static MPI_Comm g_comm = MPI_COMM_NULL, g_comm_gather = MPI_COMM_NULL;
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static lb_status mpi_error(int rc, const char *what) {
     char msg[MPI_MAX_ERROR_STRING];
@@ -106,8 +111,9 @@ lb_status lb_dist_init(int *argc, char ***argv) {
     /* Errors come back as codes, so a failing rank can say what failed
      * before it ends the job (lb_dist_abort). */
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    if ((rc = MPI_Comm_dup(MPI_COMM_WORLD, &g_comm)) != MPI_SUCCESS) return mpi_error(rc, "MPI_Comm_dup");
-    MPI_Comm_set_errhandler(g_comm, MPI_ERRORS_RETURN);
+    if ((rc = MPI_Comm_dup(MPI_COMM_WORLD, &g_comm)) != MPI_SUCCESS ||
+        (rc = MPI_Comm_dup(MPI_COMM_WORLD, &g_comm_gather)) != MPI_SUCCESS)
+        return mpi_error(rc, "MPI_Comm_dup");
     MPI_Comm_rank(g_comm, &g_world.rank);
     MPI_Comm_size(g_comm, &g_world.size);
     return LB_OK;
@@ -116,6 +122,7 @@ lb_status lb_dist_init(int *argc, char ***argv) {
 void lb_dist_finalize(void) {
     if (!g_world.mpi) return;
     if (g_comm != MPI_COMM_NULL) MPI_Comm_free(&g_comm);
+    if (g_comm_gather != MPI_COMM_NULL) MPI_Comm_free(&g_comm_gather);
     MPI_Finalize();
     g_world.mpi = 0;
 }
@@ -182,7 +189,7 @@ lb_status lb_dist_sum_ranks(const lb_dist *d, double v, double *sum) {
 
 /* ---- gradient reduction ---------------------------------------------------- */
 
-enum { BUCKET_WAITING, BUCKET_SCATTERING, BUCKET_GATHERING, BUCKET_DONE };
+enum { BUCKET_WAITING, BUCKET_SCATTERING, BUCKET_SCATTERED, BUCKET_GATHERING, BUCKET_DONE };
 
 typedef struct bucket {
     int first, count;    /* order[first .. first+count) */
@@ -209,6 +216,7 @@ struct lb_grad_sync {
     bucket *buckets;
     int n_buckets;
     int next_start;        /* buckets[0..next_start) were started */
+    int next_gather;       /* buckets[0..next_gather) have their all-gather started */
     float *flat, *shard;   /* capacity: every element plus one bucket's padding per parameter */
     lb_status status;      /* the first failure inside the backward pass */
     lb_grad_sync_stats last;
@@ -224,7 +232,11 @@ lb_grad_sync *lb_grad_sync_create(const lb_dist *d, lb_tensor *const *params, in
     if (!s) goto nomem;
     s->d = d;
     s->n_params = n_params;
-    s->bucket_elems = (bucket_bytes ? bucket_bytes : LB_GRAD_SYNC_BUCKET) / sizeof(float);
+    if (!bucket_bytes) {
+        const char *kb = getenv("LOWBIT_DIST_BUCKET_KB");
+        bucket_bytes = kb && atol(kb) > 0 ? (size_t)atol(kb) * 1024 : LB_GRAD_SYNC_BUCKET;
+    }
+    s->bucket_elems = bucket_bytes / sizeof(float);
     size_t cap = 0;
     for (int i = 0; i < n_params; i++) cap += params[i]->n + (size_t)d->size;
     s->params = malloc((size_t)n_params * sizeof *s->params);
@@ -306,6 +318,7 @@ static void plan_buckets(lb_grad_sync *s, const lb_graph *g) {
     }
     s->cursor = 0;
     s->next_start = 0;
+    s->next_gather = 0;
 }
 
 static lb_status start_bucket(lb_grad_sync *s, bucket *b) {
@@ -330,8 +343,8 @@ static lb_status start_bucket(lb_grad_sync *s, bucket *b) {
 static lb_status start_gather(lb_grad_sync *s, bucket *b) {
     size_t part = b->len / (size_t)s->d->size;
     memcpy(s->flat + b->off + (size_t)s->d->rank * part, s->shard + b->off / (size_t)s->d->size, part * sizeof(float));
-    int rc = MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, s->flat + b->off, (int)part, MPI_FLOAT, g_comm,
-                            &b->req);
+    int rc = MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, s->flat + b->off, (int)part, MPI_FLOAT,
+                            g_comm_gather, &b->req);
     if (rc != MPI_SUCCESS) return mpi_error(rc, "MPI_Iallgather (gradients)");
     b->phase = BUCKET_GATHERING;
     return LB_OK;
@@ -348,8 +361,9 @@ static void finish_bucket(lb_grad_sync *s, bucket *b) {
     b->phase = BUCKET_DONE;
 }
 
-/* Starts the buckets whose parameters are all final and moves the started
- * ones forward; 1 when every bucket is done. */
+/* Starts the buckets whose parameters are all final, in bucket order; moves
+ * the started ones forward (all-gathers in bucket order too); *all_done
+ * when every bucket is done. */
 static lb_status progress(lb_grad_sync *s, int *all_done) {
     while (s->next_start < s->n_buckets) {
         bucket *b = &s->buckets[s->next_start];
@@ -357,16 +371,19 @@ static lb_status progress(lb_grad_sync *s, int *all_done) {
         LB_TRY(start_bucket(s, b));
         s->next_start++;
     }
-    *all_done = s->next_start == s->n_buckets;
     for (int i = 0; i < s->next_start; i++) {
         bucket *b = &s->buckets[i];
-        if (b->phase == BUCKET_DONE) continue;
+        if (b->phase != BUCKET_SCATTERING && b->phase != BUCKET_GATHERING) continue;
         int done = 0, rc = MPI_Test(&b->req, &done, MPI_STATUS_IGNORE);
         if (rc != MPI_SUCCESS) return mpi_error(rc, "reducing gradients");
-        if (done && b->phase == BUCKET_SCATTERING) LB_TRY(start_gather(s, b));
+        if (done && b->phase == BUCKET_SCATTERING) b->phase = BUCKET_SCATTERED;
         else if (done) finish_bucket(s, b);
-        if (b->phase != BUCKET_DONE) *all_done = 0;
     }
+    while (s->next_gather < s->next_start && s->buckets[s->next_gather].phase == BUCKET_SCATTERED)
+        LB_TRY(start_gather(s, &s->buckets[s->next_gather++]));
+    *all_done = s->next_start == s->n_buckets;
+    for (int i = 0; i < s->n_buckets && *all_done; i++)
+        if (s->buckets[i].phase != BUCKET_DONE) *all_done = 0;
     return LB_OK;
 }
 

@@ -74,7 +74,8 @@ lb_status lb_dist_sum_ranks(const lb_dist *d, double v, double *sum);
  *   lb_grad_sync_end(s, &graph);        // waits; every .grad is now the mean over ranks
  *
  * Parameters are taken in the order the backward pass finishes them and cut
- * into buckets of about `bucket_bytes` (LB_GRAD_SYNC_BUCKET when 0). When the
+ * into buckets of about `bucket_bytes` (when 0: LOWBIT_DIST_BUCKET_KB from the
+ * environment, else LB_GRAD_SYNC_BUCKET). When the
  * first node using each of a bucket's parameters has run, the bucket is
  * copied into one buffer and reduced: a reduce-scatter (rank r sums part r)
  * then an all-gather, both non-blocking and driven forward after every node. */

@@ -188,11 +188,11 @@ static void next_batch(lb_trainer *t) {
 }
 
 /* Forward and backward over train.grad_accum micro-batches: the gradients of
- * the step accumulate in the parameters' .grad; *loss is their mean loss.
+ * the step accumulate in the parameters' .grad; r->loss is their mean loss.
  * With several ranks, the backward pass of the last micro-batch sends each
  * bucket of gradients as it becomes final (dist.h), and at the end every
- * .grad holds the mean over the ranks and *loss the mean of their losses. */
-static lb_status forward_backward(lb_trainer *t, float *loss) {
+ * .grad holds the mean over the ranks and r->loss the mean of their losses. */
+static lb_status forward_backward(lb_trainer *t, lb_step_result *r) {
     const lb_config *c = &t->cfg;
     float loss_scale = lb_optim_loss_scale(t->opt);
     double loss_sum = 0.0;
@@ -210,6 +210,9 @@ static lb_status forward_backward(lb_trainer *t, float *loss) {
         if (reduce) {
             lb_status s_sync = lb_grad_sync_end(t->sync, &t->graph);
             if (s == LB_OK) s = s_sync;
+            lb_grad_sync_stats st = lb_grad_sync_last(t->sync);
+            r->comm_seconds = st.wait_seconds;
+            r->comm_bytes = st.bytes_sent;
         }
         LB_TRY(s);
     }
@@ -218,7 +221,7 @@ static lb_status forward_backward(lb_trainer *t, float *loss) {
         LB_TRY(lb_dist_sum_ranks(t->dist, mean, &mean));
         mean /= t->dist->size;
     }
-    *loss = (float)mean;
+    r->loss = (float)mean;
     return LB_OK;
 }
 
@@ -233,7 +236,7 @@ lb_status lb_trainer_step(lb_trainer *t, lb_step_result *r) {
     /* The gradients come back averaged over the ranks, identical on every
      * rank: clipping, the skip on non-finite values and the update below
      * are global without further communication, and the replicas stay equal. */
-    LB_TRY(forward_backward(t, &r->loss));
+    LB_TRY(forward_backward(t, r));
     r->lr = lb_schedule_lr(&t->sched, step);
     r->wd = lb_schedule_wd(&t->sched, step);
     lb_optim_step_info info;

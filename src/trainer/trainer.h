@@ -55,6 +55,8 @@ typedef struct lb_step_result {
     float grad_norm;
     int skipped;       /* gradients were not finite: nothing was updated */
     double seconds;    /* wall time of the step */
+    double comm_seconds; /* several ranks: time spent waiting for the gradient reduction after the backward pass */
+    size_t comm_bytes;   /* several ranks: gradient bytes this rank sent (ring volume, dist.h) */
 } lb_step_result;
 
 /* Builds everything from `cfg` (a validated config): corpus and tokenizer
