@@ -6,7 +6,8 @@
 #             the reassociation tolerance (fp32, b1.58, int8 and fp8 states),
 #             and a run on other batches does not
 #   resume    resuming with 2 ranks is bit-exact; a 2-rank checkpoint resumed
-#             with 1 rank × 2B continues the same sample order
+#             with 1 rank × 2B continues the same sample order; ZeRO-1 equals
+#             the unsharded run and its checkpoint resumes with 2 and 1 ranks
 #   failure   a rank killed mid-run, a rank that stops answering, a signal to
 #             mpirun (checkpoint, every rank stops at the same step)
 #   nompi     (a build without MPI) several ranks are refused with a message
@@ -117,6 +118,25 @@ resume)
   mkdir -p "$WORK/other" && cp "$WORK/full/step_00000006.h5" "$WORK/other/"
   train other 0 --set train.steps=12 --set train.batch_size=8 --resume "$WORK/other" &&
     compare full/step_00000012.h5 other/step_00000012.h5 1e-6 "2-rank checkpoint resumed with 1 rank × 8"
+  # ZeRO-1: the same sums and updates, the state sharded and gathered for
+  # the checkpoint: the same file as without sharding, for every state codec.
+  for st in fp32 int8 fp8; do
+    train "plain-$st" 2 --set train.steps=12 --set optim.state=$st --set checkpoint.interval=6 --set checkpoint.keep_last=0 &&
+      train "zero-$st" 2 --set train.steps=12 --set optim.state=$st --set optim.zero=true \
+        --set checkpoint.interval=6 --set checkpoint.keep_last=0 &&
+      compare "plain-$st/step_00000012.h5" "zero-$st/step_00000012.h5" exact "ZeRO-1, $st state: equals the unsharded run"
+  done
+  "${MPIRUN[@]}" -np 2 "$LOWBIT" train "$WORK/tiny.yaml" --set train.steps=1 --set train.warmup_steps=1 --set optim.zero=true \
+    --set checkpoint.dir="$WORK/zero-mem" >"$WORK/zero-mem.out" 2>&1
+  if grep -q "ZeRO-1 over 2 ranks: rank 0 keeps the optimizer state of .* parameters: [0-9.]* B per parameter (8.00 B unsharded)" \
+    "$WORK/zero-mem.out"; then ok "ZeRO-1: $(grep -o 'ZeRO-1 over.*' "$WORK/zero-mem.out")"; else
+    bad "ZeRO-1: no memory line"; show "$WORK/zero-mem.out"; fi
+  mkdir -p "$WORK/zero-resume" && cp "$WORK/zero-int8/step_00000006.h5" "$WORK/zero-resume/"
+  train zero-resume 2 --set train.steps=12 --set optim.state=int8 --set optim.zero=true --resume "$WORK/zero-resume" &&
+    compare zero-int8/step_00000012.h5 zero-resume/step_00000012.h5 exact "ZeRO-1: step 6 resumed to 12 equals 12 steps"
+  mkdir -p "$WORK/zero-one" && cp "$WORK/zero-int8/step_00000006.h5" "$WORK/zero-one/"
+  train zero-one 0 --set train.steps=12 --set optim.state=int8 --set train.batch_size=8 --resume "$WORK/zero-one" &&
+    compare zero-int8/step_00000012.h5 zero-one/step_00000012.h5 1e-2 "ZeRO-1 checkpoint resumed by 1 rank × 8"
   ;;
 failure)
   # A rank killed mid-run: mpirun ends the job with a message, no hang.

@@ -133,6 +133,13 @@ static void print_header(const lb_trainer *t, int resumed) {
     if (t->dist->size > 1)
         printf("# data parallel: %d ranks × batch %d × grad_accum %d = %d sequences per step\n", t->dist->size,
                c->train.batch_size, c->train.grad_accum, t->dist->size * c->train.batch_size * c->train.grad_accum);
+    if (t->owner) { /* ZeRO-1: this rank's share of the optimizer state, per parameter of the model */
+        lb_optim_memory m = lb_optim_bytes_per_param(t->opt);
+        printf("# ZeRO-1 over %d ranks: rank 0 keeps the optimizer state of %zu of %zu parameters: %.2f B per "
+               "parameter (%.2f B unsharded)\n",
+               t->dist->size, m.n_elements, t->model->n_elements, (double)m.state_bytes / (double)t->model->n_elements,
+               m.state);
+    }
     if (resumed) printf("# resumed at step %lld\n", (long long)t->step);
 }
 

@@ -46,6 +46,24 @@ static lb_status read_timeout(void) {
     return LB_OK;
 }
 
+void lb_zero_owners(const lb_dist *d, lb_tensor *const *params, int n, int *owner) {
+    size_t load[d->size];
+    for (int r = 0; r < d->size; r++) load[r] = 0;
+    for (int i = 0; i < n; i++) owner[i] = -1;
+    for (int k = 0; k < n; k++) {
+        int big = -1; /* the largest tensor not yet given out (first in parameter order on ties) */
+        for (int i = 0; i < n; i++)
+            if (owner[i] < 0 && (big < 0 || params[i]->n > params[big]->n)) big = i;
+        int least = 0;
+        for (int r = 1; r < d->size; r++)
+            if (load[r] < load[least]) least = r;
+        owner[big] = least;
+        load[least] += params[big]->n;
+    }
+}
+
+lb_status lb_dist_sumsq(void *ctx, double *sumsq) { return lb_dist_sum_ranks(ctx, *sumsq, sumsq); }
+
 #ifndef LOWBIT_MPI
 
 lb_status lb_dist_init(int *argc, char ***argv) {
@@ -68,7 +86,8 @@ lb_status lb_dist_sum_ranks(const lb_dist *d, double v, double *sum) {
     return LB_OK;
 }
 
-lb_grad_sync *lb_grad_sync_create(const lb_dist *d, lb_tensor *const *params, int n_params, size_t bucket_bytes) {
+lb_grad_sync *lb_grad_sync_create(const lb_dist *d, lb_tensor *const *params, int n_params, size_t bucket_bytes,
+                                  const int *owner) {
     lb_error(LB_EINVAL, "gradient reduction across ranks: this lowbit was built without MPI");
     return NULL;
 }
@@ -78,6 +97,10 @@ lb_status lb_grad_sync_end(lb_grad_sync *s, lb_graph *g) { return LB_OK; }
 lb_grad_sync_stats lb_grad_sync_last(const lb_grad_sync *s) {
     lb_grad_sync_stats st = {0};
     return st;
+}
+lb_status lb_zero_broadcast(const lb_dist *d, lb_tensor *const *params, int n, const int *owner) { return LB_OK; }
+lb_status lb_zero_gather_state(const lb_dist *d, const lb_optim *shard, lb_optim *full, const int *owner) {
+    return lb_error(LB_EINVAL, "ZeRO-1 across ranks: this lowbit was built without MPI");
 }
 
 #else /* LOWBIT_MPI */
@@ -218,6 +241,7 @@ struct lb_grad_sync {
     int next_start;        /* buckets[0..next_start) were started */
     int next_gather;       /* buckets[0..next_gather) have their all-gather started */
     float *flat, *shard;   /* capacity: every element plus one bucket's padding per parameter */
+    const int *owner;      /* ZeRO-1: each parameter reduced to its owner, a bucket of its own */
     lb_status status;      /* the first failure inside the backward pass */
     lb_grad_sync_stats last;
 };
@@ -227,10 +251,12 @@ static int by_address_cmp(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-lb_grad_sync *lb_grad_sync_create(const lb_dist *d, lb_tensor *const *params, int n_params, size_t bucket_bytes) {
+lb_grad_sync *lb_grad_sync_create(const lb_dist *d, lb_tensor *const *params, int n_params, size_t bucket_bytes,
+                                  const int *owner) {
     lb_grad_sync *s = calloc(1, sizeof *s);
     if (!s) goto nomem;
     s->d = d;
+    s->owner = owner;
     s->n_params = n_params;
     if (!bucket_bytes) {
         const char *kb = getenv("LOWBIT_DIST_BUCKET_KB");
@@ -308,7 +334,7 @@ static void plan_buckets(lb_grad_sync *s, const lb_graph *g) {
         bucket *b = &s->buckets[s->n_buckets];
         b->count++;
         elems += s->params[s->order[k]]->n;
-        if (elems >= s->bucket_elems || k == s->n_order - 1) {
+        if (s->owner || elems >= s->bucket_elems || k == s->n_order - 1) {
             b->len = (elems + ranks - 1) / ranks * ranks;
             b->phase = BUCKET_WAITING;
             off += b->len;
@@ -321,7 +347,21 @@ static void plan_buckets(lb_grad_sync *s, const lb_graph *g) {
     s->next_gather = 0;
 }
 
+/* ZeRO-1: the bucket's one parameter summed into its owner's .grad. */
+static lb_status start_reduce_to_owner(lb_grad_sync *s, bucket *b) {
+    int p = s->order[b->first], root = s->owner[p];
+    lb_tensor *t = s->params[p];
+    int mine = root == s->d->rank;
+    int rc = MPI_Ireduce(mine ? MPI_IN_PLACE : t->grad, mine ? t->grad : NULL, (int)t->n, MPI_FLOAT, MPI_SUM, root,
+                         g_comm, &b->req);
+    if (rc != MPI_SUCCESS) return mpi_error(rc, "MPI_Ireduce (gradients)");
+    b->phase = BUCKET_SCATTERING;
+    if (!mine) s->last.bytes_sent += t->n * sizeof(float);
+    return LB_OK;
+}
+
 static lb_status start_bucket(lb_grad_sync *s, bucket *b) {
+    if (s->owner) return start_reduce_to_owner(s, b);
     float *dst = s->flat + b->off;
     for (int k = b->first; k < b->first + b->count; k++) {
         const lb_tensor *t = s->params[s->order[k]];
@@ -352,6 +392,15 @@ static lb_status start_gather(lb_grad_sync *s, bucket *b) {
 
 static void finish_bucket(lb_grad_sync *s, bucket *b) {
     const float inv = 1.0f / (float)s->d->size;
+    if (s->owner) { /* the owner's mean; the others' partial sums are spent */
+        lb_tensor *t = s->params[s->order[b->first]];
+        if (s->owner[s->order[b->first]] == s->d->rank)
+            for (size_t j = 0; j < t->n; j++) t->grad[j] *= inv;
+        else
+            memset(t->grad, 0, t->n * sizeof(float));
+        b->phase = BUCKET_DONE;
+        return;
+    }
     const float *src = s->flat + b->off;
     for (int k = b->first; k < b->first + b->count; k++) {
         lb_tensor *t = s->params[s->order[k]];
@@ -376,7 +425,7 @@ static lb_status progress(lb_grad_sync *s, int *all_done) {
         if (b->phase != BUCKET_SCATTERING && b->phase != BUCKET_GATHERING) continue;
         int done = 0, rc = MPI_Test(&b->req, &done, MPI_STATUS_IGNORE);
         if (rc != MPI_SUCCESS) return mpi_error(rc, "reducing gradients");
-        if (done && b->phase == BUCKET_SCATTERING) b->phase = BUCKET_SCATTERED;
+        if (done && b->phase == BUCKET_SCATTERING && !s->owner) b->phase = BUCKET_SCATTERED;
         else if (done) finish_bucket(s, b);
     }
     while (s->next_gather < s->next_start && s->buckets[s->next_gather].phase == BUCKET_SCATTERED)
@@ -427,5 +476,86 @@ lb_status lb_grad_sync_end(lb_grad_sync *s, lb_graph *g) {
 }
 
 lb_grad_sync_stats lb_grad_sync_last(const lb_grad_sync *s) { return s->last; }
+
+/* ---- ZeRO-1 -------------------------------------------------------------------- */
+
+/* Waits for all of reqs[0..n) with the deadline. */
+static lb_status wait_all(MPI_Request *reqs, int n, const char *what) {
+    for (int i = 0; i < n; i++) LB_TRY(wait_for(&reqs[i], what));
+    return LB_OK;
+}
+
+lb_status lb_zero_broadcast(const lb_dist *d, lb_tensor *const *params, int n, const int *owner) {
+    if (d->size < 2) return LB_OK;
+    MPI_Request *reqs = malloc((size_t)n * sizeof *reqs);
+    if (!reqs) return lb_error(LB_ENOMEM, "broadcasting %d parameters", n);
+    lb_status s = LB_OK;
+    int started = 0;
+    for (; started < n; started++) {
+        int rc = MPI_Ibcast(params[started]->data, (int)params[started]->n, MPI_FLOAT, owner[started], g_comm,
+                            &reqs[started]);
+        if (rc != MPI_SUCCESS) {
+            s = mpi_error(rc, "MPI_Ibcast (parameters)");
+            break;
+        }
+    }
+    if (s == LB_OK) s = wait_all(reqs, started, "broadcasting the updated parameters (MPI_Ibcast)");
+    free(reqs);
+    return s;
+}
+
+static lb_status buffer_count(const lb_state_buffer *b, int *count) {
+    size_t bytes = lb_dtype_row_bytes(b->dtype, b->n);
+    if (bytes > INT32_MAX) return lb_error(LB_EINVAL, "optimizer state '%s': %zu bytes, over 2 GiB in one message", b->name, bytes);
+    *count = (int)bytes;
+    return LB_OK;
+}
+
+static const lb_state_buffer *find_buffer(const lb_state_buffer *b, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (strcmp(b[i].name, name) == 0) return &b[i];
+    return NULL;
+}
+
+/* Messages between two ranks on one communicator with one tag arrive in the
+ * order they were sent: each owner sends its buffers in parameter order and
+ * rank 0 receives them in the same order. */
+lb_status lb_zero_gather_state(const lb_dist *d, const lb_optim *shard, lb_optim *full, const int *owner) {
+    int n_shard, n_full = 0;
+    const lb_state_buffer *mine = lb_optim_buffers(shard, &n_shard);
+    const lb_state_buffer *all = full ? lb_optim_buffers(full, &n_full) : NULL;
+    MPI_Request *reqs = malloc(((size_t)(n_shard > n_full ? n_shard : n_full) + 1) * sizeof *reqs);
+    if (!reqs) return lb_error(LB_ENOMEM, "gathering the optimizer state");
+    lb_status s = LB_OK;
+    int n_req = 0, count = 0;
+    for (int b = 0; d->rank != 0 && b < n_shard && s == LB_OK; b++) { /* this shard's tensors, to rank 0 */
+        if (lb_optim_buffer_param(shard, b) < 0) continue;
+        if ((s = buffer_count(&mine[b], &count)) != LB_OK) break;
+        int rc = MPI_Isend(mine[b].data, count, MPI_BYTE, 0, 0, g_comm, &reqs[n_req]);
+        if (rc != MPI_SUCCESS) s = mpi_error(rc, "MPI_Isend (optimizer state)");
+        else n_req++;
+    }
+    for (int b = 0; d->rank == 0 && b < n_full && s == LB_OK; b++) { /* rank 0: every buffer */
+        int p = lb_optim_buffer_param(full, b);
+        if (p < 0 || owner[p] == 0) { /* rank 0's own tensors, and the loss scale (the same on every rank) */
+            const lb_state_buffer *src = find_buffer(mine, n_shard, all[b].name);
+            if (!src) {
+                s = lb_error(LB_EINVAL, "optimizer state '%s' missing from rank 0's shard", all[b].name);
+                break;
+            }
+            memcpy(all[b].data, src->data, lb_dtype_row_bytes(all[b].dtype, all[b].n));
+            continue;
+        }
+        if ((s = buffer_count(&all[b], &count)) != LB_OK) break;
+        int rc = MPI_Irecv(all[b].data, count, MPI_BYTE, owner[p], 0, g_comm, &reqs[n_req]);
+        if (rc != MPI_SUCCESS) s = mpi_error(rc, "MPI_Irecv (optimizer state)");
+        else n_req++;
+    }
+    lb_status sw = wait_all(reqs, n_req, "gathering the optimizer state for a checkpoint");
+    if (s == LB_OK) s = sw;
+    if (s == LB_OK && full) s = lb_optim_state_loaded(full);
+    free(reqs);
+    return s;
+}
 
 #endif /* LOWBIT_MPI */

@@ -28,6 +28,7 @@
 #include "autograd/graph.h"
 #include "core/error.h"
 #include "core/tensor.h"
+#include "optim/optim.h"
 
 typedef struct lb_dist {
     int rank, size;   /* 0 and 1 for a single process */
@@ -78,7 +79,12 @@ lb_status lb_dist_sum_ranks(const lb_dist *d, double v, double *sum);
  * environment, else LB_GRAD_SYNC_BUCKET). When the
  * first node using each of a bucket's parameters has run, the bucket is
  * copied into one buffer and reduced: a reduce-scatter (rank r sums part r)
- * then an all-gather, both non-blocking and driven forward after every node. */
+ * then an all-gather, both non-blocking and driven forward after every node.
+ *
+ * With `owner` (ZeRO-1, below) each parameter is reduced on its own to the
+ * rank that owns it (a non-blocking reduce, started as its gradient becomes
+ * final): afterwards an owner's .grad holds the mean over the ranks and every
+ * other .grad is zero. */
 #define LB_GRAD_SYNC_BUCKET ((size_t)1 << 20)
 
 typedef struct lb_grad_sync lb_grad_sync;
@@ -89,10 +95,36 @@ typedef struct lb_grad_sync_stats {
     double wait_seconds;      /* time lb_grad_sync_end waited for the reductions */
 } lb_grad_sync_stats;
 
-lb_grad_sync *lb_grad_sync_create(const lb_dist *d, lb_tensor *const *params, int n_params, size_t bucket_bytes);
+lb_grad_sync *lb_grad_sync_create(const lb_dist *d, lb_tensor *const *params, int n_params, size_t bucket_bytes,
+                                  const int *owner);
 void lb_grad_sync_free(lb_grad_sync *s);
 lb_status lb_grad_sync_begin(lb_grad_sync *s, lb_graph *g);
 lb_status lb_grad_sync_end(lb_grad_sync *s, lb_graph *g);
 lb_grad_sync_stats lb_grad_sync_last(const lb_grad_sync *s);
+
+/* ---- ZeRO-1 (optim.zero) ----------------------------------------------------
+ *
+ * Whole parameter tensors are shared out among the ranks; each rank keeps the
+ * optimizer state of its own tensors only (an lb_optim over them), so state
+ * memory per rank falls as 1/N down to the largest tensor. A step: gradients
+ * reduced to their owners (lb_grad_sync with `owner`), the norm summed over
+ * the shards (lb_dist_sumsq, set with lb_optim_set_sumsq_reduce), each owner
+ * updates its tensors, then every tensor is broadcast from its owner. */
+
+/* owner[i] for n parameters: the largest first, each to the rank holding the
+ * fewest elements so far (ties to the lowest rank): the same on every rank. */
+void lb_zero_owners(const lb_dist *d, lb_tensor *const *params, int n, int *owner);
+
+/* Every parameter's values from its owner to all ranks. */
+lb_status lb_zero_broadcast(const lb_dist *d, lb_tensor *const *params, int n, const int *owner);
+
+/* For checkpoints: the state of every shard into `full` on rank 0 (an
+ * optimizer over all parameters, same config; NULL on the other ranks).
+ * `shard` is this rank's optimizer over its tensors, in parameter order. */
+lb_status lb_zero_gather_state(const lb_dist *d, const lb_optim *shard, lb_optim *full, const int *owner);
+
+/* lb_optim_sumsq_fn over the ranks (ctx: the lb_dist): the shards' sums of
+ * squares added in rank order. */
+lb_status lb_dist_sumsq(void *ctx, double *sumsq);
 
 #endif

@@ -84,6 +84,7 @@ typedef struct lb_cfg_optim {
     lb_grad_precision grad;   /* weight gradients: fp32, fp8, int8 */
     lb_grad_precision act_grad; /* activation gradients: fp32, fp8, int8 */
     int no_decay_on_norms_and_embeddings;
+    int zero;                 /* several MPI ranks: ZeRO-1, optimizer state sharded across them */
     lb_cfg_optim_group decay;    /* projections (and everything when the flag above is off) */
     lb_cfg_optim_group no_decay; /* norm gains and embeddings, without weight decay */
 } lb_cfg_optim;

@@ -36,11 +36,17 @@ static void emit(const lb_run_options *o, lb_run_event *e) {
     if (o->on_event) o->on_event(e, o->ctx);
 }
 
-/* Every rank reaches this point at the same step. Rank 0 writes (the others
- * run read_only) and all of them learn whether it succeeded, so a failed
- * save stops every rank. */
+/* Every rank reaches this point at the same step. With a sharded optimizer
+ * state they gather it on rank 0; rank 0 writes (the others run read_only)
+ * and all of them learn whether it succeeded, so a failed save stops every
+ * rank. */
 static lb_status save(lb_trainer *t, const lb_run_options *o, const char *why, lb_run_report *r) {
-    lb_status s = o->read_only ? LB_OK : lb_trainer_save(t, r->checkpoint, sizeof r->checkpoint);
+    lb_optim *shard = t->opt, *full;
+    lb_status s = lb_trainer_gather_optim(t, &full); /* ZeRO-1: the whole state, on rank 0 */
+    if (full) t->opt = full;
+    if (s == LB_OK && !o->read_only) s = lb_trainer_save(t, r->checkpoint, sizeof r->checkpoint);
+    t->opt = shard;
+    if (full) lb_optim_free(full);
     int failed = s != LB_OK;
     lb_status shared = lb_dist_max_int(t->dist, &failed);
     if (s == LB_OK) s = shared;

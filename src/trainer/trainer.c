@@ -82,16 +82,65 @@ static lb_schedule schedule_from(const lb_config *c) {
     return s;
 }
 
-static lb_status make_optimizer(lb_trainer *t) {
+/* An optimizer over the parameters `rank` owns (all of them when owner is
+ * NULL), each keeping its index in the whole list for stochastic rounding. */
+static lb_optim *optimizer_over(const lb_trainer *t, const int *owner, int rank) {
     lb_optim_config oc = optim_config_from(&t->cfg);
     lb_model *m = t->model;
     int *groups = malloc((size_t)m->n_params * sizeof *groups);
-    if (!groups) return lb_error(LB_ENOMEM, "optimizer groups");
-    for (int i = 0; i < m->n_params; i++)
-        groups[i] = t->cfg.optim.no_decay_on_norms_and_embeddings && m->params[i].no_decay ? 1 : 0;
-    t->opt = lb_optim_create(&oc, m->param_list, groups, m->n_params);
+    int *ids = malloc((size_t)m->n_params * sizeof *ids);
+    lb_tensor **params = malloc((size_t)m->n_params * sizeof *params);
+    lb_optim *o = NULL;
+    if (!groups || !ids || !params) {
+        lb_error(LB_ENOMEM, "optimizer groups");
+        goto done;
+    }
+    int n = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        if (owner && owner[i] != rank) continue;
+        groups[n] = t->cfg.optim.no_decay_on_norms_and_embeddings && m->params[i].no_decay ? 1 : 0;
+        params[n] = m->param_list[i];
+        ids[n++] = i;
+    }
+    if (n == 0) {
+        lb_error(LB_ECONFIG, "key 'optim.zero': rank %d owns no parameter tensor (%d tensors for %d ranks)", rank,
+                 m->n_params, t->dist->size);
+        goto done;
+    }
+    if ((o = lb_optim_create(&oc, params, groups, n))) lb_optim_set_param_ids(o, ids);
+done:
     free(groups);
-    return t->opt ? LB_OK : lb_errcode();
+    free(ids);
+    free(params);
+    return o;
+}
+
+/* The optimizer, and with several ranks the gradient reduction: over all
+ * parameters, or with optim.zero (ZeRO-1) over this rank's share of them. */
+static lb_status make_optimizer(lb_trainer *t) {
+    lb_model *m = t->model;
+    t->dist = lb_dist_world();
+    if (t->dist->size > 1 && t->cfg.optim.zero) {
+        if (!(t->owner = malloc((size_t)m->n_params * sizeof *t->owner))) return lb_error(LB_ENOMEM, "ZeRO owners");
+        lb_zero_owners(t->dist, m->param_list, m->n_params, t->owner);
+    }
+    if (!(t->opt = optimizer_over(t, t->owner, t->dist->rank))) return lb_errcode();
+    if (t->owner) lb_optim_set_sumsq_reduce(t->opt, lb_dist_sumsq, (void *)t->dist);
+    if (t->dist->size > 1 && !(t->sync = lb_grad_sync_create(t->dist, m->param_list, m->n_params, 0, t->owner)))
+        return lb_errcode();
+    return LB_OK;
+}
+
+lb_status lb_trainer_gather_optim(lb_trainer *t, lb_optim **full) {
+    *full = NULL;
+    if (!t->owner) return LB_OK;
+    if (t->dist->rank == 0 && !(*full = optimizer_over(t, NULL, 0))) return lb_errcode();
+    lb_status s = lb_zero_gather_state(t->dist, t->opt, *full, t->owner);
+    if (s != LB_OK && *full) {
+        lb_optim_free(*full);
+        *full = NULL;
+    }
+    return s;
 }
 
 static lb_status init_from_checkpoint(lb_trainer *t, const char *path) {
@@ -134,11 +183,6 @@ lb_status lb_trainer_init(lb_trainer *t, const lb_config *cfg) {
     if ((s = lb_graph_init(&t->graph, 0)) != LB_OK) goto fail;
     t->graph.precision = c->train.gemm_precision;
     if ((s = make_optimizer(t)) != LB_OK) goto fail;
-    t->dist = lb_dist_world();
-    if (t->dist->size > 1 && !(t->sync = lb_grad_sync_create(t->dist, t->model->param_list, t->model->n_params, 0))) {
-        s = lb_errcode();
-        goto fail;
-    }
     t->sched = schedule_from(c);
     if ((s = lb_schedule_check(&t->sched)) != LB_OK) goto fail;
     if ((s = lb_batcher_init_tokens(&t->batcher, &t->train_tokens, c->train.batch_size, c->train.seq_len,
@@ -164,6 +208,7 @@ void lb_trainer_free(lb_trainer *t) {
     free(t->config_yaml);
     if (t->opt) lb_optim_free(t->opt);
     lb_grad_sync_free(t->sync);
+    free(t->owner);
     lb_graph_free(&t->graph);
     if (t->model) lb_model_free(t->model);
     lb_dataset_free(&t->data);
@@ -241,6 +286,7 @@ lb_status lb_trainer_step(lb_trainer *t, lb_step_result *r) {
     r->wd = lb_schedule_wd(&t->sched, step);
     lb_optim_step_info info;
     LB_TRY(lb_optim_step(t->opt, r->lr, r->wd, step, &info));
+    if (t->owner) LB_TRY(lb_zero_broadcast(t->dist, t->model->param_list, t->model->n_params, t->owner));
     lb_optim_zero_grad(t->opt);
     r->grad_norm = info.grad_norm;
     r->skipped = info.skipped;

@@ -46,6 +46,7 @@ typedef struct lb_trainer {
     int *inputs, *targets;    /* one micro-batch [B*T] */
     const lb_dist *dist;      /* the ranks training together (one without MPI) */
     lb_grad_sync *sync;       /* the gradient reduction across them; NULL for one rank */
+    int *owner;               /* optim.zero on several ranks: each parameter's owner rank (opt holds only ours) */
 } lb_trainer;
 
 typedef struct lb_step_result {
@@ -76,6 +77,12 @@ lb_status lb_trainer_step(lb_trainer *t, lb_step_result *r);
 /* Mean validation loss over the fixed set of n_batches validation batches
  * (lb_val_batch; no gradients). The run loop passes eval.batches. */
 lb_status lb_trainer_evaluate(lb_trainer *t, int n_batches, float *loss);
+
+/* ZeRO-1 (t->owner): every rank's share of the optimizer state into *full,
+ * an optimizer over all parameters, on rank 0 (NULL elsewhere, and without
+ * sharding); all ranks call it. The run loop saves with *full in place of
+ * t->opt, then frees it. */
+lb_status lb_trainer_gather_optim(lb_trainer *t, lb_optim **full);
 
 /* Writes checkpoint.dir/step_NNNNNNNN.h5 atomically and keeps the newest
  * checkpoint.keep_last; `path_out` (may be NULL) receives its path. */
