@@ -8,6 +8,7 @@
 #   resume    resuming with 2 ranks is bit-exact; a 2-rank checkpoint resumed
 #             with 1 rank × 2B continues the same sample order; ZeRO-1 equals
 #             the unsharded run and its checkpoint resumes with 2 and 1 ranks
+#   comm      compressed gradients (bf16, fp8, int8): validation loss, bytes
 #   failure   a rank killed mid-run, a rank that stops answering, a signal to
 #             mpirun (checkpoint, every rank stops at the same step)
 #   nompi     (a build without MPI) several ranks are refused with a message
@@ -137,6 +138,33 @@ resume)
   mkdir -p "$WORK/zero-one" && cp "$WORK/zero-int8/step_00000006.h5" "$WORK/zero-one/"
   train zero-one 0 --set train.steps=12 --set optim.state=int8 --set train.batch_size=8 --resume "$WORK/zero-one" &&
     compare zero-int8/step_00000012.h5 zero-one/step_00000012.h5 1e-2 "ZeRO-1 checkpoint resumed by 1 rank × 8"
+  ;;
+comm)
+  # Compressed gradients (optim.comm) with error feedback: the validation
+  # loss within 0.5% of fp32 communication, the bytes sent per step as the
+  # formats say (bf16 half of fp32's reduce-scatter + all-gather with 2 ranks;
+  # fp8 and int8 one byte per value and an fp32 scale per 256), and the sum
+  # the same whatever the buckets (each rank's blocks are decoded and added
+  # in rank order).
+  for cm in fp32 bf16 fp8 int8; do train "comm-$cm" 2 --set optim.comm=$cm || continue; done
+  last_bytes() { $PY -c "import json,sys; print([x for x in map(json.loads, open(sys.argv[1])) if x['event'] == 'step'][-1]['comm_bytes'])" "$WORK/$1/log.jsonl"; }
+  ref=$(val_loss comm-fp32)
+  fp32_bytes=$(last_bytes comm-fp32)
+  for v in bf16:0.5:0.52 fp8:0.25:0.27 int8:0.25:0.27; do
+    IFS=: read -r cm lo hi <<<"$v"
+    [ -s "$WORK/comm-$cm/log.jsonl" ] || continue
+    close "$ref" "$(val_loss "comm-$cm")" "$($PY -c "import sys; print(0.005 * float(sys.argv[1]))" "$ref")" \
+      "optim.comm=$cm: validation loss within 0.5% of fp32 communication"
+    b=$(last_bytes "comm-$cm")
+    if $PY -c "import sys; r = int(sys.argv[1]) / int(sys.argv[2]); sys.exit(not ($lo <= r <= $hi))" "$b" "$fp32_bytes"; then
+      ok "optim.comm=$cm: $b bytes per step against $fp32_bytes"; else bad "optim.comm=$cm: $b bytes per step against $fp32_bytes"; fi
+  done
+  LOWBIT_DIST_BUCKET_KB=4 train comm-int8-small 2 --set optim.comm=int8 &&
+    compare comm-int8/step_00000050.h5 comm-int8-small/step_00000050.h5 exact "optim.comm=int8: 4 KiB buckets equal one bucket"
+  "${MPIRUN[@]}" -np 2 "$LOWBIT" train "$WORK/tiny.yaml" --set optim.comm=int8 --set optim.zero=true \
+    --set checkpoint.dir="$WORK/comm-zero" >"$WORK/comm-zero.out" 2>&1
+  if grep -q "key 'optim.comm'" "$WORK/comm-zero.out"; then ok "optim.comm=int8 with optim.zero refused"; else
+    bad "optim.comm with optim.zero not refused"; show "$WORK/comm-zero.out"; fi
   ;;
 failure)
   # A rank killed mid-run: mpirun ends the job with a message, no hang.

@@ -2,10 +2,13 @@
  * rank and the collectives return at once. */
 #include "dist/dist.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "core/minifloat.h"
 
 #ifdef LOWBIT_MPI
 #include <mpi.h>
@@ -44,6 +47,61 @@ static lb_status read_timeout(void) {
         return lb_error(LB_ECONFIG, "LOWBIT_DIST_TIMEOUT='%s': expected a number of seconds > 0", v);
     g_world.timeout = t;
     return LB_OK;
+}
+
+/* ---- compressed gradients -------------------------------------------------- */
+
+const char *const lb_comm_format_names[] = {
+    [LB_COMM_FP32] = "fp32", [LB_COMM_BF16] = "bf16", [LB_COMM_FP8] = "fp8", [LB_COMM_INT8] = "int8"};
+_Static_assert(sizeof lb_comm_format_names / sizeof lb_comm_format_names[0] == LB_COMM_COUNT,
+               "dist/dist.c: one name per lb_comm_format");
+
+/* A block: bf16, 2 bytes per value; fp8 and int8, an fp32 step (the value of
+ * one unit: amax/448 for E4M3, amax/127 for int8) then one byte per value. */
+size_t lb_comm_block_bytes(lb_comm_format f) {
+    switch (f) {
+    case LB_COMM_FP32: return LB_COMM_BLOCK * sizeof(float);
+    case LB_COMM_BF16: return LB_COMM_BLOCK * sizeof(uint16_t);
+    case LB_COMM_FP8:
+    case LB_COMM_INT8: return sizeof(float) + LB_COMM_BLOCK;
+    case LB_COMM_COUNT: break;
+    }
+    return 0;
+}
+
+static void comm_encode(lb_comm_format f, const float *x, size_t len, unsigned char *out) {
+    if (f == LB_COMM_BF16) {
+        for (size_t i = 0; i < len; i++) {
+            uint16_t h = lb_bf16_from_f32(x[i]);
+            memcpy(out + 2 * i, &h, 2);
+        }
+        return;
+    }
+    float amax = 0.0f;
+    for (size_t i = 0; i < len; i++) amax = fmaxf(amax, fabsf(x[i]));
+    float step = amax / (f == LB_COMM_FP8 ? 448.0f : 127.0f), inv = step > 0.0f ? 1.0f / step : 0.0f;
+    memcpy(out, &step, sizeof step);
+    unsigned char *q = out + sizeof step;
+    for (size_t i = 0; i < len; i++) {
+        float v = x[i] * inv;
+        q[i] = f == LB_COMM_FP8 ? lb_fp8_e4m3_from_f32(v, 1) : (unsigned char)(int8_t)lrintf(fminf(fmaxf(v, -127.0f), 127.0f));
+    }
+}
+
+static void comm_decode(lb_comm_format f, const unsigned char *in, size_t len, float *y) {
+    if (f == LB_COMM_BF16) {
+        for (size_t i = 0; i < len; i++) {
+            uint16_t h;
+            memcpy(&h, in + 2 * i, 2);
+            y[i] = lb_bf16_to_f32(h);
+        }
+        return;
+    }
+    float step;
+    memcpy(&step, in, sizeof step);
+    const unsigned char *q = in + sizeof step;
+    for (size_t i = 0; i < len; i++)
+        y[i] = step * (f == LB_COMM_FP8 ? lb_fp8_e4m3_to_f32(q[i]) : (float)(int8_t)q[i]);
 }
 
 void lb_zero_owners(const lb_dist *d, lb_tensor *const *params, int n, int *owner) {
@@ -87,7 +145,7 @@ lb_status lb_dist_sum_ranks(const lb_dist *d, double v, double *sum) {
 }
 
 lb_grad_sync *lb_grad_sync_create(const lb_dist *d, lb_tensor *const *params, int n_params, size_t bucket_bytes,
-                                  const int *owner) {
+                                  const int *owner, lb_comm_format comm) {
     lb_error(LB_EINVAL, "gradient reduction across ranks: this lowbit was built without MPI");
     return NULL;
 }
@@ -217,6 +275,7 @@ enum { BUCKET_WAITING, BUCKET_SCATTERING, BUCKET_SCATTERED, BUCKET_GATHERING, BU
 typedef struct bucket {
     int first, count;    /* order[first .. first+count) */
     size_t off, len;     /* in flat[]: len is the bucket's elements padded to a multiple of the ranks */
+    size_t coff, clen;   /* compressed: rank r's blocks at packed + coff·ranks + r·clen */
     int phase;
     MPI_Request req;
 } bucket;
@@ -242,6 +301,9 @@ struct lb_grad_sync {
     int next_gather;       /* buckets[0..next_gather) have their all-gather started */
     float *flat, *shard;   /* capacity: every element plus one bucket's padding per parameter */
     const int *owner;      /* ZeRO-1: each parameter reduced to its owner, a bucket of its own */
+    lb_comm_format comm;   /* optim.comm */
+    unsigned char *packed; /* compressed buckets of every rank */
+    float **residual;      /* compressed: per parameter, what compression lost last step (error feedback) */
     lb_status status;      /* the first failure inside the backward pass */
     lb_grad_sync_stats last;
 };
@@ -252,11 +314,12 @@ static int by_address_cmp(const void *a, const void *b) {
 }
 
 lb_grad_sync *lb_grad_sync_create(const lb_dist *d, lb_tensor *const *params, int n_params, size_t bucket_bytes,
-                                  const int *owner) {
+                                  const int *owner, lb_comm_format comm) {
     lb_grad_sync *s = calloc(1, sizeof *s);
     if (!s) goto nomem;
     s->d = d;
     s->owner = owner;
+    s->comm = owner ? LB_COMM_FP32 : comm;
     s->n_params = n_params;
     if (!bucket_bytes) {
         const char *kb = getenv("LOWBIT_DIST_BUCKET_KB");
@@ -273,6 +336,14 @@ lb_grad_sync *lb_grad_sync_create(const lb_dist *d, lb_tensor *const *params, in
     s->flat = malloc(cap * sizeof *s->flat);
     s->shard = malloc((cap / (size_t)d->size + (size_t)n_params) * sizeof *s->shard);
     if (!s->params || !s->by_address || !s->first_use || !s->order || !s->buckets || !s->flat || !s->shard) goto nomem;
+    if (s->comm != LB_COMM_FP32) {
+        size_t blocks = cap / LB_COMM_BLOCK + (size_t)n_params; /* every bucket's last block may be partial */
+        s->packed = malloc(blocks * lb_comm_block_bytes(s->comm) * (size_t)d->size);
+        s->residual = calloc((size_t)n_params, sizeof *s->residual);
+        if (!s->packed || !s->residual) goto nomem;
+        for (int i = 0; i < n_params; i++)
+            if (!(s->residual[i] = calloc(params[i]->n, sizeof(float)))) goto nomem;
+    }
     for (int i = 0; i < n_params; i++) {
         s->params[i] = params[i];
         s->by_address[i] = (param_ref){params[i], i};
@@ -294,6 +365,10 @@ void lb_grad_sync_free(lb_grad_sync *s) {
     free(s->buckets);
     free(s->flat);
     free(s->shard);
+    if (s->residual)
+        for (int i = 0; i < s->n_params; i++) free(s->residual[i]);
+    free(s->residual);
+    free(s->packed);
     free(s);
 }
 
@@ -327,18 +402,23 @@ static void plan_buckets(lb_grad_sync *s, const lb_graph *g) {
         if (s->params[i]->grad) s->order[s->n_order++] = i;
     g_sort_ctx = s;
     qsort(s->order, (size_t)s->n_order, sizeof *s->order, order_cmp);
-    size_t ranks = (size_t)s->d->size, off = 0, elems = 0;
+    size_t ranks = (size_t)s->d->size, off = 0, coff = 0, elems = 0, blocks = 0;
     s->n_buckets = 0;
     for (int k = 0; k < s->n_order; k++) {
         if (elems == 0) s->buckets[s->n_buckets] = (bucket){.first = k, .off = off};
         bucket *b = &s->buckets[s->n_buckets];
         b->count++;
         elems += s->params[s->order[k]]->n;
+        blocks += (s->params[s->order[k]]->n + LB_COMM_BLOCK - 1) / LB_COMM_BLOCK; /* each tensor starts a block */
         if (s->owner || elems >= s->bucket_elems || k == s->n_order - 1) {
             b->len = (elems + ranks - 1) / ranks * ranks;
             b->phase = BUCKET_WAITING;
+            b->coff = coff;
+            b->clen = blocks * lb_comm_block_bytes(s->comm);
+            coff += b->clen;
             off += b->len;
             elems = 0;
+            blocks = 0;
             s->n_buckets++;
         }
     }
@@ -360,8 +440,67 @@ static lb_status start_reduce_to_owner(lb_grad_sync *s, bucket *b) {
     return LB_OK;
 }
 
+/* Compressed: this rank's gradient plus residual encoded into its slot of
+ * the bucket, the new residual kept, then the slots all-gathered. */
+static lb_status start_compressed(lb_grad_sync *s, bucket *b) {
+    float *x = s->flat + b->off;
+    size_t pos = 0;
+    for (int k = b->first; k < b->first + b->count; k++) {
+        int p = s->order[k];
+        const lb_tensor *t = s->params[p];
+        for (size_t j = 0; j < t->n; j++) x[pos + j] = t->grad[j] + s->residual[p][j];
+        pos += t->n;
+    }
+    memset(x + pos, 0, (b->len - pos) * sizeof(float));
+    size_t bb = lb_comm_block_bytes(s->comm);
+    unsigned char *mine = s->packed + b->coff * (size_t)s->d->size + (size_t)s->d->rank * b->clen;
+    size_t cpos = 0; /* each tensor starts a block */
+    pos = 0;
+    for (int k = b->first; k < b->first + b->count; k++) { /* encode, and keep what was lost */
+        int p = s->order[k];
+        size_t n = s->params[p]->n;
+        for (size_t j = 0; j < n; j += LB_COMM_BLOCK) {
+            size_t len = j + LB_COMM_BLOCK <= n ? LB_COMM_BLOCK : n - j;
+            float y[LB_COMM_BLOCK];
+            unsigned char *code = mine + (cpos + j) / LB_COMM_BLOCK * bb;
+            comm_encode(s->comm, x + pos + j, len, code);
+            comm_decode(s->comm, code, len, y);
+            for (size_t i = 0; i < len; i++) s->residual[p][j + i] = x[pos + j + i] - y[i];
+        }
+        pos += n;
+        cpos += (n + LB_COMM_BLOCK - 1) / LB_COMM_BLOCK * LB_COMM_BLOCK;
+    }
+    int rc = MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, s->packed + b->coff * (size_t)s->d->size, (int)b->clen,
+                            MPI_BYTE, g_comm, &b->req);
+    if (rc != MPI_SUCCESS) return mpi_error(rc, "MPI_Iallgather (compressed gradients)");
+    b->phase = BUCKET_GATHERING;
+    s->last.bytes_sent += (size_t)(s->d->size - 1) * b->clen; /* ring all-gather */
+    return LB_OK;
+}
+
+/* Compressed: every rank's gradient decoded and added in rank order into
+ * the bucket's slots of flat[], for finish_bucket to average. */
+static void sum_compressed(lb_grad_sync *s, bucket *b) {
+    size_t bb = lb_comm_block_bytes(s->comm), pos = 0, cpos = 0;
+    float *sum = s->flat + b->off;
+    for (int k = b->first; k < b->first + b->count; k++) {
+        size_t n = s->params[s->order[k]]->n;
+        for (size_t j = 0; j < n; j += LB_COMM_BLOCK) {
+            size_t len = j + LB_COMM_BLOCK <= n ? LB_COMM_BLOCK : n - j;
+            float y[LB_COMM_BLOCK];
+            for (int r = 0; r < s->d->size; r++) {
+                comm_decode(s->comm, s->packed + b->coff * (size_t)s->d->size + (size_t)r * b->clen + (cpos + j) / LB_COMM_BLOCK * bb, len, y);
+                for (size_t i = 0; i < len; i++) sum[pos + j + i] = r == 0 ? y[i] : sum[pos + j + i] + y[i];
+            }
+        }
+        pos += n;
+        cpos += (n + LB_COMM_BLOCK - 1) / LB_COMM_BLOCK * LB_COMM_BLOCK;
+    }
+}
+
 static lb_status start_bucket(lb_grad_sync *s, bucket *b) {
     if (s->owner) return start_reduce_to_owner(s, b);
+    if (s->comm != LB_COMM_FP32) return start_compressed(s, b);
     float *dst = s->flat + b->off;
     for (int k = b->first; k < b->first + b->count; k++) {
         const lb_tensor *t = s->params[s->order[k]];
@@ -401,6 +540,7 @@ static void finish_bucket(lb_grad_sync *s, bucket *b) {
         b->phase = BUCKET_DONE;
         return;
     }
+    if (s->comm != LB_COMM_FP32) sum_compressed(s, b);
     const float *src = s->flat + b->off;
     for (int k = b->first; k < b->first + b->count; k++) {
         lb_tensor *t = s->params[s->order[k]];

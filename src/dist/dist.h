@@ -87,6 +87,18 @@ lb_status lb_dist_sum_ranks(const lb_dist *d, double v, double *sum);
  * other .grad is zero. */
 #define LB_GRAD_SYNC_BUCKET ((size_t)1 << 20)
 
+/* optim.comm: the format gradients travel in. fp32 is the reduce-scatter +
+ * all-gather above. The others compress each rank's gradient plus its
+ * residual (error feedback: what the last compression lost, kept per rank
+ * and added back next step) in blocks of LB_COMM_BLOCK with one fp32 scale
+ * per block (bf16 needs none), all-gather the compressed buckets, and every
+ * rank decodes and adds the N gradients in rank order. */
+typedef enum lb_comm_format { LB_COMM_FP32 = 0, LB_COMM_BF16, LB_COMM_FP8, LB_COMM_INT8, LB_COMM_COUNT } lb_comm_format;
+#define LB_COMM_BLOCK 256
+extern const char *const lb_comm_format_names[LB_COMM_COUNT]; /* "fp32" "bf16" "fp8" "int8" */
+/* Bytes of one block of LB_COMM_BLOCK gradients in format f. */
+size_t lb_comm_block_bytes(lb_comm_format f);
+
 typedef struct lb_grad_sync lb_grad_sync;
 
 typedef struct lb_grad_sync_stats {
@@ -96,7 +108,7 @@ typedef struct lb_grad_sync_stats {
 } lb_grad_sync_stats;
 
 lb_grad_sync *lb_grad_sync_create(const lb_dist *d, lb_tensor *const *params, int n_params, size_t bucket_bytes,
-                                  const int *owner);
+                                  const int *owner, lb_comm_format comm);
 void lb_grad_sync_free(lb_grad_sync *s);
 lb_status lb_grad_sync_begin(lb_grad_sync *s, lb_graph *g);
 lb_status lb_grad_sync_end(lb_grad_sync *s, lb_graph *g);

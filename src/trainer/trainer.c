@@ -126,7 +126,11 @@ static lb_status make_optimizer(lb_trainer *t) {
     }
     if (!(t->opt = optimizer_over(t, t->owner, t->dist->rank))) return lb_errcode();
     if (t->owner) lb_optim_set_sumsq_reduce(t->opt, lb_dist_sumsq, (void *)t->dist);
-    if (t->dist->size > 1 && !(t->sync = lb_grad_sync_create(t->dist, m->param_list, m->n_params, 0, t->owner)))
+    if (t->owner && t->cfg.optim.comm != LB_COMM_FP32)
+        return lb_error(LB_ECONFIG, "key 'optim.comm': %s gradients are not available with optim.zero (only fp32)",
+                        lb_comm_format_names[t->cfg.optim.comm]);
+    if (t->dist->size > 1 &&
+        !(t->sync = lb_grad_sync_create(t->dist, m->param_list, m->n_params, 0, t->owner, t->cfg.optim.comm)))
         return lb_errcode();
     return LB_OK;
 }
