@@ -69,7 +69,7 @@ size_t lb_comm_block_bytes(lb_comm_format f) {
     return 0;
 }
 
-static void comm_encode(lb_comm_format f, const float *x, size_t len, unsigned char *out) {
+void lb_comm_encode(lb_comm_format f, const float *x, size_t len, unsigned char *out) {
     if (f == LB_COMM_BF16) {
         for (size_t i = 0; i < len; i++) {
             uint16_t h = lb_bf16_from_f32(x[i]);
@@ -88,7 +88,7 @@ static void comm_encode(lb_comm_format f, const float *x, size_t len, unsigned c
     }
 }
 
-static void comm_decode(lb_comm_format f, const unsigned char *in, size_t len, float *y) {
+void lb_comm_decode(lb_comm_format f, const unsigned char *in, size_t len, float *y) {
     if (f == LB_COMM_BF16) {
         for (size_t i = 0; i < len; i++) {
             uint16_t h;
@@ -463,8 +463,8 @@ static lb_status start_compressed(lb_grad_sync *s, bucket *b) {
             size_t len = j + LB_COMM_BLOCK <= n ? LB_COMM_BLOCK : n - j;
             float y[LB_COMM_BLOCK];
             unsigned char *code = mine + (cpos + j) / LB_COMM_BLOCK * bb;
-            comm_encode(s->comm, x + pos + j, len, code);
-            comm_decode(s->comm, code, len, y);
+            lb_comm_encode(s->comm, x + pos + j, len, code);
+            lb_comm_decode(s->comm, code, len, y);
             for (size_t i = 0; i < len; i++) s->residual[p][j + i] = x[pos + j + i] - y[i];
         }
         pos += n;
@@ -489,7 +489,7 @@ static void sum_compressed(lb_grad_sync *s, bucket *b) {
             size_t len = j + LB_COMM_BLOCK <= n ? LB_COMM_BLOCK : n - j;
             float y[LB_COMM_BLOCK];
             for (int r = 0; r < s->d->size; r++) {
-                comm_decode(s->comm, s->packed + b->coff * (size_t)s->d->size + (size_t)r * b->clen + (cpos + j) / LB_COMM_BLOCK * bb, len, y);
+                lb_comm_decode(s->comm, s->packed + b->coff * (size_t)s->d->size + (size_t)r * b->clen + (cpos + j) / LB_COMM_BLOCK * bb, len, y);
                 for (size_t i = 0; i < len; i++) sum[pos + j + i] = r == 0 ? y[i] : sum[pos + j + i] + y[i];
             }
         }

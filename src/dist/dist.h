@@ -98,6 +98,10 @@ typedef enum lb_comm_format { LB_COMM_FP32 = 0, LB_COMM_BF16, LB_COMM_FP8, LB_CO
 extern const char *const lb_comm_format_names[LB_COMM_COUNT]; /* "fp32" "bf16" "fp8" "int8" */
 /* Bytes of one block of LB_COMM_BLOCK gradients in format f. */
 size_t lb_comm_block_bytes(lb_comm_format f);
+/* One block of len ≤ LB_COMM_BLOCK values to lb_comm_block_bytes(f) bytes
+ * and back (f other than fp32). */
+void lb_comm_encode(lb_comm_format f, const float *x, size_t len, unsigned char *out);
+void lb_comm_decode(lb_comm_format f, const unsigned char *in, size_t len, float *y);
 
 typedef struct lb_grad_sync lb_grad_sync;
 
