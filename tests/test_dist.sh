@@ -183,25 +183,23 @@ SH
       --set checkpoint.dir="$WORK/$RUN" --set log.jsonl="$WORK/$RUN/log.jsonl" >"$WORK/$RUN.out" 2>&1 &
     job=$!
   }
-  RUN=killed run_bg
-  if wait_pid 1 killed; then kill -9 "$(cat "$WORK/pid.1")"; fi
-  wait $job
-  rc=$?
-  if [ "$rc" != 0 ] && [ "$rc" != 124 ]; then ok "rank 1 killed: the job ended (exit $rc)"; else
-    bad "rank 1 killed: exit $rc (124: a hang)"; show "$WORK/killed.out"; fi
-  if grep -qi "signal 9\|killed\|exited on signal" "$WORK/killed.out"; then ok "rank 1 killed: mpirun says so"; else
-    bad "rank 1 killed: no message"; show "$WORK/killed.out"; fi
+  # signal_rank1 RUN SIGNAL MESSAGE: rank 1 of RUN gets SIGNAL; the job must
+  # end (not time out) with MESSAGE (a grep pattern) in its output.
+  signal_rank1() {
+    RUN=$1 run_bg
+    if wait_pid 1 "$1"; then kill "-$2" "$(cat "$WORK/pid.1")"; fi
+    wait $job
+    local rc=$?
+    if [ "$rc" != 0 ] && [ "$rc" != 124 ]; then ok "rank 1 $1: the job ended (exit $rc)"; else
+      bad "rank 1 $1: exit $rc (124: a hang)"; show "$WORK/$1.out"; fi
+    if grep -qi "$3" "$WORK/$1.out"; then ok "rank 1 $1: the job says why"; else
+      bad "rank 1 $1: no '$3' in the output"; show "$WORK/$1.out"; fi
+  }
+  signal_rank1 killed KILL "signal 9\|killed\|exited on signal"
 
   # A rank that stops answering (SIGSTOP): the other one gives up after
   # LOWBIT_DIST_TIMEOUT with a message naming itself, and ends the job.
-  LOWBIT_DIST_TIMEOUT=3 RUN=stopped run_bg
-  if wait_pid 1 stopped; then kill -STOP "$(cat "$WORK/pid.1")"; fi
-  wait $job
-  rc=$?
-  if [ "$rc" != 0 ] && [ "$rc" != 124 ]; then ok "rank 1 stopped: the job ended (exit $rc)"; else
-    bad "rank 1 stopped: exit $rc (124: a hang)"; show "$WORK/stopped.out"; fi
-  if grep -q "rank 0 of 2: .* did not complete in 3 s" "$WORK/stopped.out"; then ok "rank 1 stopped: rank 0 says why"; else
-    bad "rank 1 stopped: no timeout message"; show "$WORK/stopped.out"; fi
+  LOWBIT_DIST_TIMEOUT=3 signal_rank1 stopped STOP "rank 0 of 2: .* did not complete in 3 s"
 
   # SIGTERM to mpirun: it passes SIGTERM on to the ranks and kills them
   # odls_base_sigkill_timeout seconds later; in between they agree on the
