@@ -98,5 +98,12 @@ foreach(module IN ITEMS yaml-0.1 jansson libpcre2-8 libutf8proc libzstd)
   list(APPEND LOWBIT_PC_REQUIRES_PRIVATE ${module})
 endforeach()
 
+# MPI (Open MPI or MPICH), only in a build with LOWBIT_MPI: src/dist.
+if(LOWBIT_MPI)
+  lowbit_find_package(MPI COMPONENTS C)
+  list(APPEND LOWBIT_DEPENDENCY_TARGETS MPI::MPI_C)
+  list(APPEND LOWBIT_PC_LIBS_PRIVATE ${MPI_C_LIBRARIES})
+endif()
+
 list(APPEND LOWBIT_DEPENDENCY_TARGETS m)
 list(APPEND LOWBIT_PC_LIBS_PRIVATE -lm)

@@ -16,6 +16,7 @@ PACKAGES=(
   libutf8proc-dev          # tokenizer.json Unicode normalization (NFC, ...)
   libzstd-dev zstd         # lowbit export --report and --zstd
   libcmocka-dev            # tests
+  libopenmpi-dev openmpi-bin  # data-parallel training (src/dist; lowbit builds without it too)
   fortunes                 # the default corpus
   python3 python3-h5py python3-numpy  # checkpoint interoperability tests
   python3-torch            # PyTorch reference: equivalence tests and scripts/bench_vs_torch.sh

@@ -130,6 +130,16 @@ static void print_header(const lb_trainer *t, int resumed) {
                t->tok->vocab_size);
     printf("# model: %zu parameters; %s\n", t->model->n_elements, mem);
     printf("# %s\n", lb_gemm_describe(c->train.gemm_precision));
+    if (t->dist->size > 1)
+        printf("# data parallel: %d ranks × batch %d × grad_accum %d = %d sequences per step\n", t->dist->size,
+               c->train.batch_size, c->train.grad_accum, t->dist->size * c->train.batch_size * c->train.grad_accum);
+    if (t->owner) { /* ZeRO-1: this rank's share of the optimizer state, per parameter of the model */
+        lb_optim_memory m = lb_optim_bytes_per_param(t->opt);
+        printf("# ZeRO-1 over %d ranks: rank 0 keeps the optimizer state of %zu of %zu parameters: %.2f B per "
+               "parameter (%.2f B unsharded)\n",
+               t->dist->size, m.n_elements, t->model->n_elements, (double)m.state_bytes / (double)t->model->n_elements,
+               m.state);
+    }
     if (resumed) printf("# resumed at step %lld\n", (long long)t->step);
 }
 
@@ -169,7 +179,8 @@ static void show(const lb_run_event *e, void *ctx) {
     fflush(stdout);
 }
 
-int cmd_train(int argc, char **argv) {
+/* The run on this rank; rank 0 alone prints progress and writes files. */
+static int train(int argc, char **argv, const lb_dist *dist) {
     lb_config cfg;
     const char *resume = NULL;
     int quiet = 0;
@@ -177,18 +188,24 @@ int cmd_train(int argc, char **argv) {
     if (rc != LB_EXIT_OK) return rc;
     /* Before the corpus is read and the model built: a run that could not
      * save its work fails now. */
-    if (lb_run_preflight(&cfg) != LB_OK) return cli_fail(NULL);
+    if (dist->rank == 0 && lb_run_preflight(&cfg) != LB_OK) return cli_fail(NULL);
 
     lb_trainer t;
     if (lb_trainer_init(&t, &cfg) != LB_OK) return cli_fail(NULL);
     install_signal_handlers();
     train_display d = {.quiet = quiet, .resumed = resume != NULL};
-    lb_run_options o = {.resume = resume, .stop = &g_stop_signal, .on_event = show, .ctx = &d};
+    lb_run_options o = {.resume = resume,
+                        .stop = &g_stop_signal,
+                        .read_only = dist->rank != 0,
+                        .on_event = dist->rank == 0 ? show : NULL,
+                        .ctx = &d};
     lb_run_report r;
     lb_status s = lb_run(&t, &o, &r);
     const lb_config *c = &t.cfg;
     rc = LB_EXIT_OK;
-    if (s == LB_OK && r.steps > 0) {
+    if (dist->rank != 0 && (s == LB_OK || s == LB_EINTERRUPTED)) {
+        /* rank 0 reports */
+    } else if (s == LB_OK && r.steps > 0) {
         printf("done: %lld steps, final validation loss %.4f, %.0f tokens/s, %.1f s\n", (long long)t.step, r.val_loss,
                (double)r.tokens / r.seconds, r.seconds);
         print_sample(&t);
@@ -199,5 +216,16 @@ int cmd_train(int argc, char **argv) {
         rc = cli_fail(NULL);
     }
     lb_trainer_free(&t);
+    return rc;
+}
+
+/* Under an MPI launcher every rank runs this; a rank that fails ends the
+ * whole job (no rank is left waiting in a collective for it). */
+int cmd_train(int argc, char **argv) {
+    if (lb_dist_init(&argc, &argv) != LB_OK) return cli_fail(NULL);
+    const lb_dist *dist = lb_dist_world();
+    int rc = train(argc, argv, dist);
+    if (rc != LB_EXIT_OK) lb_dist_abort(dist, rc, "training failed on this rank (see the message above)");
+    lb_dist_finalize();
     return rc;
 }

@@ -140,6 +140,7 @@ lb_status lb_backward(lb_graph *g, lb_tensor *loss) {
             return g->backward_status;
         }
         if (n->out != loss && n->out != keep) release_activation(g, n->out);
+        if (g->after_node) g->after_node(g->after_node_ctx, i);
     }
     return LB_OK;
 }

@@ -67,6 +67,12 @@ struct lb_graph {
         float lambda;
     } qcache;
     lb_status backward_status; /* set by lb_node_scratch (or a failing product) in the backward pass */
+    /* Called by lb_backward after node `i` ran (nodes run from the last to
+     * the first), when set: a parameter's gradient is final once the first
+     * node that uses it has run, so data parallelism (src/dist) starts its
+     * reduction there while the rest of the backward pass goes on. */
+    void (*after_node)(void *ctx, int i);
+    void *after_node_ctx;
 };
 
 lb_status lb_graph_init(lb_graph *g, size_t arena_bytes);

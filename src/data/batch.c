@@ -89,14 +89,17 @@ lb_status lb_batcher_init(lb_batcher *b, const lb_dataset *ds, int B, int T, uin
     return lb_batcher_init_tokens(b, &train, B, T, seed);
 }
 
-void lb_batcher_next(lb_batcher *b, int *inputs, int *targets) {
+void lb_batcher_next_share(lb_batcher *b, int rank, int n_ranks, int *inputs, int *targets) {
     /* Starts 0 .. n − T − 1: the window's last token, at start + T, is in range. */
     uint32_t n_starts = (uint32_t)(b->train.n - (size_t)b->T);
-    for (int row = 0; row < b->B; row++) {
-        size_t off = lb_rng_below(&b->rng, n_starts);
-        copy_window(&b->train, off, b->T, row, inputs, targets);
-    }
+    for (int r = 0; r < n_ranks; r++)
+        for (int row = 0; row < b->B; row++) {
+            size_t off = lb_rng_below(&b->rng, n_starts);
+            if (r == rank) copy_window(&b->train, off, b->T, row, inputs, targets);
+        }
 }
+
+void lb_batcher_next(lb_batcher *b, int *inputs, int *targets) { lb_batcher_next_share(b, 0, 1, inputs, targets); }
 
 lb_rng lb_batcher_state(const lb_batcher *b) { return b->rng; }
 

@@ -77,6 +77,12 @@ lb_status lb_batcher_init(lb_batcher *b, const lb_dataset *ds, int B, int T, uin
 /* Fills inputs[B*T] and targets[B*T] with the next batch. */
 void lb_batcher_next(lb_batcher *b, int *inputs, int *targets);
 
+/* Data parallelism: the next global batch is n_ranks·B rows, drawn exactly as
+ * one process with batch n_ranks·B draws it, and rank `rank` gets rows
+ * rank·B .. rank·B + B − 1 of it in inputs[B*T] and targets[B*T]. So the
+ * sample order depends on the global batch only, not on how it is split. */
+void lb_batcher_next_share(lb_batcher *b, int rank, int n_ranks, int *inputs, int *targets);
+
 /* The state to save (a copy of b->rng) and its restoration, which rejects a
  * state from a stream other than LB_STREAM_DATA with LB_EFORMAT. */
 lb_rng lb_batcher_state(const lb_batcher *b);

@@ -136,6 +136,8 @@ static const key_desc keys[] = {
     ENUM("optim.grad", optim.grad, lb_grad_precision_names),
     ENUM("optim.act_grad", optim.act_grad, lb_grad_precision_names),
     BOOL("optim.no_decay_on_norms_and_embeddings", optim.no_decay_on_norms_and_embeddings),
+    BOOL("optim.zero", optim.zero),
+    ENUM("optim.comm", optim.comm, lb_comm_format_names),
     SEC("optim.decay"),
     ENUM("optim.decay.state", optim.decay.state, lb_state_codec_names),
     FLT("optim.decay.lr_scale", optim.decay.lr_scale, 0, 100, 0, 0, "a number in [0, 100]"),

@@ -26,6 +26,7 @@
 #include "layers/model_config.h"
 #include "optim/optim.h"        /* lb_optim_type, lb_state_codec, lb_grad_precision */
 #include "optim/schedule.h"     /* lb_sched_kind: train.schedule */
+#include "dist/dist.h"          /* lb_comm_format: optim.comm */
 
 #define LB_CONFIG_PATH_MAX 512  /* bytes of a path field, with the terminating NUL */
 #define LB_CONFIG_MAX_PATHS 16  /* entries of data.paths */
@@ -84,6 +85,8 @@ typedef struct lb_cfg_optim {
     lb_grad_precision grad;   /* weight gradients: fp32, fp8, int8 */
     lb_grad_precision act_grad; /* activation gradients: fp32, fp8, int8 */
     int no_decay_on_norms_and_embeddings;
+    int zero;                 /* several MPI ranks: ZeRO-1, optimizer state sharded across them */
+    lb_comm_format comm;      /* several MPI ranks: the format gradients travel in (dist/dist.h) */
     lb_cfg_optim_group decay;    /* projections (and everything when the flag above is off) */
     lb_cfg_optim_group no_decay; /* norm gains and embeddings, without weight decay */
 } lb_cfg_optim;

@@ -37,6 +37,7 @@ typedef struct slot {
 
 typedef struct pstate {
     lb_tensor *t;
+    uint64_t id;          /* keys stochastic rounding (set_id) */
     int group;
     lb_state_codec codec; /* effective (int8 -> fp32 for small tensors) */
     int n_slots;          /* AdamW 2; Lion 1; SGD 1 with momentum, else 0 */
@@ -51,6 +52,9 @@ struct lb_optim {
     float map_signed[LB_DYNMAP_SIZE], map_unsigned[LB_DYNMAP_SIZE];
     int n_buffers;
     lb_state_buffer *buffers;
+    int *buffer_param;    /* per buffer: its parameter, -1 for the loss scale's two */
+    lb_optim_sumsq_fn sumsq_reduce;
+    void *sumsq_ctx;
     double *partial;      /* per-part sums of squares of the largest gradient */
 };
 
@@ -161,6 +165,7 @@ lb_status lb_optim_config_check(const lb_optim_config *c) {
 
 static lb_status add_buffer(lb_optim *o, const char *pname, const char *what, lb_dtype dt, int ndim,
                             const int *shape, void *data) {
+    o->buffer_param[o->n_buffers] = -1;
     lb_state_buffer *b = &o->buffers[o->n_buffers++];
     int k = snprintf(b->name, sizeof b->name, "%s/%s", pname, what);
     if (k < 0 || (size_t)k >= sizeof b->name)
@@ -225,6 +230,13 @@ static lb_status slot_init(lb_optim *o, pstate *p, slot *s, const char *pname, c
     return lb_error(LB_EINVAL, "optimizer: bad state precision");
 }
 
+/* Stochastic-rounding ids: 3·id for the gradient, 3·id + 1 and + 2 for the slots. */
+static void set_id(pstate *p, uint64_t id) {
+    p->id = id;
+    p->s[0].sr_id = LB_SR_ID_OPTIM + 3 * id + 1;
+    p->s[1].sr_id = LB_SR_ID_OPTIM + 3 * id + 2;
+}
+
 lb_optim *lb_optim_create(const lb_optim_config *cfg, lb_tensor *const *params, const int *groups,
                           int n_params) {
     if (lb_optim_config_check(cfg) != LB_OK) return NULL;
@@ -264,7 +276,8 @@ lb_optim *lb_optim_create(const lb_optim_config *cfg, lb_tensor *const *params, 
     o->partial = malloc((max_n + NORM_PART - 1) / NORM_PART * sizeof(double));
     /* at most 2 slots × 2 buffers per parameter, plus the loss scale's two */
     o->buffers = calloc((size_t)n_params * 4 + 2, sizeof *o->buffers);
-    if (!o->ps || !o->buffers || !o->partial) {
+    o->buffer_param = calloc((size_t)n_params * 4 + 2, sizeof *o->buffer_param);
+    if (!o->ps || !o->buffers || !o->buffer_param || !o->partial) {
         lb_error(LB_ENOMEM, "optimizer: out of memory");
         lb_optim_free(o);
         return NULL;
@@ -281,11 +294,11 @@ lb_optim *lb_optim_create(const lb_optim_config *cfg, lb_tensor *const *params, 
         else snprintf(pname, sizeof pname, "param%d", i);
         const char *what0 = cfg->type == LB_OPTIM_SGD ? "momentum" : "m";
         lb_status st = LB_OK;
+        int first_buffer = o->n_buffers;
         if (p->n_slots >= 1) st = slot_init(o, p, &p->s[0], pname, what0, 1);
         if (st == LB_OK && p->n_slots == 2) st = slot_init(o, p, &p->s[1], pname, "v", 0);
-        /* ids: 3i for the gradient, 3i+1 and 3i+2 for the two slots */
-        p->s[0].sr_id = LB_SR_ID_OPTIM + 3 * (uint64_t)i + 1;
-        p->s[1].sr_id = LB_SR_ID_OPTIM + 3 * (uint64_t)i + 2;
+        for (int b = first_buffer; b < o->n_buffers; b++) o->buffer_param[b] = i;
+        set_id(p, (uint64_t)i);
         if (st != LB_OK) {
             lb_optim_free(o);
             return NULL;
@@ -311,6 +324,7 @@ void lb_optim_free(lb_optim *o) {
             }
     free(o->ps);
     free(o->buffers);
+    free(o->buffer_param);
     free(o->partial);
     free(o);
 }
@@ -472,13 +486,14 @@ lb_status lb_optim_step(lb_optim *o, float lr, float wd, int64_t step, lb_optim_
             lb_tensor *t = o->ps[i].t;
             if (!t->grad) continue;
             LB_TRY(lb_quantize_grad_inplace(t->grad, lb_tensor_rows(t), (size_t)lb_tensor_cols(t), cfg->grad_precision,
-                                            cfg->seed, LB_SR_COUNTER(step, LB_SR_ID_OPTIM + 3 * (uint64_t)i)));
+                                            cfg->seed, LB_SR_COUNTER(step, LB_SR_ID_OPTIM + 3 * o->ps[i].id)));
         }
 
     /* 2. global norm; a non-finite element makes the double sum non-finite */
     double sumsq = 0.0;
     for (int i = 0; i < o->n_params; i++)
         if (o->ps[i].t->grad) sumsq += grad_sumsq(o->partial, o->ps[i].t->grad, o->ps[i].t->n);
+    if (o->sumsq_reduce) LB_TRY(o->sumsq_reduce(o->sumsq_ctx, &sumsq));
     float scale = o->scaler.scale; /* the scale these gradients were made with */
     int skipped = lb_loss_scaler_update(&o->scaler, isfinite(sumsq));
     double unscale = 1.0 / ((double)scale * cfg->accum_steps);
@@ -530,6 +545,15 @@ void lb_optim_zero_grad(lb_optim *o) {
 
 float lb_optim_loss_scale(const lb_optim *o) { return o->scaler.scale; }
 
+void lb_optim_set_param_ids(lb_optim *o, const int *ids) {
+    for (int i = 0; i < o->n_params; i++) set_id(&o->ps[i], (uint64_t)ids[i]);
+}
+
+void lb_optim_set_sumsq_reduce(lb_optim *o, lb_optim_sumsq_fn fn, void *ctx) {
+    o->sumsq_reduce = fn;
+    o->sumsq_ctx = ctx;
+}
+
 lb_state_codec lb_optim_param_codec(const lb_optim *o, int param) {
     return param >= 0 && param < o->n_params ? o->ps[param].codec : LB_STATE_FP32;
 }
@@ -540,6 +564,8 @@ const lb_state_buffer *lb_optim_buffers(const lb_optim *o, int *n_buffers) {
     *n_buffers = o->n_buffers;
     return o->buffers;
 }
+
+int lb_optim_buffer_param(const lb_optim *o, int b) { return b >= 0 && b < o->n_buffers ? o->buffer_param[b] : -1; }
 
 lb_status lb_optim_state_loaded(lb_optim *o) {
     for (int i = 0; i < o->n_params; i++) {

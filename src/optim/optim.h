@@ -124,6 +124,18 @@ lb_status lb_optim_step(lb_optim *o, float lr, float wd, int64_t step, lb_optim_
 /* Sets every parameter's gradient to zero (parallel). */
 void lb_optim_zero_grad(lb_optim *o);
 
+/* Sharded state (ZeRO-1, src/dist): an optimizer over this rank's share of
+ * the parameters computes the sum of squares of ITS gradients; `fn` turns it
+ * into the sum over all shards (the same value on every rank), so the norm,
+ * clipping and the non-finite skip are global. NULL: the sum is the
+ * optimizer's own. */
+typedef lb_status (*lb_optim_sumsq_fn)(void *ctx, double *sumsq);
+void lb_optim_set_sumsq_reduce(lb_optim *o, lb_optim_sumsq_fn fn, void *ctx);
+/* The same shard: parameter i is parameter ids[i] of the whole list, which
+ * keys its stochastic rounding (gradients, bf16 state), so the draws do not
+ * depend on how the parameters are split. By default ids[i] = i. */
+void lb_optim_set_param_ids(lb_optim *o, const int *ids);
+
 /* The current loss scale: multiply the loss (or the gradient seed) by it. */
 float lb_optim_loss_scale(const lb_optim *o);
 
@@ -163,6 +175,9 @@ typedef struct lb_state_buffer {
 
 /* The buffers (owned by the optimizer, valid until lb_optim_free). */
 const lb_state_buffer *lb_optim_buffers(const lb_optim *o, int *n_buffers);
+/* The parameter (its index at creation) buffer `b` belongs to; -1 for the
+ * optimizer's own scalars (optim/...). Buffers come in parameter order. */
+int lb_optim_buffer_param(const lb_optim *o, int b);
 
 /* Checks state read into the buffers: scales and absmax values finite and
  * non-negative (scales > 0), the loss scale > 0. LB_EFORMAT naming the

@@ -30,10 +30,16 @@ static lb_status write_line(lb_metrics *m, json_t *obj) {
 
 lb_status lb_metrics_step(lb_metrics *m, const lb_trainer *t, const lb_step_result *r, double tokens_per_s) {
     if (!m->f) return LB_OK;
-    return write_line(m, json_pack("{s:s, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:b, s:f}", "event", "step", "step",
-                                   (json_int_t)t->step, "tokens", (json_int_t)t->tokens_seen, "loss", (double)r->loss,
-                                   "lr", (double)r->lr, "wd", (double)r->wd, "grad_norm", (double)r->grad_norm,
-                                   "lambda", (double)r->lambda, "skipped", r->skipped, "tokens_per_s", tokens_per_s));
+    json_t *o = json_pack("{s:s, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:b, s:f}", "event", "step", "step",
+                          (json_int_t)t->step, "tokens", (json_int_t)t->tokens_seen, "loss", (double)r->loss, "lr",
+                          (double)r->lr, "wd", (double)r->wd, "grad_norm", (double)r->grad_norm, "lambda",
+                          (double)r->lambda, "skipped", r->skipped, "tokens_per_s", tokens_per_s);
+    if (o && t->dist->size > 1) { /* data parallelism: the step's time and its exposed communication */
+        json_object_set_new(o, "step_s", json_real(r->seconds));
+        json_object_set_new(o, "comm_s", json_real(r->comm_seconds));
+        json_object_set_new(o, "comm_bytes", json_integer((json_int_t)r->comm_bytes));
+    }
+    return write_line(m, o);
 }
 
 lb_status lb_metrics_eval(lb_metrics *m, const lb_trainer *t, float val_loss) {

@@ -36,14 +36,26 @@ static void emit(const lb_run_options *o, lb_run_event *e) {
     if (o->on_event) o->on_event(e, o->ctx);
 }
 
-/* Every rank reaches this point at the same step; with an optimizer state
- * sharded across ranks (issue #15) they gather it here for rank 0 to write. */
+/* Every rank reaches this point at the same step. With a sharded optimizer
+ * state they gather it on rank 0; rank 0 writes (the others run read_only)
+ * and all of them learn whether it succeeded, so a failed save stops every
+ * rank. */
 static lb_status save(lb_trainer *t, const lb_run_options *o, const char *why, lb_run_report *r) {
-    if (o->read_only) return LB_OK;
-    if (lb_trainer_save(t, r->checkpoint, sizeof r->checkpoint) != LB_OK) {
+    lb_optim *shard = t->opt, *full;
+    lb_status s = lb_trainer_gather_optim(t, &full); /* ZeRO-1: the whole state, on rank 0 */
+    if (full) t->opt = full;
+    if (s == LB_OK && !o->read_only) s = lb_trainer_save(t, r->checkpoint, sizeof r->checkpoint);
+    t->opt = shard;
+    if (full) lb_optim_free(full);
+    int failed = s != LB_OK;
+    lb_status shared = lb_dist_max_int(t->dist, &failed);
+    if (s == LB_OK) s = shared;
+    if (s == LB_OK && failed) s = lb_error(LB_EIO, "rank 0 could not write the checkpoint");
+    if (s != LB_OK) {
         lb_error_prefix("saving a checkpoint");
         return lb_errcode();
     }
+    if (o->read_only) return LB_OK;
     lb_run_event e = {.kind = LB_RUN_CHECKPOINT, .trainer = t, .path = r->checkpoint, .why = why};
     emit(o, &e);
     return LB_OK;
@@ -79,9 +91,15 @@ static lb_status loop(lb_trainer *t, const lb_run_options *o, lb_metrics *metric
             lb_run_event ev = {.kind = LB_RUN_EVAL, .trainer = t, .val_loss = r->val_loss};
             emit(o, &ev);
         }
-        /* With several ranks, the flag is agreed on by all of them here (#15). */
-        if (o->stop && *o->stop) {
-            r->stop = *o->stop;
+        /* A signal may reach the ranks at different steps: they agree on the
+         * flag here, so all of them stop after the same step. */
+        int stop = o->stop ? *o->stop : 0;
+        if (lb_dist_max_int(t->dist, &stop) != LB_OK) {
+            lb_error_prefix("training step %lld", (long long)t->step);
+            return lb_errcode();
+        }
+        if (stop) {
+            r->stop = stop;
             lb_run_event es = {.kind = LB_RUN_STOP, .trainer = t, .stop = r->stop};
             emit(o, &es);
             LB_TRY(save(t, o, "interrupted", r));

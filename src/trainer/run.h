@@ -24,10 +24,12 @@
  * and lb_run looks at it after every step, so a stop always leaves a
  * checkpoint of a whole step.
  *
- * Data parallelism (issue #15) fits in as follows: every rank calls lb_run;
+ * Data parallelism (src/dist, docs/distributed.md): every rank calls lb_run;
  * ranks other than 0 set o->read_only and write nothing, and their caller
- * shows nothing; the stop flag is agreed on by all ranks where lb_run reads
- * it; batches and the gradient reduction are the trainer's (trainer.c). */
+ * shows nothing; the stop flag is agreed on by all ranks (the largest value)
+ * after every step, and a checkpoint's success is shared, so all ranks stop
+ * at the same step; batches and the gradient reduction are the trainer's
+ * (trainer.c). */
 #ifndef LOWBIT_TRAINER_RUN_H
 #define LOWBIT_TRAINER_RUN_H
 

@@ -82,16 +82,69 @@ static lb_schedule schedule_from(const lb_config *c) {
     return s;
 }
 
-static lb_status make_optimizer(lb_trainer *t) {
+/* An optimizer over the parameters `rank` owns (all of them when owner is
+ * NULL), each keeping its index in the whole list for stochastic rounding. */
+static lb_optim *optimizer_over(const lb_trainer *t, const int *owner, int rank) {
     lb_optim_config oc = optim_config_from(&t->cfg);
     lb_model *m = t->model;
     int *groups = malloc((size_t)m->n_params * sizeof *groups);
-    if (!groups) return lb_error(LB_ENOMEM, "optimizer groups");
-    for (int i = 0; i < m->n_params; i++)
-        groups[i] = t->cfg.optim.no_decay_on_norms_and_embeddings && m->params[i].no_decay ? 1 : 0;
-    t->opt = lb_optim_create(&oc, m->param_list, groups, m->n_params);
+    int *ids = malloc((size_t)m->n_params * sizeof *ids);
+    lb_tensor **params = malloc((size_t)m->n_params * sizeof *params);
+    lb_optim *o = NULL;
+    if (!groups || !ids || !params) {
+        lb_error(LB_ENOMEM, "optimizer groups");
+        goto done;
+    }
+    int n = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        if (owner && owner[i] != rank) continue;
+        groups[n] = t->cfg.optim.no_decay_on_norms_and_embeddings && m->params[i].no_decay ? 1 : 0;
+        params[n] = m->param_list[i];
+        ids[n++] = i;
+    }
+    if (n == 0) {
+        lb_error(LB_ECONFIG, "key 'optim.zero': rank %d owns no parameter tensor (%d tensors for %d ranks)", rank,
+                 m->n_params, t->dist->size);
+        goto done;
+    }
+    if ((o = lb_optim_create(&oc, params, groups, n))) lb_optim_set_param_ids(o, ids);
+done:
     free(groups);
-    return t->opt ? LB_OK : lb_errcode();
+    free(ids);
+    free(params);
+    return o;
+}
+
+/* The optimizer, and with several ranks the gradient reduction: over all
+ * parameters, or with optim.zero (ZeRO-1) over this rank's share of them. */
+static lb_status make_optimizer(lb_trainer *t) {
+    lb_model *m = t->model;
+    t->dist = lb_dist_world();
+    if (t->dist->size > 1 && t->cfg.optim.zero) {
+        if (!(t->owner = malloc((size_t)m->n_params * sizeof *t->owner))) return lb_error(LB_ENOMEM, "ZeRO owners");
+        lb_zero_owners(t->dist, m->param_list, m->n_params, t->owner);
+    }
+    if (!(t->opt = optimizer_over(t, t->owner, t->dist->rank))) return lb_errcode();
+    if (t->owner) lb_optim_set_sumsq_reduce(t->opt, lb_dist_sumsq, (void *)t->dist);
+    if (t->owner && t->cfg.optim.comm != LB_COMM_FP32)
+        return lb_error(LB_ECONFIG, "key 'optim.comm': %s gradients are not available with optim.zero (only fp32)",
+                        lb_comm_format_names[t->cfg.optim.comm]);
+    if (t->dist->size > 1 &&
+        !(t->sync = lb_grad_sync_create(t->dist, m->param_list, m->n_params, 0, t->owner, t->cfg.optim.comm)))
+        return lb_errcode();
+    return LB_OK;
+}
+
+lb_status lb_trainer_gather_optim(lb_trainer *t, lb_optim **full) {
+    *full = NULL;
+    if (!t->owner) return LB_OK;
+    if (t->dist->rank == 0 && !(*full = optimizer_over(t, NULL, 0))) return lb_errcode();
+    lb_status s = lb_zero_gather_state(t->dist, t->opt, *full, t->owner);
+    if (s != LB_OK && *full) {
+        lb_optim_free(*full);
+        *full = NULL;
+    }
+    return s;
 }
 
 static lb_status init_from_checkpoint(lb_trainer *t, const char *path) {
@@ -158,6 +211,8 @@ void lb_trainer_free(lb_trainer *t) {
     free(t->targets);
     free(t->config_yaml);
     if (t->opt) lb_optim_free(t->opt);
+    lb_grad_sync_free(t->sync);
+    free(t->owner);
     lb_graph_free(&t->graph);
     if (t->model) lb_model_free(t->model);
     lb_dataset_free(&t->data);
@@ -175,14 +230,18 @@ static float quant_lambda(const lb_trainer *t, int64_t step) {
     return step >= n ? 1.0f : (float)step / (float)n;
 }
 
-/* The next training micro-batch into t->inputs / t->targets, from the
- * trainer's own batch source. Data parallelism (issue #15) gives each rank its
- * share of every global batch here. */
-static void next_batch(lb_trainer *t) { lb_batcher_next(&t->batcher, t->inputs, t->targets); }
+/* The next training micro-batch into t->inputs / t->targets: this rank's
+ * share of the global micro-batch of ranks × batch_size rows (data/batch.h). */
+static void next_batch(lb_trainer *t) {
+    lb_batcher_next_share(&t->batcher, t->dist->rank, t->dist->size, t->inputs, t->targets);
+}
 
 /* Forward and backward over train.grad_accum micro-batches: the gradients of
- * the step accumulate in the parameters' .grad; *loss is their mean loss. */
-static lb_status forward_backward(lb_trainer *t, float *loss) {
+ * the step accumulate in the parameters' .grad; r->loss is their mean loss.
+ * With several ranks, the backward pass of the last micro-batch sends each
+ * bucket of gradients as it becomes final (dist.h), and at the end every
+ * .grad holds the mean over the ranks and r->loss the mean of their losses. */
+static lb_status forward_backward(lb_trainer *t, lb_step_result *r) {
     const lb_config *c = &t->cfg;
     float loss_scale = lb_optim_loss_scale(t->opt);
     double loss_sum = 0.0;
@@ -194,9 +253,24 @@ static lb_status forward_backward(lb_trainer *t, float *loss) {
         if (!l) return lb_errcode();
         loss_sum += l->data[0];
         if (loss_scale != 1.0f) l = lb_scale(&t->graph, l, loss_scale);
-        LB_TRY(lb_backward(&t->graph, l));
+        int reduce = t->sync && micro == c->train.grad_accum - 1;
+        if (reduce) LB_TRY(lb_grad_sync_begin(t->sync, &t->graph));
+        lb_status s = lb_backward(&t->graph, l);
+        if (reduce) {
+            lb_status s_sync = lb_grad_sync_end(t->sync, &t->graph);
+            if (s == LB_OK) s = s_sync;
+            lb_grad_sync_stats st = lb_grad_sync_last(t->sync);
+            r->comm_seconds = st.wait_seconds;
+            r->comm_bytes = st.bytes_sent;
+        }
+        LB_TRY(s);
     }
-    *loss = (float)(loss_sum / c->train.grad_accum);
+    double mean = loss_sum / c->train.grad_accum;
+    if (t->dist->size > 1) {
+        LB_TRY(lb_dist_sum_ranks(t->dist, mean, &mean));
+        mean /= t->dist->size;
+    }
+    r->loss = (float)mean;
     return LB_OK;
 }
 
@@ -208,20 +282,21 @@ lb_status lb_trainer_step(lb_trainer *t, lb_step_result *r) {
     r->lambda = quant_lambda(t, step);
     LB_TRY(lb_model_set_quant_lambda(t->model, r->lambda));
     lb_model_set_step(t->model, (uint64_t)step); /* keys stochastic rounding in the layers */
-    LB_TRY(forward_backward(t, &r->loss));
-    /* Here every gradient of the step is complete and nothing has read it
-     * yet: the place where data parallelism (issue #15) averages gradients
-     * across ranks, before clipping and the update see them. */
+    /* The gradients come back averaged over the ranks, identical on every
+     * rank: clipping, the skip on non-finite values and the update below
+     * are global without further communication, and the replicas stay equal. */
+    LB_TRY(forward_backward(t, r));
     r->lr = lb_schedule_lr(&t->sched, step);
     r->wd = lb_schedule_wd(&t->sched, step);
     lb_optim_step_info info;
     LB_TRY(lb_optim_step(t->opt, r->lr, r->wd, step, &info));
+    if (t->owner) LB_TRY(lb_zero_broadcast(t->dist, t->model->param_list, t->model->n_params, t->owner));
     lb_optim_zero_grad(t->opt);
     r->grad_norm = info.grad_norm;
     r->skipped = info.skipped;
     if (info.skipped) lb_warn("step %lld skipped: gradients are not finite", (long long)step);
     t->step = step;
-    t->tokens_seen += (int64_t)c->train.grad_accum * c->train.batch_size * c->train.seq_len;
+    t->tokens_seen += (int64_t)t->dist->size * c->train.grad_accum * c->train.batch_size * c->train.seq_len;
     r->seconds = now_seconds() - t0;
     return LB_OK;
 }
@@ -230,22 +305,30 @@ lb_status lb_trainer_evaluate(lb_trainer *t, int n_batches, float *loss) {
     const lb_config *c = &t->cfg;
     int B = c->train.batch_size, T = c->train.seq_len;
     if (n_batches < 1) return lb_error(LB_EINVAL, "evaluation needs at least one batch");
+    /* The validation set is n_batches global batches of ranks × B windows,
+     * the same windows as one process with batch ranks × B evaluates: as
+     * n_batches·ranks batches of B, rank r taking batches r, r + ranks, ...
+     * Each batch's loss comes from one rank, so the sum is exact. */
+    int n = n_batches * t->dist->size;
+    double *losses = calloc((size_t)n, sizeof *losses);
+    if (!losses) return lb_error(LB_ENOMEM, "evaluation: %d batch losses", n);
     int was = lb_graph_set_grad(&t->graph, 0);
-    double sum = 0.0;
     lb_status s = LB_OK;
-    for (int i = 0; i < n_batches && s == LB_OK; i++) {
-        s = lb_val_batch_tokens(&t->val_tokens, B, T, i, n_batches, t->inputs, t->targets);
+    for (int i = t->dist->rank; i < n && s == LB_OK; i += t->dist->size) {
+        s = lb_val_batch_tokens(&t->val_tokens, B, T, i, n, t->inputs, t->targets);
         if (s != LB_OK) break;
         lb_graph_reset(&t->graph);
         lb_tensor *l = lb_model_forward(t->model, &t->graph, t->inputs, B, T, t->targets, NULL);
         if (!l) s = lb_errcode();
-        else sum += l->data[0];
+        else losses[i] = l->data[0];
     }
     lb_graph_reset(&t->graph);
     lb_graph_set_grad(&t->graph, was);
+    if (s == LB_OK) s = lb_dist_sum_disjoint(t->dist, losses, n);
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) sum += losses[i];
+    free(losses);
     if (s != LB_OK) return s;
-    /* With data parallelism (issue #15) the ranks share the batches and
-     * their sums are added across ranks here. */
-    *loss = (float)(sum / n_batches);
+    *loss = (float)(sum / n);
     return LB_OK;
 }

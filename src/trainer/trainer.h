@@ -19,6 +19,7 @@
 #include "data/corpus.h"
 #include "data/shards.h"
 #include "data/tokenizer.h"
+#include "dist/dist.h"
 #include "io/config.h"
 #include "layers/model.h"
 #include "optim/optim.h"
@@ -43,15 +44,20 @@ typedef struct lb_trainer {
     int64_t step;             /* optimizer steps completed */
     int64_t tokens_seen;      /* training tokens consumed */
     int *inputs, *targets;    /* one micro-batch [B*T] */
+    const lb_dist *dist;      /* the ranks training together (one without MPI) */
+    lb_grad_sync *sync;       /* the gradient reduction across them; NULL for one rank */
+    int *owner;               /* optim.zero on several ranks: each parameter's owner rank (opt holds only ours) */
 } lb_trainer;
 
 typedef struct lb_step_result {
-    float loss;        /* mean over the micro-batches of the step */
+    float loss;        /* mean over the micro-batches (and ranks) of the step */
     float lr, wd;      /* scheduled values used */
     float lambda;      /* gradual-quantization λ used */
     float grad_norm;
     int skipped;       /* gradients were not finite: nothing was updated */
     double seconds;    /* wall time of the step */
+    double comm_seconds; /* several ranks: time spent waiting for the gradient reduction after the backward pass */
+    size_t comm_bytes;   /* several ranks: gradient bytes this rank sent (ring volume, dist.h) */
 } lb_step_result;
 
 /* Builds everything from `cfg` (a validated config): corpus and tokenizer
@@ -71,6 +77,12 @@ lb_status lb_trainer_step(lb_trainer *t, lb_step_result *r);
 /* Mean validation loss over the fixed set of n_batches validation batches
  * (lb_val_batch; no gradients). The run loop passes eval.batches. */
 lb_status lb_trainer_evaluate(lb_trainer *t, int n_batches, float *loss);
+
+/* ZeRO-1 (t->owner): every rank's share of the optimizer state into *full,
+ * an optimizer over all parameters, on rank 0 (NULL elsewhere, and without
+ * sharding); all ranks call it. The run loop saves with *full in place of
+ * t->opt, then frees it. */
+lb_status lb_trainer_gather_optim(lb_trainer *t, lb_optim **full);
 
 /* Writes checkpoint.dir/step_NNNNNNNN.h5 atomically and keeps the newest
  * checkpoint.keep_last; `path_out` (may be NULL) receives its path. */
