@@ -365,8 +365,8 @@ static void slot_store(const lb_optim *o, slot *s, size_t lo, size_t len, const 
 /* ---- the update of one chunk ------------------------------------------------------
  * g: gradient (to be multiplied by h->gmul); w: weights (written when `apply`);
  * m, v: decoded state, updated in place. */
-static void update_chunk(lb_optim_type type, int n_slots, int nesterov, const hyper *h, const float *g, float *w,
-                         float *m, float *v, size_t len, int apply) {
+static void update_chunk(lb_optim_type type, int n_slots, int nesterov, const hyper *h, const float *restrict g,
+                         float *restrict w, float *restrict m, float *restrict v, size_t len, int apply) {
     switch (type) {
     case LB_OPTIM_ADAMW:
         for (size_t i = 0; i < len; i++) {
@@ -416,9 +416,13 @@ static void update_param(lb_optim *o, pstate *p, const hyper *h) {
 #pragma omp parallel for schedule(static) reduction(max : am0, am1) if (n >= PAR_MIN)
         for (size_t c = 0; c < nchunks; c++) {
             size_t lo = c * CHUNK, len = lo + CHUNK <= n ? CHUNK : n - lo;
-            float m[CHUNK], v[CHUNK];
-            if (ns >= 1) slot_load(o, &p->s[0], lo, len, m);
-            if (ns >= 2) slot_load(o, &p->s[1], lo, len, v);
+            /* fp32 state is updated where it lies; other codecs through a decoded copy */
+            const int in_place = p->codec == LB_STATE_FP32 && apply;
+            float mbuf[CHUNK], vbuf[CHUNK];
+            float *m = in_place && ns >= 1 ? (float *)p->s[0].data + lo : mbuf;
+            float *v = in_place && ns >= 2 ? (float *)p->s[1].data + lo : vbuf;
+            if (!in_place && ns >= 1) slot_load(o, &p->s[0], lo, len, m);
+            if (!in_place && ns >= 2) slot_load(o, &p->s[1], lo, len, v);
             update_chunk(type, ns, nesterov, h, t->grad + lo, t->data + lo, m, v, len, apply);
             if (!apply) {
                 for (size_t i = 0; i < len; i++) am0 = fmaxf(am0, fabsf(m[i]));
@@ -426,6 +430,7 @@ static void update_param(lb_optim *o, pstate *p, const hyper *h) {
                     for (size_t i = 0; i < len; i++) am1 = fmaxf(am1, v[i]);
                 continue;
             }
+            if (in_place) continue;
             if (ns >= 1) slot_store(o, &p->s[0], lo, len, m, h);
             if (ns >= 2) slot_store(o, &p->s[1], lo, len, v, h);
         }
