@@ -449,15 +449,34 @@ static void update_param(lb_optim *o, pstate *p, const hyper *h) {
 /* ---- the step ------------------------------------------------------------------- */
 
 /* Sum of squares in double. Fixed parts summed in a fixed order, so the norm
- * (and hence clipping) is the same bit for bit with any number of threads. */
+ * (and hence clipping) is the same bit for bit with any number of threads.
+ * Each part's sum is one chain of dependent additions; NORM_LANES parts are
+ * summed side by side (the same chains, interleaved) so the additions of
+ * different parts overlap instead of each waiting for the one before. */
+#define NORM_LANES 8
 static double grad_sumsq(double *partial, const float *g, size_t n) {
-    size_t nparts = (n + NORM_PART - 1) / NORM_PART;
+    size_t nparts = (n + NORM_PART - 1) / NORM_PART, nfull = n / NORM_PART;
+    size_t ngroups = (nparts + NORM_LANES - 1) / NORM_LANES;
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (size_t p = 0; p < nparts; p++) {
-        size_t lo = p * NORM_PART, hi = lo + NORM_PART < n ? lo + NORM_PART : n;
-        double s = 0.0;
-        for (size_t i = lo; i < hi; i++) s += (double)g[i] * (double)g[i];
-        partial[p] = s;
+    for (size_t q = 0; q < ngroups; q++) {
+        size_t p0 = q * NORM_LANES, p1 = p0 + NORM_LANES < nparts ? p0 + NORM_LANES : nparts;
+        if (p1 - p0 == NORM_LANES && p1 <= nfull) {
+            const float *base = g + p0 * NORM_PART;
+            double s[NORM_LANES] = {0};
+            for (size_t i = 0; i < NORM_PART; i++)
+                for (int j = 0; j < NORM_LANES; j++) {
+                    double x = (double)base[(size_t)j * NORM_PART + i];
+                    s[j] += x * x;
+                }
+            for (int j = 0; j < NORM_LANES; j++) partial[p0 + j] = s[j];
+            continue;
+        }
+        for (size_t p = p0; p < p1; p++) {
+            size_t lo = p * NORM_PART, hi = lo + NORM_PART < n ? lo + NORM_PART : n;
+            double s1 = 0.0;
+            for (size_t i = lo; i < hi; i++) s1 += (double)g[i] * (double)g[i];
+            partial[p] = s1;
+        }
     }
     double s = 0.0;
     for (size_t p = 0; p < nparts; p++) s += partial[p];
