@@ -157,6 +157,41 @@ static void test_clipping_by_global_norm(void **state) {
     lb_tensor_free(b);
 }
 
+/* The global norm of tensors that span many of the norm's parts (16384
+ * elements each, summed eight side by side in src/optim/optim.c): whole
+ * groups of eight parts, a partial group, a partial last part, a small
+ * tensor; against the sum written plainly in the same order, on 1 and 2
+ * threads. An element counted twice or missed would show. */
+static void test_gradient_norm_of_large_tensors(void **state) {
+    (void)state;
+    const int part = 16384, sizes[3] = {8 * 16384, 17 * 16384 + 5, 100};
+    lb_tensor *ps[3];
+    for (int k = 0; k < 3; k++) {
+        ps[k] = param("p", 1, &sizes[k], 10 + (uint64_t)k);
+        for (int i = 0; i < sizes[k]; i++) ps[k]->grad[i] = lb_rand_uniform(20, (uint64_t)k, (uint64_t)i) - 0.5f;
+    }
+    double total = 0.0;
+    for (int k = 0; k < 3; k++)
+        for (int lo = 0; lo < sizes[k]; lo += part) {
+            double s = 0.0;
+            for (int i = lo; i < sizes[k] && i < lo + part; i++) s += (double)ps[k]->grad[i] * (double)ps[k]->grad[i];
+            total += s;
+        }
+    int saved = omp_get_max_threads();
+    for (int threads = 1; threads <= 2; threads++) {
+        omp_set_num_threads(threads);
+        lb_optim_config cfg = lb_optim_config_default(LB_OPTIM_SGD);
+        lb_optim *o = lb_optim_create(&cfg, ps, NULL, 3);
+        assert_non_null(o);
+        lb_optim_step_info info;
+        assert_int_equal(lb_optim_step(o, 0.0f, 0.0f, 1, &info), LB_OK);
+        assert_true(info.grad_norm == (float)sqrt(total));
+        lb_optim_free(o);
+    }
+    omp_set_num_threads(saved);
+    for (int k = 0; k < 3; k++) lb_tensor_free(ps[k]);
+}
+
 /* ---- least squares with low-precision states ---------------------------------------------- */
 
 enum { LS_N = 256, LS_IN = 64, LS_OUT = 128, LS_STEPS = 120 };
@@ -610,6 +645,7 @@ int main(void) {
         cmocka_unit_test(test_sgd_matches_reference),
         cmocka_unit_test(test_lion_matches_reference),
         cmocka_unit_test(test_clipping_by_global_norm),
+        cmocka_unit_test(test_gradient_norm_of_large_tensors),
         cmocka_unit_test(test_low_precision_states_minimise_least_squares),
         cmocka_unit_test(test_resume_is_bit_exact),
         cmocka_unit_test(test_corrupt_state_is_refused),

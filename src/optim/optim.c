@@ -379,8 +379,8 @@ static void slot_store(const lb_optim *o, slot *s, size_t lo, size_t len, const 
 /* ---- the update of one chunk ------------------------------------------------------
  * g: gradient (to be multiplied by h->gmul); w: weights (written when `apply`);
  * m, v: decoded state, updated in place. */
-static void update_chunk(lb_optim_type type, int n_slots, int nesterov, const hyper *h, const float *g, float *w,
-                         float *m, float *v, size_t len, int apply) {
+static void update_chunk(lb_optim_type type, int n_slots, int nesterov, const hyper *h, const float *restrict g,
+                         float *restrict w, float *restrict m, float *restrict v, size_t len, int apply) {
     switch (type) {
     case LB_OPTIM_ADAMW:
         for (size_t i = 0; i < len; i++) {
@@ -430,9 +430,13 @@ static void update_param(lb_optim *o, pstate *p, const hyper *h) {
 #pragma omp parallel for schedule(static) reduction(max : am0, am1) if (n >= PAR_MIN)
         for (size_t c = 0; c < nchunks; c++) {
             size_t lo = c * CHUNK, len = lo + CHUNK <= n ? CHUNK : n - lo;
-            float m[CHUNK], v[CHUNK];
-            if (ns >= 1) slot_load(o, &p->s[0], lo, len, m);
-            if (ns >= 2) slot_load(o, &p->s[1], lo, len, v);
+            /* fp32 state is updated where it lies; other codecs through a decoded copy */
+            const int in_place = p->codec == LB_STATE_FP32 && apply;
+            float mbuf[CHUNK], vbuf[CHUNK];
+            float *m = in_place && ns >= 1 ? (float *)p->s[0].data + lo : mbuf;
+            float *v = in_place && ns >= 2 ? (float *)p->s[1].data + lo : vbuf;
+            if (!in_place && ns >= 1) slot_load(o, &p->s[0], lo, len, m);
+            if (!in_place && ns >= 2) slot_load(o, &p->s[1], lo, len, v);
             update_chunk(type, ns, nesterov, h, t->grad + lo, t->data + lo, m, v, len, apply);
             if (!apply) {
                 for (size_t i = 0; i < len; i++) am0 = fmaxf(am0, fabsf(m[i]));
@@ -440,6 +444,7 @@ static void update_param(lb_optim *o, pstate *p, const hyper *h) {
                     for (size_t i = 0; i < len; i++) am1 = fmaxf(am1, v[i]);
                 continue;
             }
+            if (in_place) continue;
             if (ns >= 1) slot_store(o, &p->s[0], lo, len, m, h);
             if (ns >= 2) slot_store(o, &p->s[1], lo, len, v, h);
         }
@@ -458,15 +463,34 @@ static void update_param(lb_optim *o, pstate *p, const hyper *h) {
 /* ---- the step ------------------------------------------------------------------- */
 
 /* Sum of squares in double. Fixed parts summed in a fixed order, so the norm
- * (and hence clipping) is the same bit for bit with any number of threads. */
+ * (and hence clipping) is the same bit for bit with any number of threads.
+ * Each part's sum is one chain of dependent additions; NORM_LANES parts are
+ * summed side by side (the same chains, interleaved) so the additions of
+ * different parts overlap instead of each waiting for the one before. */
+#define NORM_LANES 8
 static double grad_sumsq(double *partial, const float *g, size_t n) {
-    size_t nparts = (n + NORM_PART - 1) / NORM_PART;
+    size_t nparts = (n + NORM_PART - 1) / NORM_PART, nfull = n / NORM_PART;
+    size_t ngroups = (nparts + NORM_LANES - 1) / NORM_LANES;
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (size_t p = 0; p < nparts; p++) {
-        size_t lo = p * NORM_PART, hi = lo + NORM_PART < n ? lo + NORM_PART : n;
-        double s = 0.0;
-        for (size_t i = lo; i < hi; i++) s += (double)g[i] * (double)g[i];
-        partial[p] = s;
+    for (size_t q = 0; q < ngroups; q++) {
+        size_t p0 = q * NORM_LANES, p1 = p0 + NORM_LANES < nparts ? p0 + NORM_LANES : nparts;
+        if (p1 - p0 == NORM_LANES && p1 <= nfull) {
+            const float *base = g + p0 * NORM_PART;
+            double s[NORM_LANES] = {0};
+            for (size_t i = 0; i < NORM_PART; i++)
+                for (int j = 0; j < NORM_LANES; j++) {
+                    double x = (double)base[(size_t)j * NORM_PART + i];
+                    s[j] += x * x;
+                }
+            for (int j = 0; j < NORM_LANES; j++) partial[p0 + j] = s[j];
+            continue;
+        }
+        for (size_t p = p0; p < p1; p++) {
+            size_t lo = p * NORM_PART, hi = lo + NORM_PART < n ? lo + NORM_PART : n;
+            double s1 = 0.0;
+            for (size_t i = lo; i < hi; i++) s1 += (double)g[i] * (double)g[i];
+            partial[p] = s1;
+        }
     }
     double s = 0.0;
     for (size_t p = 0; p < nparts; p++) s += partial[p];
