@@ -148,9 +148,30 @@ static void expect_import_error(const char *dir, const char *what1, const char *
     remove_dir(dir);
 }
 
-static void fresh(char *dir, size_t size, const char *tag, const char *opts) {
+/* The bad-input tests edit copies of one model directory each (python starts once). */
+static char base_llama[512], base_sharded[512];
+
+static void fresh(char *dir, size_t size, const char *tag, const char *base) {
+    char cmd[1200];
     tu_tmpdir(dir, size, tag);
-    make_model(dir, opts);
+    snprintf(cmd, sizeof cmd, "cp -r '%s'/. '%s'/", base, dir);
+    if (system(cmd) != 0) fail_msg("%s", cmd);
+}
+
+static int make_bases(void **state) {
+    (void)state;
+    tu_tmpdir(base_llama, sizeof base_llama, "hf_base");
+    make_model(base_llama, "arch=llama kv=2");
+    tu_tmpdir(base_sharded, sizeof base_sharded, "hf_base_sharded");
+    make_model(base_sharded, "arch=llama kv=2 dialect=5 shards=2");
+    return 0;
+}
+
+static int remove_bases(void **state) {
+    (void)state;
+    remove_dir(base_llama);
+    remove_dir(base_sharded);
+    return 0;
 }
 
 static void test_config_errors(void **s) {
@@ -180,12 +201,12 @@ static void test_config_errors(void **s) {
         {"{", "{\"quantization_config\": {\"quant_method\": \"gptq\"},", "quant_method", "gptq"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        fresh(dir, sizeof dir, "hf_bad_config", "arch=llama kv=2");
+        fresh(dir, sizeof dir, "hf_bad_config", base_llama);
         edit_config(dir, cases[i].from, cases[i].to);
         expect_import_error(dir, cases[i].names1, cases[i].names2);
     }
     /* The 5.x dialect's rope_parameters with another type. */
-    fresh(dir, sizeof dir, "hf_bad_rope5", "arch=llama dialect=5");
+    fresh(dir, sizeof dir, "hf_bad_rope5", base_sharded);
     edit_config(dir, "\"rope_type\": \"default\"", "\"rope_type\": \"yarn\"");
     expect_import_error(dir, "rope_parameters", "yarn");
 }
@@ -207,15 +228,15 @@ static void damage(const char *dir, const char *file, long offset, const char *b
 static void test_file_errors(void **s) {
     (void)s;
     char dir[512];
-    fresh(dir, sizeof dir, "hf_truncated", "arch=llama");
+    fresh(dir, sizeof dir, "hf_truncated", base_llama);
     damage(dir, "model.safetensors", 0, NULL, 20000);
     expect_import_error(dir, "model.safetensors", NULL);
 
-    fresh(dir, sizeof dir, "hf_lying_header", "arch=llama");
+    fresh(dir, sizeof dir, "hf_lying_header", base_llama);
     damage(dir, "model.safetensors", 0, "\xff\xff\xff\x7f", -1); /* a header length past the end */
     expect_import_error(dir, "model.safetensors", NULL);
 
-    fresh(dir, sizeof dir, "hf_no_tokenizer", "arch=llama");
+    fresh(dir, sizeof dir, "hf_no_tokenizer", base_llama);
     char path[600];
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     FILE *f = fopen(path, "wb");
@@ -223,14 +244,14 @@ static void test_file_errors(void **s) {
     fclose(f);
     expect_import_error(dir, "tokenizer.json", "Unigram");
 
-    fresh(dir, sizeof dir, "hf_bad_normalizer", "arch=llama");
+    fresh(dir, sizeof dir, "hf_bad_normalizer", base_llama);
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     f = fopen(path, "wb");
     fputs("{\"normalizer\": {\"type\": \"Precompiled\"}, \"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}}", f);
     fclose(f);
     expect_import_error(dir, "tokenizer.json", "Precompiled");
 
-    fresh(dir, sizeof dir, "hf_sharded_missing", "arch=llama shards=2");
+    fresh(dir, sizeof dir, "hf_sharded_missing", base_sharded);
     snprintf(path, sizeof path, "%s/model-00002-of-00002.safetensors", dir);
     assert_int_equal(remove(path), 0);
     expect_import_error(dir, "model-00002-of-00002.safetensors", NULL);
@@ -241,8 +262,9 @@ int main(void) {
         cmocka_unit_test(test_llama_untied_gqa_f32),   cmocka_unit_test(test_llama_tied_mha_bf16),
         cmocka_unit_test(test_llama_dialect5_sharded_f16), cmocka_unit_test(test_bitnet_unquantized),
         cmocka_unit_test(test_bitnet_online_bf16),     cmocka_unit_test(test_bitnet_packed),
-        cmocka_unit_test(test_bitnet_packed_inv_tied), cmocka_unit_test(test_config_errors),
-        cmocka_unit_test(test_file_errors),
+        cmocka_unit_test(test_bitnet_packed_inv_tied),
+        cmocka_unit_test_setup_teardown(test_config_errors, make_bases, remove_bases),
+        cmocka_unit_test_setup_teardown(test_file_errors, make_bases, remove_bases),
     };
     return tu_run_group_tests(tests, NULL, NULL);
 }

@@ -83,6 +83,7 @@ int cmd_sample(int argc, char **argv) {
         } else {
             char *text = lb_tokenizer_decode(tok, ids, n_prompt + (size_t)n_new, NULL);
             if (text) printf("%s\n", text);
+            else rc = cli_fail("decoding");
             free(text);
         }
     }

@@ -31,7 +31,8 @@ The reference runs in float64 on the stored values. Where it rounds (the
 BitNet quantizers), an input within 1e-3 of a rounding tie can be decided
 either way by two correct float32 implementations: the check runs the
 reference with every such near tie rounded up and rounded down, and allows
-lowbit's logits to differ by that much more. Tolerance:
+lowbit's logits of a token to differ by that much more (the largest move among
+the token's logits: one flipped decision moves them all). Tolerance:
 |lowbit − ref| ≤ 1e-4 · max|ref| + tie, element by element.
 
 lowbit_logits.bin: int32 B, T, V, then int32 ids [B·T], then float32 logits [B·T·V].
@@ -380,7 +381,10 @@ def check(d):
         logits = ref.forward(ids)
         tie = torch.zeros_like(logits)
         if ref.quant != "none":
+            # A decision that flips moves every logit of its token (and of later ones): the
+            # allowance of a token is the largest move among its logits.
             tie = (Reference(d, "up").forward(ids) - Reference(d, "down").forward(ids)).abs()
+            tie = tie.amax(-1, keepdim=True).expand_as(tie)
     if logits.shape[-1] != V:
         print(f"hf_reference: lowbit gave {V} logits per token, the reference {logits.shape[-1]}")
         return 1

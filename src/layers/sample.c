@@ -70,6 +70,7 @@ int lb_sample_logits(const float *logits, int V, float temperature, int top_k, l
 lb_status lb_generate(lb_model *m, lb_graph *g, const int *prompt, int n_prompt, int n_new, float temperature,
                       int top_k, lb_rng *rng, int *out) {
     const int V = m->cfg.vocab_size, window = m->cfg.max_seq_len;
+    const int n_draw = m->sample_vocab > 0 && m->sample_vocab < V ? m->sample_vocab : V; /* ids a tokenizer has */
     if (n_prompt < 1) return lb_error(LB_EINVAL, "generate: the prompt needs at least one token, got %d", n_prompt);
     if (n_new < 0) return lb_error(LB_EINVAL, "generate: number of new tokens must be >= 0, got %d", n_new);
     for (int i = 0; i < n_prompt; i++)
@@ -99,7 +100,7 @@ lb_status lb_generate(lb_model *m, lb_graph *g, const int *prompt, int n_prompt,
             st = lb_errcode();
             break;
         }
-        int next = lb_sample_logits(logits->data + (size_t)(T - 1) * (size_t)V, V, temperature, top_k, rng, scratch);
+        int next = lb_sample_logits(logits->data + (size_t)(T - 1) * (size_t)V, n_draw, temperature, top_k, rng, scratch);
         ctx[len] = next;
         out[i] = next;
     }

@@ -23,7 +23,9 @@ int lb_sample_logits(const float *logits, int V, float temperature, int top_k, l
  * every token (anything in it is lost) and its grad mode is restored on
  * return. `rng` should be a stream LB_STREAM_SAMPLE generator
  * (lb_rng_init(&r, seed, LB_STREAM_SAMPLE)); it advances one number per
- * sampled token. LB_EINVAL for bad arguments or token ids. */
+ * sampled token. New ids are drawn from [0, m->sample_vocab) when it is set
+ * (the tokenizer's ids, when the embedding has padding rows past them).
+ * LB_EINVAL for bad arguments or token ids. */
 lb_status lb_generate(lb_model *m, lb_graph *g, const int *prompt, int n_prompt, int n_new, float temperature,
                       int top_k, lb_rng *rng, int *out);
 
