@@ -286,12 +286,52 @@ static void test_errors(void **s) {
     assert_int_equal(system(cmd), 0);
 }
 
+/* A packed code 3 (bits 11) is not a ternary weight: the import names the tensor and the place. */
+static void test_packed_code_3_is_an_error(void **s) {
+    (void)s;
+    char base[512], dir[600], path[700];
+    tu_tmpdir(base, sizeof base, "hf_export_code3");
+    snprintf(dir, sizeof dir, "%s/hf", base);
+    lb_tokenizer *tok = lb_tokenizer_byte();
+    lb_model *m = make_model(1, 256);
+    lb_hf_export_options o = {.dtype = LB_DT_F32, .packed = 1};
+    must(lb_hf_export(m, tok, dir, &o));
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    uint64_t n;
+    assert_int_equal(fread(&n, 8, 1, f), 1);
+    char *header = calloc(1, n + 1);
+    assert_int_equal(fread(header, 1, n, f), n);
+    const char *key = "\"model.layers.1.mlp.up_proj.weight\":";
+    char *at = strstr(header, key);
+    assert_non_null(at);
+    at = strstr(at, "\"data_offsets\":[");
+    assert_non_null(at);
+    long begin = strtol(at + strlen("\"data_offsets\":["), NULL, 10);
+    fseek(f, (long)(8 + n) + begin + 5, SEEK_SET);
+    fputc(0xFF, f);
+    fclose(f);
+    free(header);
+    lb_hf_config h;
+    lb_model *back;
+    lb_tokenizer *tok2;
+    assert_int_equal(lb_hf_import(dir, &h, &back, &tok2), LB_EFORMAT);
+    assert_non_null(strstr(lb_errmsg(), "model.layers.1.mlp.up_proj.weight"));
+    assert_non_null(strstr(lb_errmsg(), "code 3"));
+    lb_model_free(m);
+    lb_tokenizer_free(tok);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_f32),         cmocka_unit_test(test_llama_bf16),
         cmocka_unit_test(test_bitnet_master_weights), cmocka_unit_test(test_bitnet_packed),
         cmocka_unit_test(test_bitnet_packed_bf16), cmocka_unit_test(test_tokenizers),
-        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_errors),           cmocka_unit_test(test_packed_code_3_is_an_error),
     };
     return tu_run_group_tests(tests, NULL, NULL);
 }
