@@ -17,7 +17,6 @@
 #include "layers/linear.h"
 #include "testutil.h"
 
-#define PYTHON "/usr/bin/python3"
 #define B 2
 #define T 10
 
@@ -85,15 +84,7 @@ static double max_rel_diff(const float *a, const float *b, size_t n) {
     return d / s;
 }
 
-static int run_script(const char *args) {
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s %s/scripts/reference/hf_reference.py %s", PYTHON, tu_source_dir(), args);
-    fflush(stdout);
-    int rc = system(cmd);
-    int code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-    tu_require_dependency("torch", code != 77, "PyTorch for " PYTHON ": apt-get install python3-torch");
-    return code;
-}
+static int run_script(const char *args) { return tu_run_torch_script("hf_reference.py", args); }
 
 /* lowbit's logits of the original model against the reference run on the exported directory. */
 static void check_with_reference(const char *dir, const int *ids, const float *logits, int V) {

@@ -19,7 +19,6 @@
 #include "interop/hf_import.h"
 #include "testutil.h"
 
-#define PYTHON "/usr/bin/python3"
 #define B 2
 #define T 12
 
@@ -27,15 +26,7 @@ static void must(lb_status s) {
     if (s != LB_OK) fail_msg("%s", lb_errmsg());
 }
 
-static int run_script(const char *args) {
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s %s/scripts/reference/hf_reference.py %s", PYTHON, tu_source_dir(), args);
-    fflush(stdout);
-    int rc = system(cmd);
-    int code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-    tu_require_dependency("torch", code != 77, "PyTorch for " PYTHON ": apt-get install python3-torch");
-    return code;
-}
+static int run_script(const char *args) { return tu_run_torch_script("hf_reference.py", args); }
 
 static void remove_dir(const char *dir) {
     char cmd[700];
