@@ -34,15 +34,9 @@ static void remove_dir(const char *dir) {
     if (system(cmd) != 0) fail_msg("%s", cmd);
 }
 
-static void make_model(const char *dir, const char *opts) {
-    char args[1024];
-    snprintf(args, sizeof args, "make '%s' %s", dir, opts);
-    if (run_script(args) != 0) fail_msg("hf_reference.py make %s failed", opts);
-}
-
 /* lowbit_logits.bin as the script reads it. */
 static void write_logits(const char *dir, const int *ids, const lb_tensor *logits, int V) {
-    char path[600];
+    char path[4352];
     snprintf(path, sizeof path, "%s/lowbit_logits.bin", dir);
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
@@ -71,37 +65,44 @@ static void import_and_run(const char *dir) {
     lb_tokenizer_free(tok);
 }
 
-static void check_case(const char *tag, const char *opts) {
-    char dir[512], args[700];
-    tu_tmpdir(dir, sizeof dir, tag);
-    make_model(dir, opts);
-    import_and_run(dir);
-    snprintf(args, sizeof args, "check '%s'", dir);
-    if (run_script(args) != 0) fail_msg("%s: lowbit and the transformers reference disagree (see above)", tag);
-    remove_dir(dir);
-}
+/* The models: tag and options of hf_reference.py make. */
+static const struct {
+    const char *tag, *opts;
+} CASES[] = {
+    {"llama_untied_gqa_f32", "arch=llama kv=2 tied=0"},
+    {"llama_tied_mha_bf16", "arch=llama kv=4 tied=1 dtype=bf16 seed=2"},
+    {"llama_v5_mqa_3_shards_f16", "arch=llama kv=1 dialect=5 shards=3 dtype=f16 seed=3"},
+    {"bitnet_unquantized", "arch=bitnet kv=2 seed=4"},
+    {"bitnet_online_bf16", "arch=bitnet quant=online dtype=bf16 kv=2 seed=5"},
+    {"bitnet_packed_bf16_2_shards", "arch=bitnet quant=packed dtype=bf16 kv=1 shards=2 seed=6"},
+    {"bitnet_bitlinear_tied_v5", "arch=bitnet quant=packed_inv tied=1 dialect=5 seed=7"},
+};
+enum { N_CASES = sizeof CASES / sizeof *CASES };
 
-static void test_llama_untied_gqa_f32(void **s) { (void)s; check_case("hf_llama_gqa", "arch=llama kv=2 tied=0"); }
-static void test_llama_tied_mha_bf16(void **s) {
+/* All models are made by one run of the script and checked by another
+ * (Python and torch start slowly on a busy machine). */
+static void test_logits_match_reference(void **s) {
     (void)s;
-    check_case("hf_llama_tied", "arch=llama kv=4 tied=1 dtype=bf16 seed=2");
-}
-static void test_llama_dialect5_sharded_f16(void **s) {
-    (void)s;
-    check_case("hf_llama_v5", "arch=llama kv=1 dialect=5 shards=3 dtype=f16 seed=3");
-}
-static void test_bitnet_unquantized(void **s) { (void)s; check_case("hf_bitnet_fp", "arch=bitnet kv=2 seed=4"); }
-static void test_bitnet_online_bf16(void **s) {
-    (void)s;
-    check_case("hf_bitnet_online", "arch=bitnet quant=online dtype=bf16 kv=2 seed=5");
-}
-static void test_bitnet_packed(void **s) {
-    (void)s;
-    check_case("hf_bitnet_packed", "arch=bitnet quant=packed dtype=bf16 kv=1 shards=2 seed=6");
-}
-static void test_bitnet_packed_inv_tied(void **s) {
-    (void)s;
-    check_case("hf_bitnet_bitlinear", "arch=bitnet quant=packed_inv tied=1 dialect=5 seed=7");
+    char base[512], list[600], dirs[N_CASES][600];
+    tu_tmpdir(base, sizeof base, "hf_models");
+    snprintf(list, sizeof list, "%s/models.txt", base);
+    FILE *f = fopen(list, "w");
+    assert_non_null(f);
+    for (int i = 0; i < N_CASES; i++) {
+        snprintf(dirs[i], sizeof dirs[i], "%s/%s", base, CASES[i].tag);
+        fprintf(f, "%s %s\n", dirs[i], CASES[i].opts);
+    }
+    fclose(f);
+    char args[8192];
+    snprintf(args, sizeof args, "make-list '%s'", list);
+    if (run_script(args) != 0) fail_msg("hf_reference.py make-list failed");
+    size_t n = (size_t)snprintf(args, sizeof args, "check");
+    for (int i = 0; i < N_CASES; i++) {
+        import_and_run(dirs[i]);
+        n += (size_t)snprintf(args + n, sizeof args - n, " '%s'", dirs[i]);
+    }
+    if (run_script(args) != 0) fail_msg("lowbit and the transformers reference disagree (see above)");
+    remove_dir(base);
 }
 
 /* ---- bad input ---------------------------------------------------------------------------- */
@@ -151,10 +152,18 @@ static void fresh(char *dir, size_t size, const char *tag, const char *base) {
 
 static int make_bases(void **state) {
     (void)state;
+    char list[600], args[700];
     tu_tmpdir(base_llama, sizeof base_llama, "hf_base");
-    make_model(base_llama, "arch=llama kv=2");
     tu_tmpdir(base_sharded, sizeof base_sharded, "hf_base_sharded");
-    make_model(base_sharded, "arch=llama kv=2 dialect=5 shards=2");
+    snprintf(list, sizeof list, "%s.models.txt", base_sharded);
+    FILE *f = fopen(list, "w");
+    assert_non_null(f);
+    fprintf(f, "%s arch=llama kv=2\n%s arch=llama kv=2 dialect=5 shards=2\n", base_llama, base_sharded);
+    fclose(f);
+    snprintf(args, sizeof args, "make-list '%s'", list);
+    int rc = run_script(args);
+    remove(list);
+    if (rc != 0) fail_msg("hf_reference.py make-list failed");
     return 0;
 }
 
@@ -250,10 +259,7 @@ static void test_file_errors(void **s) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_llama_untied_gqa_f32),   cmocka_unit_test(test_llama_tied_mha_bf16),
-        cmocka_unit_test(test_llama_dialect5_sharded_f16), cmocka_unit_test(test_bitnet_unquantized),
-        cmocka_unit_test(test_bitnet_online_bf16),     cmocka_unit_test(test_bitnet_packed),
-        cmocka_unit_test(test_bitnet_packed_inv_tied),
+        cmocka_unit_test(test_logits_match_reference),
         cmocka_unit_test_setup_teardown(test_config_errors, make_bases, remove_bases),
         cmocka_unit_test_setup_teardown(test_file_errors, make_bases, remove_bases),
     };

@@ -1,7 +1,8 @@
 """Hugging Face Llama / BitNet reference for lowbit's import and export.
 
     hf_reference.py make DIR [options]    a random model directory, as transformers saves one
-    hf_reference.py check DIR             lowbit's logits (DIR/lowbit_logits.bin) against the reference
+    hf_reference.py make-list FILE        the same for every "DIR option..." line of FILE
+    hf_reference.py check DIR...          lowbit's logits (DIR/lowbit_logits.bin) against the reference
 
 `make` writes config.json (transformers 4.x or 5.x dialect), model.safetensors
 or shards with model.safetensors.index.json (F32, F16 or BF16; BitNet packed
@@ -398,12 +399,15 @@ def check(d):
 
 
 def main():
-    if len(sys.argv) < 3 or sys.argv[1] not in ("make", "check"):
+    if len(sys.argv) < 3 or sys.argv[1] not in ("make", "make-list", "check"):
         print(__doc__)
         return 1
     if sys.argv[1] == "make":
         return make(sys.argv[2], sys.argv[3:])
-    return check(sys.argv[2])
+    if sys.argv[1] == "make-list":  # one "DIR option..." per line: many models, one start of Python
+        with open(sys.argv[2]) as f:
+            return max([make(line.split()[0], line.split()[1:]) for line in f if line.strip()] + [0])
+    return max(check(d) for d in sys.argv[2:])
 
 
 if __name__ == "__main__":
