@@ -74,7 +74,7 @@ expect 0 "fine-tuning from the imported checkpoint" -- "$LOWBIT" train "$WORK/ft
   --set "train.init_from=$WORK/llama.h5" --set "checkpoint.dir=$WORK/run2" --set train.steps=2 --set train.quant_warmup_steps=0
 
 # Export of the fine-tuned b1.58 model as packed BitNet, and import of that.
-expect 2 "export without --format" -- "$LOWBIT" export "$WORK/run" -o "$WORK/hf"
+expect 2 "export with an unknown --format" -- "$LOWBIT" export "$WORK/run" -o "$WORK/hf" --format onnx
 expect 1 "export of a b1.58 model without SubLN" -- "$LOWBIT" export "$WORK/run" -o "$WORK/hf" --format safetensors
 contains "$WORK/err" "model.sub_norm" "the export error names the key"
 expect 0 "export of the imported Llama" -- "$LOWBIT" export "$WORK/llama.h5" -o "$WORK/hf" --format safetensors --dtype bf16
