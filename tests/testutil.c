@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 void tu_fill_uniform(lb_tensor *t, uint64_t seed, float lo, float hi) {
@@ -160,6 +161,16 @@ void tu_require_dependency(const char *name, int present, const char *install) {
     print_message("SKIPPED: %s is missing (%s, or scripts/setup.sh)\n", name, install);
     n_skipped++;
     skip();
+}
+
+int tu_run_torch_script(const char *script, const char *args) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/scripts/reference/%s %s", tu_source_dir(), script, args);
+    fflush(stdout);
+    int rc = system(cmd);
+    int code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    tu_require_dependency("torch", code != 77, "PyTorch for /usr/bin/python3: apt-get install python3-torch");
+    return code;
 }
 
 const char *tu_source_dir(void) {

@@ -86,6 +86,11 @@ int tu_exit_status(int n_failed);
  * `install` says how to get it, e.g. "apt-get install python3-torch". */
 void tu_require_dependency(const char *name, int present, const char *install);
 
+/* Runs /usr/bin/python3 <source>/scripts/reference/<script> <args> and returns
+ * its exit status; status 77 (the script found no torch) goes through
+ * tu_require_dependency("torch", ...). */
+int tu_run_torch_script(const char *script, const char *args);
+
 /* $LOWBIT_SOURCE_DIR (set by ctest) or "." */
 const char *tu_source_dir(void);
 

@@ -10,6 +10,7 @@ enum { LB_EXIT_OK = 0, LB_EXIT_FAILURE = 1, LB_EXIT_USAGE = 2 };
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
+int cmd_import(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_generate(int argc, char **argv);

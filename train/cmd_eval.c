@@ -14,7 +14,8 @@ static const char EVAL_USAGE[] =
     "usage: lowbit eval CHECKPOINT [--batches N] [--set key=value ...]\n"
     "\n"
     "Validation loss and perplexity of a checkpoint (a file, or the newest in a run directory),\n"
-    "on the validation split of the data its stored config names. --set changes that config,\n"
+    "on the validation split of the data its stored config names, tokenized with the model's\n"
+    "own tokenizer (the one stored in the checkpoint). --set changes that config,\n"
     "e.g. --set data.path=other.txt. --batches N overrides eval.batches.\n"
     "\n"
     "A .gguf file (lowbit export) is evaluated with its own weights and tokenizer on the data of\n"
@@ -122,18 +123,24 @@ int cmd_eval(int argc, char **argv) {
     if (lb_load_checkpoint_config(path, &cfg) != LB_OK) return cli_fail(NULL);
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--set") && lb_config_set(&cfg, argv[++i]) != LB_OK) return cli_fail(NULL);
-    cfg.train.init_from[0] = '\0';
+    /* The weights and the model's own tokenizer come in through train.init_from. */
+    if ((size_t)snprintf(cfg.train.init_from, sizeof cfg.train.init_from, "%s", path) >= sizeof cfg.train.init_from) {
+        fprintf(stderr, "lowbit eval: checkpoint path too long\n");
+        return LB_EXIT_USAGE;
+    }
     if (lb_config_validate(&cfg) != LB_OK) return cli_fail(NULL);
 
+    int64_t step;
+    if (lb_load_checkpoint_step(path, &step) != LB_OK) return cli_fail(NULL);
     lb_trainer t;
     if (lb_trainer_init(&t, &cfg) != LB_OK) return cli_fail(NULL);
     int rc = LB_EXIT_OK;
     float loss;
-    if (lb_trainer_resume(&t, path) != LB_OK || lb_trainer_evaluate(&t, batches ? batches : cfg.eval.batches, &loss) != LB_OK) {
+    if (lb_trainer_evaluate(&t, batches ? batches : cfg.eval.batches, &loss) != LB_OK) {
         rc = cli_fail(NULL);
     } else {
         printf("checkpoint at step %lld: validation loss %.4f, perplexity %.3f (%d batches of %dx%d tokens)\n",
-               (long long)t.step, loss, exp(loss), batches ? batches : cfg.eval.batches, cfg.train.batch_size,
+               (long long)step, loss, exp(loss), batches ? batches : cfg.eval.batches, cfg.train.batch_size,
                cfg.train.seq_len);
     }
     lb_trainer_free(&t);

@@ -158,10 +158,14 @@ int cli_generate(const char *cmd, int argc, char **argv, int fallback) {
             rc = cli_fail("generating");
         } else {
             char *text = lb_tokenizer_decode(tok, ids, n_prompt + (size_t)n_new, NULL);
-            if (text) printf("%s\n", text);
+            if (text) {
+                printf("%s\n", text);
+                fflush(stdout);
+                print_stats(cmd, &st, how, n_threads);
+            } else {
+                rc = cli_fail("decoding");
+            }
             free(text);
-            fflush(stdout);
-            print_stats(cmd, &st, how, n_threads);
         }
     }
     free(ids);

@@ -30,9 +30,14 @@ static const cli_command COMMANDS[] = {
      "  generate CHECKPOINT --prompt TEXT [--tokens N] [--temperature T] [--top-k K]\n"
      "                         [--seed S] [--threads N]\n"
      "                         generate text on the packed runtime, with tokens/s\n"},
+    {"import", cmd_import,
+     "  import hf DIR -o FILE.h5\n"
+     "                         a Hugging Face Llama or BitNet model directory into a checkpoint\n"},
     {"export", cmd_export,
      "  export CHECKPOINT -o MODEL.gguf [--type tq2_0|tq1_0|q8_0|q4_0|f16|f32]\n"
-     "                         write a GGUF file llama.cpp runs\n"},
+     "                         write a GGUF file llama.cpp runs\n"
+     "  export CHECKPOINT -o DIR --format safetensors [--dtype f32|bf16] [--bitnet-packed]\n"
+     "                         a Hugging Face model directory\n"},
 };
 enum { N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0] };
 

@@ -92,6 +92,8 @@ typedef struct lb_model {
     lb_linear_quant q_attn, q_ffn, q_head;
     lb_qspec q_embd;
     float quant_lambda;                /* gradual quantization λ, 1 by default */
+    int sample_vocab;                  /* ids lb_generate draws from: [0, sample_vocab), the tokenizer's
+                                          vocabulary when the embedding has padding rows; 0: all */
     uint64_t seed;                     /* the init seed; also keys stochastic rounding */
     uint64_t step;                     /* training step, for stochastic-rounding streams */
     lb_grad_precision act_grad;        /* gradients into each linear layer's input (fp32: as computed) */

@@ -79,6 +79,7 @@ lb_status lb_generate_check(const int *prompt, int n_prompt, int n_new, int V) {
 lb_status lb_generate(lb_model *m, lb_graph *g, const int *prompt, int n_prompt, int n_new, float temperature,
                       int top_k, lb_rng *rng, int *out) {
     const int V = m->cfg.vocab_size, window = m->cfg.max_seq_len;
+    const int n_draw = m->sample_vocab > 0 && m->sample_vocab < V ? m->sample_vocab : V; /* ids a tokenizer has */
     LB_TRY(lb_generate_check(prompt, n_prompt, n_new, V));
 
     int *ctx = malloc((size_t)(n_prompt + n_new) * sizeof *ctx);
@@ -104,7 +105,7 @@ lb_status lb_generate(lb_model *m, lb_graph *g, const int *prompt, int n_prompt,
             st = lb_errcode();
             break;
         }
-        int next = lb_sample_logits(logits->data + (size_t)(T - 1) * (size_t)V, V, temperature, top_k, rng, scratch);
+        int next = lb_sample_logits(logits->data + (size_t)(T - 1) * (size_t)V, n_draw, temperature, top_k, rng, scratch);
         ctx[len] = next;
         out[i] = next;
     }

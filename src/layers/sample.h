@@ -18,16 +18,18 @@
  * `rng`. `scratch` holds V floats. */
 int lb_sample_logits(const float *logits, int V, float temperature, int top_k, lb_rng *rng, float *scratch);
 
+/* The checks of lb_generate's arguments (shared with the runtime's
+ * lb_rt_generate): LB_EINVAL naming the bad argument or prompt token. */
+lb_status lb_generate_check(const int *prompt, int n_prompt, int n_new, int vocab_size);
+
 /* Appends n_new tokens after prompt[0..n_prompt) (n_prompt >= 1), writing
  * them to out[0..n_new). `g` is a graph the caller owns; it is reset before
  * every token (anything in it is lost) and its grad mode is restored on
  * return. `rng` should be a stream LB_STREAM_SAMPLE generator
  * (lb_rng_init(&r, seed, LB_STREAM_SAMPLE)); it advances one number per
- * sampled token. LB_EINVAL for bad arguments or token ids. */
-/* The checks of lb_generate's arguments (shared with the runtime's
- * lb_rt_generate): LB_EINVAL naming the bad argument or prompt token. */
-lb_status lb_generate_check(const int *prompt, int n_prompt, int n_new, int vocab_size);
-
+ * sampled token. New ids are drawn from [0, m->sample_vocab) when it is set
+ * (the tokenizer's ids, when the embedding has padding rows past them).
+ * LB_EINVAL for bad arguments or token ids. */
 lb_status lb_generate(lb_model *m, lb_graph *g, const int *prompt, int n_prompt, int n_new, float temperature,
                       int top_k, lb_rng *rng, int *out);
 

@@ -14,6 +14,7 @@ lb_status lb_rt_generate(lb_rt_session *s, const int *prompt, int n_prompt, int 
                          int top_k, lb_rng *rng, int *out, lb_rt_gen_stats *stats) {
     const lb_model_config *c = lb_rt_model_config(lb_rt_session_model(s));
     const int V = c->vocab_size, window = c->max_seq_len;
+    const int n_draw = lb_rt_model_sample_vocab(lb_rt_session_model(s));
     lb_rt_gen_stats st = {0};
     if (stats) *stats = st;
     LB_TRY(lb_generate_check(prompt, n_prompt, n_new, V));
@@ -45,7 +46,7 @@ lb_status lb_rt_generate(lb_rt_session *s, const int *prompt, int n_prompt, int 
             lb_error_prefix("generate: token %d", i);
             break;
         }
-        const int next = lb_sample_logits(logits, V, temperature, top_k, rng, scratch);
+        const int next = lb_sample_logits(logits, n_draw, temperature, top_k, rng, scratch);
         ctx[len] = next;
         out[i] = next;
         const double dt = omp_get_wtime() - t0;

@@ -151,6 +151,7 @@ void lb_rt_model_free(lb_rt_model *rm) {
 
 void lb_rt_model_info(const lb_rt_model *rm, lb_rt_info *info) { *info = rm->info; }
 const lb_model_config *lb_rt_model_config(const lb_rt_model *rm) { return &rm->cfg; }
+int lb_rt_model_sample_vocab(const lb_rt_model *rm) { return rm->n_draw; }
 
 /* The linear layer of block b that parameter role r fills (NULL for others). */
 static lb_rt_linear *block_linear(lb_rt_block *b, lb_param_role r) {
@@ -198,6 +199,7 @@ static lb_status build(lb_rt_model *rm, const lb_model *m, int dense) {
     rm->kv_dim = rm->Hkv * rm->Dh;
     rm->F = c->ffn_dim;
     rm->V = c->vocab_size;
+    rm->n_draw = m->sample_vocab > 0 && m->sample_vocab < rm->V ? m->sample_vocab : rm->V;
     rm->max_seq = c->max_seq_len;
     rm->attn_scale = 1.0f / sqrtf((float)rm->Dh);
     const float lambda = m->quant_lambda;

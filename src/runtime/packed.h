@@ -47,6 +47,7 @@ typedef struct lb_rt_block {
 struct lb_rt_model {
     lb_model_config cfg;
     int L, d, H, Hkv, Dh, q_dim, kv_dim, F, V, max_seq;
+    int n_draw; /* ids generation draws from: [0, n_draw), the tokenizer's (lb_model.sample_vocab) */
     lb_rt_isa isa;
     const lb_rt_kernels *kern;
     const float *embd;          /* [V, d] the lookup table (fake-quantized when the config says so) */

@@ -85,6 +85,8 @@ typedef struct lb_rt_info {
 } lb_rt_info;
 void lb_rt_model_info(const lb_rt_model *rm, lb_rt_info *info);
 const lb_model_config *lb_rt_model_config(const lb_rt_model *rm);
+/* The ids generation draws new tokens from: [0, n), the tokenizer's ids (lb_model.sample_vocab). */
+int lb_rt_model_sample_vocab(const lb_rt_model *rm);
 
 /* ---- sessions ------------------------------------------------------------------- */
 

@@ -25,7 +25,7 @@ static const char ACT_QUANT[] = "act_quant";
 /* ---- model/ ------------------------------------------------------------------- */
 
 /* The model part walks the parameter table (lb_model_params) and nothing else. */
-static lb_status write_model(const lb_model *m, lb_ckpt *c) {
+lb_status lb_state_write_model(const lb_model *m, lb_ckpt *c) {
     char name[256], spec[64];
     int n;
     const lb_param *params = lb_model_params(m, &n);
@@ -115,7 +115,7 @@ static lb_status read_counters(lb_trainer *t, lb_ckpt *c) {
 
 /* ---- tokenizer/ ----------------------------------------------------------------- */
 
-static lb_status write_tokenizer(const lb_tokenizer *tok, lb_ckpt *c) {
+lb_status lb_state_write_tokenizer(const lb_tokenizer *tok, lb_ckpt *c) {
     size_t n;
     uint8_t *blob = lb_tokenizer_to_bytes(tok, &n);
     if (!blob) return lb_errcode();
@@ -184,10 +184,16 @@ lb_status lb_state_read_config(lb_ckpt *c, lb_config *cfg) {
 
 lb_status lb_state_write(const lb_trainer *t, lb_ckpt *c) {
     LB_TRY(lb_ckpt_put_string(c, CONFIG, t->config_yaml));
-    LB_TRY(write_model(t->model, c));
+    LB_TRY(lb_state_write_model(t->model, c));
     LB_TRY(write_optim(t->opt, c));
     LB_TRY(write_counters(t, c));
-    return write_tokenizer(t->tok, c);
+    return lb_state_write_tokenizer(t->tok, c);
+}
+
+lb_status lb_state_write_weights(const char *config_yaml, const lb_model *m, const lb_tokenizer *tok, lb_ckpt *c) {
+    LB_TRY(lb_ckpt_put_string(c, CONFIG, config_yaml));
+    LB_TRY(lb_state_write_model(m, c));
+    return lb_state_write_tokenizer(tok, c);
 }
 
 lb_status lb_state_read(lb_trainer *t, lb_ckpt *c) {
@@ -244,6 +250,18 @@ lb_status lb_load_checkpoint_config(const char *path, lb_config *cfg) {
     return s;
 }
 
+lb_status lb_load_checkpoint_step(const char *path, int64_t *step) {
+    char file[PATH_MAX];
+    lb_ckpt *c;
+    *step = 0;
+    LB_TRY(open_named(path, file, &c));
+    int one = 1;
+    lb_status s = lb_ckpt_has(c, STEP) ? lb_ckpt_get_i64(c, STEP, 1, &one, step) : LB_OK;
+    lb_ckpt_close(c);
+    if (s != LB_OK) lb_error_prefix("checkpoint '%s'", file);
+    return s;
+}
+
 lb_status lb_load_checkpoint_model(const char *path, lb_config *cfg, lb_tokenizer **tok, lb_model **model) {
     char file[PATH_MAX];
     *tok = NULL;
@@ -254,6 +272,7 @@ lb_status lb_load_checkpoint_model(const char *path, lb_config *cfg, lb_tokenize
     if (s == LB_OK) s = lb_state_read_tokenizer(c, tok);
     if (s == LB_OK && !(*model = lb_model_create(&cfg->model, cfg->train.seed))) s = lb_errcode();
     if (s == LB_OK) s = lb_state_read_model(*model, c);
+    if (s == LB_OK) (*model)->sample_vocab = (*tok)->vocab_size;
     lb_ckpt_close(c);
     if (s != LB_OK) {
         if (*model) lb_model_free(*model);

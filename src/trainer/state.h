@@ -13,6 +13,9 @@
  *   data/rng                i64 [3]  the batcher's position (seed, stream, pos)
  *   tokenizer/vocab         u8 [n]   lb_tokenizer_to_bytes, attribute kind
  *
+ * A weights checkpoint (lb_state_write_weights) has config, model/ and
+ * tokenizer/ only.
+ *
  * docs/checkpoint.md lists every dataset with its type and shape. Reading
  * checks each dataset against the shape the freshly built model and optimizer
  * expect, so a checkpoint of another architecture or optimizer fails naming
@@ -27,6 +30,14 @@
 
 /* Writes the whole state of `t` into a checkpoint being created. */
 lb_status lb_state_write(const lb_trainer *t, lb_ckpt *c);
+
+/* A weights checkpoint (lowbit import, export): config, model/ and
+ * tokenizer/ only. eval, sample, train.init_from, quantize and export read
+ * it; resuming a run needs the whole state. */
+lb_status lb_state_write_weights(const char *config_yaml, const lb_model *m, const lb_tokenizer *tok, lb_ckpt *c);
+/* Its parts: model/ (every entry of the parameter table with its specs) and tokenizer/vocab. */
+lb_status lb_state_write_model(const lb_model *m, lb_ckpt *c);
+lb_status lb_state_write_tokenizer(const lb_tokenizer *tok, lb_ckpt *c);
 
 /* Reads the whole state of `t` (built from a matching config) back. */
 lb_status lb_state_read(lb_trainer *t, lb_ckpt *c);

@@ -1,11 +1,15 @@
 #include "trainer/trainer.h"
 
+#include <limits.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "core/log.h"
+#include "interop/hf_import.h"
+#include "trainer/rundir.h"
 #include "trainer/state.h"
 
 static double now_seconds(void) {
@@ -147,12 +151,68 @@ lb_status lb_trainer_gather_optim(lb_trainer *t, lb_optim **full) {
     return s;
 }
 
-static lb_status init_from_checkpoint(lb_trainer *t, const char *path) {
+/* ---- train.init_from ------------------------------------------------------- */
+
+/* What train.init_from gives a run: a model shape, a tokenizer and weights. */
+typedef struct init_source {
+    const char *path;         /* as configured */
+    char file[PATH_MAX];      /* the checkpoint file (a run directory's newest), or the HF directory */
+    int hf;                   /* 1: a Hugging Face model directory */
+    lb_hf_config h;
+    lb_model_config shape;    /* the source's model section */
+    lb_tokenizer *tok;
+} init_source;
+
+static lb_status open_source(const char *path, init_source *src) {
+    memset(src, 0, sizeof *src);
+    src->path = path;
+    if (lb_hf_is_model_dir(path)) {
+        src->hf = 1;
+        snprintf(src->file, sizeof src->file, "%s", path);
+        LB_TRY(lb_hf_read_config(path, &src->h));
+        lb_hf_config_to_model(&src->h, &src->shape);
+        return lb_hf_load_tokenizer(path, src->h.vocab_size, &src->tok);
+    }
+    LB_TRY(lb_rundir_resolve(path, src->file, sizeof src->file));
     lb_ckpt *c;
-    LB_TRY(lb_ckpt_open(path, &c));
+    LB_TRY(lb_ckpt_open(src->file, &c));
+    lb_config stored;
+    lb_status s = lb_state_read_config(c, &stored);
+    if (s == LB_OK) s = lb_state_read_tokenizer(c, &src->tok);
+    lb_ckpt_close(c);
+    src->shape = stored.model;
+    return s;
+}
+
+static lb_status same_tokenizer(const lb_tokenizer *a, const lb_tokenizer *b) {
+    size_t na = 0, nb = 0;
+    uint8_t *x = lb_tokenizer_to_bytes(a, &na), *y = lb_tokenizer_to_bytes(b, &nb);
+    lb_status s = LB_OK;
+    if (!x || !y) s = lb_error(LB_ENOMEM, "tokenizers");
+    else if (na != nb || memcmp(x, y, na) != 0)
+        s = lb_error(LB_ECONFIG, "data.shards were tokenized with another tokenizer than the model's");
+    free(x);
+    free(y);
+    return s;
+}
+
+/* The source's shape with the config's quantization and init. */
+static void take_shape(lb_model_config *m, const lb_model_config *from) {
+    lb_model_config keep = *m;
+    *m = *from;
+    m->init_std = keep.init_std;
+    m->attn = keep.attn;
+    m->ffn = keep.ffn;
+    m->head = keep.head;
+    m->embedding = keep.embedding;
+}
+
+static lb_status load_source_weights(lb_trainer *t, const init_source *src) {
+    if (src->hf) return lb_hf_load_weights(src->file, &src->h, t->model);
+    lb_ckpt *c;
+    LB_TRY(lb_ckpt_open(src->file, &c));
     lb_status s = lb_state_read_model(t->model, c);
     lb_ckpt_close(c);
-    if (s != LB_OK) lb_error_prefix("train.init_from");
     return s;
 }
 
@@ -163,11 +223,23 @@ lb_status lb_trainer_init(lb_trainer *t, const lb_config *cfg) {
     lb_status s;
     if (c->train.threads > 0) omp_set_num_threads(c->train.threads);
 
+    init_source src = {0};
+    if (c->train.init_from[0]) {
+        if ((s = open_source(c->train.init_from, &src)) != LB_OK) goto fail_source;
+        take_shape(&c->model, &src.shape);
+        if ((s = lb_config_validate(c)) != LB_OK) goto fail_source;
+    }
     if (c->data.shards[0]) {
-        if ((s = open_shards(t)) != LB_OK) goto fail;
+        /* Shards were tokenized when they were prepared: their tokenizer must be the source's. */
+        if ((s = open_shards(t)) != LB_OK) goto fail_source_tok;
+        if (src.tok && (s = same_tokenizer(src.tok, t->tok)) != LB_OK) goto fail_source_tok;
+        if (src.tok) lb_tokenizer_free(src.tok);
+        src.tok = NULL;
     } else {
+        t->tok = src.tok; /* the model's own tokenizer: the embedding's rows are its ids */
+        src.tok = NULL;
         if ((s = load_corpus(t)) != LB_OK) goto fail;
-        if ((s = make_tokenizer(t)) != LB_OK) goto fail;
+        if (!t->tok && (s = make_tokenizer(t)) != LB_OK) goto fail;
         if ((s = lb_dataset_build(&t->data, &t->corpus, t->tok, c->data.val_fraction)) != LB_OK) goto fail;
         t->train_tokens = lb_tokens_of_ints(t->data.train, t->data.n_train);
         t->val_tokens = lb_tokens_of_ints(t->data.val, t->data.n_val);
@@ -183,7 +255,8 @@ lb_status lb_trainer_init(lb_trainer *t, const lb_config *cfg) {
         goto fail;
     }
     lb_model_set_act_grad(t->model, c->optim.act_grad);
-    if (c->train.init_from[0] && (s = init_from_checkpoint(t, c->train.init_from)) != LB_OK) goto fail;
+    t->model->sample_vocab = t->tok->vocab_size;
+    if (c->train.init_from[0] && (s = load_source_weights(t, &src)) != LB_OK) goto fail_source;
     if ((s = lb_graph_init(&t->graph, 0)) != LB_OK) goto fail;
     t->graph.precision = c->train.gemm_precision;
     if ((s = make_optimizer(t)) != LB_OK) goto fail;
@@ -202,6 +275,16 @@ lb_status lb_trainer_init(lb_trainer *t, const lb_config *cfg) {
     if ((s = lb_config_to_yaml(c, &t->config_yaml)) != LB_OK) goto fail;
     return LB_OK;
 fail:
+    lb_trainer_free(t);
+    return s;
+fail_source_tok:
+    if (src.tok) lb_tokenizer_free(src.tok);
+    src.tok = NULL;
+    lb_trainer_free(t);
+    return s;
+fail_source:
+    if (src.tok) lb_tokenizer_free(src.tok);
+    lb_error_prefix("train.init_from '%s'", c->train.init_from);
     lb_trainer_free(t);
     return s;
 }

@@ -63,7 +63,11 @@ typedef struct lb_step_result {
 /* Builds everything from `cfg` (a validated config): corpus and tokenizer
  * (or the shards data.shards names, with their tokenizer),
  * model (random init, or train.init_from for QAT fine-tuning), optimizer.
- * On failure the trainer is left freed. */
+ * train.init_from names a lowbit checkpoint (a file or a run directory) or a
+ * Hugging Face model directory (interop/hf_import.h); the model's shape
+ * (sizes, norms, activation, SubLN, tied head, RoPE θ) and its tokenizer come
+ * from there, its quantization (model.quant) from `cfg`, so a checkpoint of
+ * any shape can be fine-tuned into b1.58. On failure the trainer is left freed. */
 lb_status lb_trainer_init(lb_trainer *t, const lb_config *cfg);
 void lb_trainer_free(lb_trainer *t);
 
@@ -90,6 +94,9 @@ lb_status lb_trainer_save(lb_trainer *t, char *path_out, size_t size);
 
 /* The resolved config stored in a checkpoint (file or run directory). */
 lb_status lb_load_checkpoint_config(const char *path, lb_config *cfg);
+
+/* The optimizer steps a checkpoint had taken: train/step, 0 for a weights checkpoint. */
+lb_status lb_load_checkpoint_step(const char *path, int64_t *step);
 
 /* For `lowbit eval` and `lowbit sample`: the config, tokenizer and model
  * stored in a checkpoint (file or run directory). */
