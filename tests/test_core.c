@@ -101,6 +101,22 @@ static void test_arena_release_reuses_blocks(void **state) {
     lb_arena_free(&a);
 }
 
+/* Steps that each need a little more than the last (a generation window
+ * growing by one token) grow the arena with what they use: its capacity
+ * stays within a small factor of the peak instead of doubling per step. */
+static void test_arena_growing_steps_stay_bounded(void **state) {
+    (void)state;
+    lb_arena a;
+    assert_int_equal(lb_arena_init(&a, 4096), LB_OK);
+    for (size_t step = 1; step <= 60; step++) {
+        for (size_t i = 0; i < step; i++) assert_non_null(lb_arena_alloc(&a, 4096));
+        assert_true(a.capacity <= 4 * a.peak + 4096);
+        lb_arena_reset(&a);
+    }
+    assert_true(a.capacity <= 2 * a.peak);
+    lb_arena_free(&a);
+}
+
 static void test_philox_known_answer(void **state) {
     (void)state;
     /* Known-answer vectors of Random123's philox4x32_10 (kat_vectors). */
@@ -197,6 +213,7 @@ int main(void) {
         cmocka_unit_test(test_tensor_shapes),
         cmocka_unit_test(test_arena_alignment_and_steady_state),
         cmocka_unit_test(test_arena_release_reuses_blocks),
+        cmocka_unit_test(test_arena_growing_steps_stay_bounded),
         cmocka_unit_test(test_philox_known_answer),
         cmocka_unit_test(test_rand_fill_matches_single_draws),
         cmocka_unit_test(test_rng_same_with_1_and_2_threads),

@@ -163,6 +163,10 @@ void lb_arena_reset(lb_arena *a) {
             a->first = one;
             a->capacity = one->size;
             a->n_system_allocs++;
+            /* The doubling restarts from what the steps use: a step needing a
+             * little more each time (a growing generation window) would
+             * otherwise double the next chunk at every reset, without bound. */
+            a->chunk_size = one->size;
         }
     }
     for (lb_arena_chunk *c = a->first; c; c = c->next) c->used = 0;
