@@ -136,17 +136,21 @@ int cli_generate(const char *cmd, int argc, char **argv, int fallback) {
         fprintf(stderr, "lowbit %s: %s: %s; sampling with the training-time forward\n", cmd, path, lb_errmsg());
     }
 
-    size_t len = strlen(prompt), n_prompt = 0;
-    int *ids = rc == LB_EXIT_OK ? malloc((len + (size_t)n_new + 1) * sizeof(int)) : NULL;
+    /* The prompt as the tokenizer's own library encodes it for a model: with
+     * its special tokens (a Llama tokenizer's BOS); none for byte and char. */
+    lb_ids encoded = {0};
+    size_t n_prompt = 0;
+    int *ids = NULL;
     if (rc != LB_EXIT_OK) {
-    } else if (!ids) {
-        rc = cli_fail("generating");
-    } else if (lb_tokenizer_encode(tok, prompt, len, ids, &n_prompt) != LB_OK) {
+    } else if (lb_tokenizer_encode_append(tok, prompt, strlen(prompt), LB_ENCODE_ADD_SPECIAL, &encoded) != LB_OK) {
         rc = cli_fail("encoding the prompt");
-    } else if (n_prompt == 0) {
+    } else if ((n_prompt = encoded.n) == 0) {
         fprintf(stderr, "lowbit %s: the prompt is empty\n", cmd);
         rc = LB_EXIT_USAGE;
+    } else if (!(ids = malloc((n_prompt + (size_t)n_new) * sizeof(int)))) {
+        rc = cli_fail("generating");
     } else {
+        memcpy(ids, encoded.v, n_prompt * sizeof(int));
         lb_rng rng;
         lb_rng_init(&rng, (uint64_t)seed, LB_STREAM_SAMPLE);
         lb_rt_gen_stats st = {0};
@@ -157,7 +161,7 @@ int cli_generate(const char *cmd, int argc, char **argv, int fallback) {
         if (s != LB_OK) {
             rc = cli_fail("generating");
         } else {
-            char *text = lb_tokenizer_decode(tok, ids, n_prompt + (size_t)n_new, NULL);
+            char *text = lb_tokenizer_decode_opts(tok, ids, n_prompt + (size_t)n_new, LB_DECODE_SKIP_SPECIAL, NULL);
             if (text) {
                 printf("%s\n", text);
                 fflush(stdout);
@@ -169,6 +173,7 @@ int cli_generate(const char *cmd, int argc, char **argv, int fallback) {
         }
     }
     free(ids);
+    lb_ids_free(&encoded);
     lb_rt_session_free(session);
     lb_rt_model_free(rm);
     lb_model_free(model);
