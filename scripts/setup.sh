@@ -35,6 +35,16 @@ if ((${#missing[@]})); then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# `npm ci` in directory $1 with the options that follow; once more after a
+# pause when the registry fails it (a dropped connection fails a whole setup).
+npm_ci() {
+  local dir=$1; shift
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error "$@") && return 0
+  echo "setup: npm ci in $dir failed; trying once more in 10 s" >&2
+  sleep 10
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error "$@")
+}
+
 # npm packages the tests use as independent readers, pinned by
 # scripts/reference/package-lock.json, into scripts/reference/node_modules
 # (git-ignored): installed when one of them is missing or of another version.
@@ -46,7 +56,7 @@ if ! node -e '
   }' 2>/dev/null; then
   command -v npm >/dev/null || { echo "setup: npm is missing (it comes with Node.js)" >&2; exit 1; }
   echo "setup: installing the npm packages of scripts/reference"
-  (cd scripts/reference && npm ci --no-audit --no-fund --loglevel=error)
+  npm_ci scripts/reference
 fi
 
 # llama.cpp for the GGUF export check (tests/test_gguf_export, scripts/llama_check.sh): the
@@ -59,7 +69,7 @@ if ! node -e '
     if (require("./scripts/llama/node_modules/" + p + "/package.json").version !== v) process.exit(1);' 2>/dev/null; then
   command -v npm >/dev/null || { echo "setup: npm is missing (it comes with Node.js)" >&2; exit 1; }
   echo "setup: installing node-llama-cpp into scripts/llama"
-  (cd scripts/llama && npm ci --omit=optional --no-audit --no-fund --loglevel=error)
+  npm_ci scripts/llama --omit=optional
 fi
 
 BUILD_DIR=${LOWBIT_BUILD_DIR:-build}
