@@ -755,11 +755,6 @@ static void compare_with_reference(const char *path, const char *json_path) {
     json_decref(ref);
 }
 
-static void run_ok(const char *cmd) {
-    int rc = system(cmd);
-    if (rc != 0) fail_msg("failed (%d): %s", rc, cmd);
-}
-
 static void test_independent_readers(void **state) {
     tu_require_python_numpy();
     tu_require_node_gguf();
@@ -773,21 +768,21 @@ static void test_independent_readers(void **state) {
     uint8_t *bytes[N_SAMPLE] = {0};
     write_sample(path, bytes);
     snprintf(cmd, sizeof cmd, TU_PYTHON " '%s/scripts/reference/gguf_ref.py' dump '%s' > '%s'", src, path, json);
-    run_ok(cmd);
+    tu_run_ok(cmd);
     compare_with_reference(path, json);
     snprintf(cmd, sizeof cmd, "cd '%s/scripts/reference' && node gguf_js_check.mjs '%s' '%s' >/dev/null", src, path,
              json);
-    run_ok(cmd);
+    tu_run_ok(cmd);
 
     /* the reference writes; lowbit and @huggingface/gguf read */
     snprintf(path, sizeof path, "%s/python.gguf", dir);
     snprintf(json, sizeof json, "%s/python.json", dir);
     snprintf(cmd, sizeof cmd, TU_PYTHON " '%s/scripts/reference/gguf_ref.py' write '%s' > '%s'", src, path, json);
-    run_ok(cmd);
+    tu_run_ok(cmd);
     compare_with_reference(path, json);
     snprintf(cmd, sizeof cmd, "cd '%s/scripts/reference' && node gguf_js_check.mjs '%s' '%s' >/dev/null", src, path,
              json);
-    run_ok(cmd);
+    tu_run_ok(cmd);
 
     for (int i = 0; i < N_SAMPLE; i++) free(bytes[i]);
     tu_rmdir(dir);

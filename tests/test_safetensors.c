@@ -433,11 +433,6 @@ static void compare_with_reference(const char *path, const char *json_path) {
     json_decref(ref);
 }
 
-static void run_ok(const char *cmd) {
-    int rc = system(cmd);
-    if (rc != 0) fail_msg("failed (%d): %s", rc, cmd);
-}
-
 static void test_independent_reference(void **state) {
     tu_require_python_numpy();
     char dir[256], a[300], b[300], json[300], cmd[2048];
@@ -453,10 +448,10 @@ static void test_independent_reference(void **state) {
     uint8_t *bytes[N_SAMPLES];
     write_sample(a, bytes);
     snprintf(cmd, sizeof cmd, TU_PYTHON " '%s/%s' dump '%s' > '%s'", src, script, a, json);
-    run_ok(cmd);
+    tu_run_ok(cmd);
     compare_with_reference(a, json);
     snprintf(cmd, sizeof cmd, TU_PYTHON " '%s/%s' rewrite '%s' '%s' > /dev/null", src, script, a, b);
-    run_ok(cmd);
+    tu_run_ok(cmd);
     size_t na, nb;
     uint8_t *fa = tu_read_file(a, &na), *fb = tu_read_file(b, &nb);
     assert_int_equal(na, nb);
@@ -468,7 +463,7 @@ static void test_independent_reference(void **state) {
     snprintf(a, sizeof a, "%s/python.safetensors", dir);
     snprintf(json, sizeof json, "%s/python.json", dir);
     snprintf(cmd, sizeof cmd, TU_PYTHON " '%s/%s' write '%s' > '%s'", src, script, a, json);
-    run_ok(cmd);
+    tu_run_ok(cmd);
     compare_with_reference(a, json);
 
     /* a sharded model written by the reference, opened by its directory */
@@ -476,7 +471,7 @@ static void test_independent_reference(void **state) {
     snprintf(json, sizeof json, "%s/sharded.json", dir);
     snprintf(cmd, sizeof cmd, "mkdir -p '%s' && " TU_PYTHON " '%s/%s' write-sharded '%s' > '%s'", a, src, script, a,
              json);
-    run_ok(cmd);
+    tu_run_ok(cmd);
     compare_with_reference(a, json);
 
     for (int i = 0; i < N_SAMPLES; i++) free(bytes[i]);

@@ -177,3 +177,8 @@ const char *tu_source_dir(void) {
     const char *d = getenv("LOWBIT_SOURCE_DIR");
     return d && *d ? d : ".";
 }
+
+void tu_run_ok(const char *cmd) {
+    int rc = system(cmd);
+    if (rc != 0) fail_msg("failed (%d): %s", rc, cmd);
+}

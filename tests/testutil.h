@@ -48,6 +48,9 @@ double tu_gradcheck(tu_loss_fn fn, lb_tensor **params, int n_params, void *ctx, 
  * `buf` receives its path. */
 void tu_tmpdir(char *buf, size_t size, const char *tag);
 
+/* Runs a shell command; the test fails, naming it, unless it exits 0. */
+void tu_run_ok(const char *cmd);
+
 /* A temporary run directory holding a generated corpus: sentences from a
  * small grammar (subject, verb, object) drawn with the counter-based RNG
  * under `seed`, `corpus_bytes` long, which a small model learns in a few
