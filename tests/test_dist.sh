@@ -98,7 +98,10 @@ match)
     tol=$($PY -c "import sys; print('%.3e' % (3 * float(sys.argv[1])))" "$scale")
     compare "$name-n1/step_00000050.h5" "$name-n2/step_00000050.h5" "$tol" "$name: 2 ranks × 4 vs 1 rank × 8 (grad_accum regrouping: $scale)"
     a=$(val_loss "$name-n1")
-    vtol=$($PY -c "import sys; print('%.1e' % (3 * abs(float(sys.argv[1]) - float(sys.argv[2])) + 1e-5))" "$a" "$(val_loss "$name-acc")")
+    # One sample of a regrouping's effect on the loss is itself noisy where
+    # whole rounding steps flip (b1.58 in a -O2 build: 7.6e-5 against 3×2.6e-5
+    # once), hence a floor of 1e-4 of the loss.
+    vtol=$($PY -c "import sys; a = float(sys.argv[1]); print('%.1e' % (3 * abs(a - float(sys.argv[2])) + 1e-4 * abs(a)))" "$a" "$(val_loss "$name-acc")")
     close "$a" "$(val_loss "$name-n2")" "$vtol" "$name: validation loss, 2 ranks × 4 vs 1 rank × 8"
   done
   # The comparison can fail: 1 rank × 4 trains on other batches.
