@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# lowbit quantize as a user runs it: a short fp32 run, RTN into checkpoints
-# that eval, sample and train.init_from read, and bad input (no data for
+# lowbit quantize as a user runs it: a short fp32 run, RTN and GPTQ into
+# checkpoints that eval, sample and train.init_from read, and bad input (no data for
 # calibration, a spec the shapes cannot take, an existing output, a model
 # that already quantizes).
 #   test_quantize_cli.sh LOWBIT
@@ -47,6 +47,19 @@ expect 0 "RTN ternary of every layer, no calibration" -- "$LOWBIT" quantize "$WO
   --calib 0 --layers attn,ffn,head
 expect 0 "eval of the ternary checkpoint" -- "$LOWBIT" eval "$WORK/t.h5"
 expect 0 "sample from it" -- "$LOWBIT" sample "$WORK/t.h5" --prompt "the " --tokens 8
+expect 0 "GPTQ int4:g32 with act-order" -- "$LOWBIT" quantize "$WORK/run" -o "$WORK/g4.h5" --spec int4:g32 \
+  --method gptq --calib 2 --act-order --block 32
+contains "$WORK/out" "gptq err" "GPTQ's errors reported next to RTN's"
+contains "$WORK/out" "(weights 'int4:g32:lsq')" "GPTQ's scales stored as LSQ steps"
+expect 0 "eval of the GPTQ checkpoint" -- "$LOWBIT" eval "$WORK/g4.h5"
+expect 0 "GPTQ ternary per channel" -- "$LOWBIT" quantize "$WORK/run" -o "$WORK/gt.h5" --spec ternary:per_channel \
+  --method gptq --calib 2
+contains "$WORK/out" "(weights 'ternary:per_channel')" "ternary keeps its spec"
+expect 0 "eval of the GPTQ ternary checkpoint" -- "$LOWBIT" eval "$WORK/gt.h5"
+expect 2 "GPTQ of an asymmetric spec" -- "$LOWBIT" quantize "$WORK/run" -o "$WORK/x.h5" --spec int4:g32:asym --method gptq
+contains "$WORK/err" "--method rtn" "says what to use"
+expect 2 "GPTQ without calibration" -- "$LOWBIT" quantize "$WORK/run" -o "$WORK/x.h5" --spec int4 --method gptq --calib 0
+expect 2 "a bad --damp" -- "$LOWBIT" quantize "$WORK/run" -o "$WORK/x.h5" --spec int4 --method gptq --damp -1
 cat >"$WORK/qat.yaml" <<YAML
 model: {quant: {attn: {weight: int4:g32}, ffn: {weight: int4:g32}}}
 data: {path: $WORK/corpus.txt}

@@ -1,5 +1,5 @@
-/* lowbit quantize CHECKPOINT -o OUT --spec SPEC [--method rtn] [--calib N]
- *                 [--layers attn,ffn,head] [--set key=value ...]
+/* lowbit quantize CHECKPOINT -o OUT --spec SPEC [--method rtn|gptq] [--calib N]
+ *                 [--act-order] [--damp F] [--block N] [--layers attn,ffn,head] [--set key=value ...]
  * Post-training quantization into a weights checkpoint (src/ptq, docs/ptq.md). */
 #include <errno.h>
 #include <math.h>
@@ -15,17 +15,22 @@
 #include "trainer/trainer.h"
 
 static const char QUANTIZE_USAGE[] =
-    "usage: lowbit quantize CHECKPOINT -o OUT.h5 --spec SPEC [--method rtn] [--calib N]\n"
-    "                       [--layers attn,ffn,head] [--set key=value ...]\n"
+    "usage: lowbit quantize CHECKPOINT -o OUT.h5 --spec SPEC [--method rtn|gptq] [--calib N]\n"
+    "                       [--act-order] [--damp F] [--block N] [--layers attn,ffn,head]\n"
+    "                       [--set key=value ...]\n"
     "\n"
     "Post-training quantization of a checkpoint's linear layers into a weights checkpoint that\n"
     "eval, sample, export and train.init_from read. SPEC is a weight spec (docs/quantization.md),\n"
     "e.g. int4:g128, int8:per_channel, ternary, ternary:per_channel.\n"
     "\n"
-    "  --method rtn          round to nearest\n"
+    "  --method rtn|gptq     round to nearest (default), or GPTQ (ternary and symmetric INTn; the\n"
+    "                        INT scales are stored as the layers' LSQ steps: the spec gets :lsq)\n"
     "  --calib N             calibration batches (train.batch_size x train.seq_len tokens of the\n"
     "                        train split of the data the checkpoint's config names; default 8).\n"
-    "                        Used to report each layer's error ||WX - QX||^2 per token; 0: none\n"
+    "                        GPTQ's Hessians, and each layer's error ||WX - QX||^2 per token; 0: none\n"
+    "  --act-order           GPTQ: columns by decreasing Hessian diagonal\n"
+    "  --damp F              GPTQ: damping, a fraction of the mean Hessian diagonal (default 0.01)\n"
+    "  --block N             GPTQ: columns per lazy block (default 128)\n"
     "  --layers LIST         which linear layers: attn, ffn, head (default attn,ffn)\n"
     "  --set key=value       changes the stored config, e.g. --set data.path=corpus.txt\n";
 
@@ -44,10 +49,11 @@ static int parse_layers(const char *list, int *kinds) {
 
 static void print_layer(void *ctx, const lb_model *m, const lb_ptq_layer *l) {
     const lb_tensor *t = m->params[l->param].t;
-    if (isnan(l->err_rtn))
-        printf("  %-24s [%5d, %5d]  %8.3f s\n", t->name, t->shape[0], t->shape[1], l->seconds);
-    else
-        printf("  %-24s [%5d, %5d]  err %.6g  %8.3f s\n", t->name, t->shape[0], t->shape[1], l->err, l->seconds);
+    int gptq = *(const lb_ptq_method *)ctx == LB_PTQ_GPTQ;
+    printf("  %-24s [%5d, %5d]", t->name, t->shape[0], t->shape[1]);
+    if (!isnan(l->err_rtn)) printf("  rtn err %-11.5g", l->err_rtn);
+    if (gptq) printf("  gptq err %-11.5g (%5.1f%% of rtn)", l->err, 100.0 * l->err / l->err_rtn);
+    printf("  %7.3f s\n", l->seconds);
     fflush(stdout);
 }
 
@@ -116,7 +122,7 @@ int cmd_quantize(int argc, char **argv) {
             return LB_EXIT_OK;
         }
         int takes = !strcmp(a, "-o") || !strcmp(a, "--spec") || !strcmp(a, "--method") || !strcmp(a, "--calib") ||
-                    !strcmp(a, "--layers") || !strcmp(a, "--set");
+                    !strcmp(a, "--layers") || !strcmp(a, "--set") || !strcmp(a, "--damp") || !strcmp(a, "--block");
         if (takes && i + 1 >= argc) {
             fprintf(stderr, "lowbit quantize: %s needs a value\n", a);
             return LB_EXIT_USAGE;
@@ -126,12 +132,27 @@ int cmd_quantize(int argc, char **argv) {
         if (!strcmp(a, "-o")) out_path = v;
         else if (!strcmp(a, "--spec")) spec_text = v;
         else if (!strcmp(a, "--set")) continue; /* applied to the config below */
+        else if (!strcmp(a, "--act-order")) o.act_order = 1;
+        else if (!strcmp(a, "--damp")) {
+            o.damp = strtod(v, &end);
+            if (*v == '\0' || *end != '\0' || !(o.damp >= 0.0 && o.damp < 1e6)) {
+                fprintf(stderr, "lowbit quantize: --damp expects a number >= 0, got '%s'\n", v);
+                return LB_EXIT_USAGE;
+            }
+        } else if (!strcmp(a, "--block")) {
+            long n = strtol(v, &end, 10);
+            if (*v == '\0' || *end != '\0' || n < 1 || n > 1 << 20) {
+                fprintf(stderr, "lowbit quantize: --block expects a positive number of columns, got '%s'\n", v);
+                return LB_EXIT_USAGE;
+            }
+            o.block = (int)n;
+        }
         else if (!strcmp(a, "--method")) {
             int found = 0;
             for (int m = 0; m < LB_PTQ_METHOD_COUNT; m++)
                 if (!strcmp(v, lb_ptq_method_names[m])) o.method = (lb_ptq_method)m, found = 1;
             if (!found) {
-                fprintf(stderr, "lowbit quantize: --method expects rtn, got '%s'\n", v);
+                fprintf(stderr, "lowbit quantize: --method expects rtn or gptq, got '%s'\n", v);
                 return LB_EXIT_USAGE;
             }
         } else if (!strcmp(a, "--calib")) {
@@ -212,13 +233,14 @@ int cmd_quantize(int argc, char **argv) {
     lb_ptq_result r;
     int rc = LB_EXIT_OK;
     lb_model *out = NULL;
-    if (lb_ptq_run(model, &o, train, cfg.train.batch_size, cfg.train.seq_len, cfg.train.seed, print_layer, NULL, &r) !=
-        LB_OK) {
+    if (lb_ptq_run(model, &o, train, cfg.train.batch_size, cfg.train.seq_len, cfg.train.seed, print_layer, &o.method,
+                   &r) != LB_OK) {
         rc = cli_fail(path);
         goto done;
     }
-    printf("%d layers: calibration %.2f s, %s %.2f s\n", r.n_layers, r.calib_seconds, lb_ptq_method_names[o.method],
-           r.method_seconds);
+    printf("%d layers: calibration %.2f s, rtn %.3f s", r.n_layers, r.calib_seconds, r.rtn_seconds);
+    if (o.method == LB_PTQ_GPTQ) printf(", gptq %.3f s", r.method_seconds);
+    printf("\n");
     set_kinds(&cfg, model, o.kinds, &r.out_spec);
     cfg.train.init_from[0] = '\0';
     if (lb_config_validate(&cfg) != LB_OK || !(out = output_model(&cfg, model, &r))) rc = cli_fail(NULL);

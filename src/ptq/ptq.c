@@ -9,9 +9,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "ptq/gptq.h"
 #include "quant/quantize.h"
 
-const char *const lb_ptq_method_names[LB_PTQ_METHOD_COUNT] = {"rtn"};
+const char *const lb_ptq_method_names[LB_PTQ_METHOD_COUNT] = {"rtn", "gptq"};
 
 static double now_seconds(void) {
     struct timespec ts;
@@ -25,6 +26,8 @@ lb_ptq_options lb_ptq_options_default(void) {
     o.spec = lb_qspec_none();
     o.kinds = LB_PTQ_ATTN | LB_PTQ_FFN;
     o.calib_batches = 8;
+    o.damp = 0.01;
+    o.block = 128;
     return o;
 }
 
@@ -75,12 +78,21 @@ lb_status lb_ptq_check(const lb_model *m, const lb_ptq_options *o) {
     lb_qspec_format(&o->spec, spec, sizeof spec);
     const lb_qspec *s = &o->spec;
     if (o->method < 0 || o->method >= LB_PTQ_METHOD_COUNT)
-        return lb_error(LB_ECONFIG, "quantize: unknown method %d (expected rtn)", (int)o->method);
+        return lb_error(LB_ECONFIG, "quantize: unknown method %d (expected rtn or gptq)", (int)o->method);
     if (lb_qspec_is_none(s)) return lb_error(LB_ECONFIG, "quantize: the spec 'none' quantizes nothing");
     if (s->lsq || s->stochastic)
         return lb_error(LB_ECONFIG, "quantize: spec '%s': %s", spec,
                         s->lsq ? "'lsq' steps are learned in training; PTQ fits its own scales"
                                : "stochastic rounding is not round to nearest");
+    if (o->method == LB_PTQ_GPTQ) {
+        if (!(s->format == LB_QF_TERNARY || (s->format == LB_QF_INT && !s->asymmetric && !s->b1)))
+            return lb_error(LB_ECONFIG,
+                            "quantize: GPTQ takes ternary and symmetric INTn specs, not '%s' (use --method rtn)", spec);
+        if (o->calib_batches < 1)
+            return lb_error(LB_ECONFIG, "quantize: GPTQ needs calibration batches (--calib N with N >= 1)");
+        if (!(o->damp >= 0.0) || !(o->block >= 1))
+            return lb_error(LB_ECONFIG, "quantize: --damp must be >= 0 and --block >= 1");
+    }
     if (o->calib_batches < 0) return lb_error(LB_ECONFIG, "quantize: --calib must be >= 0");
     if (!(o->kinds & (LB_PTQ_ATTN | LB_PTQ_FFN | LB_PTQ_HEAD)))
         return lb_error(LB_ECONFIG, "quantize: no layers chosen (--layers attn,ffn,head)");
@@ -204,8 +216,9 @@ static double recon_error(const float *w, const float *q, size_t rows, size_t K,
 
 /* ---- the run -------------------------------------------------------------------- */
 
-/* One layer: `quantized` receives what the forward pass will compute,
- * `stored` what the checkpoint holds. */
+/* One layer: RTN, and GPTQ when asked; `quantized` receives what the forward
+ * pass will compute, `stored` what the checkpoint holds, `steps` (GPTQ INT)
+ * the per-block steps. */
 static lb_status quantize_layer(const lb_ptq_options *o, const lb_tensor *t, const double *H, float *stored,
                                 float *quantized, float *steps, lb_ptq_layer *rep, double *delta, double *e) {
     size_t rows = (size_t)t->shape[0], cols = (size_t)t->shape[1];
@@ -214,8 +227,25 @@ static lb_status quantize_layer(const lb_ptq_options *o, const lb_tensor *t, con
     double t1 = now_seconds();
     rep->err_rtn = H ? recon_error(t->data, quantized, rows, cols, H, delta, e) : NAN;
     rep->err = rep->err_rtn;
-    rep->seconds = t1 - t0;
-    return LB_OK;
+    rep->seconds = rep->seconds_rtn = t1 - t0;
+    if (o->method != LB_PTQ_GPTQ) return LB_OK;
+
+    lb_gptq_options go = {o->damp, o->block, o->act_order};
+    size_t n = rows * cols;
+    int8_t *codes = malloc(n);
+    double *Hw = malloc(cols * cols * sizeof *Hw);
+    lb_status s = codes && Hw ? LB_OK : lb_error(LB_ENOMEM, "gptq");
+    if (s == LB_OK) {
+        memcpy(Hw, H, cols * cols * sizeof *Hw);
+        t0 = now_seconds();
+        s = lb_gptq(&o->spec, t->data, rows, cols, Hw, &go, codes, steps, quantized);
+        rep->seconds = now_seconds() - t0;
+    }
+    if (s == LB_OK) s = lb_gptq_stored_form(&o->spec, codes, steps, rows, cols, quantized, stored);
+    if (s == LB_OK) rep->err = recon_error(t->data, quantized, rows, cols, H, delta, e);
+    free(codes);
+    free(Hw);
+    return s;
 }
 
 lb_status lb_ptq_run(lb_model *m, const lb_ptq_options *o, const lb_tokens *train, int B, int T, uint64_t seed,
@@ -224,6 +254,7 @@ lb_status lb_ptq_run(lb_model *m, const lb_ptq_options *o, const lb_tokens *trai
     memset(r, 0, sizeof *r);
     LB_TRY(lb_ptq_check(m, o));
     r->out_spec = o->spec;
+    if (o->method == LB_PTQ_GPTQ && o->spec.format == LB_QF_INT) r->out_spec.lsq = 1;
     const int np = m->n_params, L = m->cfg.n_layers;
     int n_sel = 0;
     for (int i = 0; i < np; i++) n_sel += (kind_of(m->params[i].role) & o->kinds) != 0;
@@ -288,9 +319,10 @@ lb_status lb_ptq_run(lb_model *m, const lb_ptq_options *o, const lb_tokens *trai
             if (p->layer != layer || !(kind_of(p->role) & o->kinds)) continue;
             lb_ptq_layer *rep = &r->layers[r->n_layers++];
             rep->param = i;
-            size_t n = p->t->n;
+            size_t n = p->t->n, n_steps = lb_quant_n_blocks(&o->spec, (size_t)p->t->shape[0], (size_t)p->t->shape[1]);
             stored[i] = malloc(n * sizeof(float));
-            if (!stored[i]) {
+            if (o->method == LB_PTQ_GPTQ) r->steps[i] = malloc(n_steps * sizeof(float));
+            if (!stored[i] || (o->method == LB_PTQ_GPTQ && !r->steps[i])) {
                 s = lb_error(LB_ENOMEM, "quantize '%s'", p->t->name);
                 break;
             }
@@ -301,9 +333,14 @@ lb_status lb_ptq_run(lb_model *m, const lb_ptq_options *o, const lb_tokens *trai
                 break;
             }
             r->method_seconds += rep->seconds;
+            r->rtn_seconds += rep->seconds_rtn;
             /* The layers after this one calibrate on what the forward pass
              * will compute from the checkpoint. */
             memcpy(p->t->data, quantized, n * sizeof(float));
+            if (r->out_spec.lsq == 0) {
+                free(r->steps[i]);
+                r->steps[i] = NULL;
+            }
             if (progress) progress(ctx, m, rep);
         }
         for (int sl = 0; sl < N_SLOTS; sl++) {

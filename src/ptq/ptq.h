@@ -25,8 +25,8 @@
 #include "layers/model.h"
 #include "quant/qspec.h"
 
-typedef enum lb_ptq_method { LB_PTQ_RTN = 0, LB_PTQ_METHOD_COUNT } lb_ptq_method;
-/* "rtn" */
+typedef enum lb_ptq_method { LB_PTQ_RTN = 0, LB_PTQ_GPTQ, LB_PTQ_METHOD_COUNT } lb_ptq_method;
+/* "rtn", "gptq" */
 extern const char *const lb_ptq_method_names[LB_PTQ_METHOD_COUNT];
 
 /* Which linear layers: bits of lb_ptq_options.kinds, named as model.quant's keys. */
@@ -37,9 +37,12 @@ typedef struct lb_ptq_options {
     lb_qspec spec;       /* the weight spec */
     int kinds;           /* LB_PTQ_ATTN | LB_PTQ_FFN | LB_PTQ_HEAD */
     int calib_batches;   /* calibration batches (B × T tokens each); 0: none (RTN only, no errors) */
+    double damp;         /* GPTQ: damping as a fraction of the mean diagonal of H (0.01) */
+    int block;           /* GPTQ: columns per lazy block (128) */
+    int act_order;       /* GPTQ: columns by decreasing diag(H) */
 } lb_ptq_options;
 
-/* The defaults: RTN, attention and FFN, 8 calibration batches. */
+/* The defaults: RTN, attention and FFN, 8 calibration batches, damp 0.01, blocks of 128. */
 lb_ptq_options lb_ptq_options_default(void);
 
 /* One quantized layer. */
@@ -47,6 +50,7 @@ typedef struct lb_ptq_layer {
     int param;           /* index in the parameter table */
     double err_rtn;      /* ‖WX − ŴX‖² / n over the calibration tokens, Ŵ by RTN (NAN without calibration) */
     double err;          /* the same for the method's Ŵ (equal to err_rtn for RTN) */
+    double seconds_rtn;  /* time of RTN on this layer */
     double seconds;      /* time of the method on this layer (without calibration) */
 } lb_ptq_layer;
 
@@ -57,6 +61,7 @@ typedef struct lb_ptq_result {
     float **steps;             /* [n_params]: the weight_step values for out_spec with lsq, else NULL */
     double calib_seconds;      /* forward passes and Hessians */
     double method_seconds;     /* RTN or GPTQ over all layers */
+    double rtn_seconds;        /* RTN over all layers (GPTQ also rounds every layer, for its report) */
 } lb_ptq_result;
 void lb_ptq_result_free(lb_ptq_result *r, int n_params);
 
