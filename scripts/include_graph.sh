@@ -6,7 +6,7 @@
 set -euo pipefail
 root=${1:-$(cd "$(dirname "$0")/.." && pwd)}
 # Bottom to top: each module may include only modules before it.
-order="core quant autograd layers runtime optim dist data io interop trainer api train"
+order="core quant autograd layers runtime optim dist data ptq io interop trainer api train"
 for m in $order; do
     if [ "$m" = train ]; then files=("$root"/train/*.c "$root"/train/*.h); else files=("$root"/src/$m/*.[ch]); fi
     uses=$(sed -n 's|^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([a-z_]*\)/.*|\1|p' "${files[@]}" 2>/dev/null |

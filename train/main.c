@@ -33,6 +33,10 @@ static const cli_command COMMANDS[] = {
     {"import", cmd_import,
      "  import hf DIR -o FILE.h5\n"
      "                         a Hugging Face Llama or BitNet model directory into a checkpoint\n"},
+    {"quantize", cmd_quantize,
+     "  quantize CHECKPOINT -o OUT.h5 --spec SPEC [--method rtn|gptq] [--calib N] [--act-order]\n"
+     "                         [--damp F] [--block N] [--layers attn,ffn,head]\n"
+     "                         post-training quantization of the linear layers\n"},
     {"export", cmd_export,
      "  export CHECKPOINT -o MODEL.gguf [--type tq2_0|tq1_0|q8_0|q4_0|f16|f32]\n"
      "                         write a GGUF file llama.cpp runs\n"

@@ -391,6 +391,7 @@ static lb_tensor *linear(lb_graph *g, const lb_model *m, lb_tensor *x, lb_tensor
         q = c;
     }
     int i = (int)(w - m->tensors), ws = m->weight_step[i], as = m->act_step[i];
+    if (m->linear_input && x) m->linear_input(m->linear_input_ctx, i, x);
     lb_linear_steps steps = {ws >= 0 ? &m->tensors[ws] : NULL, as >= 0 ? &m->tensors[as] : NULL};
     lb_tensor *learned[2] = {steps.weight, steps.activation};
     for (int k = 0; k < 2; k++) /* back onto s >= LB_LSQ_MIN_STEP (see model.h) */

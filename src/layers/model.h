@@ -97,6 +97,11 @@ typedef struct lb_model {
     uint64_t seed;                     /* the init seed; also keys stochastic rounding */
     uint64_t step;                     /* training step, for stochastic-rounding streams */
     lb_grad_precision act_grad;        /* gradients into each linear layer's input (fp32: as computed) */
+    /* Calibration (src/ptq): when set, the forward pass hands every linear
+       layer's input x [..., K] to it, with the index of the layer's weight in
+       the parameter table, before the layer's product. NULL: nothing. */
+    void (*linear_input)(void *ctx, int param, const lb_tensor *x);
+    void *linear_input_ctx;
 
     lb_tensor *token_embd, *output_norm;
     lb_tensor *output;                 /* the LM head: token_embd when tied */

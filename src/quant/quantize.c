@@ -513,6 +513,15 @@ lb_status lb_fake_quantize(const lb_qspec *s, const float *x, float *y, size_t r
     return run(s, x, rows, cols, NULL, NULL, NULL, y, range);
 }
 
+lb_status lb_quant_fit_block(const lb_qspec *s, const float *x, size_t n, lb_qblock_params *p) {
+    if (!(s->format == LB_QF_TERNARY || s->format == LB_QF_INT) || s->b1 || s->lsq || s->stochastic || n == 0)
+        return lb_error(LB_EINVAL, "quantize: block parameters are for ternary and INT specs (not b1, lsq or sr)");
+    stats st = stats_of(s, x, n);
+    qblock b = params_of(s, &st, n);
+    *p = (lb_qblock_params){b.s, b.d, b.z, b.m, b.qmin, b.qmax};
+    return LB_OK;
+}
+
 lb_status lb_dequantize(const lb_qspec *s, const void *codes, const float *scales, const float *zeros, size_t rows,
                         size_t cols, float *y) {
     LB_TRY(lb_quant_check(s, rows, cols));

@@ -31,6 +31,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <math.h>
+
 #include "quant/qspec.h"
 
 /* Number of scale blocks (1 for none/bf16/fp16/raw casts). */
@@ -57,6 +59,24 @@ lb_status lb_dequantize(const lb_qspec *s, const void *codes, const float *scale
  * extreme codes, [(qmin − ½)·d + m, (qmax + ½)·d + m] (binary: [−2β, 2β]);
  * float formats: [−fmax·d, fmax·d]. Absmax-scaled blocks never clip. */
 lb_status lb_fake_quantize(const lb_qspec *s, const float *x, float *y, size_t rows, size_t cols, float *range);
+
+/* One scale block's parameters as the kernels fit them to the block's values
+ * x[0..n), for code that fits a scale once and rounds other values to it
+ * later (GPTQ, src/ptq): element v gets code
+ *   q = clamp(rint(v·s) + z, qmin, qmax)   and value   q·d + m,
+ * the same operations, in the same order, as lb_fake_quantize. Ternary and
+ * INT (not b1, not lsq, not stochastic) only: LB_EINVAL otherwise. */
+typedef struct lb_qblock_params {
+    float s, d;        /* multiply before rounding; step after (d = 1/s) */
+    float z, m;        /* zero point and offset (asymmetric INT; else 0) */
+    float qmin, qmax;  /* code range */
+} lb_qblock_params;
+lb_status lb_quant_fit_block(const lb_qspec *s, const float *x, size_t n, lb_qblock_params *p);
+static inline float lb_qblock_code(const lb_qblock_params *p, float v) {
+    float q = rintf(v * p->s) + p->z;
+    q = q < p->qmin ? p->qmin : q;
+    return q > p->qmax ? p->qmax : q;
+}
 
 /* The power-of-two scale for casting a tensor of absolute maximum `amax`
  * to a float format with largest finite value fmax (448 for E4M3):
