@@ -77,9 +77,16 @@ void lb_comm_encode(lb_comm_format f, const float *x, size_t len, unsigned char 
         }
         return;
     }
+    /* A block holding inf or NaN is sent with a NaN step, so every rank
+     * decodes NaN there and the step is skipped on all of them (int8's
+     * clamp alone would turn a NaN into a finite -127 steps). */
     float amax = 0.0f;
-    for (size_t i = 0; i < len; i++) amax = fmaxf(amax, fabsf(x[i]));
-    float step = amax / (f == LB_COMM_FP8 ? 448.0f : 127.0f), inv = step > 0.0f ? 1.0f / step : 0.0f;
+    for (size_t i = 0; i < len; i++) {
+        float a = fabsf(x[i]);
+        if (!(a <= amax)) amax = isnan(a) ? INFINITY : a;
+    }
+    float step = isfinite(amax) ? amax / (f == LB_COMM_FP8 ? 448.0f : 127.0f) : NAN;
+    float inv = step > 0.0f ? 1.0f / step : 0.0f;
     memcpy(out, &step, sizeof step);
     unsigned char *q = out + sizeof step;
     for (size_t i = 0; i < len; i++) {
@@ -465,7 +472,10 @@ static lb_status start_compressed(lb_grad_sync *s, bucket *b) {
             unsigned char *code = mine + (cpos + j) / LB_COMM_BLOCK * bb;
             lb_comm_encode(s->comm, x + pos + j, len, code);
             lb_comm_decode(s->comm, code, len, y);
-            for (size_t i = 0; i < len; i++) s->residual[p][j + i] = x[pos + j + i] - y[i];
+            for (size_t i = 0; i < len; i++) { /* a non-finite block keeps its residual: that step is skipped */
+                float r = x[pos + j + i] - y[i];
+                if (isfinite(r)) s->residual[p][j + i] = r;
+            }
         }
         pos += n;
         cpos += (n + LB_COMM_BLOCK - 1) / LB_COMM_BLOCK * LB_COMM_BLOCK;
