@@ -27,14 +27,24 @@ ok() { passed=$((passed + 1)); echo "ok: $1"; }
 bad() { failed=$((failed + 1)); echo "FAILED: $1"; }
 show() { sed 's/^/  | /' "$@" | tail -20; }
 
-command -v mpirun >/dev/null || { echo "FAILED: mpirun is missing (apt-get install openmpi-bin)"; exit 1; }
 $PY -c "import h5py" 2>/dev/null || { echo "FAILED: h5py is missing (apt-get install python3-h5py)"; exit 1; }
-# Open MPI as root, two ranks on two (shared) cores, one OpenMP thread each.
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
-# Open MPI's own allocations at exit are not lowbit's leaks.
+export OMP_NUM_THREADS=1 LOWBIT_DIST_TIMEOUT=60
+# The launcher of the MPI lowbit is linked with: MPICH's hydra (mpiexec.mpich,
+# which passes the whole environment on and runs any number of ranks on two
+# cores), else Open MPI's mpirun (the default): as root, two ranks on two
+# (shared) cores, the variables passed on by name.
+if ldd "$LOWBIT" 2>/dev/null | grep -q libmpich; then
+  MPI_IMPL=mpich
+  command -v mpiexec.mpich >/dev/null || { echo "FAILED: mpiexec.mpich is missing (apt-get install mpich)"; exit 1; }
+  MPIRUN=(mpiexec.mpich)
+else
+  MPI_IMPL=openmpi
+  command -v mpirun >/dev/null || { echo "FAILED: mpirun is missing (apt-get install openmpi-bin)"; exit 1; }
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  MPIRUN=(mpirun --oversubscribe -x OMP_NUM_THREADS -x LOWBIT_DIST_TIMEOUT)
+fi
+# The MPI library's own allocations at exit are not lowbit's leaks.
 [ -n "${ASAN_OPTIONS:-}" ] && export ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0"
-MPIRUN=(mpirun --oversubscribe -x OMP_NUM_THREADS -x LOWBIT_DIST_TIMEOUT)
-export LOWBIT_DIST_TIMEOUT=60
 
 cat "$SRC"/docs/*.md "$SRC"/README.md >"$WORK/corpus.txt"
 cat >"$WORK/tiny.yaml" <<YAML
@@ -173,7 +183,7 @@ failure)
   # A rank killed mid-run: mpirun ends the job with a message, no hang.
   cat >"$WORK/rank.sh" <<'SH'
 #!/bin/sh
-echo $$ >"$WORK/pid.$OMPI_COMM_WORLD_RANK"
+echo $$ >"$WORK/pid.${OMPI_COMM_WORLD_RANK:-$PMI_RANK}"
 exec "$@"
 SH
   chmod +x "$WORK/rank.sh"
@@ -204,10 +214,12 @@ SH
   # LOWBIT_DIST_TIMEOUT with a message naming itself, and ends the job.
   LOWBIT_DIST_TIMEOUT=3 signal_rank1 stopped STOP "rank 0 of 2: .* did not complete in 3 s"
 
-  # SIGTERM to mpirun: it passes SIGTERM on to the ranks and kills them
-  # odls_base_sigkill_timeout seconds later; in between they agree on the
-  # step, rank 0 writes the checkpoint, and all of them exit.
-  RUN=term run_bg --mca odls_base_sigkill_timeout 10
+  # SIGTERM to mpirun: it passes SIGTERM on to the ranks (Open MPI kills
+  # them odls_base_sigkill_timeout seconds later); in between they agree on
+  # the step, rank 0 writes the checkpoint, and all of them exit.
+  term_args=()
+  [ "$MPI_IMPL" = openmpi ] && term_args=(--mca odls_base_sigkill_timeout 10)
+  RUN=term run_bg "${term_args[@]}"
   if wait_pid 1 term; then sleep 1; kill -TERM "$job"; fi
   wait $job
   if grep -q "SIGTERM received at step" "$WORK/term.out"; then ok "SIGTERM: every rank stops"; else
