@@ -3,9 +3,10 @@
  *   mpirun --oversubscribe -np 2 -x OMP_NUM_THREADS=1 build/bench_dist
  *
  * Rank 0 and 1 bounce messages of 8 B .. 64 MiB (ping-pong: half the round
- * trip is one message), then time the gradient reduction lowbit uses (a
- * reduce-scatter then an all-gather of float sums) and MPI_Allreduce on the
- * same sizes. α is the time of an 8-byte message, β the best bandwidth of
+ * trip is one message), then time the gradient reduction (a reduce-scatter
+ * then an all-gather of float sums) with the blocking calls (rs+ag: the MPI's
+ * tuned algorithms) and with the non-blocking ones src/dist starts (irs+iag:
+ * Open MPI's libnbc schedules), and MPI_Allreduce on the same sizes. α is the time of an 8-byte message, β the best bandwidth of
  * messages of 64 KiB and more (larger ones are the likeliest to be
  * descheduled on a shared machine); the
  * reduction's times are printed next to the ring model's prediction
@@ -26,7 +27,7 @@ int main(void) {
  * (at least 5, for ~0.2 s), as rank 0 saw it. The minimum, not the mean: on
  * a shared machine a call that waited for a descheduled rank measures the
  * scheduler, not MPI. */
-enum { PINGPONG, REDUCE_SCATTER_GATHER, ALLREDUCE };
+enum { PINGPONG, REDUCE_SCATTER_GATHER, IREDUCE_SCATTER_GATHER, ALLREDUCE };
 
 static double run(int what, char *buf, char *tmp, size_t n, int rank, int size) {
     int reps = 0;
@@ -48,6 +49,13 @@ static double run(int what, char *buf, char *tmp, size_t n, int rank, int size) 
             if (what == REDUCE_SCATTER_GATHER) {
                 MPI_Reduce_scatter_block(buf, tmp, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
                 MPI_Allgather(tmp, count, MPI_FLOAT, buf, count, MPI_FLOAT, MPI_COMM_WORLD);
+            } else if (what == IREDUCE_SCATTER_GATHER) { /* src/dist's calls: the non-blocking ones, in place */
+                MPI_Request req;
+                MPI_Ireduce_scatter_block(buf, tmp, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &req);
+                MPI_Wait(&req, MPI_STATUS_IGNORE);
+                memcpy(buf + (size_t)rank * (size_t)count * sizeof(float), tmp, (size_t)count * sizeof(float));
+                MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, count, MPI_FLOAT, MPI_COMM_WORLD, &req);
+                MPI_Wait(&req, MPI_STATUS_IGNORE);
             } else {
                 MPI_Allreduce(MPI_IN_PLACE, buf, count * size, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
             }
@@ -78,7 +86,7 @@ int main(int argc, char **argv) {
     char *buf = calloc(max, 1), *tmp = calloc(max, 1);
     enum { NS = 13 };
     size_t sizes[NS];
-    double pp[NS], rsag[NS], ar[NS];
+    double pp[NS], rsag[NS], irsag[NS], ar[NS];
     for (int i = 0; i < NS; i++) sizes[i] = (size_t)8 << (2 * i); /* 8 B .. 128 MiB, capped below */
     int ns = 0;
     while (ns < NS && sizes[ns] <= max) ns++;
@@ -86,6 +94,7 @@ int main(int argc, char **argv) {
         pp[i] = run(PINGPONG, buf, tmp, sizes[i], rank, size);
         size_t n = sizes[i] < (size_t)(4 * size) ? (size_t)(4 * size) : sizes[i];
         rsag[i] = run(REDUCE_SCATTER_GATHER, buf, tmp, n, rank, size);
+        irsag[i] = run(IREDUCE_SCATTER_GATHER, buf, tmp, n, rank, size);
         ar[i] = run(ALLREDUCE, buf, tmp, n, rank, size);
     }
     /* α: the smallest message; β: the best bandwidth of messages ≥ 64 KiB */
@@ -95,11 +104,12 @@ int main(int argc, char **argv) {
     if (rank == 0) {
         printf("bench_dist: %d ranks; α = %.2f µs, β = %.2f GB/s (ping-pong: 8 B; the best of ≥ 64 KiB)\n", size, alpha * 1e6,
                1e-9 / inv_beta);
-        printf("%12s %14s %16s %16s %18s\n", "bytes", "ping-pong µs", "rs+ag µs", "allreduce µs", "ring model µs");
+        printf("%12s %14s %16s %16s %16s %18s\n", "bytes", "ping-pong µs", "rs+ag µs", "irs+iag µs", "allreduce µs",
+               "ring model µs");
         for (int i = 0; i < ns; i++) {
             double p = size, model = 2 * (p - 1) * alpha + 2 * (p - 1) / p * (double)sizes[i] * inv_beta;
-            printf("%12zu %14.2f %16.2f %16.2f %18.2f\n", sizes[i], pp[i] * 1e6, rsag[i] * 1e6, ar[i] * 1e6,
-                   model * 1e6);
+            printf("%12zu %14.2f %16.2f %16.2f %16.2f %18.2f\n", sizes[i], pp[i] * 1e6, rsag[i] * 1e6, irsag[i] * 1e6,
+                   ar[i] * 1e6, model * 1e6);
         }
     }
     free(buf);

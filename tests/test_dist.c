@@ -66,6 +66,18 @@ static void test_codecs_within_their_formats(void **state) {
         lb_comm_decode((lb_comm_format)f, buf, LB_COMM_BLOCK, y);
         for (int i = 0; i < LB_COMM_BLOCK; i++) assert_true(y[i] == 0.0f);
     }
+    /* a NaN or inf arrives non-finite (the trainer then skips the step on
+     * every rank): int8 and fp8 send the whole block as NaN, bf16 the value */
+    for (int bad = 0; bad < 2; bad++)
+        for (int f = LB_COMM_BF16; f < LB_COMM_COUNT; f++) {
+            for (int i = 0; i < LB_COMM_BLOCK; i++) x[i] = 0.01f * (float)(i % 7) - 0.03f;
+            x[5] = bad ? INFINITY : NAN;
+            lb_comm_encode((lb_comm_format)f, x, LB_COMM_BLOCK, buf);
+            lb_comm_decode((lb_comm_format)f, buf, LB_COMM_BLOCK, y);
+            assert_false(isfinite(y[5]));
+            if (f != LB_COMM_BF16)
+                for (int i = 0; i < LB_COMM_BLOCK; i++) assert_true(isnan(y[i]));
+        }
     assert_int_equal(lb_comm_block_bytes(LB_COMM_BF16), 2 * LB_COMM_BLOCK);
     assert_int_equal(lb_comm_block_bytes(LB_COMM_INT8), 4 + LB_COMM_BLOCK);
     assert_int_equal(lb_comm_block_bytes(LB_COMM_FP8), 4 + LB_COMM_BLOCK);

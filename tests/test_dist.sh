@@ -27,14 +27,24 @@ ok() { passed=$((passed + 1)); echo "ok: $1"; }
 bad() { failed=$((failed + 1)); echo "FAILED: $1"; }
 show() { sed 's/^/  | /' "$@" | tail -20; }
 
-command -v mpirun >/dev/null || { echo "FAILED: mpirun is missing (apt-get install openmpi-bin)"; exit 1; }
 $PY -c "import h5py" 2>/dev/null || { echo "FAILED: h5py is missing (apt-get install python3-h5py)"; exit 1; }
-# Open MPI as root, two ranks on two (shared) cores, one OpenMP thread each.
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
-# Open MPI's own allocations at exit are not lowbit's leaks.
+export OMP_NUM_THREADS=1 LOWBIT_DIST_TIMEOUT=60
+# The launcher of the MPI lowbit is linked with: MPICH's hydra (mpiexec.mpich,
+# which passes the whole environment on and runs any number of ranks on two
+# cores), else Open MPI's mpirun (the default): as root, two ranks on two
+# (shared) cores, the variables passed on by name.
+if ldd "$LOWBIT" 2>/dev/null | grep -q libmpich; then
+  MPI_IMPL=mpich
+  command -v mpiexec.mpich >/dev/null || { echo "FAILED: mpiexec.mpich is missing (apt-get install mpich)"; exit 1; }
+  MPIRUN=(mpiexec.mpich)
+else
+  MPI_IMPL=openmpi
+  command -v mpirun >/dev/null || { echo "FAILED: mpirun is missing (apt-get install openmpi-bin)"; exit 1; }
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  MPIRUN=(mpirun --oversubscribe -x OMP_NUM_THREADS -x LOWBIT_DIST_TIMEOUT)
+fi
+# The MPI library's own allocations at exit are not lowbit's leaks.
 [ -n "${ASAN_OPTIONS:-}" ] && export ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0"
-MPIRUN=(mpirun --oversubscribe -x OMP_NUM_THREADS -x LOWBIT_DIST_TIMEOUT)
-export LOWBIT_DIST_TIMEOUT=60
 
 cat "$SRC"/docs/*.md "$SRC"/README.md >"$WORK/corpus.txt"
 cat >"$WORK/tiny.yaml" <<YAML
@@ -162,6 +172,22 @@ comm)
     if $PY -c "import sys; r = int(sys.argv[1]) / int(sys.argv[2]); sys.exit(not ($lo <= r <= $hi))" "$b" "$fp32_bytes"; then
       ok "optim.comm=$cm: $b bytes per step against $fp32_bytes"; else bad "optim.comm=$cm: $b bytes per step against $fp32_bytes"; fi
   done
+  # The residuals are each rank's own: the checkpoint holds every rank's, and
+  # a resume with the same ranks and format gives them back, bit-exactly; with
+  # another format they start at zero, with a warning.
+  train comm-int8-full 2 --set optim.comm=int8 --set train.steps=12 --set checkpoint.interval=6 \
+    --set checkpoint.keep_last=0 &&
+    mkdir -p "$WORK/comm-int8-resume" && cp "$WORK/comm-int8-full/step_00000006.h5" "$WORK/comm-int8-resume/" &&
+    train comm-int8-resume 2 --set optim.comm=int8 --set train.steps=12 --resume "$WORK/comm-int8-resume" &&
+    compare comm-int8-full/step_00000012.h5 comm-int8-resume/step_00000012.h5 exact \
+      "optim.comm=int8: step 6 resumed to 12 equals 12 steps (residuals in the checkpoint)"
+  if [ -s "$WORK/comm-int8-full/step_00000006.h5" ]; then
+    mkdir -p "$WORK/comm-bf16-resume" && cp "$WORK/comm-int8-full/step_00000006.h5" "$WORK/comm-bf16-resume/"
+    train comm-bf16-resume 2 --set optim.comm=bf16 --set train.steps=12 --resume "$WORK/comm-bf16-resume" &&
+      if grep -q "no error-feedback residuals of 2 ranks with bf16 gradients" "$WORK/comm-bf16-resume.out"; then
+        ok "optim.comm=bf16 resuming an int8 checkpoint: residuals from zero, with a warning"; else
+        bad "optim.comm=bf16 resuming an int8 checkpoint: no warning"; show "$WORK/comm-bf16-resume.out"; fi
+  fi
   LOWBIT_DIST_BUCKET_KB=4 train comm-int8-small 2 --set optim.comm=int8 &&
     compare comm-int8/step_00000050.h5 comm-int8-small/step_00000050.h5 exact "optim.comm=int8: 4 KiB buckets equal one bucket"
   "${MPIRUN[@]}" -np 2 "$LOWBIT" train "$WORK/tiny.yaml" --set optim.comm=int8 --set optim.zero=true \
@@ -173,7 +199,7 @@ failure)
   # A rank killed mid-run: mpirun ends the job with a message, no hang.
   cat >"$WORK/rank.sh" <<'SH'
 #!/bin/sh
-echo $$ >"$WORK/pid.$OMPI_COMM_WORLD_RANK"
+echo $$ >"$WORK/pid.${OMPI_COMM_WORLD_RANK:-$PMI_RANK}"
 exec "$@"
 SH
   chmod +x "$WORK/rank.sh"
@@ -204,10 +230,12 @@ SH
   # LOWBIT_DIST_TIMEOUT with a message naming itself, and ends the job.
   LOWBIT_DIST_TIMEOUT=3 signal_rank1 stopped STOP "rank 0 of 2: .* did not complete in 3 s"
 
-  # SIGTERM to mpirun: it passes SIGTERM on to the ranks and kills them
-  # odls_base_sigkill_timeout seconds later; in between they agree on the
-  # step, rank 0 writes the checkpoint, and all of them exit.
-  RUN=term run_bg --mca odls_base_sigkill_timeout 10
+  # SIGTERM to mpirun: it passes SIGTERM on to the ranks (Open MPI kills
+  # them odls_base_sigkill_timeout seconds later); in between they agree on
+  # the step, rank 0 writes the checkpoint, and all of them exit.
+  term_args=()
+  [ "$MPI_IMPL" = openmpi ] && term_args=(--mca odls_base_sigkill_timeout 10)
+  RUN=term run_bg "${term_args[@]}"
   if wait_pid 1 term; then sleep 1; kill -TERM "$job"; fi
   wait $job
   if grep -q "SIGTERM received at step" "$WORK/term.out"; then ok "SIGTERM: every rank stops"; else

@@ -77,9 +77,16 @@ void lb_comm_encode(lb_comm_format f, const float *x, size_t len, unsigned char 
         }
         return;
     }
+    /* A block holding inf or NaN is sent with a NaN step, so every rank
+     * decodes NaN there and the step is skipped on all of them (int8's
+     * clamp alone would turn a NaN into a finite -127 steps). */
     float amax = 0.0f;
-    for (size_t i = 0; i < len; i++) amax = fmaxf(amax, fabsf(x[i]));
-    float step = amax / (f == LB_COMM_FP8 ? 448.0f : 127.0f), inv = step > 0.0f ? 1.0f / step : 0.0f;
+    for (size_t i = 0; i < len; i++) {
+        float a = fabsf(x[i]);
+        if (!(a <= amax)) amax = isnan(a) ? INFINITY : a;
+    }
+    float step = isfinite(amax) ? amax / (f == LB_COMM_FP8 ? 448.0f : 127.0f) : NAN;
+    float inv = step > 0.0f ? 1.0f / step : 0.0f;
     memcpy(out, &step, sizeof step);
     unsigned char *q = out + sizeof step;
     for (size_t i = 0; i < len; i++) {
@@ -156,6 +163,9 @@ lb_grad_sync_stats lb_grad_sync_last(const lb_grad_sync *s) {
     lb_grad_sync_stats st = {0};
     return st;
 }
+size_t lb_grad_sync_residual_len(const lb_grad_sync *s) { return 0; }
+lb_status lb_grad_sync_gather_residuals(lb_grad_sync *s, float *all) { return LB_OK; }
+void lb_grad_sync_set_residuals(lb_grad_sync *s, const float *mine) {}
 lb_status lb_zero_broadcast(const lb_dist *d, lb_tensor *const *params, int n, const int *owner) { return LB_OK; }
 lb_status lb_zero_gather_state(const lb_dist *d, const lb_optim *shard, lb_optim *full, const int *owner) {
     return lb_error(LB_EINVAL, "ZeRO-1 across ranks: this lowbit was built without MPI");
@@ -465,7 +475,10 @@ static lb_status start_compressed(lb_grad_sync *s, bucket *b) {
             unsigned char *code = mine + (cpos + j) / LB_COMM_BLOCK * bb;
             lb_comm_encode(s->comm, x + pos + j, len, code);
             lb_comm_decode(s->comm, code, len, y);
-            for (size_t i = 0; i < len; i++) s->residual[p][j + i] = x[pos + j + i] - y[i];
+            for (size_t i = 0; i < len; i++) { /* a non-finite block keeps its residual: that step is skipped */
+                float r = x[pos + j + i] - y[i];
+                if (isfinite(r)) s->residual[p][j + i] = r;
+            }
         }
         pos += n;
         cpos += (n + LB_COMM_BLOCK - 1) / LB_COMM_BLOCK * LB_COMM_BLOCK;
@@ -616,6 +629,40 @@ lb_status lb_grad_sync_end(lb_grad_sync *s, lb_graph *g) {
 }
 
 lb_grad_sync_stats lb_grad_sync_last(const lb_grad_sync *s) { return s->last; }
+
+size_t lb_grad_sync_residual_len(const lb_grad_sync *s) {
+    size_t len = 0;
+    for (int i = 0; s && s->residual && i < s->n_params; i++) len += s->params[i]->n;
+    return len;
+}
+
+lb_status lb_grad_sync_gather_residuals(lb_grad_sync *s, float *all) {
+    size_t len = lb_grad_sync_residual_len(s);
+    if (len == 0) return LB_OK;
+    if (len > INT32_MAX)
+        return lb_error(LB_EINVAL, "error feedback: %zu residuals per rank, over one MPI message", len);
+    float *mine = malloc(len * sizeof *mine);
+    if (!mine) return lb_error(LB_ENOMEM, "gathering %zu residuals", len);
+    size_t off = 0;
+    for (int i = 0; i < s->n_params; i++) {
+        memcpy(mine + off, s->residual[i], s->params[i]->n * sizeof *mine);
+        off += s->params[i]->n;
+    }
+    MPI_Request req;
+    int rc = MPI_Igather(mine, (int)len, MPI_FLOAT, all, (int)len, MPI_FLOAT, 0, g_comm, &req);
+    lb_status st = rc == MPI_SUCCESS ? wait_for(&req, "gathering the error-feedback residuals (MPI_Igather)")
+                                     : mpi_error(rc, "MPI_Igather (residuals)");
+    free(mine);
+    return st;
+}
+
+void lb_grad_sync_set_residuals(lb_grad_sync *s, const float *mine) {
+    size_t off = 0;
+    for (int i = 0; s && s->residual && i < s->n_params; i++) {
+        memcpy(s->residual[i], mine + off, s->params[i]->n * sizeof *mine);
+        off += s->params[i]->n;
+    }
+}
 
 /* ---- ZeRO-1 -------------------------------------------------------------------- */
 

@@ -118,6 +118,18 @@ lb_status lb_grad_sync_begin(lb_grad_sync *s, lb_graph *g);
 lb_status lb_grad_sync_end(lb_grad_sync *s, lb_graph *g);
 lb_grad_sync_stats lb_grad_sync_last(const lb_grad_sync *s);
 
+/* Error feedback's residuals, for checkpoints: each rank's own, so a
+ * checkpoint holds all of them ([ranks × len], rank-major) and a resume with
+ * the same ranks and format gives each rank its row back (bit-exact resume).
+ * len: the floats one rank keeps (every parameter's elements, in parameter
+ * order); 0 for fp32 communication, ZeRO-1 and one rank. */
+size_t lb_grad_sync_residual_len(const lb_grad_sync *s);
+/* Every rank calls it at the same point; rank 0 receives all ranks' rows
+ * into all[d->size × len] (NULL on the other ranks). */
+lb_status lb_grad_sync_gather_residuals(lb_grad_sync *s, float *all);
+/* This rank's residuals from its row of a checkpoint (len floats). */
+void lb_grad_sync_set_residuals(lb_grad_sync *s, const float *mine);
+
 /* ---- ZeRO-1 (optim.zero) ----------------------------------------------------
  *
  * Whole parameter tensors are shared out among the ranks; each rank keeps the

@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -43,10 +44,13 @@ static void emit(const lb_run_options *o, lb_run_event *e) {
 static lb_status save(lb_trainer *t, const lb_run_options *o, const char *why, lb_run_report *r) {
     lb_optim *shard = t->opt, *full;
     lb_status s = lb_trainer_gather_optim(t, &full); /* ZeRO-1: the whole state, on rank 0 */
+    if (s == LB_OK) s = lb_trainer_gather_residuals(t); /* compressed gradients: every rank's residuals, on rank 0 */
     if (full) t->opt = full;
     if (s == LB_OK && !o->read_only) s = lb_trainer_save(t, r->checkpoint, sizeof r->checkpoint);
     t->opt = shard;
     if (full) lb_optim_free(full);
+    free(t->comm_residuals);
+    t->comm_residuals = NULL;
     int failed = s != LB_OK;
     lb_status shared = lb_dist_max_int(t->dist, &failed);
     if (s == LB_OK) s = shared;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "quant/qspec.h"
 #include "trainer/rundir.h"
 
@@ -21,6 +22,7 @@ static const char VOCAB[] = "tokenizer/vocab";
 static const char VOCAB_KIND[] = "kind";        /* attribute of tokenizer/vocab */
 static const char QUANT[] = "quant";            /* attributes of model/<param> */
 static const char ACT_QUANT[] = "act_quant";
+static const char COMM_RESIDUAL[] = "dist/comm_residual/"; /* + optim.comm: [ranks × floats per rank] */
 
 /* ---- model/ ------------------------------------------------------------------- */
 
@@ -180,6 +182,44 @@ lb_status lb_state_read_config(lb_ckpt *c, lb_config *cfg) {
     return s;
 }
 
+/* ---- dist/ ---------------------------------------------------------------------------- */
+
+/* Error feedback's residuals (compressed gradients on several ranks): each
+ * rank's row, written by rank 0 after lb_trainer_gather_residuals. */
+static lb_status write_residuals(const lb_trainer *t, lb_ckpt *c) {
+    size_t len = lb_grad_sync_residual_len(t->sync);
+    if (!t->comm_residuals || len == 0) return LB_OK;
+    if (len > INT_MAX) return lb_error(LB_EINVAL, "error feedback: %zu residuals per rank, too many for one dataset", len);
+    char name[64];
+    snprintf(name, sizeof name, "%s%s", COMM_RESIDUAL, lb_comm_format_names[t->cfg.optim.comm]);
+    int shape[2] = {t->dist->size, (int)len};
+    return lb_ckpt_put_f32(c, name, 2, shape, t->comm_residuals);
+}
+
+/* Each rank takes its row back when the checkpoint was written by as many
+ * ranks with the same format; otherwise the residuals start at zero. */
+static lb_status read_residuals(lb_trainer *t, lb_ckpt *c) {
+    size_t len = lb_grad_sync_residual_len(t->sync);
+    if (len == 0) return LB_OK;
+    const char *format = lb_comm_format_names[t->cfg.optim.comm];
+    char name[64];
+    snprintf(name, sizeof name, "%s%s", COMM_RESIDUAL, format);
+    int ndim = 0, shape[LB_CKPT_MAX_DIMS];
+    if (!lb_ckpt_has(c, name) || lb_ckpt_shape(c, name, &ndim, shape) != LB_OK || ndim != 2 ||
+        shape[0] != t->dist->size || (size_t)shape[1] != len) {
+        if (t->dist->rank == 0)
+            lb_warn("%s: no error-feedback residuals of %d ranks with %s gradients: they start at zero",
+                    lb_ckpt_path(c), t->dist->size, format);
+        return LB_OK;
+    }
+    float *all = malloc((size_t)shape[0] * len * sizeof *all);
+    if (!all) return lb_error(LB_ENOMEM, "%s: reading '%s'", lb_ckpt_path(c), name);
+    lb_status s = lb_ckpt_get_f32(c, name, 2, shape, all);
+    if (s == LB_OK) lb_grad_sync_set_residuals(t->sync, all + (size_t)t->dist->rank * len);
+    free(all);
+    return s;
+}
+
 /* ---- the whole state ----------------------------------------------------------------- */
 
 lb_status lb_state_write(const lb_trainer *t, lb_ckpt *c) {
@@ -187,6 +227,7 @@ lb_status lb_state_write(const lb_trainer *t, lb_ckpt *c) {
     LB_TRY(lb_state_write_model(t->model, c));
     LB_TRY(write_optim(t->opt, c));
     LB_TRY(write_counters(t, c));
+    LB_TRY(write_residuals(t, c));
     return lb_state_write_tokenizer(t->tok, c);
 }
 
@@ -200,7 +241,8 @@ lb_status lb_state_read(lb_trainer *t, lb_ckpt *c) {
     LB_TRY(lb_state_read_model(t->model, c));
     LB_TRY(read_optim(t->opt, c));
     LB_TRY(check_tokenizer(t->tok, c));
-    return read_counters(t, c);
+    LB_TRY(read_counters(t, c));
+    return read_residuals(t, c);
 }
 
 /* ---- files (trainer.h) ------------------------------------------------------------------ */

@@ -151,6 +151,14 @@ lb_status lb_trainer_gather_optim(lb_trainer *t, lb_optim **full) {
     return s;
 }
 
+lb_status lb_trainer_gather_residuals(lb_trainer *t) {
+    size_t len = lb_grad_sync_residual_len(t->sync);
+    if (len == 0) return LB_OK;
+    if (t->dist->rank == 0 && !(t->comm_residuals = malloc((size_t)t->dist->size * len * sizeof(float))))
+        return lb_error(LB_ENOMEM, "error-feedback residuals of %d ranks for the checkpoint", t->dist->size);
+    return lb_grad_sync_gather_residuals(t->sync, t->comm_residuals);
+}
+
 /* ---- train.init_from ------------------------------------------------------- */
 
 /* What train.init_from gives a run: a model shape, a tokenizer and weights. */

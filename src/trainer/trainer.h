@@ -47,6 +47,7 @@ typedef struct lb_trainer {
     const lb_dist *dist;      /* the ranks training together (one without MPI) */
     lb_grad_sync *sync;       /* the gradient reduction across them; NULL for one rank */
     int *owner;               /* optim.zero on several ranks: each parameter's owner rank (opt holds only ours) */
+    float *comm_residuals;    /* rank 0 while saving, compressed gradients: every rank's residuals (dist.h) */
 } lb_trainer;
 
 typedef struct lb_step_result {
@@ -87,6 +88,10 @@ lb_status lb_trainer_evaluate(lb_trainer *t, int n_batches, float *loss);
  * sharding); all ranks call it. The run loop saves with *full in place of
  * t->opt, then frees it. */
 lb_status lb_trainer_gather_optim(lb_trainer *t, lb_optim **full);
+/* Compressed gradients (optim.comm) on several ranks: every rank calls it
+ * before a save; rank 0 then holds all ranks' error-feedback residuals in
+ * t->comm_residuals (the caller frees it) for the checkpoint. */
+lb_status lb_trainer_gather_residuals(lb_trainer *t);
 
 /* Writes checkpoint.dir/step_NNNNNNNN.h5 atomically and keeps the newest
  * checkpoint.keep_last; `path_out` (may be NULL) receives its path. */
