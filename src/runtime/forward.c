@@ -3,13 +3,18 @@
  *
  * A pass is a fixed sequence of phases. Each phase is a set of independent
  * work items (a token's norm, a block of weight rows for every token, a
- * head's RoPE, one query's attention) that the threads claim with an atomic
- * counter; a thread moves on once every item of the phase is finished. No
- * thread waits for another to arrive: on a machine shared with other work,
- * a thread that is not running simply claims nothing, and the others carry
- * the pass. Every item is computed whole by one thread in a fixed order, so
- * the results do not depend on which thread ran it or how many there were,
- * and a token's values do not depend on the other tokens of its pass.
+ * head's RoPE, one query's attention), split into one contiguous share per
+ * thread; a thread claims the items of its share from a counter of its own
+ * (a cache line no other thread writes while its owner runs), then those
+ * left in the other shares, and moves on once every item of the phase is
+ * finished. No thread waits for another to arrive: on a machine shared with
+ * other work, a thread that is not running simply claims nothing, and the
+ * others carry the pass. A decoded token's items are a few microseconds of
+ * work each, so one shared counter (a cache line moving between the cores
+ * at every claim) would cost about as much as the items. Every item is
+ * computed whole by one thread in a fixed order, so the results do not
+ * depend on which thread ran it or how many there were, and a token's
+ * values do not depend on the other tokens of its pass.
  *
  * Per block, the phases are
  *   rows   residual, attn_norm, the input of q/k/v (codes or fp32)
@@ -38,17 +43,20 @@
 
 #define CHUNK 64      /* tokens per pass over the weights */
 #define ROW_BLOCK 64  /* weight rows per work item */
+#define KEYS 64       /* attention scores computed together */
 
 typedef struct rt_counter {
-    atomic_int next, done;
-    char pad[64 - 2 * sizeof(atomic_int)]; /* one cache line each */
+    atomic_int n;
+    char pad[64 - sizeof(atomic_int)]; /* one cache line each */
 } rt_counter;
 
 struct lb_rt_session {
     const lb_rt_model *m;
     int n_threads;
     int len;                /* tokens in the cache */
-    float *kc, *vc;         /* [L, Hkv, max_seq, Dh] */
+    int seq;                /* max_seq rounded up to KEYS */
+    float *kc;              /* [L, Hkv, Dh, seq]: keys transposed, so that scores come KEYS at a time */
+    float *vc;              /* [L, Hkv, max_seq, Dh] */
     /* One pass's values, CHUNK tokens each. */
     float *x;               /* [CHUNK, d] the residual stream */
     float *hn;              /* [CHUNK, wmax] a norm's output */
@@ -62,8 +70,8 @@ struct lb_rt_session {
     float *gate, *up, *act; /* [CHUNK, F] */
     int32_t *isum;          /* [threads, CHUNK · isum_rows] integer products */
     size_t isum_stride;
-    float *scores;          /* [threads, max_seq] */
-    rt_counter *ctr;        /* one per phase of a pass */
+    float *scores;          /* [threads, seq] */
+    rt_counter *ctr;        /* per phase of a pass: one per thread (the next item of its share), items done */
     int n_ctr;
     lb_rt_probe_fn probe;
     void *probe_ctx;
@@ -77,6 +85,7 @@ typedef struct rt_pass {
     const lb_rt_model *m;
     const int *ids;
     int n, pos0, logit0;
+    int n_threads;
     float *logits;          /* [n − logit0, V] */
 } rt_pass;
 
@@ -119,9 +128,10 @@ lb_rt_session *lb_rt_session_create(const lb_rt_model *m, int n_threads) {
     s->m = m;
     s->n_threads = n_threads > 0 ? n_threads : omp_get_max_threads();
     const size_t C = CHUNK, nt = (size_t)s->n_threads, W = (size_t)m->width_max;
-    const size_t cache = (size_t)m->L * m->Hkv * m->max_seq * m->Dh;
+    s->seq = (m->max_seq + KEYS - 1) / KEYS * KEYS;
+    const size_t cache = (size_t)m->L * m->Hkv * s->seq * m->Dh;
     s->isum_stride = C * (size_t)(m->Dh > ROW_BLOCK ? m->Dh : ROW_BLOCK);
-    s->n_ctr = 9 * m->L + 2;
+    s->n_ctr = (9 * m->L + 2) * (s->n_threads + 1);
     if (!(s->kc = session_alloc(s, cache * sizeof(float))) || !(s->vc = session_alloc(s, cache * sizeof(float))) ||
         !(s->x = session_alloc(s, C * m->d * sizeof(float))) || !(s->hn = session_alloc(s, C * W * sizeof(float))) ||
         !(s->fq = session_alloc(s, C * W * sizeof(float))) || !(s->codes = session_alloc(s, C * W)) ||
@@ -135,7 +145,7 @@ lb_rt_session *lb_rt_session_create(const lb_rt_model *m, int n_threads) {
         !(s->up = session_alloc(s, C * m->F * sizeof(float))) ||
         !(s->act = session_alloc(s, C * m->F * sizeof(float))) ||
         !(s->isum = session_alloc(s, nt * s->isum_stride * sizeof(int32_t))) ||
-        !(s->scores = session_alloc(s, nt * m->max_seq * sizeof(float))) ||
+        !(s->scores = session_alloc(s, nt * s->seq * sizeof(float))) ||
         !(s->ctr = session_alloc(s, (size_t)s->n_ctr * sizeof(rt_counter))))
         goto oom;
     return s;
@@ -156,11 +166,29 @@ void lb_rt_session_set_probe(lb_rt_session *s, lb_rt_probe_fn fn, void *ctx) {
 
 /* ---- float parts, as the training forward writes them ---------------------------- */
 
+/* 16 floats as one value (GCC/Clang vector extensions: one AVX-512
+ * register, two AVX ones, four SSE ones); loaded with memcpy, so any address. */
+#define LANES 16
+typedef float f32xL __attribute__((vector_size(4 * LANES)));
+static inline f32xL load_l(const float *x) {
+    f32xL v;
+    memcpy(&v, x, sizeof v);
+    return v;
+}
+
+/* Σ a[i]·b[i] in LANES running sums, added pairwise at the end: the sums stay
+ * in registers, where a reduction clause over a short row ends in a chain of
+ * scalar adds. */
 static inline float dot_f32(const float *a, const float *b, int n) {
-    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-    for (int i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
+    f32xL acc = {0};
+    int i = 0;
+    for (; i + LANES <= n; i += LANES) acc += load_l(a + i) * load_l(b + i);
+    float part[LANES];
+    memcpy(part, &acc, sizeof part);
+    for (int l = 0; i < n; i++, l++) part[l] += a[i] * b[i];
+    for (int w = LANES / 2; w > 0; w /= 2)
+        for (int l = 0; l < w; l++) part[l] += part[l + w];
+    return part[0];
 }
 
 /* RMSNorm or LayerNorm (no bias) of one row, as lb_rmsnorm / lb_layernorm. */
@@ -279,17 +307,25 @@ static inline void cpu_relax(void) {
 
 typedef void (*item_fn)(const rt_pass *p, int layer, int item, const void *arg, int tid);
 
-/* Runs the items of the next phase with whoever is here, then waits until
- * all are finished (by any thread). */
+/* Runs the items of the next phase with whoever is here — the thread's own
+ * share first, then what is left of the others' — then waits until all are
+ * finished (by any thread). */
 static void phase(const rt_pass *p, int *slot, int n_items, item_fn fn, int layer, const void *arg, int tid) {
-    rt_counter *c = &p->s->ctr[(*slot)++];
-    for (;;) {
-        int i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed);
-        if (i >= n_items) break;
-        fn(p, layer, i, arg, tid);
-        atomic_fetch_add_explicit(&c->done, 1, memory_order_release);
+    const int nt = p->n_threads;
+    rt_counter *c = &p->s->ctr[(size_t)(*slot)++ * (nt + 1)], *done = &c[nt];
+    int finished = 0;
+    for (int k = 0; k < nt; k++) {
+        const int owner = (tid + k) % nt;
+        const int lo = (int)((long)n_items * owner / nt), hi = (int)((long)n_items * (owner + 1) / nt);
+        for (;;) {
+            const int i = lo + atomic_fetch_add_explicit(&c[owner].n, 1, memory_order_relaxed);
+            if (i >= hi) break;
+            fn(p, layer, i, arg, tid);
+            finished++;
+        }
     }
-    for (int spins = 0; atomic_load_explicit(&c->done, memory_order_acquire) < n_items; spins++) {
+    if (finished) atomic_fetch_add_explicit(&done->n, finished, memory_order_release);
+    for (int spins = 0; atomic_load_explicit(&done->n, memory_order_acquire) < n_items; spins++) {
         if (spins < 4096) cpu_relax();
         else sched_yield(); /* the thread finishing the last item may need this core */
     }
@@ -459,10 +495,18 @@ static const row_step steps_head_in[] = {
 
 static void store_kv(const rt_pass *p, int l, int kh, int is_v) {
     const lb_rt_model *m = p->m;
-    const float *src = (is_v ? p->s->v : p->s->k) + (size_t)kh * m->Dh;
-    float *dst = (is_v ? p->s->vc : p->s->kc) + (((size_t)l * m->Hkv + kh) * m->max_seq + p->pos0) * m->Dh;
+    const int Dh = m->Dh;
+    const size_t head = ((size_t)l * m->Hkv + kh) * p->s->seq * Dh;
+    const float *src = (is_v ? p->s->v : p->s->k) + (size_t)kh * Dh;
+    if (is_v) {
+        for (int t = 0; t < p->n; t++)
+            memcpy(p->s->vc + head + (size_t)(p->pos0 + t) * Dh, src + (size_t)t * m->kv_dim,
+                   (size_t)Dh * sizeof(float));
+        return;
+    }
+    float *kt = p->s->kc + head;
     for (int t = 0; t < p->n; t++)
-        memcpy(dst + (size_t)t * m->Dh, src + (size_t)t * m->kv_dim, (size_t)m->Dh * sizeof(float));
+        for (int i = 0; i < Dh; i++) kt[(size_t)i * p->s->seq + p->pos0 + t] = src[(size_t)t * m->kv_dim + i];
 }
 
 /* One head of q, k or v for every token: its Dh rows, RoPE, the cache. */
@@ -481,15 +525,27 @@ static void qkv_item(const rt_pass *p, int l, int item, const void *arg, int tid
     if (!is_q) store_kv(p, l, h, !is_k);
 }
 
-/* Token t's query head h against the cache, positions 0..pos0 + t. */
+/* Token t's query head h against the cache, positions 0..pos0 + t. Each
+ * score and each output is a sum in order of i (scores) or j (outputs),
+ * whatever the position, pass or thread: KEYS scores and 4·LANES outputs at
+ * a time, in registers. */
 static void attn_item(const rt_pass *p, int l, int item, const void *arg, int tid) {
     (void)arg;
     const lb_rt_model *m = p->m;
     const int Dh = m->Dh, t = item / m->H, h = item % m->H, kh = h / (m->H / m->Hkv), P = p->pos0 + t;
-    const size_t head = ((size_t)l * m->Hkv + kh) * m->max_seq * Dh;
-    const float *q = p->s->q + (size_t)t * m->q_dim + (size_t)h * Dh, *K = p->s->kc + head, *V = p->s->vc + head;
-    float *sc = p->s->scores + (size_t)tid * m->max_seq;
-    for (int j = 0; j <= P; j++) sc[j] = dot_f32(q, K + (size_t)j * Dh, Dh) * m->attn_scale;
+    const size_t S = (size_t)p->s->seq, head = ((size_t)l * m->Hkv + kh) * S * Dh;
+    const float *q = p->s->q + (size_t)t * m->q_dim + (size_t)h * Dh, *Kt = p->s->kc + head, *V = p->s->vc + head;
+    float *sc = p->s->scores + (size_t)tid * S;
+    _Static_assert(KEYS == 4 * LANES, "runtime/forward.c: four vectors of scores at a time");
+    for (int j0 = 0; j0 <= P; j0 += KEYS) { /* past P: values of no use, inside the cache */
+        f32xL acc[4] = {{0}};
+        for (int i = 0; i < Dh; i++) {
+            const float *k = Kt + (size_t)i * S + j0;
+            for (int b = 0; b < 4; b++) acc[b] += q[i] * load_l(k + LANES * b);
+        }
+        for (int b = 0; b < 4; b++) memcpy(sc + j0 + LANES * b, &acc[b], sizeof acc[b]);
+    }
+    for (int j = 0; j <= P; j++) sc[j] *= m->attn_scale;
     float mx = sc[0];
 #pragma omp simd reduction(max : mx)
     for (int j = 1; j <= P; j++) mx = sc[j] > mx ? sc[j] : mx;
@@ -501,11 +557,24 @@ static void attn_item(const rt_pass *p, int l, int item, const void *arg, int ti
     }
     const float inv = 1.0f / sum;
     float *o = p->s->att + (size_t)t * m->q_dim + (size_t)h * Dh;
-    for (int i = 0; i < Dh; i++) o[i] = 0.0f;
-    for (int j = 0; j <= P; j++) {
-        const float pj = sc[j] * inv;
-        const float *vj = V + (size_t)j * Dh;
-        for (int i = 0; i < Dh; i++) o[i] += pj * vj[i];
+    for (int j = 0; j <= P; j++) sc[j] *= inv;
+    /* o[i] = Σ_j p_j·V[j, i] in order of j */
+    int i0 = 0;
+    for (; i0 + 4 * LANES <= Dh; i0 += 4 * LANES) {
+        f32xL acc[4] = {{0}};
+        for (int j = 0; j <= P; j++)
+            for (int b = 0; b < 4; b++) acc[b] += sc[j] * load_l(V + (size_t)j * Dh + i0 + LANES * b);
+        memcpy(o + i0, acc, sizeof acc);
+    }
+    for (; i0 + LANES <= Dh; i0 += LANES) {
+        f32xL acc = {0};
+        for (int j = 0; j <= P; j++) acc += sc[j] * load_l(V + (size_t)j * Dh + i0);
+        memcpy(o + i0, &acc, sizeof acc);
+    }
+    for (; i0 < Dh; i0++) {
+        float acc = 0.0f;
+        for (int j = 0; j <= P; j++) acc += sc[j] * V[(size_t)j * Dh + i0];
+        o[i0] = acc;
     }
 }
 
@@ -589,7 +658,7 @@ lb_status lb_rt_forward(lb_rt_session *s, const int *ids, int n, float *logits, 
     const int nt = s->probe ? 1 : s->n_threads;
     for (int done = 0; done < n;) {
         const int c = n - done < CHUNK ? n - done : CHUNK;
-        rt_pass p = {s, m, ids + done, c, s->len, c, NULL};
+        rt_pass p = {s, m, ids + done, c, s->len, c, nt, NULL};
         if (logits && all_logits) {
             p.logit0 = 0;
             p.logits = logits + (size_t)done * m->V;
@@ -597,7 +666,7 @@ lb_status lb_rt_forward(lb_rt_session *s, const int *ids, int n, float *logits, 
             p.logit0 = c - 1;
             p.logits = logits;
         }
-        memset(s->ctr, 0, (size_t)s->n_ctr * sizeof *s->ctr);
+        memset(s->ctr, 0, (size_t)s->n_ctr / (s->n_threads + 1) * (nt + 1) * sizeof *s->ctr);
         if (nt == 1) {
             pass_body(&p, 0);
         } else {
