@@ -71,7 +71,8 @@ struct lb_rt_session {
     int32_t *isum;          /* [threads, CHUNK · isum_rows] integer products */
     size_t isum_stride;
     float *scores;          /* [threads, seq] */
-    rt_counter *ctr;        /* per phase of a pass: one per thread (the next item of its share), items done */
+    rt_counter *ctr;        /* per phase of a pass: one per thread (the next item of its share), items done,
+                               its tail done */
     int n_ctr;
     lb_rt_probe_fn probe;
     void *probe_ctx;
@@ -131,7 +132,7 @@ lb_rt_session *lb_rt_session_create(const lb_rt_model *m, int n_threads) {
     s->seq = (m->max_seq + KEYS - 1) / KEYS * KEYS;
     const size_t cache = (size_t)m->L * m->Hkv * s->seq * m->Dh;
     s->isum_stride = C * (size_t)(m->Dh > ROW_BLOCK ? m->Dh : ROW_BLOCK);
-    s->n_ctr = (9 * m->L + 2) * (s->n_threads + 1);
+    s->n_ctr = (9 * m->L + 2) * (s->n_threads + 2);
     if (!(s->kc = session_alloc(s, cache * sizeof(float))) || !(s->vc = session_alloc(s, cache * sizeof(float))) ||
         !(s->x = session_alloc(s, C * m->d * sizeof(float))) || !(s->hn = session_alloc(s, C * W * sizeof(float))) ||
         !(s->fq = session_alloc(s, C * W * sizeof(float))) || !(s->codes = session_alloc(s, C * W)) ||
@@ -307,12 +308,30 @@ static inline void cpu_relax(void) {
 
 typedef void (*item_fn)(const rt_pass *p, int layer, int item, const void *arg, int tid);
 
+/* Per-token work: a phase of steps, each for one token. With a probe the
+ * steps run one after another over all tokens, each followed by its site. */
+typedef struct row_step {
+    void (*fn)(const rt_pass *p, int layer, int t);
+    lb_rt_site site;       /* LB_RT_SITE_COUNT: none */
+    int site_layer;        /* the site's layer relative to the phase's (−1: the block before) */
+} row_step;
+
+typedef struct row_program {
+    const row_step *steps;
+    int n_steps, t0;       /* tokens t0..n − 1 */
+    int layer;
+} row_program;
+
+
 /* Runs the items of the next phase with whoever is here — the thread's own
  * share first, then what is left of the others' — then waits until all are
- * finished (by any thread). */
-static void phase(const rt_pass *p, int *slot, int n_items, item_fn fn, int layer, const void *arg, int tid) {
+ * finished (by any thread). With `then` (at least one item), the thread that
+ * finishes the last item runs its steps for every token before the others
+ * go on: the per-token work of a decoded token in the same wait. */
+static void phase(const rt_pass *p, int *slot, int n_items, item_fn fn, int layer, const void *arg,
+                  const row_program *then, int tid) {
     const int nt = p->n_threads;
-    rt_counter *c = &p->s->ctr[(size_t)(*slot)++ * (nt + 1)], *done = &c[nt];
+    rt_counter *c = &p->s->ctr[(size_t)(*slot)++ * (nt + 2)], *done = &c[nt], *ready = &c[nt + 1];
     int finished = 0;
     for (int k = 0; k < nt; k++) {
         const int owner = (tid + k) % nt;
@@ -324,8 +343,15 @@ static void phase(const rt_pass *p, int *slot, int n_items, item_fn fn, int laye
             finished++;
         }
     }
-    if (finished) atomic_fetch_add_explicit(&done->n, finished, memory_order_release);
-    for (int spins = 0; atomic_load_explicit(&done->n, memory_order_acquire) < n_items; spins++) {
+    if (finished && atomic_fetch_add_explicit(&done->n, finished, memory_order_acq_rel) + finished == n_items &&
+        then) {
+        for (int t = then->t0; t < p->n; t++)
+            for (int k = 0; k < then->n_steps; k++) then->steps[k].fn(p, then->layer, t);
+        atomic_store_explicit(&ready->n, 1, memory_order_release);
+    }
+    atomic_int *until = then ? &ready->n : &done->n;
+    const int want = then ? 1 : n_items;
+    for (int spins = 0; atomic_load_explicit(until, memory_order_acquire) < want; spins++) {
         if (spins < 4096) cpu_relax();
         else sched_yield(); /* the thread finishing the last item may need this core */
     }
@@ -366,36 +392,22 @@ static void probe(const rt_pass *p, lb_rt_site site, int layer, int t0) {
     p->s->probe(p->s->probe_ctx, site, layer, p->pos0 + t0, p->n - t0, x, width, ld);
 }
 
-/* Per-token work: a phase of steps, each for one token. With a probe the
- * steps run one after another over all tokens, each followed by its site. */
-typedef struct row_step {
-    void (*fn)(const rt_pass *p, int layer, int t);
-    lb_rt_site site;       /* LB_RT_SITE_COUNT: none */
-    int site_layer;        /* the site's layer relative to the phase's (−1: the block before) */
-} row_step;
-
-typedef struct row_program {
-    const row_step *steps;
-    int n_steps, t0;       /* tokens t0..n − 1 */
-} row_program;
-
 static void rows_item(const rt_pass *p, int layer, int item, const void *arg, int tid) {
     const row_program *rp = arg;
-    (void)tid;
-    for (int k = 0; k < rp->n_steps; k++) rp->steps[k].fn(p, layer, rp->t0 + item);
+    (void)tid, (void)layer;
+    for (int k = 0; k < rp->n_steps; k++) rp->steps[k].fn(p, rp->layer, rp->t0 + item);
 }
 
-static void rows_phase(const rt_pass *p, int *slot, const row_step *steps, int n_steps, int t0, int layer,
-                       int tid) {
+static void rows_phase(const rt_pass *p, int *slot, const row_program *rp, int tid) {
     if (!p->s->probe) {
-        row_program rp = {steps, n_steps, t0};
-        phase(p, slot, p->n - t0, rows_item, layer, &rp, tid);
+        phase(p, slot, p->n - rp->t0, rows_item, rp->layer, rp, NULL, tid);
         return;
     }
     (*slot)++;
-    for (int k = 0; k < n_steps; k++) {
-        for (int t = t0; t < p->n; t++) steps[k].fn(p, layer, t);
-        if (steps[k].site != LB_RT_SITE_COUNT) probe(p, steps[k].site, layer + steps[k].site_layer, t0);
+    for (int k = 0; k < rp->n_steps; k++) {
+        for (int t = rp->t0; t < p->n; t++) rp->steps[k].fn(p, rp->layer, t);
+        const row_step *st = &rp->steps[k];
+        if (st->site != LB_RT_SITE_COUNT) probe(p, st->site, rp->layer + st->site_layer, rp->t0);
     }
 }
 
@@ -601,47 +613,57 @@ static int n_blocks(int rows) { return (rows + ROW_BLOCK - 1) / ROW_BLOCK; }
 
 /* ---- a pass ---------------------------------------------------------------------- */
 
+/* Passes of up to FOLD tokens run their per-token steps as the tail of the
+ * phase before (phase's `then`), in one wait with it; longer ones in a phase
+ * of their own, a token an item. */
+#define FOLD 2
+
 static void pass_body(const rt_pass *p, int tid) {
     const lb_rt_model *m = p->m;
     lb_rt_session *s = p->s;
+    const int fold = !s->probe && p->n <= FOLD;
     int slot = 0;
+    const row_program first = {steps_first, N_STEPS(steps_first), 0, 0};
+    rows_phase(p, &slot, &first, tid);
     for (int l = 0; l < m->L; l++) {
         const lb_rt_block *b = &m->blocks[l];
-        if (l == 0) rows_phase(p, &slot, steps_first, N_STEPS(steps_first), 0, l, tid);
-        else rows_phase(p, &slot, steps_attn_in, N_STEPS(steps_attn_in), 0, l, tid);
+        const row_program o_in = {b->attn_sub_norm ? steps_o_in : steps_o_in + 1, b->attn_sub_norm ? 2 : 1, 0, l};
+        const row_program ffn_in = {steps_ffn_in, N_STEPS(steps_ffn_in), 0, l};
+        const row_program down_in = {b->ffn_sub_norm ? steps_down_in : steps_down_in_plain,
+                                     b->ffn_sub_norm ? N_STEPS(steps_down_in) : N_STEPS(steps_down_in_plain), 0, l};
+        const row_program next = l + 1 < m->L ? (row_program){steps_attn_in, N_STEPS(steps_attn_in), 0, l + 1}
+                                              : (row_program){steps_head_in, N_STEPS(steps_head_in), p->logit0, m->L};
 
-        phase(p, &slot, m->H + 2 * m->Hkv, qkv_item, l, NULL, tid);
+        phase(p, &slot, m->H + 2 * m->Hkv, qkv_item, l, NULL, NULL, tid);
         if (s->probe) {
             probe(p, LB_RT_Q, l, 0);
             probe(p, LB_RT_K, l, 0);
             probe(p, LB_RT_V, l, 0);
             for (int kh = 0; kh < m->Hkv; kh++) store_kv(p, l, kh, 0), store_kv(p, l, kh, 1); /* what the probe left */
         }
-        phase(p, &slot, p->n * m->H, attn_item, l, NULL, tid);
+        phase(p, &slot, p->n * m->H, attn_item, l, NULL, fold ? &o_in : NULL, tid);
         probe(p, LB_RT_ATTN, l, 0);
+        if (!fold) rows_phase(p, &slot, &o_in, tid);
 
-        if (b->attn_sub_norm) rows_phase(p, &slot, steps_o_in, 2, 0, l, tid);
-        else rows_phase(p, &slot, steps_o_in + 1, 1, 0, l, tid);
         const blocks_arg o = {{&b->o, NULL}, {s->lo, NULL}, (size_t)m->d, n_blocks(m->d), 0};
-        phase(p, &slot, o.n_blocks, blocks_item, l, &o, tid);
+        phase(p, &slot, o.n_blocks, blocks_item, l, &o, fold ? &ffn_in : NULL, tid);
         probe(p, LB_RT_ATTN_OUTPUT, l, 0);
+        if (!fold) rows_phase(p, &slot, &ffn_in, tid);
 
-        rows_phase(p, &slot, steps_ffn_in, N_STEPS(steps_ffn_in), 0, l, tid);
         const blocks_arg gu = {{&b->gate, &b->up}, {s->gate, s->up}, (size_t)m->F, n_blocks(m->F), 0};
-        phase(p, &slot, 2 * gu.n_blocks, blocks_item, l, &gu, tid);
+        phase(p, &slot, 2 * gu.n_blocks, blocks_item, l, &gu, fold ? &down_in : NULL, tid);
         probe(p, LB_RT_FFN_GATE, l, 0);
         probe(p, LB_RT_FFN_UP, l, 0);
+        if (!fold) rows_phase(p, &slot, &down_in, tid);
 
-        if (b->ffn_sub_norm) rows_phase(p, &slot, steps_down_in, N_STEPS(steps_down_in), 0, l, tid);
-        else rows_phase(p, &slot, steps_down_in_plain, N_STEPS(steps_down_in_plain), 0, l, tid);
         const blocks_arg dn = {{&b->down, NULL}, {s->lo, NULL}, (size_t)m->d, n_blocks(m->d), 0};
-        phase(p, &slot, dn.n_blocks, blocks_item, l, &dn, tid);
+        phase(p, &slot, dn.n_blocks, blocks_item, l, &dn, fold ? &next : NULL, tid);
         probe(p, LB_RT_FFN_DOWN, l, 0);
+        if (!fold) rows_phase(p, &slot, &next, tid);
     }
-    rows_phase(p, &slot, steps_head_in, N_STEPS(steps_head_in), p->logit0, m->L, tid);
     if (p->logit0 < p->n) {
         const blocks_arg hd = {{&m->head, NULL}, {p->logits, NULL}, (size_t)m->V, n_blocks(m->V), p->logit0};
-        phase(p, &slot, hd.n_blocks, blocks_item, m->L, &hd, tid);
+        phase(p, &slot, hd.n_blocks, blocks_item, m->L, &hd, NULL, tid);
         probe(p, LB_RT_LOGITS, -1, p->logit0);
     }
 }
@@ -666,7 +688,7 @@ lb_status lb_rt_forward(lb_rt_session *s, const int *ids, int n, float *logits, 
             p.logit0 = c - 1;
             p.logits = logits;
         }
-        memset(s->ctr, 0, (size_t)s->n_ctr / (s->n_threads + 1) * (nt + 1) * sizeof *s->ctr);
+        memset(s->ctr, 0, (size_t)s->n_ctr / (s->n_threads + 2) * (nt + 2) * sizeof *s->ctr);
         if (nt == 1) {
             pass_body(&p, 0);
         } else {
