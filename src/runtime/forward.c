@@ -19,14 +19,16 @@
  * Per block, the phases are
  *   rows   residual, attn_norm, the input of q/k/v (codes or fp32)
  *   heads  q, k, v for one head each; RoPE; k and v into the cache
- *   attn   one (token, head) each: softmax(q·Kᵀ/√Dh)·V over the cache
+ *   attn   one (token, KV head) each: softmax(q·Kᵀ/√Dh)·V over the cache for its query heads
  *   rows   attn_sub_norm, the input of attn_output
  *   rows×  attn_output, ROW_BLOCK weight rows each
  *   rows   residual, ffn_norm, the input of gate/up
  *   rows×  gate and up
  *   rows   silu(gate)·up or relu²(gate)·up, ffn_sub_norm, the input of ffn_down
  *   rows×  ffn_down
- * then output_norm and the head for the tokens whose logits are wanted. */
+ * then output_norm and the head for the tokens whose logits are wanted. A
+ * pass of one or two tokens (decoding) runs each `rows` phase as the tail of
+ * the phase before it (see phase()). */
 #include <math.h>
 #include <omp.h>
 #include <sched.h>
@@ -541,10 +543,9 @@ static void qkv_item(const rt_pass *p, int l, int item, const void *arg, int tid
  * score and each output is a sum in order of i (scores) or j (outputs),
  * whatever the position, pass or thread: KEYS scores and 4·LANES outputs at
  * a time, in registers. */
-static void attn_item(const rt_pass *p, int l, int item, const void *arg, int tid) {
-    (void)arg;
+static void attn_head(const rt_pass *p, int l, int t, int h, int tid) {
     const lb_rt_model *m = p->m;
-    const int Dh = m->Dh, t = item / m->H, h = item % m->H, kh = h / (m->H / m->Hkv), P = p->pos0 + t;
+    const int Dh = m->Dh, kh = h / (m->H / m->Hkv), P = p->pos0 + t;
     const size_t S = (size_t)p->s->seq, head = ((size_t)l * m->Hkv + kh) * S * Dh;
     const float *q = p->s->q + (size_t)t * m->q_dim + (size_t)h * Dh, *Kt = p->s->kc + head, *V = p->s->vc + head;
     float *sc = p->s->scores + (size_t)tid * S;
@@ -588,6 +589,15 @@ static void attn_item(const rt_pass *p, int l, int item, const void *arg, int ti
         for (int j = 0; j <= P; j++) acc += sc[j] * V[(size_t)j * Dh + i0];
         o[i0] = acc;
     }
+}
+
+/* Token t's query heads of KV head kh, one after another: the second reads
+ * the keys and values from a nearer cache than the first. */
+static void attn_item(const rt_pass *p, int l, int item, const void *arg, int tid) {
+    (void)arg;
+    const lb_rt_model *m = p->m;
+    const int group = m->H / m->Hkv, t = item / m->Hkv, kh = item % m->Hkv;
+    for (int h = kh * group; h < (kh + 1) * group; h++) attn_head(p, l, t, h, tid);
 }
 
 /* ROW_BLOCK rows of one of up to two layers (gate and up share a phase) for
@@ -641,7 +651,7 @@ static void pass_body(const rt_pass *p, int tid) {
             probe(p, LB_RT_V, l, 0);
             for (int kh = 0; kh < m->Hkv; kh++) store_kv(p, l, kh, 0), store_kv(p, l, kh, 1); /* what the probe left */
         }
-        phase(p, &slot, p->n * m->H, attn_item, l, NULL, fold ? &o_in : NULL, tid);
+        phase(p, &slot, p->n * m->Hkv, attn_item, l, NULL, fold ? &o_in : NULL, tid);
         probe(p, LB_RT_ATTN, l, 0);
         if (!fold) rows_phase(p, &slot, &o_in, tid);
 
