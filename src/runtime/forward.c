@@ -628,7 +628,8 @@ static int n_blocks(int rows) { return (rows + ROW_BLOCK - 1) / ROW_BLOCK; }
  * of their own, a token an item. */
 #define FOLD 2
 
-static void pass_body(const rt_pass *p, int tid) {
+/* Returns the phases it ran. */
+static int pass_body(const rt_pass *p, int tid) {
     const lb_rt_model *m = p->m;
     lb_rt_session *s = p->s;
     const int fold = !s->probe && p->n <= FOLD;
@@ -676,6 +677,7 @@ static void pass_body(const rt_pass *p, int tid) {
         phase(p, &slot, hd.n_blocks, blocks_item, m->L, &hd, NULL, tid);
         probe(p, LB_RT_LOGITS, -1, p->logit0);
     }
+    return slot;
 }
 
 lb_status lb_rt_forward(lb_rt_session *s, const int *ids, int n, float *logits, int all_logits) {
@@ -698,13 +700,17 @@ lb_status lb_rt_forward(lb_rt_session *s, const int *ids, int n, float *logits, 
             p.logit0 = c - 1;
             p.logits = logits;
         }
-        memset(s->ctr, 0, (size_t)s->n_ctr / (s->n_threads + 2) * (nt + 2) * sizeof *s->ctr);
+        int phases = 0;
         if (nt == 1) {
-            pass_body(&p, 0);
+            phases = pass_body(&p, 0);
         } else {
 #pragma omp parallel num_threads(nt)
-            pass_body(&p, omp_get_thread_num());
+            {
+                const int ran = pass_body(&p, omp_get_thread_num());
+                if (omp_get_thread_num() == 0) phases = ran;
+            }
         }
+        memset(s->ctr, 0, (size_t)phases * (nt + 2) * sizeof *s->ctr); /* for the next pass: the counters it used */
         s->len += c;
         done += c;
     }
