@@ -74,7 +74,7 @@ struct lb_rt_session {
     size_t isum_stride;
     float *scores;          /* [threads, seq] */
     rt_counter *ctr;        /* per phase of a pass: one per thread (the next item of its share), items done,
-                               its tail done */
+                               its tail done; then one: the threads but the first that left the pass */
     int n_ctr;
     lb_rt_probe_fn probe;
     void *probe_ctx;
@@ -149,7 +149,7 @@ lb_rt_session *lb_rt_session_create(const lb_rt_model *m, int n_threads) {
         !(s->act = session_alloc(s, C * m->F * sizeof(float))) ||
         !(s->isum = session_alloc(s, nt * s->isum_stride * sizeof(int32_t))) ||
         !(s->scores = session_alloc(s, nt * s->seq * sizeof(float))) ||
-        !(s->ctr = session_alloc(s, (size_t)s->n_ctr * sizeof(rt_counter))))
+        !(s->ctr = session_alloc(s, (size_t)(s->n_ctr + 1) * sizeof(rt_counter))))
         goto oom;
     return s;
 oom:
@@ -308,6 +308,15 @@ static inline void cpu_relax(void) {
 #endif
 }
 
+/* Waits until *a >= want, spinning, then yielding the core: the thread
+ * that is to raise it may need this core. */
+static void wait_for(atomic_int *a, int want) {
+    for (int spins = 0; atomic_load_explicit(a, memory_order_acquire) < want; spins++) {
+        if (spins < 4096) cpu_relax();
+        else sched_yield();
+    }
+}
+
 typedef void (*item_fn)(const rt_pass *p, int layer, int item, const void *arg, int tid);
 
 /* Per-token work: a phase of steps, each for one token. With a probe the
@@ -351,12 +360,8 @@ static void phase(const rt_pass *p, int *slot, int n_items, item_fn fn, int laye
             for (int k = 0; k < then->n_steps; k++) then->steps[k].fn(p, then->layer, t);
         atomic_store_explicit(&ready->n, 1, memory_order_release);
     }
-    atomic_int *until = then ? &ready->n : &done->n;
-    const int want = then ? 1 : n_items;
-    for (int spins = 0; atomic_load_explicit(until, memory_order_acquire) < want; spins++) {
-        if (spins < 4096) cpu_relax();
-        else sched_yield(); /* the thread finishing the last item may need this core */
-    }
+    if (then) wait_for(&ready->n, 1);
+    else wait_for(&done->n, n_items);
 }
 
 /* Where a site's values live: rows `ld` floats apart, `width` of them used. */
@@ -704,10 +709,20 @@ lb_status lb_rt_forward(lb_rt_session *s, const int *ids, int n, float *logits, 
         if (nt == 1) {
             phases = pass_body(&p, 0);
         } else {
+            atomic_int *left = &s->ctr[s->n_ctr].n;
+            atomic_store_explicit(left, 0, memory_order_relaxed);
 #pragma omp parallel num_threads(nt)
             {
                 const int ran = pass_body(&p, omp_get_thread_num());
-                if (omp_get_thread_num() == 0) phases = ran;
+                /* The first thread leaves last: with OMP_WAIT_POLICY=passive a
+                 * thread that reaches the region's end barrier before the others
+                 * sleeps, and waking it costs more than a decoded token's phase. */
+                if (omp_get_thread_num() != 0) {
+                    atomic_fetch_add_explicit(left, 1, memory_order_release);
+                } else {
+                    phases = ran;
+                    wait_for(left, omp_get_num_threads() - 1);
+                }
             }
         }
         memset(s->ctr, 0, (size_t)phases * (nt + 2) * sizeof *s->ctr); /* for the next pass: the counters it used */
