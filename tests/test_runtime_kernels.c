@@ -106,7 +106,7 @@ static void check_case(const lb_rt_kernels *kern, const char *isa, case_data *c,
 static void test_kernels_exact(void **state) {
     (void)state;
     const int widths[] = {1, 5, 63, 64, 255, 256, 257, 300, 512, 777, 1536};
-    const int rows[] = {1, 3, 4, 5, 9}, toks[] = {1, 2, 3, 4, 5, 9};
+    const int rows[] = {1, 3, 4, 5, 9, 16, 21, 37}, toks[] = {1, 2, 3, 4, 5, 9};
     int paths = 0;
     for (int isa = 0; isa <= (int)lb_rt_isa_best(); isa++) {
         const lb_rt_kernels *kern = lb_rt_isa_kernels((lb_rt_isa)isa);
@@ -125,7 +125,7 @@ static void test_kernels_exact(void **state) {
         /* Wide rows of extreme codes: no int16 stage saturates or wraps. */
         for (int binary = 0; binary < 2; binary++) {
             case_data c;
-            make_case(&c, 5, 5, 8192 + 100, binary, 1, 1);
+            make_case(&c, 21, 5, 8192 + 100, binary, 1, 1);
             check_case(kern, lb_rt_isa_name((lb_rt_isa)isa), &c, binary);
             free_case(&c);
         }

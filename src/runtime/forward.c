@@ -3,25 +3,32 @@
  *
  * A pass is a fixed sequence of phases. Each phase is a set of independent
  * work items (a token's norm, a block of weight rows for every token, a
- * head's RoPE, one query's attention) that the threads claim with an atomic
- * counter; a thread moves on once every item of the phase is finished. No
- * thread waits for another to arrive: on a machine shared with other work,
- * a thread that is not running simply claims nothing, and the others carry
- * the pass. Every item is computed whole by one thread in a fixed order, so
- * the results do not depend on which thread ran it or how many there were,
- * and a token's values do not depend on the other tokens of its pass.
+ * head's RoPE, one query's attention), split into one contiguous share per
+ * thread; a thread claims the items of its share from a counter of its own
+ * (a cache line no other thread writes while its owner runs), then those
+ * left in the other shares, and moves on once every item of the phase is
+ * finished. No thread waits for another to arrive: on a machine shared with
+ * other work, a thread that is not running simply claims nothing, and the
+ * others carry the pass. A decoded token's items are a few microseconds of
+ * work each, so one shared counter (a cache line moving between the cores
+ * at every claim) would cost about as much as the items. Every item is
+ * computed whole by one thread in a fixed order, so the results do not
+ * depend on which thread ran it or how many there were, and a token's
+ * values do not depend on the other tokens of its pass.
  *
  * Per block, the phases are
  *   rows   residual, attn_norm, the input of q/k/v (codes or fp32)
  *   heads  q, k, v for one head each; RoPE; k and v into the cache
- *   attn   one (token, head) each: softmax(q·Kᵀ/√Dh)·V over the cache
+ *   attn   one (token, KV head) each: softmax(q·Kᵀ/√Dh)·V over the cache for its query heads
  *   rows   attn_sub_norm, the input of attn_output
  *   rows×  attn_output, ROW_BLOCK weight rows each
  *   rows   residual, ffn_norm, the input of gate/up
  *   rows×  gate and up
  *   rows   silu(gate)·up or relu²(gate)·up, ffn_sub_norm, the input of ffn_down
  *   rows×  ffn_down
- * then output_norm and the head for the tokens whose logits are wanted. */
+ * then output_norm and the head for the tokens whose logits are wanted. A
+ * pass of one or two tokens (decoding) runs each `rows` phase as the tail of
+ * the phase before it (see phase()). */
 #include <math.h>
 #include <omp.h>
 #include <sched.h>
@@ -38,17 +45,20 @@
 
 #define CHUNK 64      /* tokens per pass over the weights */
 #define ROW_BLOCK 64  /* weight rows per work item */
+#define KEYS 64       /* attention scores computed together */
 
 typedef struct rt_counter {
-    atomic_int next, done;
-    char pad[64 - 2 * sizeof(atomic_int)]; /* one cache line each */
+    atomic_int n;
+    char pad[64 - sizeof(atomic_int)]; /* one cache line each */
 } rt_counter;
 
 struct lb_rt_session {
     const lb_rt_model *m;
     int n_threads;
     int len;                /* tokens in the cache */
-    float *kc, *vc;         /* [L, Hkv, max_seq, Dh] */
+    int seq;                /* max_seq rounded up to KEYS */
+    float *kc;              /* [L, Hkv, Dh, seq]: keys transposed, so that scores come KEYS at a time */
+    float *vc;              /* [L, Hkv, max_seq, Dh] */
     /* One pass's values, CHUNK tokens each. */
     float *x;               /* [CHUNK, d] the residual stream */
     float *hn;              /* [CHUNK, wmax] a norm's output */
@@ -62,8 +72,9 @@ struct lb_rt_session {
     float *gate, *up, *act; /* [CHUNK, F] */
     int32_t *isum;          /* [threads, CHUNK · isum_rows] integer products */
     size_t isum_stride;
-    float *scores;          /* [threads, max_seq] */
-    rt_counter *ctr;        /* one per phase of a pass */
+    float *scores;          /* [threads, seq] */
+    rt_counter *ctr;        /* per phase of a pass: one per thread (the next item of its share), items done,
+                               its tail done; then one: the threads but the first that left the pass */
     int n_ctr;
     lb_rt_probe_fn probe;
     void *probe_ctx;
@@ -77,6 +88,7 @@ typedef struct rt_pass {
     const lb_rt_model *m;
     const int *ids;
     int n, pos0, logit0;
+    int n_threads;
     float *logits;          /* [n − logit0, V] */
 } rt_pass;
 
@@ -119,9 +131,10 @@ lb_rt_session *lb_rt_session_create(const lb_rt_model *m, int n_threads) {
     s->m = m;
     s->n_threads = n_threads > 0 ? n_threads : omp_get_max_threads();
     const size_t C = CHUNK, nt = (size_t)s->n_threads, W = (size_t)m->width_max;
-    const size_t cache = (size_t)m->L * m->Hkv * m->max_seq * m->Dh;
+    s->seq = (m->max_seq + KEYS - 1) / KEYS * KEYS;
+    const size_t cache = (size_t)m->L * m->Hkv * s->seq * m->Dh;
     s->isum_stride = C * (size_t)(m->Dh > ROW_BLOCK ? m->Dh : ROW_BLOCK);
-    s->n_ctr = 9 * m->L + 2;
+    s->n_ctr = (9 * m->L + 2) * (s->n_threads + 2);
     if (!(s->kc = session_alloc(s, cache * sizeof(float))) || !(s->vc = session_alloc(s, cache * sizeof(float))) ||
         !(s->x = session_alloc(s, C * m->d * sizeof(float))) || !(s->hn = session_alloc(s, C * W * sizeof(float))) ||
         !(s->fq = session_alloc(s, C * W * sizeof(float))) || !(s->codes = session_alloc(s, C * W)) ||
@@ -135,8 +148,8 @@ lb_rt_session *lb_rt_session_create(const lb_rt_model *m, int n_threads) {
         !(s->up = session_alloc(s, C * m->F * sizeof(float))) ||
         !(s->act = session_alloc(s, C * m->F * sizeof(float))) ||
         !(s->isum = session_alloc(s, nt * s->isum_stride * sizeof(int32_t))) ||
-        !(s->scores = session_alloc(s, nt * m->max_seq * sizeof(float))) ||
-        !(s->ctr = session_alloc(s, (size_t)s->n_ctr * sizeof(rt_counter))))
+        !(s->scores = session_alloc(s, nt * s->seq * sizeof(float))) ||
+        !(s->ctr = session_alloc(s, (size_t)(s->n_ctr + 1) * sizeof(rt_counter))))
         goto oom;
     return s;
 oom:
@@ -156,11 +169,29 @@ void lb_rt_session_set_probe(lb_rt_session *s, lb_rt_probe_fn fn, void *ctx) {
 
 /* ---- float parts, as the training forward writes them ---------------------------- */
 
+/* 16 floats as one value (GCC/Clang vector extensions: one AVX-512
+ * register, two AVX ones, four SSE ones); loaded with memcpy, so any address. */
+#define LANES 16
+typedef float f32xL __attribute__((vector_size(4 * LANES)));
+static inline f32xL load_l(const float *x) {
+    f32xL v;
+    memcpy(&v, x, sizeof v);
+    return v;
+}
+
+/* Σ a[i]·b[i] in LANES running sums, added pairwise at the end: the sums stay
+ * in registers, where a reduction clause over a short row ends in a chain of
+ * scalar adds. */
 static inline float dot_f32(const float *a, const float *b, int n) {
-    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-    for (int i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
+    f32xL acc = {0};
+    int i = 0;
+    for (; i + LANES <= n; i += LANES) acc += load_l(a + i) * load_l(b + i);
+    float part[LANES];
+    memcpy(part, &acc, sizeof part);
+    for (int l = 0; i < n; i++, l++) part[l] += a[i] * b[i];
+    for (int w = LANES / 2; w > 0; w /= 2)
+        for (int l = 0; l < w; l++) part[l] += part[l + w];
+    return part[0];
 }
 
 /* RMSNorm or LayerNorm (no bias) of one row, as lb_rmsnorm / lb_layernorm. */
@@ -277,22 +308,60 @@ static inline void cpu_relax(void) {
 #endif
 }
 
+/* Waits until *a >= want, spinning, then yielding the core: the thread
+ * that is to raise it may need this core. */
+static void wait_for(atomic_int *a, int want) {
+    for (int spins = 0; atomic_load_explicit(a, memory_order_acquire) < want; spins++) {
+        if (spins < 4096) cpu_relax();
+        else sched_yield();
+    }
+}
+
 typedef void (*item_fn)(const rt_pass *p, int layer, int item, const void *arg, int tid);
 
-/* Runs the items of the next phase with whoever is here, then waits until
- * all are finished (by any thread). */
-static void phase(const rt_pass *p, int *slot, int n_items, item_fn fn, int layer, const void *arg, int tid) {
-    rt_counter *c = &p->s->ctr[(*slot)++];
-    for (;;) {
-        int i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed);
-        if (i >= n_items) break;
-        fn(p, layer, i, arg, tid);
-        atomic_fetch_add_explicit(&c->done, 1, memory_order_release);
+/* Per-token work: a phase of steps, each for one token. With a probe the
+ * steps run one after another over all tokens, each followed by its site. */
+typedef struct row_step {
+    void (*fn)(const rt_pass *p, int layer, int t);
+    lb_rt_site site;       /* LB_RT_SITE_COUNT: none */
+    int site_layer;        /* the site's layer relative to the phase's (−1: the block before) */
+} row_step;
+
+typedef struct row_program {
+    const row_step *steps;
+    int n_steps, t0;       /* tokens t0..n − 1 */
+    int layer;
+} row_program;
+
+
+/* Runs the items of the next phase with whoever is here — the thread's own
+ * share first, then what is left of the others' — then waits until all are
+ * finished (by any thread). With `then` (at least one item), the thread that
+ * finishes the last item runs its steps for every token before the others
+ * go on: the per-token work of a decoded token in the same wait. */
+static void phase(const rt_pass *p, int *slot, int n_items, item_fn fn, int layer, const void *arg,
+                  const row_program *then, int tid) {
+    const int nt = p->n_threads;
+    rt_counter *c = &p->s->ctr[(size_t)(*slot)++ * (nt + 2)], *done = &c[nt], *ready = &c[nt + 1];
+    int finished = 0;
+    for (int k = 0; k < nt; k++) {
+        const int owner = (tid + k) % nt;
+        const int lo = (int)((long)n_items * owner / nt), hi = (int)((long)n_items * (owner + 1) / nt);
+        for (;;) {
+            const int i = lo + atomic_fetch_add_explicit(&c[owner].n, 1, memory_order_relaxed);
+            if (i >= hi) break;
+            fn(p, layer, i, arg, tid);
+            finished++;
+        }
     }
-    for (int spins = 0; atomic_load_explicit(&c->done, memory_order_acquire) < n_items; spins++) {
-        if (spins < 4096) cpu_relax();
-        else sched_yield(); /* the thread finishing the last item may need this core */
+    if (finished && atomic_fetch_add_explicit(&done->n, finished, memory_order_acq_rel) + finished == n_items &&
+        then) {
+        for (int t = then->t0; t < p->n; t++)
+            for (int k = 0; k < then->n_steps; k++) then->steps[k].fn(p, then->layer, t);
+        atomic_store_explicit(&ready->n, 1, memory_order_release);
     }
+    if (then) wait_for(&ready->n, 1);
+    else wait_for(&done->n, n_items);
 }
 
 /* Where a site's values live: rows `ld` floats apart, `width` of them used. */
@@ -330,36 +399,22 @@ static void probe(const rt_pass *p, lb_rt_site site, int layer, int t0) {
     p->s->probe(p->s->probe_ctx, site, layer, p->pos0 + t0, p->n - t0, x, width, ld);
 }
 
-/* Per-token work: a phase of steps, each for one token. With a probe the
- * steps run one after another over all tokens, each followed by its site. */
-typedef struct row_step {
-    void (*fn)(const rt_pass *p, int layer, int t);
-    lb_rt_site site;       /* LB_RT_SITE_COUNT: none */
-    int site_layer;        /* the site's layer relative to the phase's (−1: the block before) */
-} row_step;
-
-typedef struct row_program {
-    const row_step *steps;
-    int n_steps, t0;       /* tokens t0..n − 1 */
-} row_program;
-
 static void rows_item(const rt_pass *p, int layer, int item, const void *arg, int tid) {
     const row_program *rp = arg;
-    (void)tid;
-    for (int k = 0; k < rp->n_steps; k++) rp->steps[k].fn(p, layer, rp->t0 + item);
+    (void)tid, (void)layer;
+    for (int k = 0; k < rp->n_steps; k++) rp->steps[k].fn(p, rp->layer, rp->t0 + item);
 }
 
-static void rows_phase(const rt_pass *p, int *slot, const row_step *steps, int n_steps, int t0, int layer,
-                       int tid) {
+static void rows_phase(const rt_pass *p, int *slot, const row_program *rp, int tid) {
     if (!p->s->probe) {
-        row_program rp = {steps, n_steps, t0};
-        phase(p, slot, p->n - t0, rows_item, layer, &rp, tid);
+        phase(p, slot, p->n - rp->t0, rows_item, rp->layer, rp, NULL, tid);
         return;
     }
     (*slot)++;
-    for (int k = 0; k < n_steps; k++) {
-        for (int t = t0; t < p->n; t++) steps[k].fn(p, layer, t);
-        if (steps[k].site != LB_RT_SITE_COUNT) probe(p, steps[k].site, layer + steps[k].site_layer, t0);
+    for (int k = 0; k < rp->n_steps; k++) {
+        for (int t = rp->t0; t < p->n; t++) rp->steps[k].fn(p, rp->layer, t);
+        const row_step *st = &rp->steps[k];
+        if (st->site != LB_RT_SITE_COUNT) probe(p, st->site, rp->layer + st->site_layer, rp->t0);
     }
 }
 
@@ -459,10 +514,18 @@ static const row_step steps_head_in[] = {
 
 static void store_kv(const rt_pass *p, int l, int kh, int is_v) {
     const lb_rt_model *m = p->m;
-    const float *src = (is_v ? p->s->v : p->s->k) + (size_t)kh * m->Dh;
-    float *dst = (is_v ? p->s->vc : p->s->kc) + (((size_t)l * m->Hkv + kh) * m->max_seq + p->pos0) * m->Dh;
+    const int Dh = m->Dh;
+    const size_t head = ((size_t)l * m->Hkv + kh) * p->s->seq * Dh;
+    const float *src = (is_v ? p->s->v : p->s->k) + (size_t)kh * Dh;
+    if (is_v) {
+        for (int t = 0; t < p->n; t++)
+            memcpy(p->s->vc + head + (size_t)(p->pos0 + t) * Dh, src + (size_t)t * m->kv_dim,
+                   (size_t)Dh * sizeof(float));
+        return;
+    }
+    float *kt = p->s->kc + head;
     for (int t = 0; t < p->n; t++)
-        memcpy(dst + (size_t)t * m->Dh, src + (size_t)t * m->kv_dim, (size_t)m->Dh * sizeof(float));
+        for (int i = 0; i < Dh; i++) kt[(size_t)i * p->s->seq + p->pos0 + t] = src[(size_t)t * m->kv_dim + i];
 }
 
 /* One head of q, k or v for every token: its Dh rows, RoPE, the cache. */
@@ -481,15 +544,26 @@ static void qkv_item(const rt_pass *p, int l, int item, const void *arg, int tid
     if (!is_q) store_kv(p, l, h, !is_k);
 }
 
-/* Token t's query head h against the cache, positions 0..pos0 + t. */
-static void attn_item(const rt_pass *p, int l, int item, const void *arg, int tid) {
-    (void)arg;
+/* Token t's query head h against the cache, positions 0..pos0 + t. Each
+ * score and each output is a sum in order of i (scores) or j (outputs),
+ * whatever the position, pass or thread: KEYS scores and 4·LANES outputs at
+ * a time, in registers. */
+static void attn_head(const rt_pass *p, int l, int t, int h, int tid) {
     const lb_rt_model *m = p->m;
-    const int Dh = m->Dh, t = item / m->H, h = item % m->H, kh = h / (m->H / m->Hkv), P = p->pos0 + t;
-    const size_t head = ((size_t)l * m->Hkv + kh) * m->max_seq * Dh;
-    const float *q = p->s->q + (size_t)t * m->q_dim + (size_t)h * Dh, *K = p->s->kc + head, *V = p->s->vc + head;
-    float *sc = p->s->scores + (size_t)tid * m->max_seq;
-    for (int j = 0; j <= P; j++) sc[j] = dot_f32(q, K + (size_t)j * Dh, Dh) * m->attn_scale;
+    const int Dh = m->Dh, kh = h / (m->H / m->Hkv), P = p->pos0 + t;
+    const size_t S = (size_t)p->s->seq, head = ((size_t)l * m->Hkv + kh) * S * Dh;
+    const float *q = p->s->q + (size_t)t * m->q_dim + (size_t)h * Dh, *Kt = p->s->kc + head, *V = p->s->vc + head;
+    float *sc = p->s->scores + (size_t)tid * S;
+    _Static_assert(KEYS == 4 * LANES, "runtime/forward.c: four vectors of scores at a time");
+    for (int j0 = 0; j0 <= P; j0 += KEYS) { /* past P: values of no use, inside the cache */
+        f32xL acc[4] = {{0}};
+        for (int i = 0; i < Dh; i++) {
+            const float *k = Kt + (size_t)i * S + j0;
+            for (int b = 0; b < 4; b++) acc[b] += q[i] * load_l(k + LANES * b);
+        }
+        for (int b = 0; b < 4; b++) memcpy(sc + j0 + LANES * b, &acc[b], sizeof acc[b]);
+    }
+    for (int j = 0; j <= P; j++) sc[j] *= m->attn_scale;
     float mx = sc[0];
 #pragma omp simd reduction(max : mx)
     for (int j = 1; j <= P; j++) mx = sc[j] > mx ? sc[j] : mx;
@@ -501,12 +575,34 @@ static void attn_item(const rt_pass *p, int l, int item, const void *arg, int ti
     }
     const float inv = 1.0f / sum;
     float *o = p->s->att + (size_t)t * m->q_dim + (size_t)h * Dh;
-    for (int i = 0; i < Dh; i++) o[i] = 0.0f;
-    for (int j = 0; j <= P; j++) {
-        const float pj = sc[j] * inv;
-        const float *vj = V + (size_t)j * Dh;
-        for (int i = 0; i < Dh; i++) o[i] += pj * vj[i];
+    for (int j = 0; j <= P; j++) sc[j] *= inv;
+    /* o[i] = Σ_j p_j·V[j, i] in order of j */
+    int i0 = 0;
+    for (; i0 + 4 * LANES <= Dh; i0 += 4 * LANES) {
+        f32xL acc[4] = {{0}};
+        for (int j = 0; j <= P; j++)
+            for (int b = 0; b < 4; b++) acc[b] += sc[j] * load_l(V + (size_t)j * Dh + i0 + LANES * b);
+        memcpy(o + i0, acc, sizeof acc);
     }
+    for (; i0 + LANES <= Dh; i0 += LANES) {
+        f32xL acc = {0};
+        for (int j = 0; j <= P; j++) acc += sc[j] * load_l(V + (size_t)j * Dh + i0);
+        memcpy(o + i0, &acc, sizeof acc);
+    }
+    for (; i0 < Dh; i0++) {
+        float acc = 0.0f;
+        for (int j = 0; j <= P; j++) acc += sc[j] * V[(size_t)j * Dh + i0];
+        o[i0] = acc;
+    }
+}
+
+/* Token t's query heads of KV head kh, one after another: the second reads
+ * the keys and values from a nearer cache than the first. */
+static void attn_item(const rt_pass *p, int l, int item, const void *arg, int tid) {
+    (void)arg;
+    const lb_rt_model *m = p->m;
+    const int group = m->H / m->Hkv, t = item / m->Hkv, kh = item % m->Hkv;
+    for (int h = kh * group; h < (kh + 1) * group; h++) attn_head(p, l, t, h, tid);
 }
 
 /* ROW_BLOCK rows of one of up to two layers (gate and up share a phase) for
@@ -532,49 +628,61 @@ static int n_blocks(int rows) { return (rows + ROW_BLOCK - 1) / ROW_BLOCK; }
 
 /* ---- a pass ---------------------------------------------------------------------- */
 
-static void pass_body(const rt_pass *p, int tid) {
+/* Passes of up to FOLD tokens run their per-token steps as the tail of the
+ * phase before (phase's `then`), in one wait with it; longer ones in a phase
+ * of their own, a token an item. */
+#define FOLD 2
+
+/* Returns the phases it ran. */
+static int pass_body(const rt_pass *p, int tid) {
     const lb_rt_model *m = p->m;
     lb_rt_session *s = p->s;
+    const int fold = !s->probe && p->n <= FOLD;
     int slot = 0;
+    const row_program first = {steps_first, N_STEPS(steps_first), 0, 0};
+    rows_phase(p, &slot, &first, tid);
     for (int l = 0; l < m->L; l++) {
         const lb_rt_block *b = &m->blocks[l];
-        if (l == 0) rows_phase(p, &slot, steps_first, N_STEPS(steps_first), 0, l, tid);
-        else rows_phase(p, &slot, steps_attn_in, N_STEPS(steps_attn_in), 0, l, tid);
+        const row_program o_in = {b->attn_sub_norm ? steps_o_in : steps_o_in + 1, b->attn_sub_norm ? 2 : 1, 0, l};
+        const row_program ffn_in = {steps_ffn_in, N_STEPS(steps_ffn_in), 0, l};
+        const row_program down_in = {b->ffn_sub_norm ? steps_down_in : steps_down_in_plain,
+                                     b->ffn_sub_norm ? N_STEPS(steps_down_in) : N_STEPS(steps_down_in_plain), 0, l};
+        const row_program next = l + 1 < m->L ? (row_program){steps_attn_in, N_STEPS(steps_attn_in), 0, l + 1}
+                                              : (row_program){steps_head_in, N_STEPS(steps_head_in), p->logit0, m->L};
 
-        phase(p, &slot, m->H + 2 * m->Hkv, qkv_item, l, NULL, tid);
+        phase(p, &slot, m->H + 2 * m->Hkv, qkv_item, l, NULL, NULL, tid);
         if (s->probe) {
             probe(p, LB_RT_Q, l, 0);
             probe(p, LB_RT_K, l, 0);
             probe(p, LB_RT_V, l, 0);
             for (int kh = 0; kh < m->Hkv; kh++) store_kv(p, l, kh, 0), store_kv(p, l, kh, 1); /* what the probe left */
         }
-        phase(p, &slot, p->n * m->H, attn_item, l, NULL, tid);
+        phase(p, &slot, p->n * m->Hkv, attn_item, l, NULL, fold ? &o_in : NULL, tid);
         probe(p, LB_RT_ATTN, l, 0);
+        if (!fold) rows_phase(p, &slot, &o_in, tid);
 
-        if (b->attn_sub_norm) rows_phase(p, &slot, steps_o_in, 2, 0, l, tid);
-        else rows_phase(p, &slot, steps_o_in + 1, 1, 0, l, tid);
         const blocks_arg o = {{&b->o, NULL}, {s->lo, NULL}, (size_t)m->d, n_blocks(m->d), 0};
-        phase(p, &slot, o.n_blocks, blocks_item, l, &o, tid);
+        phase(p, &slot, o.n_blocks, blocks_item, l, &o, fold ? &ffn_in : NULL, tid);
         probe(p, LB_RT_ATTN_OUTPUT, l, 0);
+        if (!fold) rows_phase(p, &slot, &ffn_in, tid);
 
-        rows_phase(p, &slot, steps_ffn_in, N_STEPS(steps_ffn_in), 0, l, tid);
         const blocks_arg gu = {{&b->gate, &b->up}, {s->gate, s->up}, (size_t)m->F, n_blocks(m->F), 0};
-        phase(p, &slot, 2 * gu.n_blocks, blocks_item, l, &gu, tid);
+        phase(p, &slot, 2 * gu.n_blocks, blocks_item, l, &gu, fold ? &down_in : NULL, tid);
         probe(p, LB_RT_FFN_GATE, l, 0);
         probe(p, LB_RT_FFN_UP, l, 0);
+        if (!fold) rows_phase(p, &slot, &down_in, tid);
 
-        if (b->ffn_sub_norm) rows_phase(p, &slot, steps_down_in, N_STEPS(steps_down_in), 0, l, tid);
-        else rows_phase(p, &slot, steps_down_in_plain, N_STEPS(steps_down_in_plain), 0, l, tid);
         const blocks_arg dn = {{&b->down, NULL}, {s->lo, NULL}, (size_t)m->d, n_blocks(m->d), 0};
-        phase(p, &slot, dn.n_blocks, blocks_item, l, &dn, tid);
+        phase(p, &slot, dn.n_blocks, blocks_item, l, &dn, fold ? &next : NULL, tid);
         probe(p, LB_RT_FFN_DOWN, l, 0);
+        if (!fold) rows_phase(p, &slot, &next, tid);
     }
-    rows_phase(p, &slot, steps_head_in, N_STEPS(steps_head_in), p->logit0, m->L, tid);
     if (p->logit0 < p->n) {
         const blocks_arg hd = {{&m->head, NULL}, {p->logits, NULL}, (size_t)m->V, n_blocks(m->V), p->logit0};
-        phase(p, &slot, hd.n_blocks, blocks_item, m->L, &hd, tid);
+        phase(p, &slot, hd.n_blocks, blocks_item, m->L, &hd, NULL, tid);
         probe(p, LB_RT_LOGITS, -1, p->logit0);
     }
+    return slot;
 }
 
 lb_status lb_rt_forward(lb_rt_session *s, const int *ids, int n, float *logits, int all_logits) {
@@ -589,7 +697,7 @@ lb_status lb_rt_forward(lb_rt_session *s, const int *ids, int n, float *logits, 
     const int nt = s->probe ? 1 : s->n_threads;
     for (int done = 0; done < n;) {
         const int c = n - done < CHUNK ? n - done : CHUNK;
-        rt_pass p = {s, m, ids + done, c, s->len, c, NULL};
+        rt_pass p = {s, m, ids + done, c, s->len, c, nt, NULL};
         if (logits && all_logits) {
             p.logit0 = 0;
             p.logits = logits + (size_t)done * m->V;
@@ -597,13 +705,27 @@ lb_status lb_rt_forward(lb_rt_session *s, const int *ids, int n, float *logits, 
             p.logit0 = c - 1;
             p.logits = logits;
         }
-        memset(s->ctr, 0, (size_t)s->n_ctr * sizeof *s->ctr);
+        int phases = 0;
         if (nt == 1) {
-            pass_body(&p, 0);
+            phases = pass_body(&p, 0);
         } else {
+            atomic_int *left = &s->ctr[s->n_ctr].n;
+            atomic_store_explicit(left, 0, memory_order_relaxed);
 #pragma omp parallel num_threads(nt)
-            pass_body(&p, omp_get_thread_num());
+            {
+                const int ran = pass_body(&p, omp_get_thread_num());
+                /* The first thread leaves last: with OMP_WAIT_POLICY=passive a
+                 * thread that reaches the region's end barrier before the others
+                 * sleeps, and waking it costs more than a decoded token's phase. */
+                if (omp_get_thread_num() != 0) {
+                    atomic_fetch_add_explicit(left, 1, memory_order_release);
+                } else {
+                    phases = ran;
+                    wait_for(left, omp_get_num_threads() - 1);
+                }
+            }
         }
+        memset(s->ctr, 0, (size_t)phases * (nt + 2) * sizeof *s->ctr); /* for the next pass: the counters it used */
         s->len += c;
         done += c;
     }

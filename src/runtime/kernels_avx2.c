@@ -99,13 +99,13 @@ TERNARY_TILE(2, 2)
 TERNARY_TILE(1, 2)
 TERNARY_TILE(4, 1)
 TERNARY_TILE(1, 1)
-LB_RT_TILED_DOT(ternary, 2, 2, 4)
+LB_RT_TILED_DOT(ternary, 2, 2, 4, 4)
 
 BINARY_TILE(2, 2)
 BINARY_TILE(1, 2)
 BINARY_TILE(4, 1)
 BINARY_TILE(1, 1)
-LB_RT_TILED_DOT(binary, 2, 2, 4)
+LB_RT_TILED_DOT(binary, 2, 2, 4, 4)
 
 const lb_rt_kernels lb_rt_kernels_avx2 = {ternary, binary};
 #endif
