@@ -106,3 +106,91 @@ lb_tensor *lb_cross_entropy(lb_graph *g, lb_tensor *logits, const int *targets, 
     }
     return loss;
 }
+
+/* ---- distillation: T² · KL(softmax(teacher / T) ‖ softmax(student / T)) ---- */
+
+typedef struct kl_saved {
+    float *lse_s, *lse_t; /* [rows] log Σ exp(x / T) of the student's and the teacher's row */
+} kl_saved;
+
+/* log Σ exp(x[c] · inv_t), the maximum taken out first. */
+static float row_logsumexp_scaled(const float *x, int V, float inv_t) {
+    float mx = x[0] * inv_t;
+    for (int c = 1; c < V; c++) mx = x[c] * inv_t > mx ? x[c] * inv_t : mx;
+    float sum = 0.0f;
+    for (int c = 0; c < V; c++) sum += expf(x[c] * inv_t - mx);
+    return mx + logf(sum);
+}
+
+/* Σ_c p_t[c] · (log p_t[c] − log p_s[c]) of one row, in double. */
+static double row_kl(const float *s, const float *t, int V, float inv_t, float lse_s, float lse_t) {
+    double kl = 0.0;
+    for (int c = 0; c < V; c++) {
+        double log_pt = (double)(t[c] * inv_t) - lse_t, log_ps = (double)(s[c] * inv_t) - lse_s;
+        kl += exp(log_pt) * (log_pt - log_ps);
+    }
+    return kl;
+}
+
+static void kl_div_backward(lb_node *node) {
+    lb_tensor *student = node->in[0];
+    if (!student->requires_grad) return;
+    const kl_saved *ks = node->saved;
+    const float *teacher = node->p;
+    const float temp = node->f[0], inv_t = 1.0f / temp;
+    const int rows = (int)lb_tensor_rows(student), V = lb_tensor_cols(student);
+    const float dscale = node->out->grad[0] * temp / (float)rows;
+    const float *x = student->data;
+    float *dx = student->grad;
+#pragma omp parallel for schedule(static) if (student->n >= PAR_MIN)
+    for (int r = 0; r < rows; r++) {
+        const float *s = x + (size_t)r * V, *t = teacher + (size_t)r * V;
+        float *d = dx + (size_t)r * V;
+        for (int c = 0; c < V; c++)
+            d[c] += dscale * (expf(s[c] * inv_t - ks->lse_s[r]) - expf(t[c] * inv_t - ks->lse_t[r]));
+    }
+}
+
+lb_tensor *lb_kl_div(lb_graph *g, lb_tensor *student, const float *teacher, float temperature) {
+    if (!student) return NULL;
+    char ss[64];
+    if (!teacher) {
+        lb_error(LB_EINVAL, "kl_div: student logits %s: no teacher logits given", lb_shape_str(student, ss, sizeof ss));
+        return NULL;
+    }
+    if (!(temperature > 0.0f) || !isfinite(temperature)) {
+        lb_error(LB_EINVAL, "kl_div: temperature %g, expected a positive number", (double)temperature);
+        return NULL;
+    }
+    const int rows = (int)lb_tensor_rows(student), V = lb_tensor_cols(student);
+    const float inv_t = 1.0f / temperature;
+    int one = 1;
+    lb_tensor *loss = lb_graph_tensor(g, 1, &one);
+    kl_saved *ks = lb_graph_alloc(g, sizeof *ks);
+    float *lse_s = lb_graph_alloc(g, (size_t)rows * sizeof(float));
+    float *lse_t = lb_graph_alloc(g, (size_t)rows * sizeof(float));
+    double *kl = lb_graph_alloc(g, (size_t)rows * sizeof(double));
+    if (!loss || !ks || !lse_s || !lse_t || !kl) return NULL;
+    const float *x = student->data;
+#pragma omp parallel for schedule(static) if (student->n >= PAR_MIN)
+    for (int r = 0; r < rows; r++) {
+        const float *s = x + (size_t)r * V, *t = teacher + (size_t)r * V;
+        lse_s[r] = row_logsumexp_scaled(s, V, inv_t);
+        lse_t[r] = row_logsumexp_scaled(t, V, inv_t);
+        kl[r] = row_kl(s, t, V, inv_t, lse_s[r], lse_t[r]);
+    }
+    /* Summed in row order, so the result does not depend on the number of threads. */
+    double total = 0.0;
+    for (int r = 0; r < rows; r++) total += kl[r];
+    loss->data[0] = (float)((double)temperature * temperature * total / rows);
+    if (lb_graph_needs_grad(g, &student, 1)) {
+        ks->lse_s = lse_s;
+        ks->lse_t = lse_t;
+        lb_node *node = lb_graph_record(g, "kl_div", kl_div_backward, loss, student, NULL, NULL, NULL);
+        if (!node) return NULL;
+        node->saved = ks;
+        node->p = teacher;
+        node->f[0] = temperature;
+    }
+    return loss;
+}
