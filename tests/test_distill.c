@@ -1,5 +1,6 @@
 /* Tests of distillation in QAT and SubLN insertion (src/trainer/distill.c):
- * lb_kl_div against a reference in double, finite differences and PyTorch;
+ * lb_kl_div and lb_relation_kl against references in double, finite
+ * differences and PyTorch;
  * a student equal to its teacher has zero KL; a distilled run resumes bit for
  * bit and refuses a teacher that changed; the config names a missing teacher;
  * sub-norms inserted into a model without them keep its weights and its loss
@@ -16,6 +17,9 @@
 #include "trainer/state.h"
 
 enum { ROWS = 6, V = 9 };
+/* The relation loss's inputs: B, T, the student's and the teacher's width, relation heads. */
+enum { RB = 2, RT = 5, RD = 8, RDT = 12, RH = 2 };
+static lb_tensor *relation_inputs(uint64_t seed, int dim, int grad);
 
 static lb_tensor *new_logits(uint64_t seed, float range, int grad) {
     int shape[2] = {ROWS, V};
@@ -142,7 +146,113 @@ static void test_kl_torch(void **state) {
         int rc = tu_run_torch_script("distill_ref.py", args);
         if (rc != 0) fail_msg("lb_kl_div and PyTorch disagree at T = %g (exit %d, see above)", (double)temps[k], rc);
     }
+    /* The relation loss, the same way. */
+    lb_tensor *x = relation_inputs(15, RD, 1), *xt = relation_inputs(16, RDT, 0);
+    lb_graph g;
+    must(lb_graph_init(&g, 0));
+    lb_tensor *rel = lb_relation_kl(&g, x, xt->data, RDT, RH);
+    assert_non_null(rel);
+    float loss = rel->data[0], heads = RH;
+    must(lb_backward(&g, lb_scale(&g, rel, 2.5f)));
+    snprintf(path, sizeof path, "%s/relation.h5", dir);
+    lb_ckpt *c;
+    int one = 1;
+    must(lb_ckpt_create(path, &c));
+    must(lb_ckpt_put_f32(c, "relation/x", 3, x->shape, x->data));
+    must(lb_ckpt_put_f32(c, "relation/teacher", 3, xt->shape, xt->data));
+    must(lb_ckpt_put_f32(c, "relation/heads", 1, &one, &heads));
+    must(lb_ckpt_put_f32(c, "relation/loss", 1, &one, &loss));
+    must(lb_ckpt_put_f32(c, "relation/grad", 3, x->shape, x->grad));
+    must(lb_ckpt_commit(c));
+    lb_graph_free(&g);
+    char args[700];
+    snprintf(args, sizeof args, "'%s'", path);
+    int rc = tu_run_torch_script("distill_ref.py", args);
+    if (rc != 0) fail_msg("lb_relation_kl and PyTorch disagree (exit %d, see above)", rc);
+    lb_tensor_free(x);
+    lb_tensor_free(xt);
     lb_tensor_free(s);
+    lb_tensor_free(t);
+}
+
+/* ---- the relation loss ---------------------------------------------------------------- */
+
+/* Mean over (b, head, i) of KL(p_t ‖ p_s) of causal relation rows, in double. */
+static double reference_relation(const float *x, const float *t) {
+    double total = 0.0;
+    const int dr = RD / RH, drt = RDT / RH;
+    for (int b = 0; b < RB; b++)
+        for (int r = 0; r < RH; r++)
+            for (int i = 0; i < RT; i++) {
+                double ss[RT], st[RT], ms = -INFINITY, mt = -INFINITY, zs = 0, zt = 0;
+                for (int j = 0; j <= i; j++) {
+                    double a = 0, c = 0;
+                    for (int k = 0; k < dr; k++)
+                        a += (double)x[(b * RT + i) * RD + r * dr + k] * x[(b * RT + j) * RD + r * dr + k];
+                    for (int k = 0; k < drt; k++)
+                        c += (double)t[(b * RT + i) * RDT + r * drt + k] * t[(b * RT + j) * RDT + r * drt + k];
+                    ss[j] = a / sqrt(dr);
+                    st[j] = c / sqrt(drt);
+                    ms = fmax(ms, ss[j]);
+                    mt = fmax(mt, st[j]);
+                }
+                for (int j = 0; j <= i; j++) {
+                    zs += exp(ss[j] - ms);
+                    zt += exp(st[j] - mt);
+                }
+                for (int j = 0; j <= i; j++) {
+                    double lt = st[j] - mt - log(zt), ls = ss[j] - ms - log(zs);
+                    total += exp(lt) * (lt - ls);
+                }
+            }
+    return total / (RB * RH * RT);
+}
+
+static lb_tensor *relation_inputs(uint64_t seed, int dim, int grad) {
+    int shape[3] = {RB, RT, dim};
+    lb_tensor *t = grad ? tu_param(3, shape, seed, -1.5f, 1.5f) : tu_const(3, shape, seed, -1.5f, 1.5f);
+    t->name = grad ? "x" : "teacher";
+    return t;
+}
+
+static void test_relation_value(void **state) {
+    (void)state;
+    lb_tensor *x = relation_inputs(11, RD, 1), *t = relation_inputs(12, RDT, 0);
+    lb_graph g;
+    must(lb_graph_init(&g, 0));
+    lb_tensor *l = lb_relation_kl(&g, x, t->data, RDT, RH);
+    assert_non_null(l);
+    double ref = reference_relation(x->data, t->data);
+    assert_true(ref > 0.0);
+    assert_float_equal(l->data[0], ref, 1e-5 * fmax(1.0, ref));
+    /* Against itself: zero. */
+    lb_graph_reset(&g);
+    l = lb_relation_kl(&g, x, x->data, RD, RH);
+    assert_non_null(l);
+    assert_float_equal(l->data[0], 0.0, 1e-7);
+    /* Widths that do not split into the heads. */
+    assert_null(lb_relation_kl(&g, x, t->data, RDT, 3));
+    assert_non_null(strstr(lb_errmsg(), "relation_kl"));
+    lb_graph_free(&g);
+    lb_tensor_free(x);
+    lb_tensor_free(t);
+}
+
+typedef struct rel_ctx {
+    const float *teacher;
+} rel_ctx;
+
+static lb_tensor *rel_loss(lb_graph *g, lb_tensor **p, int n, void *ctx) {
+    (void)n;
+    return lb_relation_kl(g, p[0], ((const rel_ctx *)ctx)->teacher, RDT, RH);
+}
+
+static void test_grad_relation_kl(void **state) {
+    (void)state;
+    lb_tensor *x = relation_inputs(13, RD, 1), *t = relation_inputs(14, RDT, 0);
+    rel_ctx c = {t->data};
+    tu_gradcheck(rel_loss, &x, 1, &c, 1e-2f, 1e-2, 1e-4);
+    lb_tensor_free(x);
     lb_tensor_free(t);
 }
 
@@ -211,6 +321,8 @@ static void student_config(lb_config *c, const fixture *fx, const char *run, con
     tu_config_set(c, "train.distill.weight_ce=0.5");
     tu_config_set(c, "train.distill.temperature=2");
     tu_config_set(c, "train.distill.weight_hidden=0.1");
+    tu_config_set(c, "train.distill.weight_relation=0.2");
+    tu_config_set(c, "train.distill.relation_layer=0");
 }
 
 /* A student equal to its teacher (fp32, same weights) has KL 0 and the teacher's cross-entropy. */
@@ -230,6 +342,7 @@ static void test_identical_student(void **state) {
     run_steps(&t, 1, &r);
     assert_float_equal(r.kl, 0.0, 1e-6);
     assert_float_equal(r.hidden, 0.0, 1e-9);
+    assert_float_equal(r.relation, 0.0, 1e-7);
     assert_true(r.ce > 0.0f);
     assert_float_equal(r.loss, 0.5 * r.ce, 1e-5);
     assert_true(r.teacher_seconds > 0.0);
@@ -253,8 +366,8 @@ static void test_resume_bit_exact(void **state) {
     init_trainer(&a, &c);
     lb_step_result r;
     run_steps(&a, 4, &r);
-    assert_true(r.kl > 0.0f && r.hidden > 0.0f);
-    float expect = 0.5f * r.ce + r.kl + 0.1f * r.hidden;
+    assert_true(r.kl > 0.0f && r.hidden > 0.0f && r.relation > 0.0f);
+    float expect = 0.5f * r.ce + r.kl + 0.1f * r.hidden + 0.2f * r.relation;
     assert_float_equal(r.loss, expect, 1e-5 * fabs(expect));
 
     student_config(&c, fx, "halves", teacher);
@@ -361,6 +474,8 @@ int main(void) {
         cmocka_unit_test(test_kl_errors),
         cmocka_unit_test(test_grad_kl_div),
         cmocka_unit_test(test_kl_torch),
+        cmocka_unit_test(test_relation_value),
+        cmocka_unit_test(test_grad_relation_kl),
         cmocka_unit_test(test_identical_student),
         cmocka_unit_test(test_resume_bit_exact),
         cmocka_unit_test(test_config_needs_teacher),

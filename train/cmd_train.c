@@ -151,6 +151,9 @@ static void print_header(const lb_trainer *t, int resumed) {
                (double)d->cfg.temperature);
         if (d->cfg.weight_hidden > 0.0f)
             printf(" + %g·MSE(block %d)", (double)d->cfg.weight_hidden, d->s_layer);
+        if (d->cfg.weight_relation > 0.0f)
+            printf(" + %g·relation KL(q, k, v of block %d, %d heads)", (double)d->cfg.weight_relation, d->s_rel,
+                   d->rel_heads);
         printf("; teacher weights %.1f MiB (its activations and time per step: teacher_bytes, teacher_s in the "
                "metrics)\n", (double)lb_distill_memory(d) / (1024.0 * 1024.0));
     }

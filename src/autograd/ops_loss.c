@@ -3,6 +3,7 @@
  * keeps one log-sum-exp per row and the backward pass recomputes
  *   dlogits[r, c] = dL · (softmax(logits[r])[c] − [c == target[r]]) / n_counted. */
 #include <math.h>
+#include <stdlib.h>
 
 #include "autograd/ops.h"
 
@@ -191,6 +192,121 @@ lb_tensor *lb_kl_div(lb_graph *g, lb_tensor *student, const float *teacher, floa
         node->saved = ks;
         node->p = teacher;
         node->f[0] = temperature;
+    }
+    return loss;
+}
+
+/* ---- MiniLM relation loss: KL between causal self-relation distributions ---- */
+
+/* The relation distribution of position i in head r of sequence b into p[0..i]
+ * (log-probabilities): softmax over j ≤ i of <x_i, x_j> · scale, the head's
+ * channels [r·dr, (r+1)·dr) of rows with stride D. */
+static void relation_row(const float *x, int D, int dr, int r, int i, float scale, double *logp) {
+    const float *xi = x + (size_t)i * D + (size_t)r * dr;
+    double mx = -INFINITY;
+    for (int j = 0; j <= i; j++) {
+        const float *xj = x + (size_t)j * D + (size_t)r * dr;
+        double dot = 0.0;
+        for (int c = 0; c < dr; c++) dot += (double)xi[c] * xj[c];
+        logp[j] = dot * scale;
+        mx = logp[j] > mx ? logp[j] : mx;
+    }
+    double z = 0.0;
+    for (int j = 0; j <= i; j++) z += exp(logp[j] - mx);
+    double lz = mx + log(z);
+    for (int j = 0; j <= i; j++) logp[j] -= lz;
+}
+
+typedef struct relation_dims {
+    int B, T, D, Dt, R;
+} relation_dims;
+
+static void relation_backward(lb_node *node) {
+    lb_tensor *x = node->in[0];
+    if (!x->requires_grad) return;
+    const relation_dims *d = node->saved;
+    const float *teacher = node->p;
+    const int B = d->B, T = d->T, D = d->D, Dt = d->Dt, R = d->R, dr = D / R, drt = Dt / R;
+    const float scale = 1.0f / sqrtf((float)dr), scale_t = 1.0f / sqrtf((float)drt);
+    const double up = node->out->grad[0] / ((double)B * R * T);
+    lb_status s = LB_OK;
+    /* One (b, r) per iteration: its rows of dx are written by it alone. */
+#pragma omp parallel for schedule(static) collapse(2)
+    for (int b = 0; b < B; b++)
+        for (int r = 0; r < R; r++) {
+            double *ls = malloc((size_t)T * sizeof *ls), *lt = malloc((size_t)T * sizeof *lt);
+            if (!ls || !lt) {
+#pragma omp critical
+                s = LB_ENOMEM;
+                free(ls);
+                free(lt);
+                continue;
+            }
+            const float *xs = x->data + (size_t)b * T * D, *xt = teacher + (size_t)b * T * Dt;
+            float *dx = x->grad + (size_t)b * T * D;
+            for (int i = 0; i < T; i++) {
+                relation_row(xs, D, dr, r, i, scale, ls);
+                relation_row(xt, Dt, drt, r, i, scale_t, lt);
+                const float *xi = xs + (size_t)i * D + (size_t)r * dr;
+                float *dxi = dx + (size_t)i * D + (size_t)r * dr;
+                for (int j = 0; j <= i; j++) {
+                    /* d KL / d score_ij = p_s − p_t; score_ij = <x_i, x_j> · scale */
+                    float gij = (float)(up * (exp(ls[j]) - exp(lt[j])) * scale);
+                    const float *xj = xs + (size_t)j * D + (size_t)r * dr;
+                    float *dxj = dx + (size_t)j * D + (size_t)r * dr;
+                    for (int c = 0; c < dr; c++) {
+                        dxi[c] += gij * xj[c];
+                        dxj[c] += gij * xi[c];
+                    }
+                }
+            }
+            free(ls);
+            free(lt);
+        }
+    if (s != LB_OK) lb_node_fail(node, lb_error(s, "relation_kl backward: scratch rows"));
+}
+
+lb_tensor *lb_relation_kl(lb_graph *g, lb_tensor *x, const float *teacher, int teacher_dim, int heads) {
+    if (!x) return NULL;
+    char xs[64];
+    const int D = lb_tensor_cols(x), rows = (int)lb_tensor_rows(x);
+    if (x->ndim != 3 || !teacher || heads < 1 || D % heads != 0 || teacher_dim < heads || teacher_dim % heads != 0) {
+        lb_error(LB_EINVAL, "relation_kl: x %s, teacher width %d, %d relation heads: expected x [B, T, D] with D "
+                 "and the teacher width divisible by the heads, and teacher values", lb_shape_str(x, xs, sizeof xs),
+                 teacher_dim, heads);
+        return NULL;
+    }
+    relation_dims *d = lb_graph_alloc(g, sizeof *d);
+    int one = 1;
+    lb_tensor *loss = lb_graph_tensor(g, 1, &one);
+    if (!d || !loss) return NULL;
+    *d = (relation_dims){x->shape[0], x->shape[1], D, teacher_dim, heads};
+    const int B = d->B, T = d->T, R = heads, dr = D / R, drt = teacher_dim / R;
+    const float scale = 1.0f / sqrtf((float)dr), scale_t = 1.0f / sqrtf((float)drt);
+    double *kl = lb_graph_alloc(g, (size_t)B * R * sizeof(double));
+    double *scratch = lb_graph_alloc(g, (size_t)2 * B * R * T * sizeof(double));
+    if (!kl || !scratch) return NULL;
+    (void)rows;
+#pragma omp parallel for schedule(static) collapse(2)
+    for (int b = 0; b < B; b++)
+        for (int r = 0; r < R; r++) {
+            double *ls = scratch + ((size_t)b * R + r) * 2 * T, *lt = ls + T, sum = 0.0;
+            const float *xsb = x->data + (size_t)b * T * D, *xtb = teacher + (size_t)b * T * teacher_dim;
+            for (int i = 0; i < T; i++) {
+                relation_row(xsb, D, dr, r, i, scale, ls);
+                relation_row(xtb, teacher_dim, drt, r, i, scale_t, lt);
+                for (int j = 0; j <= i; j++) sum += exp(lt[j]) * (lt[j] - ls[j]);
+            }
+            kl[(size_t)b * R + r] = sum;
+        }
+    double total = 0.0; /* in a fixed order: the same for every thread count */
+    for (int k = 0; k < B * R; k++) total += kl[k];
+    loss->data[0] = (float)(total / ((double)B * R * T));
+    if (lb_graph_needs_grad(g, &x, 1)) {
+        lb_node *node = lb_graph_record(g, "relation_kl", relation_backward, loss, x, NULL, NULL, NULL);
+        if (!node) return NULL;
+        node->saved = d;
+        node->p = teacher;
     }
     return loss;
 }

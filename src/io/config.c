@@ -132,6 +132,8 @@ static const key_desc keys[] = {
     FLT("train.distill.weight_ce", train.distill.weight_ce, 0, 1e6, 0, 0, "a number in [0, 1e6]"),
     INT("train.distill.hidden_layer", train.distill.hidden_layer, -1, 1023, "-1 (the last block) or a block index"),
     FLT("train.distill.weight_hidden", train.distill.weight_hidden, 0, 1e6, 0, 0, "a number in [0, 1e6]"),
+    INT("train.distill.relation_layer", train.distill.relation_layer, -1, 1023, "-1 (the last block) or a block index"),
+    FLT("train.distill.weight_relation", train.distill.weight_relation, 0, 1e6, 0, 0, "a number in [0, 1e6]"),
 
     SEC("optim"),
     ENUM("optim.type", optim.type, lb_optim_type_names),
@@ -622,6 +624,8 @@ void lb_config_defaults(lb_config *c) {
     t->distill.weight_ce = 1.0f;
     t->distill.hidden_layer = -1;
     t->distill.weight_hidden = 0.0f;
+    t->distill.relation_layer = -1;
+    t->distill.weight_relation = 0.0f;
 
     lb_cfg_optim *o = &c->optim;
     o->type = LB_OPTIM_ADAMW;
@@ -977,7 +981,8 @@ lb_status lb_config_validate(const lb_config *c) {
     if (c->data.n_paths < 0 || c->data.n_paths > LB_CONFIG_MAX_PATHS)
         return bad(c, "data.paths", NULL, "expected at most %d files, got %d", LB_CONFIG_MAX_PATHS, c->data.n_paths);
     const lb_distill_config *d = &t->distill;
-    if ((d->weight_kl > 0.0f || d->weight_hidden > 0.0f) && !d->teacher[0] && !t->init_from[0])
+    if ((d->weight_kl > 0.0f || d->weight_hidden > 0.0f || d->weight_relation > 0.0f) && !d->teacher[0] &&
+        !t->init_from[0])
         return bad(c, "train.distill.weight_kl", "train.init_from",
                    "distillation needs a teacher: train.distill.teacher or train.init_from");
     return LB_OK;

@@ -57,6 +57,8 @@ typedef struct lb_distill_config {
     float weight_ce;         /* weight of the cross-entropy on the data */
     int hidden_layer;        /* block whose output the hidden-state loss compares; -1: the last */
     float weight_hidden;     /* weight of that mean squared error; 0: off */
+    int relation_layer;      /* block whose q, k, v relations the relation loss compares; -1: the last */
+    float weight_relation;   /* weight of the MiniLM relation KL (Q-Q + K-K + V-V); 0: off */
 } lb_distill_config;
 
 typedef struct lb_train_config {

@@ -18,7 +18,8 @@ static double now_seconds(void) {
 }
 
 int lb_distill_enabled(const lb_config *c) {
-    return c->train.distill.weight_kl > 0.0f || c->train.distill.weight_hidden > 0.0f;
+    const lb_distill_config *d = &c->train.distill;
+    return d->weight_kl > 0.0f || d->weight_hidden > 0.0f || d->weight_relation > 0.0f;
 }
 
 lb_status lb_model_load_any(const char *path, lb_model **model, lb_tokenizer **tok) {
@@ -83,6 +84,28 @@ lb_status lb_distill_open(const lb_config *c, const lb_model *student, lb_distil
             goto fail;
         }
     }
+    if (d->cfg.weight_relation > 0.0f) {
+        d->s_rel = resolve_layer(d->cfg.relation_layer, sc->n_layers);
+        d->t_rel = resolve_layer(d->cfg.relation_layer, tc->n_layers);
+        d->rel_heads = sc->n_heads;
+        int dh_s = sc->dim / sc->n_heads, dh_t = tc->dim / tc->n_heads, R = d->rel_heads;
+        if (d->s_rel >= sc->n_layers || d->t_rel >= tc->n_layers) {
+            s = lb_error(LB_ECONFIG, "key 'train.distill.relation_layer': block %d, but the student has %d and the "
+                         "teacher %d blocks", d->cfg.relation_layer, sc->n_layers, tc->n_layers);
+            goto fail;
+        }
+        if ((sc->n_kv_heads * dh_s) % R || (tc->n_heads * dh_t) % R || (tc->n_kv_heads * dh_t) % R) {
+            s = lb_error(LB_ECONFIG, "key 'train.distill.weight_relation': the q, k and v widths of student and "
+                         "teacher must divide into the student's %d heads", R);
+            goto fail;
+        }
+        d->s_qkv = calloc((size_t)3 * sc->n_layers, sizeof *d->s_qkv);
+        d->t_qkv = calloc((size_t)3 * tc->n_layers, sizeof *d->t_qkv);
+        if (!d->s_qkv || !d->t_qkv) {
+            s = lb_error(LB_ENOMEM, "distillation taps");
+            goto fail;
+        }
+    }
     if ((s = lb_graph_init(&d->graph, 0)) != LB_OK) goto fail;
     lb_graph_set_grad(&d->graph, 0);
     d->fingerprint = lb_model_fingerprint(d->teacher);
@@ -101,6 +124,8 @@ void lb_distill_free(lb_distill *d) {
     lb_graph_free(&d->graph);
     free(d->s_hidden);
     free(d->t_hidden);
+    free(d->s_qkv);
+    free(d->t_qkv);
     free(d);
 }
 
@@ -115,9 +140,10 @@ static lb_tensor *mse(lb_graph *g, lb_tensor *a, lb_tensor *b) {
 lb_tensor *lb_distill_loss(lb_distill *d, lb_model *student, lb_graph *g, const int *ids, int B, int T,
                            const int *targets, lb_distill_parts *parts) {
     double t0 = now_seconds();
-    lb_model_taps t_taps = {.hidden = d->t_hidden}, s_taps = {.hidden = d->s_hidden};
+    lb_model_taps t_taps = {.hidden = d->t_hidden, .qkv = d->t_qkv}, s_taps = {.hidden = d->s_hidden, .qkv = d->s_qkv};
+    int tapped = d->s_hidden || d->s_qkv;
     lb_graph_reset(&d->graph);
-    d->teacher->taps = d->s_hidden ? &t_taps : NULL;
+    d->teacher->taps = tapped ? &t_taps : NULL;
     lb_tensor *t_logits = lb_model_forward(d->teacher, &d->graph, ids, B, T, NULL, NULL);
     d->teacher->taps = NULL;
     d->seconds += now_seconds() - t0;
@@ -127,17 +153,25 @@ lb_tensor *lb_distill_loss(lb_distill *d, lb_model *student, lb_graph *g, const 
     }
 
     lb_tensor *s_logits = NULL;
-    student->taps = d->s_hidden ? &s_taps : NULL;
+    student->taps = tapped ? &s_taps : NULL;
     lb_tensor *ce = lb_model_forward(student, g, ids, B, T, targets, &s_logits);
     student->taps = NULL;
     if (!ce) return NULL;
     lb_tensor *kl = lb_kl_div(g, s_logits, t_logits->data, d->cfg.temperature);
     lb_tensor *hid = d->s_hidden ? mse(g, d->s_hidden[d->s_layer], d->t_hidden[d->t_layer]) : NULL;
-    if (!kl || (d->s_hidden && !hid)) return NULL;
-    if (parts) *parts = (lb_distill_parts){ce->data[0], kl->data[0], hid ? hid->data[0] : 0.0f};
+    lb_tensor *rel = NULL;
+    for (int i = 0; d->s_qkv && i < 3; i++) {
+        lb_tensor *xt = d->t_qkv[3 * d->t_rel + i];
+        lb_tensor *r = lb_relation_kl(g, d->s_qkv[3 * d->s_rel + i], xt->data, lb_tensor_cols(xt), d->rel_heads);
+        rel = rel ? lb_add(g, rel, r) : r;
+    }
+    if (!kl || (d->s_hidden && !hid) || (d->s_qkv && !rel)) return NULL;
+    if (parts)
+        *parts = (lb_distill_parts){ce->data[0], kl->data[0], hid ? hid->data[0] : 0.0f, rel ? rel->data[0] : 0.0f};
 
     lb_tensor *loss = lb_add(g, lb_scale(g, ce, d->cfg.weight_ce), lb_scale(g, kl, d->cfg.weight_kl));
     if (hid) loss = lb_add(g, loss, lb_scale(g, hid, d->cfg.weight_hidden));
+    if (rel) loss = lb_add(g, loss, lb_scale(g, rel, d->cfg.weight_relation));
     return loss;
 }
 

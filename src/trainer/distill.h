@@ -6,8 +6,10 @@
  * default the train.init_from model, runs forward without gradients on the
  * student's micro-batch, and the student's loss becomes
  *   w_ce · CE(student, data) + w_kl · T² · KL(p_teacher ‖ p_student)
- *   [+ w_hidden · mean((h_student − h_teacher)²) at one block's output],
- * KL as lb_kl_div (autograd/ops.h): softened by T, averaged over tokens.
+ *   [+ w_hidden · mean((h_student − h_teacher)²) at one block's output]
+ *   [+ w_relation · (R_QQ + R_KK + R_VV) at one block: MiniLM relation KLs],
+ * KL as lb_kl_div (autograd/ops.h): softened by T, averaged over tokens;
+ * R as lb_relation_kl with the student's n_heads relation heads.
  * The teacher is loaded from its path whenever the trainer is built, so a
  * resumed run sees the same teacher; its fingerprint (a hash of its weights)
  * is stored in the checkpoint and checked on resume.
@@ -45,17 +47,19 @@ typedef struct lb_distill {
     lb_graph graph;            /* the teacher's forward passes, no gradients */
     int s_layer, t_layer;      /* the blocks the hidden-state loss compares (student, teacher) */
     lb_tensor **s_hidden, **t_hidden; /* [n_layers] taps (layers/model.h) */
+    int s_rel, t_rel, rel_heads; /* the blocks and the heads of the relation loss */
+    lb_tensor **s_qkv, **t_qkv; /* [3·n_layers] taps */
     uint64_t fingerprint;      /* FNV-1a of the teacher's parameters */
     size_t param_bytes;        /* the teacher's parameter and gradient memory */
-    double seconds;            /* teacher forward time since the last lb_distill_take_seconds */
+    double seconds;            /* teacher forward time not yet reported (the trainer takes it each step) */
 } lb_distill;
 
 /* The parts of the last micro-batch's loss, unweighted. */
 typedef struct lb_distill_parts {
-    float ce, kl, hidden;
+    float ce, kl, hidden, relation;
 } lb_distill_parts;
 
-/* 1 when train.distill asks for distillation (a positive weight_kl or weight_hidden). */
+/* 1 when train.distill asks for distillation (a positive weight_kl, weight_hidden or weight_relation). */
 int lb_distill_enabled(const lb_config *c);
 
 /* Loads the teacher named by c (train.distill.teacher, else

@@ -40,6 +40,7 @@ lb_status lb_metrics_step(lb_metrics *m, const lb_trainer *t, const lb_step_resu
         json_object_set_new(o, "ce", json_real(r->ce));
         json_object_set_new(o, "kl", json_real(r->kl));
         if (t->cfg.train.distill.weight_hidden > 0.0f) json_object_set_new(o, "hidden", json_real(r->hidden));
+        if (t->cfg.train.distill.weight_relation > 0.0f) json_object_set_new(o, "relation", json_real(r->relation));
         json_object_set_new(o, "step_s", json_real(r->seconds));
         json_object_set_new(o, "teacher_s", json_real(r->teacher_seconds));
         json_object_set_new(o, "teacher_bytes", json_integer((json_int_t)lb_distill_memory(t->distill)));

@@ -352,7 +352,7 @@ static void next_batch(lb_trainer *t) {
 static lb_status forward_backward(lb_trainer *t, lb_step_result *r) {
     const lb_config *c = &t->cfg;
     float loss_scale = lb_optim_loss_scale(t->opt);
-    double loss_sum = 0.0, parts_sum[3] = {0.0, 0.0, 0.0};
+    double loss_sum = 0.0, parts_sum[4] = {0.0, 0.0, 0.0, 0.0};
     for (int micro = 0; micro < c->train.grad_accum; micro++) {
         next_batch(t);
         lb_graph_reset(&t->graph);
@@ -364,6 +364,7 @@ static lb_status forward_backward(lb_trainer *t, lb_step_result *r) {
             parts_sum[0] += p.ce;
             parts_sum[1] += p.kl;
             parts_sum[2] += p.hidden;
+            parts_sum[3] += p.relation;
         } else {
             l = lb_model_forward(t->model, &t->graph, t->inputs, c->train.batch_size, c->train.seq_len, t->targets,
                                  NULL);
@@ -393,6 +394,7 @@ static lb_status forward_backward(lb_trainer *t, lb_step_result *r) {
         r->ce = (float)(parts_sum[0] / c->train.grad_accum);
         r->kl = (float)(parts_sum[1] / c->train.grad_accum);
         r->hidden = (float)(parts_sum[2] / c->train.grad_accum);
+        r->relation = (float)(parts_sum[3] / c->train.grad_accum);
         r->teacher_seconds = t->distill->seconds;
         t->distill->seconds = 0.0;
     }

@@ -62,7 +62,7 @@ typedef struct lb_step_result {
     double comm_seconds; /* several ranks: time spent waiting for the gradient reduction after the backward pass */
     size_t comm_bytes;   /* several ranks: gradient bytes this rank sent (ring volume, dist.h) */
     /* train.distill: the parts of the loss (mean over the micro-batches, unweighted) and the teacher's time */
-    float ce, kl, hidden;
+    float ce, kl, hidden, relation;
     double teacher_seconds;
 } lb_step_result;
 
