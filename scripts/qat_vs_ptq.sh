@@ -89,14 +89,14 @@ timed() {
     cpu=$(awk '{print $1 + $2}' "$tf")
     rm -f "$tf"
 }
-# Validation loss of a checkpoint on the same batches for every model; $eval_s its time.
+# $loss: the validation loss of a checkpoint on the same batches for every model; $eval_s its time.
 val_loss() {
-    local t0 v
+    local t0
     t0=$(date +%s.%N)
-    v=$(nice "$lowbit" eval "$1" --batches "$eval_batches" --set data.path="$data" --set train.threads="$threads" \
+    loss=$(nice "$lowbit" eval "$1" --batches "$eval_batches" --set data.path="$data" --set train.threads="$threads" \
         | sed -n 's/.*validation loss \([0-9.naif]*\),.*/\1/p')
+    loss=${loss:-null}
     eval_s=$(echo "$(date +%s.%N) - $t0" | bc)
-    echo "${v:-null}"
 }
 sets() { local a; for a in "$@"; do printf -- '--set\0%s\0' "$a"; done; }
 record() { # method name weight act loss wall cpu load steps, into $dir/result.json
@@ -137,7 +137,7 @@ else
     pre_steps=$pretrain_steps
 fi
 if [ ! -f "$dir/result.json" ]; then
-    loss=$(val_loss "$fp32")
+    val_loss "$fp32"
     record fp32 fp32 none none "$loss" "$wall" "$cpu" "$l0" "$pre_steps"
 fi
 
@@ -172,8 +172,8 @@ for row in $specs; do
             [ "$a" != none ] && qset=(--set "model.quant.attn.activation=$a" --set "model.quant.ffn.activation=$a")
             timed "$lowbit" quantize "$fp32" -o "$dir/model.h5" --spec "$w" --method "$method" \
                 --set data.path="$data" "${qset[@]}" || continue
-            loss=$(val_loss "$dir/model.h5")
-            record "$method" "$name" "$w" "$a" "${loss:-null}" "$wall" "$cpu" "$l0" 0 ;;
+            val_loss "$dir/model.h5"
+            record "$method" "$name" "$w" "$a" "$loss" "$wall" "$cpu" "$l0" 0 ;;
         qat|qat_kd)
             kd=()
             [ $method = qat_kd ] && read -r -a kd <<< "$kd_set"
@@ -183,8 +183,8 @@ for row in $specs; do
                 eval.interval=0 checkpoint.dir="$dir" checkpoint.keep_last=1 log.sample_tokens=0)
             l0=$(load)
             timed "$lowbit" train "$src/configs/fp32-tiny.yaml" "${args[@]}"
-            loss=$(val_loss "$dir")
-            record "$method" "$name" "$w" "$a" "${loss:-null}" "$wall" "$cpu" "$l0" "$qat_steps" ;;
+            val_loss "$dir"
+            record "$method" "$name" "$w" "$a" "$loss" "$wall" "$cpu" "$l0" "$qat_steps" ;;
         *) echo "qat_vs_ptq: unknown method '$method'" >&2; exit 2 ;;
         esac
     done
