@@ -444,7 +444,6 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, const int *ids, int B, int
         q = lb_rope(g, q, c->rope_theta, 0);
         k = lb_rope(g, k, c->rope_theta, 0);
         lb_tensor *a = reshape3(g, lb_attention(g, q, k, v), B, T, H * Dh);
-        if (m->taps && m->taps->attn_out_in) m->taps->attn_out_in[l] = a;
         if (b->attn_sub_norm) a = norm(g, m, a, b->attn_sub_norm);
         x = lb_add(g, x, linear(g, m, a, b->attn_output, &m->q_attn));
 
@@ -454,7 +453,6 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, const int *ids, int B, int
         lb_tensor *gate = linear(g, m, h, b->ffn_gate, &m->q_ffn);
         lb_tensor *up = linear(g, m, h, b->ffn_up, &m->q_ffn);
         lb_tensor *f = c->ffn_act == LB_FFN_RELU2 ? lb_mul(g, lb_relu2(g, gate), up) : lb_swiglu(g, gate, up);
-        if (m->taps && m->taps->ffn_down_in) m->taps->ffn_down_in[l] = f;
         if (b->ffn_sub_norm) f = norm(g, m, f, b->ffn_sub_norm);
         x = lb_add(g, x, linear(g, m, f, b->ffn_down, &m->q_ffn));
         if (m->taps && m->taps->hidden) m->taps->hidden[l] = x;

@@ -90,8 +90,6 @@ typedef struct lb_block {
  * [n_layers] and receives tensors of the forward's graph. */
 typedef struct lb_model_taps {
     lb_tensor **hidden;     /* the residual stream after block l, [B, T, d] */
-    lb_tensor **attn_out_in; /* the input of attn_output (before attn_sub_norm, if any), [B, T, H·Dh] */
-    lb_tensor **ffn_down_in; /* the input of ffn_down (before ffn_sub_norm, if any), [B, T, F] */
     lb_tensor **qkv;        /* [3·n_layers]: block l's q, k, v projections (before RoPE), [B, T, H·Dh] and [B, T, Hkv·Dh] */
 } lb_model_taps;
 

@@ -190,6 +190,22 @@ static void accumulate_gain(const lb_tensor *x, float eps, double *num, double *
     }
 }
 
+/* The source's forward hands every linear layer's input to this (lb_model's
+ * linear_input): the inputs of attn_output and ffn_down are what the new
+ * sub-norms will see. */
+typedef struct gain_sums {
+    const lb_model *src;
+    float eps;
+    double *num, *den; /* [2·n_layers]: attn_sub_norm, ffn_sub_norm of each block */
+} gain_sums;
+
+static void sub_norm_input(void *ctx, int param, const lb_tensor *x) {
+    gain_sums *g = ctx;
+    const lb_param *p = &g->src->params[param];
+    if (p->role == LB_ROLE_ATTN_OUTPUT) accumulate_gain(x, g->eps, &g->num[2 * p->layer], &g->den[2 * p->layer]);
+    if (p->role == LB_ROLE_FFN_DOWN) accumulate_gain(x, g->eps, &g->num[2 * p->layer + 1], &g->den[2 * p->layer + 1]);
+}
+
 lb_status lb_insert_sub_norms(lb_model *dst, const lb_model *src, const lb_tokens *tokens, int B, int T,
                               int n_batches) {
     const lb_model_config *dc = &dst->cfg;
@@ -208,30 +224,24 @@ lb_status lb_insert_sub_norms(lb_model *dst, const lb_model *src, const lb_token
 
     const int L = dc->n_layers;
     double *num = calloc((size_t)2 * L, sizeof *num), *den = calloc((size_t)2 * L, sizeof *den);
-    lb_tensor **attn = calloc((size_t)L, sizeof *attn), **ffn = calloc((size_t)L, sizeof *ffn);
     int *inputs = malloc((size_t)B * T * sizeof *inputs), *targets = malloc((size_t)B * T * sizeof *targets);
     lb_graph g = {0};
     lb_status s = LB_OK;
-    if (!num || !den || !attn || !ffn || !inputs || !targets) s = lb_error(LB_ENOMEM, "SubLN insertion");
+    if (!num || !den || !inputs || !targets) s = lb_error(LB_ENOMEM, "SubLN insertion");
     if (s == LB_OK) s = lb_graph_init(&g, 0);
     if (s == LB_OK) lb_graph_set_grad(&g, 0);
-    /* The source's forward is read-only; taps are the only field it writes. */
+    /* The source's forward is read-only; the hook is the only field set here. */
     lb_model *source = (lb_model *)src;
-    lb_model_taps taps = {.attn_out_in = attn, .ffn_down_in = ffn};
+    gain_sums sums = {src, dc->norm_eps, num, den};
     for (int b = 0; b < n_batches && s == LB_OK; b++) {
         if ((s = lb_val_batch_tokens(tokens, B, T, b, n_batches, inputs, targets)) != LB_OK) break;
         lb_graph_reset(&g);
-        source->taps = &taps;
+        source->linear_input = sub_norm_input;
+        source->linear_input_ctx = &sums;
         lb_tensor *logits = lb_model_forward(source, &g, inputs, B, T, NULL, NULL);
-        source->taps = NULL;
-        if (!logits) {
-            s = lb_errcode();
-            break;
-        }
-        for (int l = 0; l < L; l++) {
-            accumulate_gain(attn[l], dc->norm_eps, &num[2 * l], &den[2 * l]);
-            accumulate_gain(ffn[l], dc->norm_eps, &num[2 * l + 1], &den[2 * l + 1]);
-        }
+        source->linear_input = NULL;
+        source->linear_input_ctx = NULL;
+        if (!logits) s = lb_errcode();
     }
     for (int l = 0; l < L && s == LB_OK; l++) {
         lb_tensor *norms[2] = {dst->blocks[l].attn_sub_norm, dst->blocks[l].ffn_sub_norm};
@@ -244,8 +254,6 @@ lb_status lb_insert_sub_norms(lb_model *dst, const lb_model *src, const lb_token
     lb_graph_free(&g);
     free(num);
     free(den);
-    free(attn);
-    free(ffn);
     free(inputs);
     free(targets);
     return s;
