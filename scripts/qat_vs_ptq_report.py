@@ -41,6 +41,8 @@ def projection_shapes(path):
 def bits_per_weight(spec, shapes):
     """Codes plus one fp16 scale per block, averaged over the projections' weights."""
     fmt, *opts = spec.split(":")
+    if fmt == "none":
+        return 32.0
     code = math.log2(3) if fmt == "ternary" else float(fmt[3:])
     total = n = 0
     for rows, cols in shapes:
@@ -78,7 +80,7 @@ def main():
             loss[(r["method"], r["name"])] = r["val_loss"]
             info[(r["method"], r["name"])] = r
             info.setdefault(r["name"], r)
-    fam = ["ternary", "int2", "int3", "int4", "int8", "b1.58", "w4a8", "w8a8"]
+    fam = ["fp32cont", "ternary", "int2", "int3", "int4", "int8", "b1.58", "w4a8", "w8a8"]
     gran = ["pc", "g128", "g32"]
     names.sort(key=lambda n: (fam.index(n.split("-")[0].split("+")[0]) if n.split("-")[0].split("+")[0] in fam
                               else len(fam), gran.index(n.split("-")[1]) if "-" in n and n.split("-")[1] in gran

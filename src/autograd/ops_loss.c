@@ -17,14 +17,17 @@ typedef struct ce_saved {
  * is false, so small inputs skip the region altogether. */
 #define PAR_MIN 16384
 
-/* Stable log-sum-exp of one row: the maximum is taken out before exp(). */
-static float row_logsumexp(const float *x, int V) {
-    float mx = x[0];
-    for (int c = 1; c < V; c++) mx = x[c] > mx ? x[c] : mx;
+/* Stable log-sum-exp of one row of x · inv_t (inv_t = 1: the logits; 1/T:
+ * softened, for distillation): the maximum is taken out before exp(). */
+static float row_logsumexp_scaled(const float *x, int V, float inv_t) {
+    float mx = x[0] * inv_t;
+    for (int c = 1; c < V; c++) mx = x[c] * inv_t > mx ? x[c] * inv_t : mx;
     float sum = 0.0f;
-    for (int c = 0; c < V; c++) sum += expf(x[c] - mx);
+    for (int c = 0; c < V; c++) sum += expf(x[c] * inv_t - mx);
     return mx + logf(sum);
 }
+
+static float row_logsumexp(const float *x, int V) { return row_logsumexp_scaled(x, V, 1.0f); }
 
 /* dx += dscale · (softmax(x) − one_hot(target)) for one row. */
 static void row_grad(const float *x, float *dx, int V, float lse, int target, float dscale) {
@@ -114,14 +117,6 @@ typedef struct kl_saved {
     float *lse_s, *lse_t; /* [rows] log Σ exp(x / T) of the student's and the teacher's row */
 } kl_saved;
 
-/* log Σ exp(x[c] · inv_t), the maximum taken out first. */
-static float row_logsumexp_scaled(const float *x, int V, float inv_t) {
-    float mx = x[0] * inv_t;
-    for (int c = 1; c < V; c++) mx = x[c] * inv_t > mx ? x[c] * inv_t : mx;
-    float sum = 0.0f;
-    for (int c = 0; c < V; c++) sum += expf(x[c] * inv_t - mx);
-    return mx + logf(sum);
-}
 
 /* Σ_c p_t[c] · (log p_t[c] − log p_s[c]) of one row, in double. */
 static double row_kl(const float *s, const float *t, int V, float inv_t, float lse_s, float lse_t) {
