@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "core/log.h"
 #include "layers/sample.h"
+#include "trainer/distill.h"
 #include "trainer/run.h"
 
 static const char TRAIN_USAGE[] =
@@ -139,6 +140,22 @@ static void print_header(const lb_trainer *t, int resumed) {
                "parameter (%.2f B unsharded)\n",
                t->dist->size, m.n_elements, t->model->n_elements, (double)m.state_bytes / (double)t->model->n_elements,
                m.state);
+    }
+    if (t->inserted_sub_norms)
+        printf("# SubLN: sub-norms inserted into '%s' (gains from its activations, docs/qat-vs-ptq.md)\n",
+               c->train.init_from);
+    if (t->distill) {
+        const lb_distill *d = t->distill;
+        printf("# distillation from '%s' (%zu parameters): loss = %g·CE + %g·T²·KL(teacher ‖ student), T = %g",
+               d->path, d->teacher->n_elements, (double)d->cfg.weight_ce, (double)d->cfg.weight_kl,
+               (double)d->cfg.temperature);
+        if (d->cfg.weight_hidden > 0.0f)
+            printf(" + %g·MSE(block %d)", (double)d->cfg.weight_hidden, d->s_layer);
+        if (d->cfg.weight_relation > 0.0f)
+            printf(" + %g·relation KL(q, k, v of block %d, %d heads)", (double)d->cfg.weight_relation, d->s_rel,
+                   d->rel_heads);
+        printf("; teacher weights %.1f MiB (its activations and time per step: teacher_bytes, teacher_s in the "
+               "metrics)\n", (double)lb_distill_memory(d) / (1024.0 * 1024.0));
     }
     if (resumed) printf("# resumed at step %lld\n", (long long)t->step);
 }

@@ -73,6 +73,24 @@ lb_tensor *lb_attention(lb_graph *g, lb_tensor *q, lb_tensor *k, lb_tensor *v);
  * scalar. `targets` must stay valid until the backward pass. */
 lb_tensor *lb_cross_entropy(lb_graph *g, lb_tensor *logits, const int *targets, int ignore_index);
 
+/* Knowledge distillation (Hinton et al., 2015): the mean over rows of
+ *   T² · KL(p_t ‖ p_s) = T² · Σ_c p_t[c] · (log p_t[c] − log p_s[c]),
+ * p_s = softmax(student[r] / T), p_t = softmax(teacher[r] / T), for student
+ * logits [..., V] and `teacher` the same number of floats (a constant: no
+ * gradient; borrowed, valid until the backward pass). The direction is
+ * BitDistill's (teacher ‖ student); T² keeps the gradient's size independent
+ * of T: dL/dstudent[r] = T · (p_s − p_t) / rows. Returns a scalar. */
+lb_tensor *lb_kl_div(lb_graph *g, lb_tensor *student, const float *teacher, float temperature);
+
+/* MiniLM-style self-attention relation loss (Wang et al., 2020/2021), causal:
+ * x [B, T, D] (a projection's output, e.g. the queries of one layer) is split
+ * into R relation heads of D/R channels; head r's relation of position i to
+ * j ≤ i is softmax_j(<x_i, x_j> / sqrt(D/R)). `teacher` [B, T, Dt] (a
+ * constant, borrowed until the backward pass; Dt divisible by R, so the
+ * teacher may be wider) gives p_t the same way. Returns the mean over
+ * (b, r, i) of KL(p_t ‖ p_s), a scalar. */
+lb_tensor *lb_relation_kl(lb_graph *g, lb_tensor *x, const float *teacher, int teacher_dim, int heads);
+
 /* --- quantization (ops_quant.c) --------------------------------------------------
  * Fake quantization q(x) = dequantize(quantize(x)) in fp32, with a
  * straight-through estimator for the backward pass. */

@@ -125,6 +125,15 @@ static const key_desc keys[] = {
     FLT("train.grad_clip", train.grad_clip, 0, FLT_MAX, 0, 0, "0 (off) or a positive number"),
     INT("train.quant_warmup_steps", train.quant_warmup_steps, 0, BIG, "0 (off) or a number of steps"),
     STR("train.init_from", train.init_from, 0, "a checkpoint path or \"\""),
+    SEC("train.distill"),
+    STR("train.distill.teacher", train.distill.teacher, 0, "\"\" (train.init_from) or a checkpoint path"),
+    FLT("train.distill.temperature", train.distill.temperature, 0, 100, 1, 0, "a number in (0, 100]"),
+    FLT("train.distill.weight_kl", train.distill.weight_kl, 0, 1e6, 0, 0, "a number in [0, 1e6]"),
+    FLT("train.distill.weight_ce", train.distill.weight_ce, 0, 1e6, 0, 0, "a number in [0, 1e6]"),
+    INT("train.distill.hidden_layer", train.distill.hidden_layer, -1, 1023, "-1 (the last block) or a block index"),
+    FLT("train.distill.weight_hidden", train.distill.weight_hidden, 0, 1e6, 0, 0, "a number in [0, 1e6]"),
+    INT("train.distill.relation_layer", train.distill.relation_layer, -1, 1023, "-1 (the last block) or a block index"),
+    FLT("train.distill.weight_relation", train.distill.weight_relation, 0, 1e6, 0, 0, "a number in [0, 1e6]"),
 
     SEC("optim"),
     ENUM("optim.type", optim.type, lb_optim_type_names),
@@ -168,6 +177,11 @@ static int key_index(const char *name) {
     for (int k = 0; k < N_KEYS; k++)
         if (strcmp(keys[k].name, name) == 0) return k;
     return -1;
+}
+
+int lb_config_given(const lb_config *c, const char *key) {
+    int k = key_index(key);
+    return k >= 0 && c->meta.origin[k].order > 0;
 }
 
 static const char *leaf_name(const char *name) {
@@ -605,6 +619,13 @@ void lb_config_defaults(lb_config *c) {
     t->weight_decay_stage2 = 0.0f;
     t->grad_clip = 1.0f;
     t->quant_warmup_steps = 0;
+    t->distill.temperature = 1.0f;
+    t->distill.weight_kl = 0.0f;
+    t->distill.weight_ce = 1.0f;
+    t->distill.hidden_layer = -1;
+    t->distill.weight_hidden = 0.0f;
+    t->distill.relation_layer = -1;
+    t->distill.weight_relation = 0.0f;
 
     lb_cfg_optim *o = &c->optim;
     o->type = LB_OPTIM_ADAMW;
@@ -959,6 +980,11 @@ lb_status lb_config_validate(const lb_config *c) {
                    t->warmup_steps);
     if (c->data.n_paths < 0 || c->data.n_paths > LB_CONFIG_MAX_PATHS)
         return bad(c, "data.paths", NULL, "expected at most %d files, got %d", LB_CONFIG_MAX_PATHS, c->data.n_paths);
+    const lb_distill_config *d = &t->distill;
+    if ((d->weight_kl > 0.0f || d->weight_hidden > 0.0f || d->weight_relation > 0.0f) && !d->teacher[0] &&
+        !t->init_from[0])
+        return bad(c, "train.distill.weight_kl", "train.init_from",
+                   "distillation needs a teacher: train.distill.teacher or train.init_from");
     return LB_OK;
 }
 

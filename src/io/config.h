@@ -49,6 +49,18 @@ typedef struct lb_data_config {
     lb_shard_layout format;                             /* of shards without a manifest */
 } lb_data_config;
 
+/* train.distill: knowledge distillation from a frozen teacher (trainer/distill.h). */
+typedef struct lb_distill_config {
+    char teacher[LB_CONFIG_PATH_MAX]; /* checkpoint or HF directory; "": train.init_from */
+    float temperature;       /* T of the softened distributions */
+    float weight_kl;         /* weight of T²·KL(teacher ‖ student); 0 with weight_hidden 0: off */
+    float weight_ce;         /* weight of the cross-entropy on the data */
+    int hidden_layer;        /* block whose output the hidden-state loss compares; -1: the last */
+    float weight_hidden;     /* weight of that mean squared error; 0: off */
+    int relation_layer;      /* block whose q, k, v relations the relation loss compares; -1: the last */
+    float weight_relation;   /* weight of the MiniLM relation KL (Q-Q + K-K + V-V); 0: off */
+} lb_distill_config;
+
 typedef struct lb_train_config {
     int steps;
     int batch_size;          /* sequences per micro-batch */
@@ -68,6 +80,7 @@ typedef struct lb_train_config {
     float grad_clip;         /* max global gradient norm; 0: off */
     int quant_warmup_steps;  /* λ = min(step / N, 1) for gradual quantization; 0: off (λ = 1) */
     char init_from[LB_CONFIG_PATH_MAX]; /* checkpoint to start from ("" : random init) */
+    lb_distill_config distill;
 } lb_train_config;
 
 /* One parameter group of the optimizer (optim.decay, optim.no_decay). */
@@ -155,6 +168,10 @@ lb_status lb_config_load_string(const char *yaml, const char *name_for_errors, l
 lb_status lb_config_set(lb_config *c, const char *assignment);
 /* Cross-field checks (shapes, schedule), after the file and all --set. */
 lb_status lb_config_validate(const lb_config *c);
+
+/* 1 when `key` ("model.sub_norm") was given in the file or by --set, 0 when
+ * it holds its default (or is no key). */
+int lb_config_given(const lb_config *c, const char *key);
 /* The resolved config as YAML (malloc'd, caller frees). */
 lb_status lb_config_to_yaml(const lb_config *c, char **out);
 

@@ -434,9 +434,13 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, const int *ids, int B, int
         /* Attention: pre-norm, q/k/v projections, RoPE, causal attention,
          * optional SubLN, output projection, residual. */
         lb_tensor *h = norm(g, m, x, b->attn_norm);
-        lb_tensor *q = reshape4(g, linear(g, m, h, b->attn_q, &m->q_attn), B, T, H, Dh);
-        lb_tensor *k = reshape4(g, linear(g, m, h, b->attn_k, &m->q_attn), B, T, Hkv, Dh);
-        lb_tensor *v = reshape4(g, linear(g, m, h, b->attn_v, &m->q_attn), B, T, Hkv, Dh);
+        lb_tensor *qkv[3] = {linear(g, m, h, b->attn_q, &m->q_attn), linear(g, m, h, b->attn_k, &m->q_attn),
+                             linear(g, m, h, b->attn_v, &m->q_attn)};
+        if (m->taps && m->taps->qkv)
+            for (int i = 0; i < 3; i++) m->taps->qkv[3 * l + i] = qkv[i];
+        lb_tensor *q = reshape4(g, qkv[0], B, T, H, Dh);
+        lb_tensor *k = reshape4(g, qkv[1], B, T, Hkv, Dh);
+        lb_tensor *v = reshape4(g, qkv[2], B, T, Hkv, Dh);
         q = lb_rope(g, q, c->rope_theta, 0);
         k = lb_rope(g, k, c->rope_theta, 0);
         lb_tensor *a = reshape3(g, lb_attention(g, q, k, v), B, T, H * Dh);
@@ -451,6 +455,7 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, const int *ids, int B, int
         lb_tensor *f = c->ffn_act == LB_FFN_RELU2 ? lb_mul(g, lb_relu2(g, gate), up) : lb_swiglu(g, gate, up);
         if (b->ffn_sub_norm) f = norm(g, m, f, b->ffn_sub_norm);
         x = lb_add(g, x, linear(g, m, f, b->ffn_down, &m->q_ffn));
+        if (m->taps && m->taps->hidden) m->taps->hidden[l] = x;
     }
 
     x = norm(g, m, x, m->output_norm);

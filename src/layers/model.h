@@ -85,6 +85,14 @@ typedef struct lb_block {
     lb_tensor *ffn_norm, *ffn_gate, *ffn_up, *ffn_sub_norm, *ffn_down;
 } lb_block;
 
+/* Activations a forward pass hands out when lb_model.taps is set
+ * (distillation, SubLN insertion: trainer/distill.h). Each array is NULL or
+ * [n_layers] and receives tensors of the forward's graph. */
+typedef struct lb_model_taps {
+    lb_tensor **hidden;     /* the residual stream after block l, [B, T, d] */
+    lb_tensor **qkv;        /* [3·n_layers]: block l's q, k, v projections (before RoPE), [B, T, H·Dh] and [B, T, Hkv·Dh] */
+} lb_model_taps;
+
 typedef struct lb_model {
     lb_model_config cfg;
     int head_dim;                      /* Dh = dim / n_heads */
@@ -102,6 +110,7 @@ typedef struct lb_model {
        the parameter table, before the layer's product. NULL: nothing. */
     void (*linear_input)(void *ctx, int param, const lb_tensor *x);
     void *linear_input_ctx;
+    lb_model_taps *taps;               /* NULL, or where lb_model_forward hands out activations */
 
     lb_tensor *token_embd, *output_norm;
     lb_tensor *output;                 /* the LM head: token_embd when tied */

@@ -6,6 +6,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "trainer/distill.h"
+
 lb_status lb_metrics_open(lb_metrics *m, const char *path, int append) {
     memset(m, 0, sizeof *m);
     snprintf(m->path, sizeof m->path, "%s", path);
@@ -34,6 +36,15 @@ lb_status lb_metrics_step(lb_metrics *m, const lb_trainer *t, const lb_step_resu
                           (json_int_t)t->step, "tokens", (json_int_t)t->tokens_seen, "loss", (double)r->loss, "lr",
                           (double)r->lr, "wd", (double)r->wd, "grad_norm", (double)r->grad_norm, "lambda",
                           (double)r->lambda, "skipped", r->skipped, "tokens_per_s", tokens_per_s);
+    if (o && t->distill) { /* train.distill: the loss's parts and the teacher's forward time */
+        json_object_set_new(o, "ce", json_real(r->ce));
+        json_object_set_new(o, "kl", json_real(r->kl));
+        if (t->cfg.train.distill.weight_hidden > 0.0f) json_object_set_new(o, "hidden", json_real(r->hidden));
+        if (t->cfg.train.distill.weight_relation > 0.0f) json_object_set_new(o, "relation", json_real(r->relation));
+        json_object_set_new(o, "step_s", json_real(r->seconds));
+        json_object_set_new(o, "teacher_s", json_real(r->teacher_seconds));
+        json_object_set_new(o, "teacher_bytes", json_integer((json_int_t)lb_distill_memory(t->distill)));
+    }
     if (o && t->dist->size > 1) { /* data parallelism: the step's time and its exposed communication */
         json_object_set_new(o, "step_s", json_real(r->seconds));
         json_object_set_new(o, "comm_s", json_real(r->comm_seconds));

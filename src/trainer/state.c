@@ -9,6 +9,7 @@
 
 #include "core/log.h"
 #include "quant/qspec.h"
+#include "trainer/distill.h"
 #include "trainer/rundir.h"
 
 /* The names of the layout, each written and read in one place below. */
@@ -18,6 +19,7 @@ static const char OPTIM[] = "optim/";        /* + optimizer buffer name */
 static const char STEP[] = "train/step";
 static const char TOKENS_SEEN[] = "train/tokens_seen";
 static const char DATA_RNG[] = "data/rng";
+static const char TEACHER_FINGERPRINT[] = "distill/teacher_fingerprint"; /* train.distill only */
 static const char VOCAB[] = "tokenizer/vocab";
 static const char VOCAB_KIND[] = "kind";        /* attribute of tokenizer/vocab */
 static const char QUANT[] = "quant";            /* attributes of model/<param> */
@@ -220,6 +222,28 @@ static lb_status read_residuals(lb_trainer *t, lb_ckpt *c) {
     return s;
 }
 
+/* ---- distill/ ------------------------------------------------------------------------ */
+
+/* The teacher is reloaded from its path when a run resumes: its fingerprint
+ * tells whether it is still the one the run was distilling from. */
+static lb_status write_teacher(const lb_trainer *t, lb_ckpt *c) {
+    if (!t->distill) return LB_OK;
+    int one = 1;
+    int64_t fp = (int64_t)t->distill->fingerprint;
+    return lb_ckpt_put_i64(c, TEACHER_FINGERPRINT, 1, &one, &fp);
+}
+
+static lb_status check_teacher(const lb_trainer *t, lb_ckpt *c) {
+    if (!t->distill || !lb_ckpt_has(c, TEACHER_FINGERPRINT)) return LB_OK; /* a run that did not distill before */
+    int one = 1;
+    int64_t fp;
+    LB_TRY(lb_ckpt_get_i64(c, TEACHER_FINGERPRINT, 1, &one, &fp));
+    if ((uint64_t)fp != t->distill->fingerprint)
+        return lb_error(LB_EFORMAT, "the teacher '%s' is not the one this run was distilling from (its weights "
+                        "changed since the checkpoint was written)", t->distill->path);
+    return LB_OK;
+}
+
 /* ---- the whole state ----------------------------------------------------------------- */
 
 lb_status lb_state_write(const lb_trainer *t, lb_ckpt *c) {
@@ -228,6 +252,7 @@ lb_status lb_state_write(const lb_trainer *t, lb_ckpt *c) {
     LB_TRY(write_optim(t->opt, c));
     LB_TRY(write_counters(t, c));
     LB_TRY(write_residuals(t, c));
+    LB_TRY(write_teacher(t, c));
     return lb_state_write_tokenizer(t->tok, c);
 }
 
@@ -241,6 +266,7 @@ lb_status lb_state_read(lb_trainer *t, lb_ckpt *c) {
     LB_TRY(lb_state_read_model(t->model, c));
     LB_TRY(read_optim(t->opt, c));
     LB_TRY(check_tokenizer(t->tok, c));
+    LB_TRY(check_teacher(t, c));
     LB_TRY(read_counters(t, c));
     return read_residuals(t, c);
 }

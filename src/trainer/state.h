@@ -12,6 +12,8 @@
  *   train/tokens_seen       i64 [1]  training tokens consumed
  *   data/rng                i64 [3]  the batcher's position (seed, stream, pos)
  *   tokenizer/vocab         u8 [n]   lb_tokenizer_to_bytes, attribute kind
+ *   distill/teacher_fingerprint i64 [1] train.distill only: the teacher's
+ *                                    lb_model_fingerprint, checked on resume
  *
  * A weights checkpoint (lb_state_write_weights) has config, model/ and
  * tokenizer/ only.

@@ -9,6 +9,7 @@
 
 #include "core/log.h"
 #include "interop/hf_import.h"
+#include "trainer/distill.h"
 #include "trainer/rundir.h"
 #include "trainer/state.h"
 
@@ -215,7 +216,18 @@ static void take_shape(lb_model_config *m, const lb_model_config *from) {
     m->embedding = keep.embedding;
 }
 
+/* Calibration windows of the training data for SubLN insertion (distill.h). */
+#define SUB_NORM_CALIB_BATCHES 4
+
 static lb_status load_source_weights(lb_trainer *t, const init_source *src) {
+    if (t->inserted_sub_norms) { /* the source's own shape, then copied over with the new norms */
+        lb_model *m;
+        LB_TRY(lb_model_load_any(src->file, &m, NULL));
+        lb_status s = lb_insert_sub_norms(t->model, m, &t->train_tokens, t->cfg.train.batch_size,
+                                          t->cfg.train.seq_len, SUB_NORM_CALIB_BATCHES);
+        lb_model_free(m);
+        return s;
+    }
     if (src->hf) return lb_hf_load_weights(src->file, &src->h, t->model);
     lb_ckpt *c;
     LB_TRY(lb_ckpt_open(src->file, &c));
@@ -234,7 +246,10 @@ lb_status lb_trainer_init(lb_trainer *t, const lb_config *cfg) {
     init_source src = {0};
     if (c->train.init_from[0]) {
         if ((s = open_source(c->train.init_from, &src)) != LB_OK) goto fail_source;
+        /* model.sub_norm: true given for a source without sub-norms: insert them (distill.h). */
+        t->inserted_sub_norms = lb_config_given(c, "model.sub_norm") && c->model.sub_norm && !src.shape.sub_norm;
         take_shape(&c->model, &src.shape);
+        if (t->inserted_sub_norms) c->model.sub_norm = 1;
         if ((s = lb_config_validate(c)) != LB_OK) goto fail_source;
     }
     if (c->data.shards[0]) {
@@ -265,6 +280,7 @@ lb_status lb_trainer_init(lb_trainer *t, const lb_config *cfg) {
     lb_model_set_act_grad(t->model, c->optim.act_grad);
     t->model->sample_vocab = t->tok->vocab_size;
     if (c->train.init_from[0] && (s = load_source_weights(t, &src)) != LB_OK) goto fail_source;
+    if (lb_distill_enabled(c) && (s = lb_distill_open(c, t->model, &t->distill)) != LB_OK) goto fail;
     if ((s = lb_graph_init(&t->graph, 0)) != LB_OK) goto fail;
     t->graph.precision = c->train.gemm_precision;
     if ((s = make_optimizer(t)) != LB_OK) goto fail;
@@ -302,6 +318,7 @@ void lb_trainer_free(lb_trainer *t) {
     free(t->targets);
     free(t->config_yaml);
     if (t->opt) lb_optim_free(t->opt);
+    lb_distill_free(t->distill);
     lb_grad_sync_free(t->sync);
     free(t->owner);
     lb_graph_free(&t->graph);
@@ -335,12 +352,23 @@ static void next_batch(lb_trainer *t) {
 static lb_status forward_backward(lb_trainer *t, lb_step_result *r) {
     const lb_config *c = &t->cfg;
     float loss_scale = lb_optim_loss_scale(t->opt);
-    double loss_sum = 0.0;
+    double loss_sum = 0.0, parts_sum[4] = {0.0, 0.0, 0.0, 0.0};
     for (int micro = 0; micro < c->train.grad_accum; micro++) {
         next_batch(t);
         lb_graph_reset(&t->graph);
-        lb_tensor *l = lb_model_forward(t->model, &t->graph, t->inputs, c->train.batch_size, c->train.seq_len,
-                                        t->targets, NULL);
+        lb_tensor *l;
+        if (t->distill) {
+            lb_distill_parts p = {0};
+            l = lb_distill_loss(t->distill, t->model, &t->graph, t->inputs, c->train.batch_size, c->train.seq_len,
+                                t->targets, &p);
+            parts_sum[0] += p.ce;
+            parts_sum[1] += p.kl;
+            parts_sum[2] += p.hidden;
+            parts_sum[3] += p.relation;
+        } else {
+            l = lb_model_forward(t->model, &t->graph, t->inputs, c->train.batch_size, c->train.seq_len, t->targets,
+                                 NULL);
+        }
         if (!l) return lb_errcode();
         loss_sum += l->data[0];
         if (loss_scale != 1.0f) l = lb_scale(&t->graph, l, loss_scale);
@@ -362,6 +390,14 @@ static lb_status forward_backward(lb_trainer *t, lb_step_result *r) {
         mean /= t->dist->size;
     }
     r->loss = (float)mean;
+    if (t->distill) { /* this rank's parts (the loss above is the ranks' mean) */
+        r->ce = (float)(parts_sum[0] / c->train.grad_accum);
+        r->kl = (float)(parts_sum[1] / c->train.grad_accum);
+        r->hidden = (float)(parts_sum[2] / c->train.grad_accum);
+        r->relation = (float)(parts_sum[3] / c->train.grad_accum);
+        r->teacher_seconds = t->distill->seconds;
+        t->distill->seconds = 0.0;
+    }
     return LB_OK;
 }
 

@@ -48,6 +48,8 @@ typedef struct lb_trainer {
     lb_grad_sync *sync;       /* the gradient reduction across them; NULL for one rank */
     int *owner;               /* optim.zero on several ranks: each parameter's owner rank (opt holds only ours) */
     float *comm_residuals;    /* rank 0 while saving, compressed gradients: every rank's residuals (dist.h) */
+    struct lb_distill *distill; /* train.distill: the teacher (trainer/distill.h); NULL when off */
+    int inserted_sub_norms;   /* the init_from model had no sub-norms: they were inserted (distill.h) */
 } lb_trainer;
 
 typedef struct lb_step_result {
@@ -59,6 +61,9 @@ typedef struct lb_step_result {
     double seconds;    /* wall time of the step */
     double comm_seconds; /* several ranks: time spent waiting for the gradient reduction after the backward pass */
     size_t comm_bytes;   /* several ranks: gradient bytes this rank sent (ring volume, dist.h) */
+    /* train.distill: the parts of the loss (mean over the micro-batches, unweighted) and the teacher's time */
+    float ce, kl, hidden, relation;
+    double teacher_seconds;
 } lb_step_result;
 
 /* Builds everything from `cfg` (a validated config): corpus and tokenizer

@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# The QAT-vs-PTQ study (docs/qat-vs-ptq.md), one command:
+#   scripts/qat_vs_ptq.sh [OUT_DIR]            (default runs/qat_vs_ptq)
+# 1. pre-trains an fp32 model (or imports a Hugging Face Llama directory, FROM_HF=DIR),
+# 2. for every weight spec below: RTN and GPTQ (`lowbit quantize`, when this build has it),
+#    QAT and QAT + distillation from the fp32 model with QAT_STEPS (10% of the pre-training),
+# 3. evaluates every model on the same validation batches, times every method (wall and
+#    CPU seconds, with the load average), writes OUT_DIR/results.jsonl, and
+# A finished model keeps its result (OUT_DIR/<method>-<row>/result.json) and is not run
+# again when the script runs again on the same OUT_DIR (FRESH=1: everything again), so
+# a study can be continued or completed with methods added later.
+# 4. scripts/qat_vs_ptq_report.py turns that into the generated part of docs/qat-vs-ptq.md
+#    and its PNG plots (docs/img/qat-vs-ptq-*.png).
+#
+# Environment (defaults: the documented setting):
+#   SIZE=small|tiny       small: d256 4 layers ffn 768, B16 T128; tiny: d128 2 layers ffn 384, B8 T64
+#   PRETRAIN_STEPS=N      fp32 pre-training steps (small 2000, tiny 400)
+#   QAT_STEPS=N           steps of each QAT run (default PRETRAIN_STEPS / 10)
+#   SPECS="..."           the rows (default: all below); METHODS="rtn gptq qat qat_kd"
+#   FROM_HF=DIR           start from an imported Hugging Face model instead of pre-training
+#   DATA=PATH             the corpus (default /usr/share/games/fortunes, byte tokenizer)
+#   EVAL_BATCHES=N        validation batches (default 16)
+#   KD_SET="..."          --set options of the distillation runs (default below)
+#   QAT_SET="..."         --set options of every QAT run (default below)
+#   DOCS=0                do not write docs/ (results.jsonl only)
+#   LOWBIT=path           the binary (default build/lowbit)
+#   THREADS=2
+# The machine is shared: everything runs under nice, with THREADS OpenMP threads.
+set -euo pipefail
+
+src=$(cd "$(dirname "$0")/.." && pwd)
+out=${1:-runs/qat_vs_ptq}
+lowbit=${LOWBIT:-$src/build/lowbit}
+size=${SIZE:-small}
+threads=${THREADS:-2}
+data=${DATA:-/usr/share/games/fortunes}
+eval_batches=${EVAL_BATCHES:-16}
+py=/usr/bin/python3
+export OMP_NUM_THREADS=$threads
+
+case $size in
+small) pretrain_steps=${PRETRAIN_STEPS:-2000}
+       shape=(model.dim=256 model.n_layers=4 model.n_heads=4 model.n_kv_heads=2 model.ffn_dim=768
+              model.max_seq_len=128 train.batch_size=16 train.seq_len=128) ;;
+tiny)  pretrain_steps=${PRETRAIN_STEPS:-400}
+       shape=(model.dim=128 model.n_layers=2 model.n_heads=4 model.n_kv_heads=2 model.ffn_dim=384
+              model.max_seq_len=64 train.batch_size=8 train.seq_len=64) ;;
+*) echo "qat_vs_ptq: SIZE is small or tiny, not '$size'" >&2; exit 2 ;;
+esac
+qat_steps=${QAT_STEPS:-$((pretrain_steps / 10))}
+[ "$qat_steps" -ge 1 ] || { echo "qat_vs_ptq: QAT_STEPS must be at least 1" >&2; exit 2; }
+
+# Weight specs (activations unquantized) at three granularities, then the
+# rows with 8-bit activations: b1.58 (ternary absmean per tensor, int8 per token),
+# W4A8 and W8A8. A row is NAME=WEIGHT_SPEC[/ACTIVATION_SPEC]; a NAME ending in +subln
+# is trained with SubLN inserted (QAT only: the PTQ methods keep the graph).
+all_specs="ternary-pc=ternary:per_channel ternary-g128=ternary:g128 ternary-g32=ternary:g32
+int2-pc=int2:per_channel int2-g128=int2:g128 int2-g32=int2:g32
+int3-pc=int3:per_channel int3-g128=int3:g128 int3-g32=int3:g32
+int4-pc=int4:per_channel int4-g128=int4:g128 int4-g32=int4:g32
+int8-pc=int8:per_channel int8-g128=int8:g128 int8-g32=int8:g32
+b1.58=ternary/int8:per_token w4a8=int4:g128/int8:per_token w8a8=int8:per_channel/int8:per_token
+b1.58+subln=ternary/int8:per_token"
+specs=${SPECS:-$all_specs}
+methods=${METHODS:-rtn gptq qat qat_kd}
+qat_set=${QAT_SET:-"train.lr=5e-4 train.min_lr=5e-5 train.schedule=cosine train.weight_decay=0 train.warmup_steps=$(( qat_steps / 10 > 0 ? qat_steps / 10 : 1 ))"}
+kd_set=${KD_SET:-"train.distill.weight_kl=1 train.distill.weight_ce=1 train.distill.temperature=1"}
+
+mkdir -p "$out"
+results=$out/results.jsonl
+log=$out/log.txt
+[ "${FRESH:-0}" = 1 ] && rm -rf "${out:?}"/*
+touch "$log"
+
+load() { cut -d' ' -f1 /proc/loadavg; }
+# Runs a command, appending its output to the log; sets $wall and $cpu (user + system seconds).
+timed() {
+    local t0 t1 tf
+    tf=$(mktemp)
+    t0=$(date +%s.%N)
+    if ! /usr/bin/time -f "%U %S" -o "$tf" nice "$@" >> "$log" 2>&1; then
+        echo "qat_vs_ptq: failed: $* (see $log)" >&2
+        tail -5 "$log" >&2
+        rm -f "$tf"
+        return 1
+    fi
+    t1=$(date +%s.%N)
+    wall=$(echo "$t1 - $t0" | bc)
+    cpu=$(awk '{print $1 + $2}' "$tf")
+    rm -f "$tf"
+}
+# $loss: the validation loss of a checkpoint on the same batches for every model; $eval_s its time.
+val_loss() {
+    local t0
+    t0=$(date +%s.%N)
+    loss=$(nice "$lowbit" eval "$1" --batches "$eval_batches" --set data.path="$data" --set train.threads="$threads" \
+        | sed -n 's/.*validation loss \([0-9.naif]*\),.*/\1/p')
+    loss=${loss:-null}
+    eval_s=$(echo "$(date +%s.%N) - $t0" | bc)
+}
+sets() { local a; for a in "$@"; do printf -- '--set\0%s\0' "$a"; done; }
+record() { # method name weight act loss wall cpu load steps, into $dir/result.json
+    printf '{"method":"%s","name":"%s","weight":"%s","act":"%s","val_loss":%s,"wall_s":%.1f,"cpu_s":%.1f,"load":%s,"steps":%s,"eval_s":%.1f}\n' \
+        "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" "$9" "${eval_s:-0}" > "$dir/result.json"
+    printf '%-8s %-14s val_loss %s  wall %6.1f s  cpu %6.1f s  load %s\n' "$1" "$2" "$5" "$6" "$7" "$8"
+}
+# A result from an earlier invocation: shown, not run again.
+done_before() {
+    [ -f "$dir/result.json" ] || return 1
+    echo "(kept) $(cat "$dir/result.json")"
+}
+
+echo "qat_vs_ptq: SIZE=$size, pre-training $pretrain_steps steps, QAT $qat_steps steps, $threads threads, out $out"
+echo "qat_vs_ptq: load average at the start $(cut -d' ' -f1-3 /proc/loadavg)"
+start=$(date +%s)
+load_start=$(load)
+
+# ---- 1. the fp32 model ------------------------------------------------------------
+fp32=$out/fp32
+dir=$fp32
+if done_before; then
+    [ -n "${FROM_HF:-}" ] && fp32=$fp32/import.h5
+    pre_steps=$(sed -n 's/.*"steps":\([0-9]*\).*/\1/p' "$dir/result.json")
+elif [ -n "${FROM_HF:-}" ]; then
+    mkdir -p "$fp32"
+    l0=$(load)
+    timed "$lowbit" import hf "$FROM_HF" -o "$fp32/import.h5"
+    fp32=$fp32/import.h5
+    pre_steps=0
+else
+    l0=$(load)
+    mapfile -d '' args < <(sets "${shape[@]}" model.sub_norm=false model.quant.preset=fp32 data.tokenizer=byte \
+        data.path="$data" data.val_fraction=0.05 train.steps="$pretrain_steps" train.lr=1e-3 train.min_lr=1e-4 \
+        train.schedule=cosine train.warmup_steps=$((pretrain_steps / 20 > 0 ? pretrain_steps / 20 : 1)) \
+        train.threads="$threads" eval.interval=0 checkpoint.dir="$fp32" checkpoint.keep_last=1 log.sample_tokens=0)
+    timed "$lowbit" train "$src/configs/fp32-tiny.yaml" "${args[@]}"
+    pre_steps=$pretrain_steps
+fi
+if [ ! -f "$dir/result.json" ]; then
+    val_loss "$fp32"
+    record fp32 fp32 none none "$loss" "$wall" "$cpu" "$l0" "$pre_steps"
+fi
+
+# ---- 2. every row, every method ----------------------------------------------------------
+have_quantize=0
+"$lowbit" quantize --help > /dev/null 2>&1 && have_quantize=1
+for row in $specs; do
+    name=${row%%=*}
+    spec=${row#*=}
+    w=${spec%%/*}
+    a=none
+    [ "$spec" != "$w" ] && a=${spec#*/}
+    subln=false
+    case $name in *+subln) subln=true ;; esac
+    quant=(model.quant.preset=fp32 "model.quant.attn={weight: $w, activation: $a}"
+           "model.quant.ffn={weight: $w, activation: $a}" model.sub_norm=$subln)
+    for method in $methods; do
+        dir=$out/$method-$name
+        case $method in rtn|gptq) [ $subln = true ] && continue ;; esac
+        done_before && continue
+        rm -rf "$dir"
+        case $method in
+        rtn|gptq)
+            if [ $have_quantize = 0 ]; then
+                [ "$name" = "$(echo "$specs" | head -1 | cut -d= -f1)" ] && \
+                    echo "qat_vs_ptq: this lowbit has no 'quantize': $method rows left out"
+                continue
+            fi
+            mkdir -p "$dir"
+            l0=$(load)
+            qset=()
+            [ "$a" != none ] && qset=(--set "model.quant.attn.activation=$a" --set "model.quant.ffn.activation=$a")
+            timed "$lowbit" quantize "$fp32" -o "$dir/model.h5" --spec "$w" --method "$method" \
+                --set data.path="$data" "${qset[@]}" || continue
+            val_loss "$dir/model.h5"
+            record "$method" "$name" "$w" "$a" "$loss" "$wall" "$cpu" "$l0" 0 ;;
+        qat|qat_kd)
+            kd=()
+            [ $method = qat_kd ] && read -r -a kd <<< "$kd_set"
+            read -r -a qs <<< "$qat_set"
+            mapfile -d '' args < <(sets "${shape[@]}" "${quant[@]}" data.path="$data" train.init_from="$fp32" \
+                train.steps="$qat_steps" train.threads="$threads" "${qs[@]}" "${kd[@]}" \
+                eval.interval=0 checkpoint.dir="$dir" checkpoint.keep_last=1 log.sample_tokens=0)
+            l0=$(load)
+            timed "$lowbit" train "$src/configs/fp32-tiny.yaml" "${args[@]}"
+            val_loss "$dir"
+            record "$method" "$name" "$w" "$a" "$loss" "$wall" "$cpu" "$l0" "$qat_steps" ;;
+        *) echo "qat_vs_ptq: unknown method '$method'" >&2; exit 2 ;;
+        esac
+    done
+done
+end=$(date +%s)
+echo "qat_vs_ptq: $((end - start)) s in this invocation; load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
+cat "$out"/fp32/result.json "$out"/*-*/result.json > "$results" 2>/dev/null || true
+printf '{"method":"study","size":"%s","pretrain_steps":%s,"qat_steps":%s,"threads":%s,"seconds":%s,"load_start":%s,"load_end":%s,"from_hf":"%s","qat_set":"%s","kd_set":"%s","checkpoint":"%s","batch":"%s"}\n' \
+    "$size" "$pre_steps" "$qat_steps" "$threads" "$((end - start))" "$load_start" "$(load)" "${FROM_HF:-}" "$qat_set" \
+    "$kd_set" "$fp32" "${shape[*]}" >> "$results"
+
+if [ "${DOCS:-1}" != 0 ]; then
+    "$py" "$src/scripts/qat_vs_ptq_report.py" "$results" "$src/docs/qat-vs-ptq.md" "$src/docs/img"
+fi
