@@ -6,21 +6,7 @@ set -u
 PLOT=$1/scripts/plot_runs
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/lowbit-plot-XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok: $1"; }
-bad() { failed=$((failed + 1)); echo "FAILED: $1"; }
-expect() { # CODE DESCRIPTION -- command...
-  local want=$1 what=$2
-  shift 3
-  "$@" >"$WORK/out" 2>"$WORK/err"
-  local got=$?
-  if [ "$got" = "$want" ]; then ok "$what (exit $got)"; else
-    bad "$what: exit $got, expected $want"; sed 's/^/  | /' "$WORK/out" "$WORK/err" | tail -20; fi
-}
-contains() { # FILE TEXT DESCRIPTION
-  if grep -qF -- "$2" "$1"; then ok "$3"; else bad "$3: no '$2' in:"; sed 's/^/  | /' "$1" | tail -10; fi
-}
+. "$(dirname "$0")/cli_testlib.sh"
 
 # Two runs as the trainer writes them (src/trainer/metrics.h).
 mkdir -p "$WORK/a" "$WORK/b"
@@ -57,5 +43,4 @@ expect 2 "a directory without metrics" -- "$PLOT" "$WORK/nodir" -o "$WORK/x.png"
 expect 2 "labels that do not match" -- "$PLOT" "$WORK/a" --labels x,y -o "$WORK/x.png"
 [ -e "$WORK/x.png" ] && bad "a failed plot left x.png" || ok "nothing written on failure"
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish
