@@ -210,12 +210,14 @@ static void test_error_against_inputs(void **state) {
     lb_model_free(ref);
 }
 
-/* A model built with the quantized spec, holding the stored weights, computes
- * the same logits as the model PTQ left behind running without a weight
- * quantizer on the quantized values: the checkpoint gives eval what PTQ chose. */
+/* A model built with the recorded spec (GPTQ INT: with lsq and GPTQ's steps),
+ * holding the stored weights, computes the same logits as the model PTQ left
+ * behind running without a weight quantizer on the quantized values: the
+ * checkpoint gives eval what PTQ chose. */
 static void test_quantized_model_forward(void **state) {
     (void)state;
-    const char *specs[] = {"int4:g16", "int8:per_channel", "ternary:per_channel", "fp8_e4m3"};
+    const char *specs[] = {"int4:g16", "int8:per_channel", "ternary:per_channel", "fp8_e4m3", "int4:g16", "ternary"};
+    const lb_ptq_method methods[] = {LB_PTQ_RTN, LB_PTQ_RTN, LB_PTQ_RTN, LB_PTQ_RTN, LB_PTQ_GPTQ, LB_PTQ_GPTQ};
     int *ids = token_ids(4096);
     lb_tokens train = lb_tokens_of_ints(ids, 4096);
     lb_graph g;
@@ -226,21 +228,36 @@ static void test_quantized_model_forward(void **state) {
         lb_model *m = create(&c);
         lb_ptq_options o = lb_ptq_options_default();
         o.spec = spec_of(specs[k]);
-        o.calib_batches = 1;
+        o.method = methods[k];
+        o.calib_batches = 2;
         lb_ptq_result r;
         if (lb_ptq_run(m, &o, &train, B, T, 5, NULL, NULL, &r) != LB_OK) fail_msg("%s", lb_errmsg());
         lb_model_config qc = c;
         qc.attn.mode = qc.ffn.mode = LB_LINEAR_CUSTOM;
         qc.attn.weight = qc.ffn.weight = r.out_spec;
         lb_model *q = create(&qc);
+        /* the same table, then GPTQ's steps as LSQ steps (INT) */
         memcpy(q->params_memory, m->params_memory, m->n_elements * sizeof(float));
+        assert_int_equal(q->n_params > m->n_params, r.out_spec.lsq);
+        for (int i = m->n_params; i < q->n_params; i++) {
+            const lb_param *p = &q->params[i];
+            assert_int_equal(p->role, LB_ROLE_WEIGHT_STEP);
+            assert_non_null(r.steps[p->owner]);
+            memcpy(p->t->data, r.steps[p->owner], p->t->n * sizeof(float));
+        }
         /* m without quantizers, on what q's quantizers compute */
         for (int i = 0; i < m->n_params; i++) {
             const lb_param *p = &q->params[i];
+            size_t rows = (size_t)p->t->shape[0], cols = (size_t)p->t->shape[1];
             if (lb_qspec_is_none(&p->weight) || p->role == LB_ROLE_TOKEN_EMBD) continue;
-            assert_int_equal(lb_fake_quantize(&p->weight, p->t->data, m->params[i].t->data, (size_t)p->t->shape[0],
-                                              (size_t)p->t->shape[1], NULL),
-                             LB_OK);
+            if (p->weight.lsq) {
+                lb_lsq_forward(&p->weight, p->t->data, m->params[i].t->data, rows, cols,
+                               q->tensors[q->weight_step[i]].data, 1.0f);
+                assert_memory_equal(m->params[i].t->data, p->t->data, p->t->n * sizeof(float)); /* exact */
+            } else {
+                assert_int_equal(lb_fake_quantize(&p->weight, p->t->data, m->params[i].t->data, rows, cols, NULL),
+                                 LB_OK);
+            }
         }
         lb_graph_reset(&g);
         lb_tensor *a = lb_model_forward(m, &g, ids, B, T, NULL, NULL);

@@ -55,7 +55,7 @@ lb_status lb_gptq(const lb_qspec *spec, const float *W, size_t rows, size_t cols
     double *Wp = malloc(rows * K * sizeof *Wp), *Hp = malloc(K * K * sizeof *Hp), *U = malloc(K * K * sizeof *U);
     double *W1 = malloc(rows * bs * sizeof *W1), *E1 = malloc(rows * bs * sizeof *E1);
     size_t *perm = malloc(K * sizeof *perm);
-    float *tmp = malloc(K * sizeof *tmp);
+    float *tmp = malloc((grouped && rows * g > K ? rows * g : K) * sizeof *tmp); /* a group per row */
     lb_qblock_params *rowp = malloc(rows * sizeof *rowp);
     lb_qblock_params *gp = static_groups ? malloc(rows * G * sizeof *gp) : NULL;
     int8_t *qc = malloc(rows * K);
@@ -114,34 +114,34 @@ lb_status lb_gptq(const lb_qspec *spec, const float *W, size_t rows, size_t cols
     for (size_t j = 0; j < K; j++) Hp[j * K + j] += o->damp * mean;
     if ((s = inverse_factor(Hp, K, U)) != LB_OK) goto done;
 
-    /* 5. Columns left to right, in lazy blocks. */
+    /* 5. Columns left to right, in lazy blocks. Within a block the rows are
+     * independent (each row's errors move only its own weights): one
+     * parallel region per block. */
     for (size_t i1 = 0; i1 < K; i1 += bs) {
         size_t i2 = i1 + bs < K ? i1 + bs : K, cnt = i2 - i1;
-        for (size_t r = 0; r < rows; r++) memcpy(W1 + r * cnt, Wp + r * K + i1, cnt * sizeof *W1);
-        for (size_t i = 0; i < cnt; i++) {
-            size_t j = i1 + i;
-            if (grouped && !static_groups && j % g == 0) {
-                /* the group's scales, on W as the lazy updates left it */
-                for (size_t r = 0; r < rows && s == LB_OK; r++) {
-                    for (size_t c = 0; c < g; c++) tmp[c] = (float)Wp[r * K + j + c];
-                    s = lb_quant_fit_block(spec, tmp, g, &rowp[r]);
+#pragma omp parallel for schedule(static) if (rows * cnt * cnt > 262144)
+        for (size_t r = 0; r < rows; r++) {
+            double *w1 = W1 + r * cnt, *e1 = E1 + r * cnt;
+            float *gtmp = tmp + r * g;
+            memcpy(w1, Wp + r * K + i1, cnt * sizeof *w1);
+            for (size_t i = 0; i < cnt; i++) {
+                size_t j = i1 + i;
+                if (grouped && !static_groups && j % g == 0) {
+                    /* the group's scale, on W as the lazy updates left it (the spec was checked above) */
+                    for (size_t c = 0; c < g; c++) gtmp[c] = (float)Wp[r * K + j + c];
+                    lb_quant_fit_block(spec, gtmp, g, &rowp[r]);
                     steps[r * G + j / g] = rowp[r].d;
                 }
-                if (s != LB_OK) goto done;
-            }
-            const double ujj = U[j * K + j], *urow = U + j * K + i1;
-#pragma omp parallel for schedule(static) if (rows * cnt > 65536)
-            for (size_t r = 0; r < rows; r++) {
                 const lb_qblock_params *p = spec->gran == LB_QG_TENSOR ? &p0
                                             : static_groups            ? &gp[r * G + perm[j] / g]
                                                                        : &rowp[r];
-                double *w1 = W1 + r * cnt;
                 float code = lb_qblock_code(p, (float)w1[i]);
                 float v = code * p->d + p->m;
                 qc[r * K + j] = (int8_t)code;
                 qv[r * K + j] = v;
-                double err = (w1[i] - (double)v) / ujj;
-                E1[r * cnt + i] = err;
+                double err = (w1[i] - (double)v) / U[j * K + j];
+                e1[i] = err;
+                const double *urow = U + j * K + i1;
                 for (size_t c = i + 1; c < cnt; c++) w1[c] -= err * urow[c];
             }
         }
