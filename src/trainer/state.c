@@ -85,6 +85,11 @@ static lb_status read_optim(lb_optim *o, lb_ckpt *c) {
                             "optim.state than the config's?)",
                             name);
         LB_TRY(lb_ckpt_get(c, name, bufs[i].dtype, bufs[i].ndim, bufs[i].shape, bufs[i].data));
+        /* A NaN in a moment would turn every weight it touches into NaN at the next update. */
+        size_t bad = bufs[i].dtype == LB_DT_F32 ? lb_find_nonfinite(bufs[i].data, bufs[i].n) : 0;
+        if (bad)
+            return lb_error(LB_EFORMAT, "%s: optimizer state '%s' holds a non-finite value at element %zu",
+                            lb_ckpt_path(c), name, bad - 1);
     }
     return lb_optim_state_loaded(o);
 }
