@@ -5,7 +5,8 @@
 # A reference run trains STEPS steps uninterrupted. Each trial starts the same
 # run, kills it with SIGKILL after a random delay within the reference's
 # duration (the seed of the delays is printed; KILL_RESUME_SEED fixes it),
-# kills the first resume again at another random point, and resumes until the
+# kills the first resume again at another random point (a kill that comes
+# after the run ended is not counted), and resumes until the
 # run is done. It then compares the final checkpoint with the reference's —
 # every dataset, bit for bit (model weights, optimizer state, step, data
 # position) — and the last logged training loss. Exit 1 on any difference.
@@ -51,15 +52,19 @@ run_killed() {
   sleep "$(awk "BEGIN{print $2/1000}")"
   kill -KILL $pid 2>/dev/null
   wait $pid 2>/dev/null
+  [ $? = 137 ] # 128 + SIGKILL: the kill came before the run ended
 }
 
 failed=0 kills=0
 for trial in $(seq 1 "$TRIALS"); do
   dir=$WORK/t$trial
   d1=$(( RANDOM % ref_ms )) d2=$(( RANDOM % ref_ms ))
-  run_killed "$dir" "$d1"
-  resumes=0 k=1
-  [ -n "$(ls "$dir"/step_*.h5 2>/dev/null)" ] && { run_killed "$dir" "$d2" resume; resumes=1; k=2; }
+  k=0 resumes=0
+  run_killed "$dir" "$d1" && k=1
+  if [ -n "$(ls "$dir"/step_*.h5 2>/dev/null)" ] && [ ! -f "$(final "$dir")" ]; then
+    resumes=1
+    run_killed "$dir" "$d2" resume && k=$((k + 1))
+  fi
   tmp_left=$(ls "$dir"/*.tmp-* 2>/dev/null | wc -l)
   # Resume (or start, when no checkpoint was written yet) until the run is done.
   for _ in 1 2 3; do
@@ -92,10 +97,10 @@ PY
 )
   loss=$(last_loss "$dir")
   if [ "${diff%% *}" = same ] && [ "$loss" = "$ref_loss" ]; then
-    echo "ok trial $trial: killed at ${d1} ms$([ $k = 2 ] && echo " and ${d2} ms into the resume"), $resumes resumes, $tmp_left temporary files left by the kill; ${diff#same } datasets bit-identical, last $loss"
+    echo "ok trial $trial: SIGKILL at ${d1} ms and ${d2} ms into the first resume, $k of them before the run ended, $resumes resumes, $tmp_left temporary files left; ${diff#same } datasets bit-identical, last $loss"
   else
     echo "FAILED trial $trial: kills at ${d1}/${d2} ms: differs in ${diff:-?}; last $loss vs $ref_loss"; failed=$((failed + 1))
   fi
 done
-echo "kill_resume: $TRIALS trials, $kills SIGKILLs, $failed failed"
+echo "kill_resume: $TRIALS trials, $kills runs ended by SIGKILL, $failed failed"
 [ "$failed" = 0 ]
