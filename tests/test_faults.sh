@@ -22,20 +22,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/lowbit-faults-XXXXXX")
 MNT=
 cleanup() { [ -n "$MNT" ] && umount "$MNT" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
-passed=0 failed=0
-ok() { passed=$((passed + 1)); echo "ok: $1"; }
-bad() { failed=$((failed + 1)); echo "FAILED: $1"; }
-expect() { # CODE DESCRIPTION -- command...
-  local want=$1 what=$2
-  shift 3
-  "$@" >"$WORK/out" 2>"$WORK/err"
-  local got=$?
-  if [ "$got" = "$want" ]; then ok "$what (exit $got)"; else
-    bad "$what: exit $got, expected $want"; sed 's/^/  | /' "$WORK/out" "$WORK/err" | tail -20; fi
-}
-contains() { # FILE TEXT DESCRIPTION
-  if grep -qF -- "$2" "$1"; then ok "$3"; else bad "$3: no '$2' in:"; sed 's/^/  | /' "$1" | tail -10; fi
-}
+. "$SRC/tests/testutil.sh"
 if ! "$PY" -c "import h5py" 2>/dev/null; then
   echo "FAILED: h5py is missing (apt-get install python3-h5py; scripts/setup.sh installs it)"; exit 1
 fi
