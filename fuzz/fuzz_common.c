@@ -5,26 +5,33 @@
 #include <string.h>
 #include <unistd.h>
 
-static char tmp_paths[4][512];
+/* One file per suffix (a harness uses one or two), named after the process. */
+#define MAX_TMP 4
+static struct {
+    const char *suffix;
+    char path[512];
+} tmp[MAX_TMP];
 
 const char *fuzz_tmp_file(const uint8_t *data, size_t size, const char *suffix) {
-    /* One file per suffix, named after the process: harnesses of one process reuse it. */
-    int slot = suffix[0] ? (suffix[1] % 4) : 0;
-    char *path = tmp_paths[slot];
-    if (!path[0]) {
+    int i = 0;
+    while (i < MAX_TMP && tmp[i].suffix && strcmp(tmp[i].suffix, suffix) != 0) i++;
+    if (i == MAX_TMP) return NULL;
+    if (!tmp[i].suffix) {
         const char *dir = getenv("TMPDIR");
-        snprintf(path, sizeof tmp_paths[0], "%s/lowbit-fuzz-%ld%s", dir && dir[0] ? dir : "/tmp", (long)getpid(), suffix);
+        tmp[i].suffix = suffix;
+        snprintf(tmp[i].path, sizeof tmp[i].path, "%s/lowbit-fuzz-%ld%s", dir && dir[0] ? dir : "/tmp", (long)getpid(),
+                 suffix);
     }
-    FILE *f = fopen(path, "wb");
+    FILE *f = fopen(tmp[i].path, "wb");
     if (!f) return NULL;
     size_t w = size ? fwrite(data, 1, size, f) : 0;
     if (fclose(f) != 0 || w != size) return NULL;
-    return path;
+    return tmp[i].path;
 }
 
 __attribute__((destructor)) static void remove_tmp_files(void) {
-    for (int i = 0; i < 4; i++)
-        if (tmp_paths[i][0]) unlink(tmp_paths[i]);
+    for (int i = 0; i < MAX_TMP; i++)
+        if (tmp[i].suffix) unlink(tmp[i].path);
 }
 
 int fuzz_model_fits(const lb_model_config *m) {
