@@ -8,21 +8,7 @@ set -u
 LOWBIT=$1
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/lowbit-quantize-XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok: $1"; }
-bad() { failed=$((failed + 1)); echo "FAILED: $1"; }
-expect() { # CODE DESCRIPTION -- command...
-  local want=$1 what=$2
-  shift 3
-  "$@" >"$WORK/out" 2>"$WORK/err"
-  local got=$?
-  if [ "$got" = "$want" ]; then ok "$what (exit $got)"; else
-    bad "$what: exit $got, expected $want"; sed 's/^/  | /' "$WORK/out" "$WORK/err" | tail -20; fi
-}
-contains() { # FILE TEXT DESCRIPTION
-  if grep -qF -- "$2" "$1"; then ok "$3"; else bad "$3: no '$2' in:"; sed 's/^/  | /' "$1" | tail -10; fi
-}
+. "$(dirname "$0")/testutil.sh"
 
 for i in $(seq 1 3000); do echo "the cat sees the moon $((i % 7)). a dog likes the river."; done >"$WORK/corpus.txt"
 cat >"$WORK/fp32.yaml" <<YAML
