@@ -264,6 +264,8 @@ static uint64_t state_bytes(const lb_trainer *t) {
     uint64_t bytes = PER_FILE + strlen(t->config_yaml) + tok_bytes + 4 * (uint64_t)PER_DATASET;
     for (int i = 0; i < n_params; i++) bytes += params[i].t->n * sizeof(float) + PER_DATASET;
     for (int i = 0; i < n_buffers; i++) bytes += lb_dtype_row_bytes(bufs[i].dtype, bufs[i].n) + PER_DATASET;
+    if (t->comm_residuals) /* write_residuals: every rank's row */
+        bytes += (uint64_t)t->dist->size * lb_grad_sync_residual_len(t->sync) * sizeof(float) + PER_DATASET;
     return bytes;
 }
 
