@@ -10,28 +10,13 @@ LOWBIT=$1
 SRC=$2
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/lowbit-cli-XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok: $1"; }
-bad() { failed=$((failed + 1)); echo "FAILED: $1"; }
-# expect CODE DESCRIPTION -- command...: runs it, checks the exit code.
-expect() {
-  local want=$1 what=$2
-  shift 3
-  "$@" >"$WORK/out" 2>"$WORK/err"
-  local got=$?
-  if [ "$got" = "$want" ]; then ok "$what (exit $got)"; else
-    bad "$what: exit $got, expected $want"; sed 's/^/  | /' "$WORK/out" "$WORK/err" | tail -20; fi
-}
+. "$SRC/tests/testutil.sh"
 # A tool scripts/setup.sh installs is missing: a failure under
 # LOWBIT_REQUIRE_DEPS=1 (scripts/test.sh), else the test ends as skipped.
 skipped=0
 missing() { # NAME INSTALL
   if [ "${LOWBIT_REQUIRE_DEPS:-}" = 1 ]; then bad "$1 is missing ($2; LOWBIT_REQUIRE_DEPS=1)"; else
     skipped=$((skipped + 1)); echo "SKIPPED: $1 is missing ($2)"; fi
-}
-contains() { # FILE TEXT DESCRIPTION
-  if grep -qF -- "$2" "$1"; then ok "$3"; else bad "$3: no '$2' in:"; sed 's/^/  | /' "$1" | tail -10; fi
 }
 
 # A small corpus with structure, and a config small enough to run in seconds.

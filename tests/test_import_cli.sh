@@ -11,21 +11,7 @@ SRC=$2
 PYTHON=/usr/bin/python3
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/lowbit-import-cli-XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok: $1"; }
-bad() { failed=$((failed + 1)); echo "FAILED: $1"; }
-expect() { # CODE DESCRIPTION -- command...
-  local want=$1 what=$2
-  shift 3
-  "$@" >"$WORK/out" 2>"$WORK/err"
-  local got=$?
-  if [ "$got" = "$want" ]; then ok "$what (exit $got)"; else
-    bad "$what: exit $got, expected $want"; sed 's/^/  | /' "$WORK/out" "$WORK/err" | tail -20; fi
-}
-contains() { # FILE TEXT DESCRIPTION
-  if grep -qF -- "$2" "$1"; then ok "$3"; else bad "$3: no '$2' in:"; sed 's/^/  | /' "$1" | tail -10; fi
-}
+. "$SRC/tests/testutil.sh"
 if ! "$PYTHON" -c "import torch" 2>/dev/null; then
   if [ "${LOWBIT_REQUIRE_DEPS:-}" = 1 ]; then echo "FAILED: torch is missing (apt-get install python3-torch; LOWBIT_REQUIRE_DEPS=1)"; exit 1; fi
   echo "SKIPPED: torch is missing (apt-get install python3-torch)"
@@ -96,5 +82,4 @@ contains "$WORK/err" "rope_scaling" "the unsupported key is named"
 expect 1 "training from a rope-scaled model" -- "$LOWBIT" train "$WORK/ft.yaml" --set "train.init_from=$WORK/scaled"
 contains "$WORK/err" "train.init_from" "the training error names train.init_from"
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish

@@ -6,7 +6,7 @@ set -u
 PLOT=$1/scripts/plot_runs
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/lowbit-plot-XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
-. "$(dirname "$0")/cli_testlib.sh"
+. "$(dirname "$0")/testutil.sh"
 
 # Two runs as the trainer writes them (src/trainer/metrics.h).
 mkdir -p "$WORK/a" "$WORK/b"

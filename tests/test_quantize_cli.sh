@@ -8,7 +8,7 @@ set -u
 LOWBIT=$1
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/lowbit-quantize-XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
-. "$(dirname "$0")/cli_testlib.sh"
+. "$(dirname "$0")/testutil.sh"
 
 for i in $(seq 1 3000); do echo "the cat sees the moon $((i % 7)). a dog likes the river."; done >"$WORK/corpus.txt"
 cat >"$WORK/fp32.yaml" <<YAML

@@ -612,7 +612,8 @@ static void toks_free(toks *l) {
     memset(l, 0, sizeof *l);
 }
 
-#define TOK(l, i) ((l)->text.p + (l)->off[i])
+/* Token i of l; "" while every token so far is empty (no text buffer yet: NULL + 0 is undefined). */
+#define TOK(l, i) ((l)->text.p ? (l)->text.p + (l)->off[i] : "")
 
 /* ByteLevel: every token's characters back to bytes (a token with a character
  * outside the table stays as it is), joined, then made valid UTF-8. */

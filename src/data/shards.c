@@ -99,8 +99,7 @@ static lb_status check_nanogpt(lb_shard *s) {
     return LB_OK;
 }
 
-lb_status lb_shard_open(lb_shard *s, const char *path, lb_shard_layout layout, int vocab_size) {
-    memset(s, 0, sizeof *s);
+static lb_status open_checked(lb_shard *s, const char *path, lb_shard_layout layout, int vocab_size) {
     if (!(s->path = strdup(path))) return lb_error(LB_ENOMEM, "shard '%s': out of memory", path);
     LB_TRY(lb_map_file(path, &s->file));
     LB_TRY(layout == LB_SHARDS_LLMC ? check_llmc(s) : check_nanogpt(s));
@@ -113,6 +112,13 @@ lb_status lb_shard_open(lb_shard *s, const char *path, lb_shard_layout layout, i
                         "vocabulary of %d", path, bad, at, id, vocab_size);
     }
     return LB_OK;
+}
+
+lb_status lb_shard_open(lb_shard *s, const char *path, lb_shard_layout layout, int vocab_size) {
+    memset(s, 0, sizeof *s);
+    lb_status st = open_checked(s, path, layout, vocab_size);
+    if (st != LB_OK) lb_shard_close(s); /* a failed open holds nothing (closing it again is harmless) */
+    return st;
 }
 
 void lb_shard_close(lb_shard *s) {

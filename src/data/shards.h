@@ -57,7 +57,8 @@ typedef struct lb_shard {
     lb_token_piece piece; /* its tokens, inside the mapping */
 } lb_shard;
 
-/* Maps and checks `path` in `layout`; every id must be below vocab_size. */
+/* Maps and checks `path` in `layout`; every id must be below vocab_size. A
+ * failed open releases everything (lb_shard_close on it is still fine). */
 lb_status lb_shard_open(lb_shard *s, const char *path, lb_shard_layout layout, int vocab_size);
 void lb_shard_close(lb_shard *s);
 

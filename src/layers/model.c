@@ -268,7 +268,9 @@ lb_model *lb_model_create(const lb_model_config *cfg, uint64_t seed) {
     return m;
 
 oom:
-    lb_error(LB_ENOMEM, "model: cannot allocate %zu parameters", m ? m->n_elements : (size_t)0);
+    lb_error(LB_ENOMEM, "model: cannot allocate %zu parameters: %zu bytes (%.1f MiB) of weights and as many of "
+             "gradients", m ? m->n_elements : (size_t)0, m ? m->n_elements * sizeof(float) : (size_t)0,
+             m ? m->n_elements * sizeof(float) / 1048576.0 : 0.0);
     lb_model_free(m);
     return NULL;
 }

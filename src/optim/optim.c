@@ -182,6 +182,11 @@ static lb_status add_buffer(lb_optim *o, const char *pname, const char *what, lb
     return LB_OK;
 }
 
+static lb_status slot_oom(const char *pname, const char *what, size_t bytes) {
+    return lb_error(LB_ENOMEM, "optimizer: cannot allocate %zu bytes (%.1f MiB) for the state '%s' of '%s'", bytes,
+                    bytes / 1048576.0, what, pname);
+}
+
 /* Allocates one slot's buffers and registers them; `what` is "m", "v" or "momentum". */
 static lb_status slot_init(lb_optim *o, pstate *p, slot *s, const char *pname, const char *what, int is_signed) {
     const lb_tensor *t = p->t;
@@ -193,11 +198,11 @@ static lb_status slot_init(lb_optim *o, pstate *p, slot *s, const char *pname, c
     switch (s->codec) {
     case LB_STATE_FP32:
         s->data = calloc(n, sizeof(float));
-        if (!s->data) return lb_error(LB_ENOMEM, "optimizer: no memory for the state of '%s'", pname);
+        if (!s->data) return slot_oom(pname, what, n * sizeof(float));
         return add_buffer(o, pname, what, LB_DT_F32, t->ndim, t->shape, s->data);
     case LB_STATE_BF16:
         s->data = calloc(n, sizeof(uint16_t)); /* 0x0000 is +0 */
-        if (!s->data) return lb_error(LB_ENOMEM, "optimizer: no memory for the state of '%s'", pname);
+        if (!s->data) return slot_oom(pname, what, n * sizeof(uint16_t));
         snprintf(nm, sizeof nm, "%s_bf16", what);
         return add_buffer(o, pname, nm, LB_DT_U16, t->ndim, t->shape, s->data);
     case LB_STATE_FP8: {
@@ -205,7 +210,7 @@ static lb_status slot_init(lb_optim *o, pstate *p, slot *s, const char *pname, c
         int bytes = lb_dtype_info(s->store)->block_bytes;
         s->data = calloc(n, (size_t)bytes); /* code 0 is +0 in all three formats */
         s->aux = malloc(sizeof(float));
-        if (!s->data || !s->aux) return lb_error(LB_ENOMEM, "optimizer: no memory for the state of '%s'", pname);
+        if (!s->data || !s->aux) return slot_oom(pname, what, n * (size_t)bytes);
         s->aux[0] = 1.0f;
         s->new_scale = 1.0f;
         snprintf(nm, sizeof nm, "%s_codes", what);
@@ -217,7 +222,7 @@ static lb_status slot_init(lb_optim *o, pstate *p, slot *s, const char *pname, c
         size_t nb = lb_int8_nblocks(n);
         s->data = malloc(n);
         s->aux = calloc(nb, sizeof(float)); /* absmax 0: every element decodes to 0 */
-        if (!s->data || !s->aux) return lb_error(LB_ENOMEM, "optimizer: no memory for the state of '%s'", pname);
+        if (!s->data || !s->aux) return slot_oom(pname, what, n + nb * sizeof(float));
         memset(s->data, lb_dynmap_encode(is_signed ? o->map_signed : o->map_unsigned, 0.0f), n);
         int nbi = (int)nb;
         snprintf(nm, sizeof nm, "%s_codes", what);

@@ -1,5 +1,6 @@
 /* Run directories (see rundir.h): making and checking them, naming step
  * files, finding the newest, pruning the oldest. */
+#define _GNU_SOURCE /* fallocate: lb_rundir_reserve */
 #include "trainer/rundir.h"
 
 #include <dirent.h>
@@ -58,6 +59,20 @@ lb_status lb_rundir_prepare(const char *dir) {
     close(fd);
     if (unlink(probe) != 0) return lb_error(LB_EIO, "cannot remove a file from '%s': %s", dir, strerror(errno));
     return LB_OK;
+}
+
+lb_status lb_rundir_reserve(const char *dir, uint64_t bytes) {
+    char probe[PATH_MAX];
+    int n = snprintf(probe, sizeof probe, "%s/step_00000000.h5.tmp-space-%ld", dir, (long)getpid());
+    if (n < 0 || (size_t)n >= sizeof probe) return lb_error(LB_EIO, "'%.80s...': %s", dir, strerror(ENAMETOOLONG));
+    int fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) return lb_error(LB_EIO, "cannot create a file in '%s': %s", dir, strerror(errno));
+    int err = fallocate(fd, 0, 0, (off_t)bytes) == 0 ? 0 : errno;
+    close(fd);
+    unlink(probe);
+    if (err == 0 || err == EOPNOTSUPP || err == ENOSYS || err == EINVAL) return LB_OK; /* no answer: the write will tell */
+    return lb_error(LB_EIO, "no room for a checkpoint of about %llu bytes (%.1f MiB) in '%s': %s",
+                    (unsigned long long)bytes, bytes / 1048576.0, dir, strerror(err));
 }
 
 lb_status lb_rundir_check_file(const char *path) {

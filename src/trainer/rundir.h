@@ -25,6 +25,14 @@
  * file, a read-only directory, a name too long, ... */
 lb_status lb_rundir_prepare(const char *dir);
 
+/* Checks that `bytes` fit in DIR before a checkpoint is written: allocates
+ * them for a probe file (fallocate) and removes it. LB_EIO naming the bytes,
+ * DIR and the reason (No space left on device; File too large under
+ * RLIMIT_FSIZE). A file system without fallocate passes. Why: libhdf5 1.10
+ * cannot close a file whose writes failed, and crashes at exit
+ * (docs/reliability.md), so a full disk is best found before HDF5 writes. */
+lb_status lb_rundir_reserve(const char *dir, uint64_t bytes);
+
 /* Checks that the file at PATH can be written without touching it: creates
  * its directory as needed; an existing file is opened for appending and
  * closed, a missing one is created and removed again. LB_EIO as above. */

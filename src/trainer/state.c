@@ -87,6 +87,11 @@ static lb_status read_optim(lb_optim *o, lb_ckpt *c) {
                             "optim.state than the config's?)",
                             name);
         LB_TRY(lb_ckpt_get(c, name, bufs[i].dtype, bufs[i].ndim, bufs[i].shape, bufs[i].data));
+        /* A NaN in a moment would turn every weight it touches into NaN at the next update. */
+        size_t bad = bufs[i].dtype == LB_DT_F32 ? lb_find_nonfinite(bufs[i].data, bufs[i].n) : 0;
+        if (bad)
+            return lb_error(LB_EFORMAT, "%s: optimizer state '%s' holds a non-finite value at element %zu",
+                            lb_ckpt_path(c), name, bad - 1);
     }
     return lb_optim_state_loaded(o);
 }
@@ -273,11 +278,32 @@ lb_status lb_state_read(lb_trainer *t, lb_ckpt *c) {
 
 /* ---- files (trainer.h) ------------------------------------------------------------------ */
 
+/* An upper bound of the bytes lb_state_write puts in a file: the data, and per
+ * dataset its HDF5 object header, chunk index and checksums (~0.5 KiB measured on a 2-layer model). */
+static uint64_t state_bytes(const lb_trainer *t) {
+    enum { PER_DATASET = 2048, PER_FILE = 32768 };
+    int n_params, n_buffers;
+    const lb_param *params = lb_model_params(t->model, &n_params);
+    const lb_state_buffer *bufs = lb_optim_buffers(t->opt, &n_buffers);
+    size_t tok_bytes = 0;
+    free(lb_tokenizer_to_bytes(t->tok, &tok_bytes));
+    uint64_t bytes = PER_FILE + strlen(t->config_yaml) + tok_bytes + 4 * (uint64_t)PER_DATASET;
+    for (int i = 0; i < n_params; i++) bytes += params[i].t->n * sizeof(float) + PER_DATASET;
+    for (int i = 0; i < n_buffers; i++) bytes += lb_dtype_row_bytes(bufs[i].dtype, bufs[i].n) + PER_DATASET;
+    if (t->comm_residuals) /* write_residuals: every rank's row */
+        bytes += (uint64_t)t->dist->size * lb_grad_sync_residual_len(t->sync) * sizeof(float) + PER_DATASET;
+    return bytes;
+}
+
 lb_status lb_trainer_save(lb_trainer *t, char *path_out, size_t size) {
     const lb_ckpt_config *k = &t->cfg.checkpoint;
     char path[PATH_MAX];
     LB_TRY(lb_rundir_prepare(k->dir));
     LB_TRY(lb_rundir_step_path(k->dir, t->step, path, sizeof path));
+    if (lb_rundir_reserve(k->dir, state_bytes(t)) != LB_OK) {
+        lb_error_prefix("writing checkpoint '%s'", path);
+        return lb_errcode();
+    }
     lb_ckpt *c;
     LB_TRY(lb_ckpt_create(path, &c));
     lb_status s = lb_state_write(t, c);

@@ -1,9 +1,8 @@
-# Checks for the command-line test scripts (sourced; the script sets WORK,
-# its scratch directory, first):
-#   expect CODE DESCRIPTION -- command...   runs it, checks the exit code
-#   contains FILE TEXT DESCRIPTION          FILE holds TEXT
-#   ok / bad DESCRIPTION                     count a pass / a failure
-#   finish                                   prints the counts, fails on a failure
+# Helpers of the shell tests: source after setting WORK (a scratch directory).
+#   ok / bad DESCRIPTION       count a passed / failed check and print it
+#   expect CODE DESCRIPTION -- command...   run it (output in $WORK/out, $WORK/err), check the exit code
+#   contains FILE TEXT DESCRIPTION          check that FILE holds TEXT
+#   finish                     print the counts; the status fails on a failure
 passed=0
 failed=0
 ok() { passed=$((passed + 1)); echo "ok: $1"; }
