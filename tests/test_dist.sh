@@ -212,7 +212,10 @@ SH
   wait_pid() { for _ in $(seq 300); do [ -s "$WORK/pid.$1" ] && [ -s "$WORK/$2/log.jsonl" ] && return 0; sleep 0.1; done; return 1; }
   run_bg() { # RUN: starts the long run in the background, sets $job
     rm -f "$WORK"/pid.*
-    timeout 120 "${MPIRUN[@]}" -np 2 "$@" "$WORK/rank.sh" "$LOWBIT" train "$WORK/tiny.yaml" --quiet "${long[@]}" \
+    # --foreground: a signal to timeout goes to the launcher alone. Without it
+    # timeout also signals its whole process group, the launcher gets the
+    # signal twice, and Open MPI's mpirun takes a second one as "abort now".
+    timeout --foreground 120 "${MPIRUN[@]}" -np 2 "$@" "$WORK/rank.sh" "$LOWBIT" train "$WORK/tiny.yaml" --quiet "${long[@]}" \
       --set checkpoint.dir="$WORK/$RUN" --set log.jsonl="$WORK/$RUN/log.jsonl" >"$WORK/$RUN.out" 2>&1 &
     job=$!
   }
