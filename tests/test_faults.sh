@@ -10,6 +10,7 @@
 #     h5py): resume and eval refuse it naming the tensor and the element;
 #   a token shard holding an id outside the vocabulary: refused naming the
 #     shard and the byte offset;
+#   temporary files of killed saves: removed by the next save;
 #   a model that does not fit in memory (ulimit -v): exit 1 with the bytes the
 #     failed allocation needed and what they were for.
 # A read-only run directory is test_cli.sh's, a killed MPI rank test_dist.sh's.
@@ -70,6 +71,19 @@ if [ "$(id -u)" = 0 ] && mkdir "$WORK/tmpfs" && mount -t tmpfs -o size=$(( (size
 else
   echo "note: not root or no tmpfs mount: the full-file-system case ran only through RLIMIT_FSIZE"
 fi
+
+# A save killed before its rename leaves step_*.h5.tmp-<pid>-<k>: the next save
+# removes those of processes that are gone, and leaves a live process's alone.
+cp -r "$WORK/run" "$WORK/run-temps"
+sh -c 'exit 0' & dead=$!; wait $dead
+head -c 4096 /dev/zero >"$WORK/run-temps/step_00000006.h5.tmp-$dead-0"
+head -c 4096 /dev/zero >"$WORK/run-temps/step_00000006.h5.tmp-$$-0"
+expect 0 "a run resumed beside temporary files" -- "$LOWBIT" train "$WORK/tiny.yaml" --set train.steps=6 \
+  --set checkpoint.dir="$WORK/run-temps" --resume "$WORK/run-temps"
+if [ -e "$WORK/run-temps/step_00000006.h5.tmp-$dead-0" ]; then bad "a dead process's temporary file is left"
+else ok "a dead process's temporary file is removed by the next save"; fi
+if [ -e "$WORK/run-temps/step_00000006.h5.tmp-$$-0" ]; then ok "a running process's temporary file is kept"
+else bad "a running process's temporary file was removed"; fi
 
 # NaN / Inf in a checkpoint: weights and optimizer state, each refused with its name.
 poison() { # SRC DST DATASET VALUE

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,7 +186,36 @@ lb_status lb_rundir_latest(const char *dir, char *buf, size_t size) {
     return s;
 }
 
+/* The process id in the name of a temporary step file ("step_<n>.h5.tmp-<pid>-<k>",
+ * "...h5.tmp-probe-<pid>", "...h5.tmp-space-<pid>"), or 0 for other names. */
+static long temp_owner(const char *name) {
+    const char *t = strstr(name, ".h5.tmp-");
+    if (strncmp(name, "step_", 5) != 0 || !t) return 0;
+    t += strlen(".h5.tmp-");
+    if (!strncmp(t, "probe-", 6) || !strncmp(t, "space-", 6)) t += 6;
+    char *end;
+    long pid = strtol(t, &end, 10);
+    return end != t && (*end == '-' || *end == '\0') && pid > 0 ? pid : 0;
+}
+
+/* A save killed before its rename leaves its temporary file: as large as a
+ * checkpoint, and nothing ever reads it. Those of processes that no longer
+ * run on this machine go. */
+static void remove_dead_temps(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        long pid = temp_owner(e->d_name);
+        if (pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        char path[PATH_MAX];
+        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) < (int)sizeof path) unlink(path);
+    }
+    closedir(d);
+}
+
 lb_status lb_rundir_prune(const char *dir, int keep_last) {
+    remove_dead_temps(dir);
     if (keep_last <= 0) return LB_OK; /* 0 means keep them all (checkpoint.keep_last) */
     step_file *files;
     size_t n;

@@ -48,7 +48,8 @@ lb_status lb_rundir_latest(const char *dir, char *buf, size_t size);
 
 /* Deletes all but the newest `keep_last` step files of DIR; keep_last <= 0
  * keeps them all. Call it after a successful save, so that the newest kept
- * file is the one just written. */
+ * file is the one just written. Temporary step files of processes that no
+ * longer run on this machine (saves killed before their rename) go too. */
 lb_status lb_rundir_prune(const char *dir, int keep_last);
 
 /* A checkpoint named by the user: PATH itself when it is a file, the newest
