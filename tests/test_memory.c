@@ -1,0 +1,243 @@
+/* Tests of the memory estimate (src/trainer/memory.h, lb_trainer_memory_need)
+ * against what real runs allocate.
+ *
+ * This program is linked with -Wl,--wrap for malloc, calloc, aligned_alloc
+ * and realloc (tests/CMakeLists.txt): while `recording` is set, every
+ * allocation the library asks for is noted with its size, so the test
+ * compares the estimate with the bytes the allocations really asked for:
+ * parameters, gradients and optimizer state exactly, the activation arena
+ * (and the teacher's) within a stated tolerance of its measured peak. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+#include "trainer/distill.h"
+#include "trainer/memory.h"
+#include "trainer/trainer.h"
+
+/* ---- counting allocator ---------------------------------------------------- */
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__real_aligned_alloc(size_t align, size_t n);
+void *__real_realloc(void *p, size_t n);
+
+typedef struct noted {
+    const void *p;
+    size_t bytes;
+} noted;
+static noted *notes;
+static size_t n_notes, cap_notes;
+static int recording;
+
+static void note(const void *p, size_t bytes) {
+    if (!recording || !p) return;
+    if (n_notes == cap_notes) {
+        cap_notes = cap_notes ? 2 * cap_notes : 4096;
+        notes = __real_realloc(notes, cap_notes * sizeof *notes);
+        if (!notes) abort();
+    }
+    notes[n_notes++] = (noted){p, bytes};
+}
+
+void *__wrap_malloc(size_t n) {
+    void *p = __real_malloc(n);
+    note(p, n);
+    return p;
+}
+void *__wrap_calloc(size_t n, size_t size) {
+    void *p = __real_calloc(n, size);
+    note(p, n * size);
+    return p;
+}
+void *__wrap_aligned_alloc(size_t align, size_t n) {
+    void *p = __real_aligned_alloc(align, n);
+    note(p, n);
+    return p;
+}
+void *__wrap_realloc(void *q, size_t n) {
+    void *p = __real_realloc(q, n);
+    note(p, n);
+    return p;
+}
+
+/* The size the allocation at p asked for (the newest note of p); fails the test when p was never noted. */
+static size_t asked(const void *p, const char *what) {
+    for (size_t i = n_notes; i-- > 0;)
+        if (notes[i].p == p) return notes[i].bytes;
+    fail_msg("%s: no allocation was noted at %p", what, p);
+    return 0;
+}
+
+/* ---- fixture --------------------------------------------------------------- */
+
+typedef struct fixture {
+    tu_run_dir *run;
+    char teacher[512];
+} fixture;
+
+static void small_config(lb_config *c, const fixture *fx, const char *run) {
+    lb_config_defaults(c);
+    tu_config_set(c, "model.dim=64");
+    tu_config_set(c, "model.n_layers=2");
+    tu_config_set(c, "model.n_heads=2");
+    tu_config_set(c, "model.ffn_dim=128");
+    tu_config_set(c, "model.max_seq_len=32");
+    tu_config_set(c, "data.path=%s", fx->run->corpus);
+    tu_config_set(c, "train.steps=2");
+    tu_config_set(c, "train.batch_size=4");
+    tu_config_set(c, "train.seq_len=32");
+    tu_config_set(c, "train.warmup_steps=1");
+    tu_config_set(c, "checkpoint.dir=%s/%s", fx->run->dir, run);
+    tu_config_set(c, "log.jsonl=");
+}
+
+static int setup(void **state) {
+    fixture *fx = calloc(1, sizeof *fx);
+    fx->run = tu_run_dir_new("memory", 20000, 7);
+    /* the teacher of the distillation case: an fp32 model after one step */
+    lb_config c;
+    small_config(&c, fx, "teacher");
+    tu_config_set(&c, "model.quant.preset=fp32");
+    lb_trainer t;
+    if (lb_config_validate(&c) != LB_OK || lb_trainer_init(&t, &c) != LB_OK) {
+        fprintf(stderr, "teacher: %s\n", lb_errmsg());
+        return -1;
+    }
+    lb_step_result r;
+    lb_status s = lb_trainer_step(&t, &r);
+    if (s == LB_OK) s = lb_trainer_save(&t, fx->teacher, sizeof fx->teacher);
+    lb_trainer_free(&t);
+    *state = fx;
+    return s == LB_OK ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    fixture *fx = *state;
+    tu_run_dir_free(fx->run);
+    free(fx);
+    free(notes);
+    notes = NULL;
+    n_notes = cap_notes = 0;
+    return 0;
+}
+
+/* ---- the comparison ------------------------------------------------------ */
+
+/* How far the activation estimate may be from the arena's measured peak, as
+ * a fraction of the peak (docs/reliability.md gives the measured figures). */
+#define ACTIVATION_TOLERANCE 0.10
+
+static void near_peak(const char *what, size_t estimate, size_t peak) {
+    double rel = ((double)estimate - (double)peak) / (double)peak;
+    printf("# %s: estimate %zu bytes, measured peak %zu bytes (%+.1f%%)\n", what, estimate, peak, 100.0 * rel);
+    if (rel > ACTIVATION_TOLERANCE || rel < -ACTIVATION_TOLERANCE)
+        fail_msg("%s: estimate %zu bytes is %+.1f%% off the measured peak %zu (tolerance %.0f%%)", what, estimate,
+                 100.0 * rel, peak, 100.0 * ACTIVATION_TOLERANCE);
+}
+
+/* Builds a trainer of `c` while noting allocations, takes one step, and
+ * holds the estimate to what was allocated. */
+static void check_run(lb_config *c, const char *name) {
+    if (lb_config_validate(c) != LB_OK) fail_msg("%s: %s", name, lb_errmsg());
+    n_notes = 0;
+    recording = 1;
+    lb_trainer t;
+    lb_status s = lb_trainer_init(&t, c);
+    recording = 0;
+    if (s != LB_OK) fail_msg("%s: lb_trainer_init: %s", name, lb_errmsg());
+
+    /* The estimate from the resolved config alone, as a run computes it. */
+    lb_memory_need need;
+    size_t data = t.memory.data;
+    if (lb_trainer_memory_need(&t.cfg, data, &need) != LB_OK) fail_msg("%s: %s", name, lb_errmsg());
+    assert_memory_equal(&need, &t.memory, sizeof need);
+
+    /* parameters and gradients: the model's two allocations */
+    assert_int_equal(need.parameters, asked(t.model->params_memory, "parameters"));
+    assert_int_equal(need.gradients, asked(t.model->grads_memory, "gradients"));
+    /* optimizer state: every state buffer but the loss scale's two scalars */
+    int nb = 0;
+    const lb_state_buffer *b = lb_optim_buffers(t.opt, &nb);
+    size_t state = 0;
+    for (int i = 0; i < nb; i++)
+        if (lb_optim_buffer_param(t.opt, i) >= 0) state += asked(b[i].data, b[i].name);
+    assert_true(state > 0);
+    assert_int_equal(need.optimizer, state);
+
+    lb_step_result r;
+    if (lb_trainer_step(&t, &r) != LB_OK) fail_msg("%s: step: %s", name, lb_errmsg());
+    near_peak(name, need.activations, t.graph.arena.peak);
+    if (t.distill) {
+        const lb_model *tm = t.distill->teacher;
+        size_t weights = asked(tm->params_memory, "teacher parameters") + asked(tm->grads_memory, "teacher gradients");
+        assert_true(need.teacher > weights);
+        char what[64];
+        snprintf(what, sizeof what, "%s, teacher", name);
+        near_peak(what, need.teacher - weights, t.distill->graph.arena.peak);
+    } else {
+        assert_int_equal(need.teacher, 0);
+    }
+    lb_memory_need_sum(&need);
+    assert_int_equal(need.total, need.parameters + need.gradients + need.optimizer + need.activations +
+                                     need.teacher + need.data);
+    lb_trainer_free(&t);
+}
+
+static void test_fp32_adamw(void **state) {
+    lb_config c;
+    small_config(&c, *state, "fp32");
+    tu_config_set(&c, "model.quant.preset=fp32");
+    check_run(&c, "fp32, AdamW fp32 states");
+}
+
+static void test_b158_int8_states(void **state) {
+    lb_config c;
+    small_config(&c, *state, "b158");
+    tu_config_set(&c, "model.quant.preset=b1.58");
+    tu_config_set(&c, "model.sub_norm=true");
+    tu_config_set(&c, "optim.state=int8");
+    check_run(&c, "b1.58, AdamW int8 states");
+}
+
+static void test_distillation(void **state) {
+    fixture *fx = *state;
+    lb_config c;
+    small_config(&c, fx, "distill");
+    tu_config_set(&c, "model.quant.preset=b1.58");
+    tu_config_set(&c, "train.distill.teacher=%s", fx->teacher);
+    tu_config_set(&c, "train.distill.weight_kl=1");
+    tu_config_set(&c, "train.distill.temperature=2");
+    check_run(&c, "b1.58 distilled from fp32");
+}
+
+/* The limit the check compares with, and its message. */
+static void test_check_message(void **state) {
+    (void)state;
+    lb_memory_need need = {.parameters = (size_t)3 << 40, .gradients = (size_t)3 << 40};
+    lb_memory_need_sum(&need);
+    assert_int_equal(lb_memory_check("config 'huge.yaml'", &need), LB_ENOMEM);
+    const char *m = lb_errmsg();
+    assert_non_null(strstr(m, "config 'huge.yaml': needs about 6144.00 GiB"));
+    assert_non_null(strstr(m, "parameters 3072.00 GiB"));
+    lb_memory_limit l = lb_memory_limit_now();
+    assert_true(l.known);
+    assert_non_null(strstr(m, l.what));
+    need = (lb_memory_need){.parameters = 4096};
+    lb_memory_need_sum(&need);
+    assert_int_equal(lb_memory_check("config 'tiny.yaml'", &need), LB_OK);
+    char line[256];
+    lb_memory_format(&need, line, sizeof line);
+    assert_string_equal(line, "~4.0 KiB: parameters 4.0 KiB, gradients 0.0 KiB, optimizer 0.0 KiB, activations 0.0 KiB");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fp32_adamw),
+        cmocka_unit_test(test_b158_int8_states),
+        cmocka_unit_test(test_distillation),
+        cmocka_unit_test(test_check_message),
+    };
+    return tu_run_group_tests(tests, setup, teardown);
+}
