@@ -212,6 +212,32 @@ static void test_distillation(void **state) {
     check_run(&c, "b1.58 distilled from fp32");
 }
 
+/* Shapes and settings where other parts of the arena dominate: each case
+ * is a list of settings over small_config. */
+static void test_sweep(void **state) {
+    static const char *const cases[][8] = {
+        {"long windows: attention and logits", "model.max_seq_len=128", "train.seq_len=128", "train.batch_size=8"},
+        {"vocabulary 4096: the logits", "model.vocab_size=4096", "model.quant.preset=b1.58"},
+        {"wide FFN, one block: recomputed weights", "model.n_layers=1", "model.ffn_dim=1024", "model.quant.preset=b1.58"},
+        {"bf16 products, int8 activation gradients", "model.quant.preset=b1.58", "train.gemm_precision=bf16",
+         "optim.act_grad=int8"},
+        {"layernorm, relu2, untied head, bf16 states, Lion", "model.norm=layernorm", "model.ffn_act=relu2",
+         "model.tie_embeddings=false", "optim.state=bf16", "optim.type=lion"},
+        {"LSQ int4 weights, grouped queries, fp8 states", "model.n_heads=4", "model.n_kv_heads=1",
+         "model.quant.attn={weight: int4:lsq, activation: int8:lsq}", "model.quant.ffn.weight=int4:g32:lsq",
+         "optim.state=fp8"},
+        {"fp8 embedding, SGD", "model.quant.embedding=fp8_e4m3", "optim.type=sgd"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        lb_config c;
+        char run[32];
+        snprintf(run, sizeof run, "sweep%zu", i);
+        small_config(&c, *state, run);
+        for (int k = 1; k < 8 && cases[i][k]; k++) tu_config_set(&c, "%s", cases[i][k]);
+        check_run(&c, cases[i][0]);
+    }
+}
+
 /* The limit the check compares with, and its message. */
 static void test_check_message(void **state) {
     (void)state;
@@ -237,6 +263,7 @@ int main(void) {
         cmocka_unit_test(test_fp32_adamw),
         cmocka_unit_test(test_b158_int8_states),
         cmocka_unit_test(test_distillation),
+        cmocka_unit_test(test_sweep),
         cmocka_unit_test(test_check_message),
     };
     return tu_run_group_tests(tests, setup, teardown);

@@ -81,7 +81,7 @@ lb_status lb_memory_check(const char *what, const lb_memory_need *need) {
     lb_memory_size_str(l.limit, limit, sizeof limit);
     lb_memory_size_str(l.available, avail, sizeof avail);
     if (l.limit != l.available)
-        return lb_error(LB_ENOMEM, "%s: needs about %s but %s allows %s (%s of it still free)", what, parts + 1,
+        return lb_error(LB_ENOMEM, "%s: needs about %s, but %s allows %s (%s of it still free)", what, parts + 1,
                         l.what, limit, avail);
-    return lb_error(LB_ENOMEM, "%s: needs about %s but %s is %s", what, parts + 1, l.what, limit);
+    return lb_error(LB_ENOMEM, "%s: needs about %s, but %s is %s", what, parts + 1, l.what, limit);
 }

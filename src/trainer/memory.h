@@ -45,8 +45,9 @@ typedef struct lb_memory_limit {
 lb_memory_limit lb_memory_limit_now(void);
 
 /* LB_ENOMEM when need->total exceeds what the process may allocate:
- * "config 'x.yaml': a run needs about 4.3 GiB (parameters …) but ulimit -v
- * allows 1.0 GiB (0.9 GiB still free)". `what` names the config or file. */
+ * "config 'x.yaml': needs about 4.30 GiB: parameters …, activations …, but
+ * ulimit -v allows 1.00 GiB (660.4 MiB of it still free)": what the process
+ * already holds counts against a ulimit. `what` names the config or file. */
 lb_status lb_memory_check(const char *what, const lb_memory_need *need);
 
 #endif
