@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist/dist.h"
 #include "testutil.h"
 #include "trainer/distill.h"
 #include "trainer/memory.h"
@@ -181,7 +182,8 @@ static void check_run(lb_config *c, const char *name) {
     }
     lb_memory_need_sum(&need);
     assert_int_equal(need.total, need.parameters + need.gradients + need.optimizer + need.activations +
-                                     need.teacher + need.data);
+                                     need.teacher + need.data + need.dist);
+    assert_int_equal(need.dist, 0); /* one rank; test_grad_sync_bytes holds the data-parallel part */
     lb_trainer_free(&t);
 }
 
@@ -238,6 +240,56 @@ static void test_sweep(void **state) {
     }
 }
 
+/* The gradient reduction's buffers for two ranks (rank 0), each format,
+ * with and without ZeRO-1 owners: lb_grad_sync_bytes against what
+ * lb_grad_sync_create asks for, which adds only its per-tensor bookkeeping
+ * (five arrays of pointers and indices, residual pointers: under 128 bytes a
+ * tensor). Creating it touches no MPI call, so one process tests it. */
+static void test_grad_sync_bytes(void **state) {
+    (void)state;
+    if (!lb_dist_compiled()) {
+        printf("# built without MPI: the reduction has no buffers to count\n");
+        return;
+    }
+    lb_config c;
+    lb_config_defaults(&c);
+    tu_config_set(&c, "model.vocab_size=300");
+    tu_config_set(&c, "model.dim=64");
+    tu_config_set(&c, "model.n_layers=2");
+    tu_config_set(&c, "model.n_heads=2");
+    tu_config_set(&c, "model.ffn_dim=128");
+    tu_config_set(&c, "model.max_seq_len=32");
+    lb_model *m = lb_model_create(&c.model, 1);
+    assert_non_null(m);
+    lb_dist two = {.rank = 0, .size = 2, .timeout = 0.0, .mpi = 0};
+    int *owner = malloc((size_t)m->n_params * sizeof *owner);
+    assert_non_null(owner);
+    lb_zero_owners(&two, m->param_list, m->n_params, owner);
+    for (int f = 0; f < LB_COMM_COUNT; f++)
+        for (int zero = 0; zero < 2; zero++) {
+            const int *own = zero ? owner : NULL;
+            if (zero && f != LB_COMM_FP32) continue; /* optim.zero takes fp32 only */
+            n_notes = 0;
+            recording = 1;
+            lb_grad_sync *g = lb_grad_sync_create(&two, m->param_list, m->n_params, 0, own, (lb_comm_format)f);
+            recording = 0;
+            if (!g) fail_msg("lb_grad_sync_create: %s", lb_errmsg());
+            size_t all = 0;
+            for (size_t i = 0; i < n_notes; i++) all += notes[i].bytes;
+            size_t est = lb_grad_sync_bytes(&two, m->param_list, m->n_params, own, (lb_comm_format)f);
+            printf("# reduction %s%s: %zu bytes estimated, %zu allocated\n", lb_comm_format_names[f],
+                   zero ? " (ZeRO-1)" : "", est, all);
+            assert_true(est > m->n_elements * sizeof(float));
+            assert_true(all >= est);
+            assert_true(all - est <= 1024 + 128 * (size_t)m->n_params);
+            lb_grad_sync_free(g);
+        }
+    lb_dist one = {.rank = 0, .size = 1};
+    assert_int_equal(lb_grad_sync_bytes(&one, m->param_list, m->n_params, NULL, LB_COMM_INT8), 0);
+    free(owner);
+    lb_model_free(m);
+}
+
 /* The limit the check compares with, and its message. */
 static void test_check_message(void **state) {
     (void)state;
@@ -264,6 +316,7 @@ int main(void) {
         cmocka_unit_test(test_b158_int8_states),
         cmocka_unit_test(test_distillation),
         cmocka_unit_test(test_sweep),
+        cmocka_unit_test(test_grad_sync_bytes),
         cmocka_unit_test(test_check_message),
     };
     return tu_run_group_tests(tests, setup, teardown);

@@ -5,7 +5,7 @@
 #include <sys/resource.h>
 
 void lb_memory_need_sum(lb_memory_need *n) {
-    n->total = n->parameters + n->gradients + n->optimizer + n->activations + n->teacher + n->data;
+    n->total = n->parameters + n->gradients + n->optimizer + n->activations + n->teacher + n->data + n->dist;
 }
 
 int lb_memory_size_str(size_t bytes, char *buf, size_t size) {
@@ -21,7 +21,8 @@ int lb_memory_format(const lb_memory_need *n, char *buf, size_t size) {
         size_t bytes;
         int always;
     } parts[] = {{"parameters", n->parameters, 1}, {"gradients", n->gradients, 1}, {"optimizer", n->optimizer, 1},
-                 {"activations", n->activations, 1}, {"teacher", n->teacher, 0},     {"data", n->data, 0}};
+                 {"activations", n->activations, 1}, {"teacher", n->teacher, 0},     {"data", n->data, 0},
+                 {"data parallel", n->dist, 0}};
     char s[32];
     lb_memory_size_str(n->total, s, sizeof s);
     int len = snprintf(buf, size, "~%s:", s);

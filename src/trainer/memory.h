@@ -21,7 +21,8 @@ typedef struct lb_memory_need {
     size_t optimizer;    /* optimizer state in its configured precision, with scales */
     size_t activations;  /* the activation arena's peak over one micro-batch */
     size_t teacher;      /* train.distill: the teacher's weights, gradients and arena */
-    size_t data;         /* the corpus and its token ids (or the mapped shards) */
+    size_t data;         /* the corpus and its token ids (or the shards' tokens) */
+    size_t dist;         /* several ranks: gradient reduction buffers, and on rank 0 what a save gathers */
     size_t total;        /* the sum */
 } lb_memory_need;
 

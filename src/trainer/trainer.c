@@ -265,8 +265,29 @@ lb_status lb_trainer_memory_need(const lb_config *c, size_t data, lb_memory_need
     need->parameters = m->n_elements * sizeof(float);
     need->gradients = m->n_elements * sizeof(float);
     lb_optim_config oc = optim_config_from(c);
-    for (int i = 0; i < m->n_params; i++)
-        need->optimizer += lb_optim_param_state_bytes(&oc, param_group(c, &m->params[i]), m->tensors[i].n);
+    /* Several ranks: with optim.zero this rank keeps the state of its share
+     * (make_optimizer), and the gradient reduction has its buffers. */
+    const lb_dist *dist = lb_dist_world();
+    int *owner = NULL;
+    if (dist->size > 1 && c->optim.zero) {
+        if (!(owner = malloc((size_t)m->n_params * sizeof *owner))) {
+            lb_model_free(m);
+            return lb_error(LB_ENOMEM, "ZeRO owners");
+        }
+        lb_zero_owners(dist, m->param_list, m->n_params, owner);
+    }
+    size_t full_state = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        size_t bytes = lb_optim_param_state_bytes(&oc, param_group(c, &m->params[i]), m->tensors[i].n);
+        full_state += bytes;
+        if (!owner || owner[i] == dist->rank) need->optimizer += bytes;
+    }
+    need->dist = lb_grad_sync_bytes(dist, m->param_list, m->n_params, owner, c->optim.comm);
+    if (dist->size > 1 && dist->rank == 0) { /* what rank 0 gathers at a save */
+        if (owner) need->dist += full_state; /* lb_trainer_gather_optim: the whole state */
+        else if (c->optim.comm != LB_COMM_FP32) need->dist += (size_t)dist->size * m->n_elements * sizeof(float);
+    }
+    free(owner);
     int threads = omp_get_max_threads();
     need->activations =
         lb_model_forward_bytes(m, c->train.batch_size, c->train.seq_len, 1, threads, c->train.gemm_precision);
