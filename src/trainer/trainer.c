@@ -289,8 +289,8 @@ lb_status lb_trainer_memory_need(const lb_config *c, size_t data, lb_memory_need
     }
     free(owner);
     int threads = omp_get_max_threads();
-    need->activations =
-        lb_model_forward_bytes(m, c->train.batch_size, c->train.seq_len, 1, threads, c->train.gemm_precision);
+    size_t peak = lb_model_forward_bytes(m, c->train.batch_size, c->train.seq_len, 1, threads, c->train.gemm_precision);
+    need->activations = peak + peak / LB_ARENA_MARGIN;
     lb_model_free(m);
     if (lb_distill_enabled(c)) { /* weights and gradients (lb_model_create makes both), a forward arena */
         const char *path = c->train.distill.teacher[0] ? c->train.distill.teacher : c->train.init_from;
@@ -377,7 +377,11 @@ lb_status lb_trainer_init(lb_trainer *t, const lb_config *cfg) {
     t->model->sample_vocab = t->tok->vocab_size;
     if (c->train.init_from[0] && (s = load_source_weights(t, &src)) != LB_OK) goto fail_source;
     if (lb_distill_enabled(c) && (s = lb_distill_open(c, t->model, &t->distill)) != LB_OK) goto fail;
-    if ((s = lb_graph_init(&t->graph, 0)) != LB_OK) goto fail;
+    /* The arena in one piece of the estimated size: grown on demand in
+     * doubling chunks, the first step would hold up to twice its peak, and
+     * the fold at the first reset the peak once more (core/arena.h). */
+    size_t arena = t->memory.activations > ((size_t)1 << 20) ? t->memory.activations : 0;
+    if ((s = lb_graph_init(&t->graph, arena)) != LB_OK) goto fail;
     t->graph.precision = c->train.gemm_precision;
     if ((s = make_optimizer(t)) != LB_OK) goto fail;
     t->sched = schedule_from(c);
