@@ -528,19 +528,18 @@ static void tally_norm(arena_tally *a, const lb_model_config *c, size_t rows, si
     hold(a, (rows < 64 ? rows : 64) * D * sizeof(float)); /* NORM_CHUNKS partial gain gradients */
 }
 
-/* What the backward pass of one linear layer needs at once: its input's
- * gradient and the operands it makes again (ops_qmatmul.c). */
-typedef struct backward_need {
-    size_t bytes;
-} backward_need;
-
 /* A linear layer x [M, K] · w [N, K]ᵀ (layers/linear.c, lb_qmatmul);
- * `*xq_cached` says the previous layer quantized the same input. */
-static void tally_linear(arena_tally *a, backward_need *bw, const lb_model *m, const lb_linear_quant *q,
+ * `*xq_cached` says the previous layer quantized the same input. *backward
+ * becomes the most that one layer's backward pass needs at once (its
+ * input's gradient and the operands it makes again, ops_qmatmul.c), if more. */
+static void tally_linear(arena_tally *a, size_t *backward, const lb_model *m, const lb_linear_quant *q,
                          size_t M, size_t K, size_t N, int train, lb_gemm_precision p, int *xq_cached) {
     const lb_qspec *xs = lb_qspec_is_none(&q->activation) ? NULL : &q->activation;
     const lb_qspec *ws = lb_qspec_is_none(&q->weight) ? NULL : &q->weight;
-    if (m->act_grad != LB_GRAD_FP32 && train) hold(a, sizeof(lb_tensor) + 64); /* grad_round's view */
+    if (m->act_grad != LB_GRAD_FP32 && train) { /* grad_round's view and its saved struct */
+        hold(a, sizeof(lb_tensor));
+        hold(a, 64);
+    }
     if (q->weight.stochastic || q->activation.stochastic) hold(a, sizeof(lb_linear_quant));
     size_t need = M * K * sizeof(float); /* the input's gradient */
     if (q->mode != LB_LINEAR_FP && (q->weight.lsq || q->activation.lsq)) {
@@ -579,7 +578,7 @@ static void tally_linear(arena_tally *a, backward_need *bw, const lb_model *m, c
         *xq_cached = xs != NULL;
         if (train) hold(a, 256); /* the saved struct */
     }
-    if (need > bw->bytes) bw->bytes = need;
+    if (need > *backward) *backward = need;
 }
 
 size_t lb_model_forward_bytes(const lb_model *m, int B, int T, int train, int n_threads, lb_gemm_precision p) {
@@ -588,7 +587,7 @@ size_t lb_model_forward_bytes(const lb_model *m, int B, int T, int train, int n_
     const size_t Dh = (size_t)m->head_dim, nq = (size_t)c->n_heads * Dh, nkv = (size_t)c->n_kv_heads * Dh;
     const size_t esize = p == LB_PRECISION_BF16 ? 2 : 4;
     arena_tally a = {0, 0};
-    backward_need bw = {0};
+    size_t bw = 0;
     int cached = 0;
     if (!lb_qspec_is_none(&m->q_embd)) {
         if (m->q_embd.stochastic) hold(&a, sizeof(lb_qspec));
@@ -632,7 +631,7 @@ size_t lb_model_forward_bytes(const lb_model *m, int B, int T, int train, int n_
     }
     tally_norm(&a, c, BT, d, train);
     cached = 0;
-    backward_need head = {0};
+    size_t head = 0;
     tally_linear(&a, &head, m, &m->q_head, BT, d, V, train, p, &cached);
     tensor(&a, 1); /* the loss */
     hold(&a, 64);
@@ -642,8 +641,8 @@ size_t lb_model_forward_bytes(const lb_model *m, int B, int T, int train, int n_
      * gradient and the head's needs; later layers mostly reuse what it freed,
      * except for recomputed operands larger than anything freed so far. */
     size_t logits_grad = aligned(BT * V * sizeof(float));
-    size_t first = a.used + logits_grad + aligned(head.bytes);
-    size_t later = a.used + logits_grad + aligned(bw.bytes);
+    size_t first = a.used + logits_grad + aligned(head);
+    size_t later = a.used + logits_grad + aligned(bw);
     size_t back = first > later ? first : later;
     return back > a.peak ? back : a.peak;
 }
