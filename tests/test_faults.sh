@@ -11,8 +11,9 @@
 #   a token shard holding an id outside the vocabulary: refused naming the
 #     shard and the byte offset;
 #   temporary files of killed saves: removed by the next save;
-#   a model that does not fit in memory (ulimit -v): exit 1 with the bytes the
-#     failed allocation needed and what they were for.
+#   a model that does not fit in memory (ulimit -v): exit 1 before allocating it,
+#     naming the config, the total the run needs, its parts and the limit; a
+#     checkpoint whose model does not fit: eval and export say what it needs.
 # A read-only run directory is test_cli.sh's, a killed MPI rank test_dist.sh's.
 #   test_faults.sh LOWBIT SOURCE_DIR
 set -u
@@ -139,7 +140,38 @@ else
 expect 1 "a model larger than ulimit -v" -- bash -c 'ulimit -v 1048576; exec "$0" "$@"' \
   "$LOWBIT" train "$WORK/tiny.yaml" --set model.dim=2048 --set model.n_layers=8 --set model.n_heads=16 \
   --set model.ffn_dim=8192 --set checkpoint.dir="$WORK/run-big"
-contains "$WORK/err" "bytes" "the error says how many bytes"
+# 537 M parameters: 2.00 GiB of weights, as many of gradients, 4.00 GiB of AdamW state, and activations
+contains "$WORK/err" "config '$WORK/tiny.yaml': needs about 8.1" "the error names the config and the total"
+contains "$WORK/err" "parameters 2.00 GiB, gradients 2.00 GiB, optimizer 4.00 GiB, activations" "the error gives the parts"
+contains "$WORK/err" "but ulimit -v allows 1.00 GiB" "the error names the limit"
+if grep -qi "segmentation\|killed\|abort" "$WORK/err"; then bad "no crash"; else ok "no crash"; fi
+if [ -e "$WORK/run-big" ] && [ -n "$(ls "$WORK/run-big")" ]; then bad "the run wrote into its directory"; else ok "nothing written"; fi
+# Under the limit by the estimate, over it by what lowbit already holds (its libraries and threads):
+# 1 GiB of address space, 0.87 GiB of weights and gradients. The estimate counts only what is left.
+expect 1 "a model just under ulimit -v" -- bash -c 'ulimit -v 1048576; exec "$0" "$@"' \
+  "$LOWBIT" train "$WORK/tiny.yaml" --set model.dim=1024 --set model.n_layers=7 --set model.n_heads=8 \
+  --set model.ffn_dim=4096 --set optim.type=sgd --set optim.momentum=0 --set checkpoint.dir="$WORK/run-big2"
+contains "$WORK/err" "of it still free)" "the error says what is left of the limit"
+if grep -qi "segmentation\|killed\|abort" "$WORK/err"; then bad "no crash"; else ok "no crash"; fi
+# A checkpoint whose model does not fit: eval names what loading it needs.
+big=$WORK/big.h5
+"$PY" - "$good" "$big" <<'PY'
+import sys, shutil, h5py, numpy as np
+shutil.copy(sys.argv[1], sys.argv[2])
+f = h5py.File(sys.argv[2], 'r+')
+y = f['config'][()]
+y = (y.decode() if isinstance(y, bytes) else y).replace('n_layers: 1', 'n_layers: 64').replace('dim: 32', 'dim: 2048', 1)
+del f['config']
+f['config'] = y
+PY
+expect 1 "eval: a checkpoint's model larger than ulimit -v" -- bash -c 'ulimit -v 1048576; exec "$0" "$@"' \
+  "$LOWBIT" eval "$big"
+contains "$WORK/err" "needs about" "eval names what the run needs"
+contains "$WORK/err" "but ulimit -v allows 1.00 GiB" "eval names the limit"
+expect 1 "export: a checkpoint's model larger than ulimit -v" -- bash -c 'ulimit -v 1048576; exec "$0" "$@"' \
+  "$LOWBIT" export "$big" -o "$WORK/big.gguf"
+contains "$WORK/err" "loading the model needs about" "export names what the model needs"
+contains "$WORK/err" "ulimit -v allows 1.00 GiB" "export names the limit"
 if grep -qi "segmentation\|killed\|abort" "$WORK/err"; then bad "no crash"; else ok "no crash"; fi
 fi
 

@@ -130,6 +130,9 @@ static void print_header(const lb_trainer *t, int resumed) {
                t->corpus.n_docs, t->data.n_train, t->data.n_val, lb_tokenizer_kind_name(t->tok->kind),
                t->tok->vocab_size);
     printf("# model: %zu parameters; %s\n", t->model->n_elements, mem);
+    char need[256];
+    lb_memory_format(&t->memory, need, sizeof need);
+    printf("# memory: %s\n", need);
     printf("# %s\n", lb_gemm_describe(c->train.gemm_precision));
     if (t->dist->size > 1)
         printf("# data parallel: %d ranks × batch %d × grad_accum %d = %d sequences per step\n", t->dist->size,

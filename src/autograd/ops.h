@@ -112,6 +112,10 @@ lb_tensor *lb_fake_quant(lb_graph *g, lb_tensor *x, const lb_qspec *spec, lb_ste
  * leaves that operand unquantized. The specs are read in the forward pass only. */
 lb_tensor *lb_qmatmul(lb_graph *g, lb_tensor *x, lb_tensor *w, const lb_qspec *xspec, const lb_qspec *wspec,
                       float lambda);
+/* 1 when lb_qmatmul multiplies in integers (the BitNet recipes at λ = 1:
+ * int8 row codes times ternary or binary weight codes): it then keeps the
+ * input as int8 codes and row scales, not as fp32. */
+int lb_qmatmul_integer(const lb_qspec *xspec, const lb_qspec *wspec, float lambda);
 
 /* LSQ (Esser et al., 2020) for an intN spec with `lsq` (quant/quantize.h,
  * lb_lsq_forward): y = x + λ·(round(clip(x / s_b, −Qn, Qp))·s_b − x) with one

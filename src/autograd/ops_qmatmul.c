@@ -55,7 +55,7 @@ typedef struct qmm_saved {
 
 /* The BitNet recipes at λ = 1: int8 (or narrower) symmetric activation
  * codes per row and ternary or binary weight codes with one scale. */
-static int integer_path(const lb_qspec *x, const lb_qspec *w, float lambda) {
+int lb_qmatmul_integer(const lb_qspec *x, const lb_qspec *w, float lambda) {
     return lambda == 1.0f && x && w && x->format == LB_QF_INT && x->bits <= 8 && x->gran == LB_QG_ROW &&
            !x->asymmetric && !x->stochastic && (w->format == LB_QF_TERNARY || w->format == LB_QF_BINARY) &&
            w->gran == LB_QG_TENSOR;
@@ -260,7 +260,7 @@ lb_tensor *lb_qmatmul(lb_graph *g, lb_tensor *x, lb_tensor *w, const lb_qspec *x
     if (xspec) s.xspec = *xspec;
     if (wspec) s.wspec = *wspec;
 
-    if (integer_path(xspec, wspec, lambda)) {
+    if (lb_qmatmul_integer(xspec, wspec, lambda)) {
         if (integer_forward(g, x, w, xspec, wspec, y, &s) != LB_OK) {
             lb_error_prefix("qmatmul: x %s, weight %s", lb_shape_str(x, xs, sizeof xs), w->name ? w->name : "");
             return NULL;

@@ -127,6 +127,32 @@ void lb_zero_owners(const lb_dist *d, lb_tensor *const *params, int n, int *owne
     }
 }
 
+/* The sizes of the reduction's large buffers (in elements of their type). */
+typedef struct sync_sizes {
+    size_t flat, shard;      /* floats: the gradients flattened into buckets; this rank's share */
+    size_t packed;           /* bytes: compressed buckets of every rank (0 for fp32) */
+    size_t residual;         /* floats: error feedback (0 for fp32) */
+} sync_sizes;
+
+static sync_sizes sizes_of(const lb_dist *d, lb_tensor *const *params, int n_params, lb_comm_format comm) {
+    sync_sizes z = {0, 0, 0, 0};
+    for (int i = 0; i < n_params; i++) z.flat += params[i]->n + (size_t)d->size;
+    z.shard = z.flat / (size_t)d->size + (size_t)n_params;
+    if (comm != LB_COMM_FP32) {
+        size_t blocks = z.flat / LB_COMM_BLOCK + (size_t)n_params; /* every bucket's last block may be partial */
+        z.packed = blocks * lb_comm_block_bytes(comm) * (size_t)d->size;
+        for (int i = 0; i < n_params; i++) z.residual += params[i]->n;
+    }
+    return z;
+}
+
+size_t lb_grad_sync_bytes(const lb_dist *d, lb_tensor *const *params, int n_params, const int *owner,
+                          lb_comm_format comm) {
+    if (d->size < 2) return 0;
+    sync_sizes z = sizes_of(d, params, n_params, owner ? LB_COMM_FP32 : comm);
+    return (z.flat + z.shard + z.residual) * sizeof(float) + z.packed;
+}
+
 lb_status lb_dist_sumsq(void *ctx, double *sumsq) { return lb_dist_sum_ranks(ctx, *sumsq, sumsq); }
 
 #ifndef LOWBIT_MPI
@@ -336,19 +362,17 @@ lb_grad_sync *lb_grad_sync_create(const lb_dist *d, lb_tensor *const *params, in
         bucket_bytes = kb && atol(kb) > 0 ? (size_t)atol(kb) * 1024 : LB_GRAD_SYNC_BUCKET;
     }
     s->bucket_elems = bucket_bytes / sizeof(float);
-    size_t cap = 0;
-    for (int i = 0; i < n_params; i++) cap += params[i]->n + (size_t)d->size;
+    sync_sizes z = sizes_of(d, params, n_params, s->comm);
     s->params = malloc((size_t)n_params * sizeof *s->params);
     s->by_address = malloc((size_t)n_params * sizeof *s->by_address);
     s->first_use = malloc((size_t)n_params * sizeof *s->first_use);
     s->order = malloc((size_t)n_params * sizeof *s->order);
     s->buckets = malloc((size_t)n_params * sizeof *s->buckets);
-    s->flat = malloc(cap * sizeof *s->flat);
-    s->shard = malloc((cap / (size_t)d->size + (size_t)n_params) * sizeof *s->shard);
+    s->flat = malloc(z.flat * sizeof *s->flat);
+    s->shard = malloc(z.shard * sizeof *s->shard);
     if (!s->params || !s->by_address || !s->first_use || !s->order || !s->buckets || !s->flat || !s->shard) goto nomem;
     if (s->comm != LB_COMM_FP32) {
-        size_t blocks = cap / LB_COMM_BLOCK + (size_t)n_params; /* every bucket's last block may be partial */
-        s->packed = malloc(blocks * lb_comm_block_bytes(s->comm) * (size_t)d->size);
+        s->packed = malloc(z.packed);
         s->residual = calloc((size_t)n_params, sizeof *s->residual);
         if (!s->packed || !s->residual) goto nomem;
         for (int i = 0; i < n_params; i++)

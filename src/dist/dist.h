@@ -114,6 +114,11 @@ typedef struct lb_grad_sync_stats {
 lb_grad_sync *lb_grad_sync_create(const lb_dist *d, lb_tensor *const *params, int n_params, size_t bucket_bytes,
                                   const int *owner, lb_comm_format comm);
 void lb_grad_sync_free(lb_grad_sync *s);
+/* The bytes of the large buffers lb_grad_sync_create would allocate for
+ * these arguments (gradient buckets, this rank's share, compressed buckets and
+ * residuals); 0 for one rank. For sizing a run before it starts. */
+size_t lb_grad_sync_bytes(const lb_dist *d, lb_tensor *const *params, int n_params, const int *owner,
+                          lb_comm_format comm);
 lb_status lb_grad_sync_begin(lb_grad_sync *s, lb_graph *g);
 lb_status lb_grad_sync_end(lb_grad_sync *s, lb_graph *g);
 lb_grad_sync_stats lb_grad_sync_last(const lb_grad_sync *s);

@@ -197,9 +197,10 @@ static int max_params(const lb_model_config *c) {
     return 1 + 11 * c->n_layers + 2 + 2 * linears;
 }
 
-lb_model *lb_model_create(const lb_model_config *cfg, uint64_t seed) {
-    if (lb_model_config_validate(cfg) != LB_OK) return NULL;
-    lb_model *m = calloc(1, sizeof *m);
+/* The parameter table of `cfg` (names, shapes, specs, n_elements), without
+ * the parameters' data; NULL (and *m_out NULL or partly built) on failure. */
+static lb_status build_table(const lb_model_config *cfg, uint64_t seed, lb_model **m_out) {
+    lb_model *m = *m_out = calloc(1, sizeof *m);
     if (!m) goto oom;
     m->cfg = *cfg;
     m->head_dim = cfg->dim / cfg->n_heads;
@@ -252,9 +253,27 @@ lb_model *lb_model_create(const lb_model_config *cfg, uint64_t seed) {
         if (m->params[i].activation.lsq) add_step(m, i, LB_ROLE_ACT_STEP);
     }
 
+    for (int i = 0; i < m->n_params; i++) m->n_elements += m->tensors[i].n;
+    return LB_OK;
+oom:
+    return LB_ENOMEM;
+}
+
+lb_model *lb_model_shape(const lb_model_config *cfg) {
+    if (lb_model_config_validate(cfg) != LB_OK) return NULL;
+    lb_model *m = NULL;
+    if (build_table(cfg, 0, &m) == LB_OK) return m;
+    lb_error(LB_ENOMEM, "model: cannot allocate the parameter table");
+    lb_model_free(m);
+    return NULL;
+}
+
+lb_model *lb_model_create(const lb_model_config *cfg, uint64_t seed) {
+    if (lb_model_config_validate(cfg) != LB_OK) return NULL;
+    lb_model *m = NULL;
+    if (build_table(cfg, seed, &m) != LB_OK) goto oom;
     /* One allocation for all data, one for all gradients; each tensor points
      * at its slice, in order, without padding. */
-    for (int i = 0; i < m->n_params; i++) m->n_elements += m->tensors[i].n;
     m->params_memory = malloc(m->n_elements * sizeof(float));
     m->grads_memory = calloc(m->n_elements, sizeof(float));
     if (!m->params_memory || !m->grads_memory) goto oom;
@@ -471,4 +490,159 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, const int *ids, int B, int
     lb_tensor *loss = lb_cross_entropy(g, logits, targets, -1);
     if (!loss) lb_error_prefix("model forward: loss");
     return loss;
+}
+
+/* ---------------------------------------------------------------------------
+ * Activation memory: lb_model_forward's allocations, op by op */
+
+/* The arena as the forward pass fills it: `used` bytes held now, `peak` the
+ * most held at once (with what an op holds only while it runs). */
+typedef struct arena_tally {
+    size_t used, peak;
+} arena_tally;
+
+static size_t aligned(size_t bytes) { return (bytes + LB_ARENA_ALIGN - 1) & ~(size_t)(LB_ARENA_ALIGN - 1); }
+
+static void hold(arena_tally *a, size_t bytes) {
+    a->used += aligned(bytes);
+    if (a->used > a->peak) a->peak = a->used;
+}
+/* Memory an op needs while it runs and hands back before it returns. */
+static void transient(arena_tally *a, size_t bytes) {
+    if (a->used + aligned(bytes) > a->peak) a->peak = a->used + aligned(bytes);
+}
+/* An activation tensor: its header and its data (lb_graph_tensor). */
+static void tensor(arena_tally *a, size_t n) {
+    hold(a, sizeof(lb_tensor));
+    hold(a, n * sizeof(float));
+}
+
+/* A norm over rows × D (ops_norm.c: output, and for training the
+ * statistics and per-chunk gain gradients). */
+static void tally_norm(arena_tally *a, const lb_model_config *c, size_t rows, size_t D, int train) {
+    tensor(a, rows * D);
+    if (!train) return;
+    hold(a, 64); /* the saved struct */
+    hold(a, rows * sizeof(float));
+    if (c->norm == LB_NORM_LAYER) hold(a, rows * sizeof(float));
+    hold(a, (rows < 64 ? rows : 64) * D * sizeof(float)); /* NORM_CHUNKS partial gain gradients */
+}
+
+/* A linear layer x [M, K] · w [N, K]ᵀ (layers/linear.c, lb_qmatmul);
+ * `*xq_cached` says the previous layer quantized the same input. *backward
+ * becomes the most that one layer's backward pass needs at once (its
+ * input's gradient and the operands it makes again, ops_qmatmul.c), if more. */
+static void tally_linear(arena_tally *a, size_t *backward, const lb_model *m, const lb_linear_quant *q,
+                         size_t M, size_t K, size_t N, int train, lb_gemm_precision p, int *xq_cached) {
+    const lb_qspec *xs = lb_qspec_is_none(&q->activation) ? NULL : &q->activation;
+    const lb_qspec *ws = lb_qspec_is_none(&q->weight) ? NULL : &q->weight;
+    if (m->act_grad != LB_GRAD_FP32 && train) { /* grad_round's view and its saved struct */
+        hold(a, sizeof(lb_tensor));
+        hold(a, 64);
+    }
+    if (q->weight.stochastic || q->activation.stochastic) hold(a, sizeof(lb_linear_quant));
+    size_t need = M * K * sizeof(float); /* the input's gradient */
+    if (q->mode != LB_LINEAR_FP && (q->weight.lsq || q->activation.lsq)) {
+        /* learned steps: each operand fake-quantized on its own node, then a product */
+        if (xs) tensor(a, M * K);
+        if (ws) tensor(a, N * K);
+        tensor(a, M * N);
+        if (ws) need += N * K * sizeof(float);
+        *xq_cached = 0;
+    } else if (q->mode == LB_LINEAR_FP || (!xs && !ws)) {
+        tensor(a, M * N); /* lb_matmul */
+        *xq_cached = 0;
+    } else {
+        tensor(a, M * N);
+        if (lb_qmatmul_integer(xs, ws, 1.0f)) {
+            if (!*xq_cached) {
+                hold(a, M * K); /* int8 codes of the input */
+                hold(a, M * sizeof(float));
+            }
+            transient(a, aligned(N * K) + aligned(M * sizeof(float)));
+            if (p == LB_PRECISION_BF16) {
+                size_t dx = aligned(N * K) + aligned(N * K * 2) + aligned(M * N * 2);
+                size_t dw = aligned(M * K * 2) + aligned(M * N * 2);
+                need += dx > dw ? dx : dw;
+            } else {
+                size_t dx = N * K * sizeof(float), dw = M * K * sizeof(float);
+                need += dx > dw ? dx : dw;
+            }
+        } else {
+            if (xs && !*xq_cached) hold(a, M * K * sizeof(float)); /* the quantized input */
+            if (ws) {
+                transient(a, N * K * sizeof(float));
+                need += N * K * sizeof(float);
+            }
+        }
+        *xq_cached = xs != NULL;
+        if (train) hold(a, 256); /* the saved struct */
+    }
+    if (need > *backward) *backward = need;
+}
+
+size_t lb_model_forward_bytes(const lb_model *m, int B, int T, int train, int n_threads, lb_gemm_precision p) {
+    const lb_model_config *c = &m->cfg;
+    const size_t BT = (size_t)B * T, d = (size_t)c->dim, F = (size_t)c->ffn_dim, V = (size_t)c->vocab_size;
+    const size_t Dh = (size_t)m->head_dim, nq = (size_t)c->n_heads * Dh, nkv = (size_t)c->n_kv_heads * Dh;
+    const size_t esize = p == LB_PRECISION_BF16 ? 2 : 4;
+    arena_tally a = {0, 0};
+    size_t bw = 0;
+    int cached = 0;
+    if (!lb_qspec_is_none(&m->q_embd)) {
+        if (m->q_embd.stochastic) hold(&a, sizeof(lb_qspec));
+        tensor(&a, V * d); /* the fake-quantized table */
+        if (train) hold(&a, 64);
+    }
+    tensor(&a, BT * d); /* embedding */
+    for (int l = 0; l < c->n_layers; l++) {
+        tally_norm(&a, c, BT, d, train);
+        cached = 0;
+        tally_linear(&a, &bw, m, &m->q_attn, BT, d, nq, train, p, &cached);
+        tally_linear(&a, &bw, m, &m->q_attn, BT, d, nkv, train, p, &cached);
+        tally_linear(&a, &bw, m, &m->q_attn, BT, d, nkv, train, p, &cached);
+        for (int i = 0; i < 3; i++) hold(&a, sizeof(lb_tensor)); /* reshape views */
+        for (int i = 0; i < 2; i++) { /* RoPE of q and k: output, cos and sin tables */
+            tensor(&a, BT * (i == 0 ? nq : nkv));
+            hold(&a, (size_t)T * (Dh / 2) * sizeof(float));
+            hold(&a, (size_t)T * (Dh / 2) * sizeof(float));
+            if (train) hold(&a, 64);
+        }
+        /* attention: its output; per-thread probabilities and head-major copies while it runs */
+        tensor(&a, BT * nq);
+        size_t scratch = (size_t)n_threads * (3 * (size_t)T * T + 3 * (size_t)T * Dh) * sizeof(float);
+        transient(&a, aligned(scratch) + aligned((nq + 2 * nkv) * BT * esize));
+        if (train) hold(&a, 64);
+        hold(&a, sizeof(lb_tensor)); /* reshape view */
+        if (c->sub_norm) tally_norm(&a, c, BT, nq, train);
+        cached = 0;
+        tally_linear(&a, &bw, m, &m->q_attn, BT, nq, d, train, p, &cached);
+        tensor(&a, BT * d); /* residual */
+        tally_norm(&a, c, BT, d, train);
+        cached = 0;
+        tally_linear(&a, &bw, m, &m->q_ffn, BT, d, F, train, p, &cached);
+        tally_linear(&a, &bw, m, &m->q_ffn, BT, d, F, train, p, &cached);
+        tensor(&a, BT * F); /* SwiGLU, or relu² ... */
+        if (c->ffn_act == LB_FFN_RELU2) tensor(&a, BT * F); /* ... times up */
+        if (c->sub_norm) tally_norm(&a, c, BT, F, train);
+        cached = 0;
+        tally_linear(&a, &bw, m, &m->q_ffn, BT, F, d, train, p, &cached);
+        tensor(&a, BT * d); /* residual */
+    }
+    tally_norm(&a, c, BT, d, train);
+    cached = 0;
+    size_t head = 0;
+    tally_linear(&a, &head, m, &m->q_head, BT, d, V, train, p, &cached);
+    tensor(&a, 1); /* the loss */
+    hold(&a, 64);
+    hold(&a, BT * sizeof(float)); /* row log-sum-exps */
+    if (!train) return a.peak;
+    /* The backward pass frees as it goes, but first it holds the logits'
+     * gradient and the head's needs; later layers mostly reuse what it freed,
+     * except for recomputed operands larger than anything freed so far. */
+    size_t logits_grad = aligned(BT * V * sizeof(float));
+    size_t first = a.used + logits_grad + aligned(head);
+    size_t later = a.used + logits_grad + aligned(bw);
+    size_t back = first > later ? first : later;
+    return back > a.peak ? back : a.peak;
 }

@@ -215,4 +215,18 @@ static inline void lb_model_set_act_grad(lb_model *m, lb_grad_precision p) { m->
 lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, const int *ids, int B, int T, const int *targets,
                             lb_tensor **logits_out);
 
+/* The peak of g's arena (lb_arena.peak) over one lb_model_forward of [B, T]
+ * with targets, and with `train` its lb_backward, when `n_threads` OpenMP
+ * threads run it at `precision`: the same tensors the forward pass
+ * allocates, op by op, at full quantization (λ = 1), plus what the
+ * backward pass adds before it can reuse what it frees (the logits'
+ * gradient, the largest layer's input gradient and recomputed operands).
+ * An estimate: tests/test_memory.c holds it to the measured peak. */
+size_t lb_model_forward_bytes(const lb_model *m, int B, int T, int train, int n_threads, lb_gemm_precision precision);
+
+/* The parameter table of `cfg` (names, shapes, specs, n_elements) without
+ * data: params_memory and grads_memory are NULL. For sizing a model before
+ * allocating it; free it with lb_model_free. NULL on error. */
+lb_model *lb_model_shape(const lb_model_config *cfg);
+
 #endif

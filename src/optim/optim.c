@@ -182,6 +182,44 @@ static lb_status add_buffer(lb_optim *o, const char *pname, const char *what, lb
     return LB_OK;
 }
 
+/* The state precision a parameter of n elements in `group` keeps: int8
+ * falls back to fp32 below int8_min_numel. */
+static lb_state_codec param_codec(const lb_optim_config *cfg, int group, size_t n) {
+    lb_state_codec c = cfg->groups[group].state;
+    return c == LB_STATE_INT8 && n < (size_t)cfg->int8_min_numel ? LB_STATE_FP32 : c;
+}
+
+/* Slots per parameter: AdamW m and v, Lion m, SGD its momentum (if any). */
+static int param_slots(const lb_optim_config *cfg) {
+    return cfg->type == LB_OPTIM_ADAMW ? 2 : cfg->type == LB_OPTIM_LION ? 1 : cfg->momentum > 0.0f;
+}
+
+/* What an fp8 slot stores its codes as: E4M3 for a signed slot, E5M2 or
+ * FP16 for v. */
+static lb_dtype fp8_store(const lb_optim_config *cfg, int is_signed) {
+    return is_signed ? LB_DT_F8_E4M3 : (cfg->fp8_v_e5m2 ? LB_DT_F8_E5M2 : LB_DT_F16);
+}
+
+/* Bytes one slot of n elements allocates: its codes and its scales. */
+static size_t slot_bytes(const lb_optim_config *cfg, lb_state_codec codec, int is_signed, size_t n) {
+    switch (codec) {
+    case LB_STATE_FP32: return n * sizeof(float);
+    case LB_STATE_BF16: return n * sizeof(uint16_t);
+    case LB_STATE_FP8: return n * (size_t)lb_dtype_info(fp8_store(cfg, is_signed))->block_bytes + sizeof(float);
+    case LB_STATE_INT8: return n + lb_int8_nblocks(n) * sizeof(float);
+    case LB_STATE_COUNT: break;
+    }
+    return 0;
+}
+
+size_t lb_optim_param_state_bytes(const lb_optim_config *cfg, int group, size_t n) {
+    lb_state_codec codec = param_codec(cfg, group, n);
+    int slots = param_slots(cfg);
+    size_t bytes = 0;
+    for (int k = 0; k < slots; k++) bytes += slot_bytes(cfg, codec, k == 0, n);
+    return bytes;
+}
+
 static lb_status slot_oom(const char *pname, const char *what, size_t bytes) {
     return lb_error(LB_ENOMEM, "optimizer: cannot allocate %zu bytes (%.1f MiB) for the state '%s' of '%s'", bytes,
                     bytes / 1048576.0, what, pname);
@@ -206,7 +244,7 @@ static lb_status slot_init(lb_optim *o, pstate *p, slot *s, const char *pname, c
         snprintf(nm, sizeof nm, "%s_bf16", what);
         return add_buffer(o, pname, nm, LB_DT_U16, t->ndim, t->shape, s->data);
     case LB_STATE_FP8: {
-        s->store = is_signed ? LB_DT_F8_E4M3 : (o->cfg.fp8_v_e5m2 ? LB_DT_F8_E5M2 : LB_DT_F16);
+        s->store = fp8_store(&o->cfg, is_signed);
         int bytes = lb_dtype_info(s->store)->block_bytes;
         s->data = calloc(n, (size_t)bytes); /* code 0 is +0 in all three formats */
         s->aux = malloc(sizeof(float));
@@ -291,9 +329,8 @@ lb_optim *lb_optim_create(const lb_optim_config *cfg, lb_tensor *const *params, 
         pstate *p = &o->ps[i];
         p->t = params[i];
         p->group = groups ? groups[i] : 0;
-        p->codec = cfg->groups[p->group].state;
-        if (p->codec == LB_STATE_INT8 && p->t->n < (size_t)cfg->int8_min_numel) p->codec = LB_STATE_FP32;
-        p->n_slots = cfg->type == LB_OPTIM_ADAMW ? 2 : cfg->type == LB_OPTIM_LION ? 1 : cfg->momentum > 0.0f;
+        p->codec = param_codec(cfg, p->group, p->t->n);
+        p->n_slots = param_slots(cfg);
         char pname[64];
         if (params[i]->name) snprintf(pname, sizeof pname, "%s", params[i]->name);
         else snprintf(pname, sizeof pname, "param%d", i);

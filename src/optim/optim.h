@@ -196,6 +196,10 @@ typedef struct lb_optim_memory {
 } lb_optim_memory;
 
 lb_optim_memory lb_optim_bytes_per_param(const lb_optim *o);
+/* The optimizer state lb_optim_create allocates for one parameter of n
+ * elements in `group` under `cfg` (its slots' codes and scales), before
+ * creating it: for sizing a run (trainer/memory.h). */
+size_t lb_optim_param_state_bytes(const lb_optim_config *cfg, int group, size_t n);
 
 /* One line for the start of training, e.g.
  * "memory per parameter: weights 4.00 B, master 0.00 B, gradients 4.00 B,

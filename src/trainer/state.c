@@ -356,6 +356,29 @@ lb_status lb_load_checkpoint_step(const char *path, int64_t *step) {
     return s;
 }
 
+/* The model of `mc` could not be allocated: the message gains what it
+ * needs in all (lb_model_create makes weights and gradients). */
+static lb_status model_need(const lb_model_config *mc) {
+    lb_status s = lb_errcode();
+    lb_model *shape = s == LB_ENOMEM ? lb_model_shape(mc) : NULL;
+    if (!shape) return s;
+    lb_memory_need need = {.parameters = shape->n_elements * sizeof(float),
+                           .gradients = shape->n_elements * sizeof(float)};
+    lb_model_free(shape);
+    lb_memory_need_sum(&need);
+    char msg[1024], total[32], limit[96] = "";
+    snprintf(msg, sizeof msg, "%s", lb_errmsg());
+    lb_memory_size_str(need.total, total, sizeof total);
+    lb_memory_limit l = lb_memory_limit_now();
+    if (l.known) {
+        char lim[32];
+        lb_memory_size_str(l.limit, lim, sizeof lim);
+        snprintf(limit, sizeof limit, "; %s allows %s", l.what, lim);
+    }
+    return lb_error(s, "%s: loading the model needs about %s, weights and gradients, before any activation%s", msg,
+                    total, limit);
+}
+
 lb_status lb_load_checkpoint_model(const char *path, lb_config *cfg, lb_tokenizer **tok, lb_model **model) {
     char file[PATH_MAX];
     *tok = NULL;
@@ -364,7 +387,7 @@ lb_status lb_load_checkpoint_model(const char *path, lb_config *cfg, lb_tokenize
     LB_TRY(open_named(path, file, &c));
     lb_status s = lb_state_read_config(c, cfg);
     if (s == LB_OK) s = lb_state_read_tokenizer(c, tok);
-    if (s == LB_OK && !(*model = lb_model_create(&cfg->model, cfg->train.seed))) s = lb_errcode();
+    if (s == LB_OK && !(*model = lb_model_create(&cfg->model, cfg->train.seed))) s = model_need(&cfg->model);
     if (s == LB_OK) s = lb_state_read_model(*model, c);
     if (s == LB_OK) (*model)->sample_vocab = (*tok)->vocab_size;
     lb_ckpt_close(c);

@@ -87,6 +87,11 @@ static lb_schedule schedule_from(const lb_config *c) {
     return s;
 }
 
+/* Optimizer group of a parameter: 1 "no_decay", 0 "decay". */
+static int param_group(const lb_config *c, const lb_param *p) {
+    return c->optim.no_decay_on_norms_and_embeddings && p->no_decay ? 1 : 0;
+}
+
 /* An optimizer over the parameters `rank` owns (all of them when owner is
  * NULL), each keeping its index in the whole list for stochastic rounding. */
 static lb_optim *optimizer_over(const lb_trainer *t, const int *owner, int rank) {
@@ -103,7 +108,7 @@ static lb_optim *optimizer_over(const lb_trainer *t, const int *owner, int rank)
     int n = 0;
     for (int i = 0; i < m->n_params; i++) {
         if (owner && owner[i] != rank) continue;
-        groups[n] = t->cfg.optim.no_decay_on_norms_and_embeddings && m->params[i].no_decay ? 1 : 0;
+        groups[n] = param_group(&t->cfg, &m->params[i]);
         params[n] = m->param_list[i];
         ids[n++] = i;
     }
@@ -236,6 +241,92 @@ static lb_status load_source_weights(lb_trainer *t, const init_source *src) {
     return s;
 }
 
+/* ---- memory ---------------------------------------------------------------- */
+
+/* The model section of train.distill's teacher (a checkpoint or a Hugging Face directory). */
+static lb_status teacher_shape(const char *path, lb_model_config *mc) {
+    if (lb_hf_is_model_dir(path)) {
+        lb_hf_config h;
+        LB_TRY(lb_hf_read_config(path, &h));
+        lb_hf_config_to_model(&h, mc);
+        return LB_OK;
+    }
+    lb_config tc;
+    LB_TRY(lb_load_checkpoint_config(path, &tc));
+    *mc = tc.model;
+    return LB_OK;
+}
+
+lb_status lb_trainer_memory_need(const lb_config *c, size_t data, lb_memory_need *need) {
+    memset(need, 0, sizeof *need);
+    lb_model *m = lb_model_shape(&c->model);
+    if (!m) return lb_errcode();
+    lb_model_set_act_grad(m, c->optim.act_grad);
+    need->parameters = m->n_elements * sizeof(float);
+    need->gradients = m->n_elements * sizeof(float);
+    lb_optim_config oc = optim_config_from(c);
+    /* Several ranks: with optim.zero this rank keeps the state of its share
+     * (make_optimizer), and the gradient reduction has its buffers. */
+    const lb_dist *dist = lb_dist_world();
+    int *owner = NULL;
+    if (dist->size > 1 && c->optim.zero) {
+        if (!(owner = malloc((size_t)m->n_params * sizeof *owner))) {
+            lb_model_free(m);
+            return lb_error(LB_ENOMEM, "ZeRO owners");
+        }
+        lb_zero_owners(dist, m->param_list, m->n_params, owner);
+    }
+    size_t full_state = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        size_t bytes = lb_optim_param_state_bytes(&oc, param_group(c, &m->params[i]), m->tensors[i].n);
+        full_state += bytes;
+        if (!owner || owner[i] == dist->rank) need->optimizer += bytes;
+    }
+    need->dist = lb_grad_sync_bytes(dist, m->param_list, m->n_params, owner, c->optim.comm);
+    if (dist->size > 1 && dist->rank == 0) { /* what rank 0 gathers at a save */
+        if (owner) need->dist += full_state; /* lb_trainer_gather_optim: the whole state */
+        else if (c->optim.comm != LB_COMM_FP32) need->dist += (size_t)dist->size * m->n_elements * sizeof(float);
+    }
+    free(owner);
+    int threads = omp_get_max_threads();
+    size_t peak = lb_model_forward_bytes(m, c->train.batch_size, c->train.seq_len, 1, threads, c->train.gemm_precision);
+    need->activations = peak + peak / LB_ARENA_MARGIN;
+    lb_model_free(m);
+    if (lb_distill_enabled(c)) { /* weights and gradients (lb_model_create makes both), a forward arena */
+        const char *path = c->train.distill.teacher[0] ? c->train.distill.teacher : c->train.init_from;
+        lb_model_config tc;
+        lb_model *tm = teacher_shape(path, &tc) == LB_OK ? lb_model_shape(&tc) : NULL;
+        if (!tm) { /* an unreadable teacher: lb_distill_open says what is wrong with it */
+            lb_error_clear();
+            goto done;
+        }
+        need->teacher = 2 * tm->n_elements * sizeof(float) +
+                        lb_model_forward_bytes(tm, c->train.batch_size, c->train.seq_len, 0, threads,
+                                               c->train.gemm_precision);
+        lb_model_free(tm);
+    }
+done:
+    need->data = data;
+    lb_memory_need_sum(need);
+    return LB_OK;
+}
+
+/* An allocation failed anyway: its message gains what the whole run needs. */
+static lb_status with_memory_need(const lb_trainer *t, lb_status s) {
+    if (s != LB_ENOMEM || t->memory.total == 0) return s;
+    char msg[1024], parts[256];
+    snprintf(msg, sizeof msg, "%s", lb_errmsg());
+    lb_memory_format(&t->memory, parts, sizeof parts);
+    return lb_error(s, "%s (the run needs about %s)", msg, parts + 1);
+}
+
+/* What the data holds in memory: the corpus text and its token ids, or the
+ * shards' tokens. */
+static size_t data_bytes(const lb_trainer *t) {
+    if (t->cfg.data.shards[0]) return (t->train_tokens.n + t->val_tokens.n) * sizeof(int);
+    return t->corpus.len + (t->data.n_train + t->data.n_val) * sizeof(int);
+}
+
 lb_status lb_trainer_init(lb_trainer *t, const lb_config *cfg) {
     memset(t, 0, sizeof *t);
     t->cfg = *cfg;
@@ -273,6 +364,11 @@ lb_status lb_trainer_init(lb_trainer *t, const lb_config *cfg) {
                      t->tok->vocab_size, lb_tokenizer_kind_name(t->tok->kind), c->model.vocab_size);
         goto fail;
     }
+    /* Everything large is still to come: stop now when it cannot fit. */
+    if ((s = lb_trainer_memory_need(c, data_bytes(t), &t->memory)) != LB_OK) goto fail;
+    char what[sizeof c->source + 16] = "the run";
+    if (c->source[0]) snprintf(what, sizeof what, "config '%s'", c->source);
+    if ((s = lb_memory_check(what, &t->memory)) != LB_OK) goto fail_keep;
     if (!(t->model = lb_model_create(&c->model, c->train.seed))) {
         s = lb_errcode();
         goto fail;
@@ -281,7 +377,11 @@ lb_status lb_trainer_init(lb_trainer *t, const lb_config *cfg) {
     t->model->sample_vocab = t->tok->vocab_size;
     if (c->train.init_from[0] && (s = load_source_weights(t, &src)) != LB_OK) goto fail_source;
     if (lb_distill_enabled(c) && (s = lb_distill_open(c, t->model, &t->distill)) != LB_OK) goto fail;
-    if ((s = lb_graph_init(&t->graph, 0)) != LB_OK) goto fail;
+    /* The arena in one piece of the estimated size: grown on demand in
+     * doubling chunks, the first step would hold up to twice its peak, and
+     * the fold at the first reset the peak once more (core/arena.h). */
+    size_t arena = t->memory.activations > ((size_t)1 << 20) ? t->memory.activations : 0;
+    if ((s = lb_graph_init(&t->graph, arena)) != LB_OK) goto fail;
     t->graph.precision = c->train.gemm_precision;
     if ((s = make_optimizer(t)) != LB_OK) goto fail;
     t->sched = schedule_from(c);
@@ -299,6 +399,8 @@ lb_status lb_trainer_init(lb_trainer *t, const lb_config *cfg) {
     if ((s = lb_config_to_yaml(c, &t->config_yaml)) != LB_OK) goto fail;
     return LB_OK;
 fail:
+    s = with_memory_need(t, s);
+fail_keep:
     lb_trainer_free(t);
     return s;
 fail_source_tok:
@@ -412,7 +514,7 @@ lb_status lb_trainer_step(lb_trainer *t, lb_step_result *r) {
     /* The gradients come back averaged over the ranks, identical on every
      * rank: clipping, the skip on non-finite values and the update below
      * are global without further communication, and the replicas stay equal. */
-    LB_TRY(forward_backward(t, r));
+    LB_TRY(with_memory_need(t, forward_backward(t, r)));
     r->lr = lb_schedule_lr(&t->sched, step);
     r->wd = lb_schedule_wd(&t->sched, step);
     lb_optim_step_info info;

@@ -24,6 +24,7 @@
 #include "layers/model.h"
 #include "optim/optim.h"
 #include "optim/schedule.h"
+#include "trainer/memory.h"
 
 typedef struct lb_trainer {
     lb_config cfg;            /* resolved (vocab size filled in) */
@@ -50,6 +51,7 @@ typedef struct lb_trainer {
     float *comm_residuals;    /* rank 0 while saving, compressed gradients: every rank's residuals (dist.h) */
     struct lb_distill *distill; /* train.distill: the teacher (trainer/distill.h); NULL when off */
     int inserted_sub_norms;   /* the init_from model had no sub-norms: they were inserted (distill.h) */
+    lb_memory_need memory;    /* what the run needs, estimated before the model was allocated (memory.h) */
 } lb_trainer;
 
 typedef struct lb_step_result {
@@ -76,6 +78,12 @@ typedef struct lb_step_result {
  * any shape can be fine-tuned into b1.58. On failure the trainer is left freed. */
 lb_status lb_trainer_init(lb_trainer *t, const lb_config *cfg);
 void lb_trainer_free(lb_trainer *t);
+
+/* What a run of `cfg` (model.vocab_size resolved) needs, by part
+ * (trainer/memory.h), without allocating the model: `data` is what its data
+ * already holds. lb_trainer_init computes it into t->memory and stops with
+ * LB_ENOMEM, naming the parts and the limit, when it does not fit. */
+lb_status lb_trainer_memory_need(const lb_config *cfg, size_t data, lb_memory_need *need);
 
 /* Continues from a checkpoint file, or from the newest step_*.h5 of a
  * directory. The model shape must match the config's. */
