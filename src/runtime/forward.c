@@ -460,20 +460,25 @@ static void step_ffn_norm(const rt_pass *p, int l, int t) {
 
 static void step_prep_gate(const rt_pass *p, int l, int t) { prepare_input(p, &p->m->blocks[l].gate, t, HN(p, t)); }
 
-/* silu(gate)·up or relu²(gate)·up, as lb_swiglu and lb_mul(lb_relu2) write them. */
-static void step_act(const rt_pass *p, int l, int t) {
-    (void)l;
+/* silu(gate)·up or relu²(gate)·up of token t's columns i0..i1 − 1, as lb_swiglu
+ * and lb_mul(lb_relu2) write them. */
+static void act_cols(const rt_pass *p, int t, int i0, int i1) {
     const int F = p->m->F;
     const float *g = row_of(p->s->gate, (size_t)F, t), *u = row_of(p->s->up, (size_t)F, t);
     float *a = row_of(p->s->act, (size_t)F, t);
     if (p->m->cfg.ffn_act == LB_FFN_RELU2) {
-        for (int i = 0; i < F; i++) {
+        for (int i = i0; i < i1; i++) {
             float r = g[i] > 0.0f ? g[i] : 0.0f;
             a[i] = r * r * u[i];
         }
     } else {
-        for (int i = 0; i < F; i++) a[i] = g[i] * (1.0f / (1.0f + lb_exp_vec(-g[i]))) * u[i];
+        for (int i = i0; i < i1; i++) a[i] = g[i] * (1.0f / (1.0f + lb_exp_vec(-g[i]))) * u[i];
     }
+}
+
+static void step_act(const rt_pass *p, int l, int t) {
+    (void)l;
+    act_cols(p, t, 0, p->m->F);
 }
 
 static void step_ffn_sub_norm(const rt_pass *p, int l, int t) {
@@ -506,6 +511,8 @@ static const row_step steps_ffn_in[] = {
 static const row_step steps_down_in[] = {
     {step_act, LB_RT_FFN_ACT, 0}, {step_ffn_sub_norm, LB_RT_FFN_SUB_NORM, 0}, {step_prep_down, NO_SITE, 0}};
 static const row_step steps_down_in_plain[] = {{step_act, LB_RT_FFN_ACT, 0}, {step_prep_down, NO_SITE, 0}};
+/* ... when gate_up_item computed the activation (no probe) */
+static const row_step steps_down_in_fused[] = {{step_ffn_sub_norm, NO_SITE, 0}, {step_prep_down, NO_SITE, 0}};
 static const row_step steps_head_in[] = {
     {step_residual, LB_RT_FFN_RESIDUAL, -1}, {step_output_norm, LB_RT_OUTPUT_NORM, 0}, {step_prep_head, NO_SITE, 0}};
 #define N_STEPS(a) ((int)(sizeof a / sizeof a[0]))
@@ -605,6 +612,29 @@ static void attn_item(const rt_pass *p, int l, int item, const void *arg, int ti
     for (int h = kh * group; h < (kh + 1) * group; h++) attn_head(p, l, t, h, tid);
 }
 
+/* A decoded token's KV head `item`, whole: q of its query heads, its k and
+ * v, RoPE, the cache, then attention (q/k/v and attention in one phase,
+ * one wait a layer fewer). The same values as qkv_item and attn_item. */
+static void qkv_attn_item(const rt_pass *p, int l, int item, const void *arg, int tid) {
+    const lb_rt_model *m = p->m;
+    const int group = m->H / m->Hkv;
+    for (int h = item * group; h < (item + 1) * group; h++) qkv_item(p, l, h, arg, tid);
+    qkv_item(p, l, m->H + item, arg, tid);
+    qkv_item(p, l, m->H + m->Hkv + item, arg, tid);
+    for (int t = 0; t < p->n; t++) attn_item(p, l, t * m->Hkv + item, arg, tid);
+}
+
+/* ROW_BLOCK rows of gate and of up for tokens t0..n − 1, then (no probe:
+ * nothing replaces gate and up in between) the activation of those rows. */
+static void gate_up_item(const rt_pass *p, int l, int item, const void *arg, int tid) {
+    const lb_rt_block *b = &p->m->blocks[l];
+    const int F = p->m->F, r0 = item * ROW_BLOCK, r1 = r0 + ROW_BLOCK < F ? r0 + ROW_BLOCK : F;
+    (void)arg;
+    linear_rows(p, &b->gate, r0, r1, 0, p->n, p->s->gate + r0, (size_t)F, tid);
+    linear_rows(p, &b->up, r0, r1, 0, p->n, p->s->up + r0, (size_t)F, tid);
+    for (int t = 0; t < p->n; t++) act_cols(p, t, r0, r1);
+}
+
 /* ROW_BLOCK rows of one of up to two layers (gate and up share a phase) for
  * tokens t0..n − 1. */
 typedef struct blocks_arg {
@@ -645,20 +675,27 @@ static int pass_body(const rt_pass *p, int tid) {
         const lb_rt_block *b = &m->blocks[l];
         const row_program o_in = {b->attn_sub_norm ? steps_o_in : steps_o_in + 1, b->attn_sub_norm ? 2 : 1, 0, l};
         const row_program ffn_in = {steps_ffn_in, N_STEPS(steps_ffn_in), 0, l};
-        const row_program down_in = {b->ffn_sub_norm ? steps_down_in : steps_down_in_plain,
-                                     b->ffn_sub_norm ? N_STEPS(steps_down_in) : N_STEPS(steps_down_in_plain), 0, l};
+        const row_program down_in =
+            s->probe ? (row_program){b->ffn_sub_norm ? steps_down_in : steps_down_in_plain,
+                                     b->ffn_sub_norm ? N_STEPS(steps_down_in) : N_STEPS(steps_down_in_plain), 0, l}
+                     : (row_program){b->ffn_sub_norm ? steps_down_in_fused : steps_down_in_fused + 1,
+                                     b->ffn_sub_norm ? N_STEPS(steps_down_in_fused) : 1, 0, l};
         const row_program next = l + 1 < m->L ? (row_program){steps_attn_in, N_STEPS(steps_attn_in), 0, l + 1}
                                               : (row_program){steps_head_in, N_STEPS(steps_head_in), p->logit0, m->L};
 
-        phase(p, &slot, m->H + 2 * m->Hkv, qkv_item, l, NULL, NULL, tid);
-        if (s->probe) {
-            probe(p, LB_RT_Q, l, 0);
-            probe(p, LB_RT_K, l, 0);
-            probe(p, LB_RT_V, l, 0);
-            for (int kh = 0; kh < m->Hkv; kh++) store_kv(p, l, kh, 0), store_kv(p, l, kh, 1); /* what the probe left */
+        if (fold) {
+            phase(p, &slot, m->Hkv, qkv_attn_item, l, NULL, &o_in, tid);
+        } else {
+            phase(p, &slot, m->H + 2 * m->Hkv, qkv_item, l, NULL, NULL, tid);
+            if (s->probe) {
+                probe(p, LB_RT_Q, l, 0);
+                probe(p, LB_RT_K, l, 0);
+                probe(p, LB_RT_V, l, 0);
+                for (int kh = 0; kh < m->Hkv; kh++) store_kv(p, l, kh, 0), store_kv(p, l, kh, 1); /* what the probe left */
+            }
+            phase(p, &slot, p->n * m->Hkv, attn_item, l, NULL, NULL, tid);
+            probe(p, LB_RT_ATTN, l, 0);
         }
-        phase(p, &slot, p->n * m->Hkv, attn_item, l, NULL, fold ? &o_in : NULL, tid);
-        probe(p, LB_RT_ATTN, l, 0);
         if (!fold) rows_phase(p, &slot, &o_in, tid);
 
         const blocks_arg o = {{&b->o, NULL}, {s->lo, NULL}, (size_t)m->d, n_blocks(m->d), 0};
@@ -667,7 +704,8 @@ static int pass_body(const rt_pass *p, int tid) {
         if (!fold) rows_phase(p, &slot, &ffn_in, tid);
 
         const blocks_arg gu = {{&b->gate, &b->up}, {s->gate, s->up}, (size_t)m->F, n_blocks(m->F), 0};
-        phase(p, &slot, 2 * gu.n_blocks, blocks_item, l, &gu, fold ? &down_in : NULL, tid);
+        if (s->probe) phase(p, &slot, 2 * gu.n_blocks, blocks_item, l, &gu, NULL, tid);
+        else phase(p, &slot, gu.n_blocks, gate_up_item, l, NULL, fold ? &down_in : NULL, tid);
         probe(p, LB_RT_FFN_GATE, l, 0);
         probe(p, LB_RT_FFN_UP, l, 0);
         if (!fold) rows_phase(p, &slot, &down_in, tid);
