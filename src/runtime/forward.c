@@ -46,6 +46,7 @@
 #define CHUNK 64      /* tokens per pass over the weights */
 #define ROW_BLOCK 64  /* weight rows per work item */
 #define KEYS 64       /* attention scores computed together */
+#define PAIR 2        /* query heads of one KV head computed together */
 
 typedef struct rt_counter {
     atomic_int n;
@@ -72,7 +73,7 @@ struct lb_rt_session {
     float *gate, *up, *act; /* [CHUNK, F] */
     int32_t *isum;          /* [threads, CHUNK · isum_rows] integer products */
     size_t isum_stride;
-    float *scores;          /* [threads, seq] */
+    float *scores;          /* [threads, PAIR, seq] */
     rt_counter *ctr;        /* per phase of a pass: one per thread (the next item of its share), items done,
                                its tail done; then one: the threads but the first that left the pass */
     int n_ctr;
@@ -148,7 +149,7 @@ lb_rt_session *lb_rt_session_create(const lb_rt_model *m, int n_threads) {
         !(s->up = session_alloc(s, C * m->F * sizeof(float))) ||
         !(s->act = session_alloc(s, C * m->F * sizeof(float))) ||
         !(s->isum = session_alloc(s, nt * s->isum_stride * sizeof(int32_t))) ||
-        !(s->scores = session_alloc(s, nt * s->seq * sizeof(float))) ||
+        !(s->scores = session_alloc(s, nt * PAIR * s->seq * sizeof(float))) ||
         !(s->ctr = session_alloc(s, (size_t)(s->n_ctr + 1) * sizeof(rt_counter))))
         goto oom;
     return s;
@@ -551,65 +552,90 @@ static void qkv_item(const rt_pass *p, int l, int item, const void *arg, int tid
     if (!is_q) store_kv(p, l, h, !is_k);
 }
 
-/* Token t's query head h against the cache, positions 0..pos0 + t. Each
- * score and each output is a sum in order of i (scores) or j (outputs),
- * whatever the position, pass or thread: KEYS scores and 4·LANES outputs at
+/* Query heads h0..h0 + nh − 1 (nh <= PAIR, one KV head) of token t against the
+ * cache, positions 0..pos0 + t: each key and value vector loaded once for
+ * the heads (grouped-query attention shares them). Each score and each
+ * output is a sum in order of i (scores) or j (outputs), whatever the
+ * position, pass, thread or head count: KEYS scores and 4·LANES outputs at
  * a time, in registers. */
-static void attn_head(const rt_pass *p, int l, int t, int h, int tid) {
+static inline __attribute__((always_inline)) void attn_heads(const rt_pass *p, int l, int t, int h0, int nh,
+                                                             int tid) {
     const lb_rt_model *m = p->m;
-    const int Dh = m->Dh, kh = h / (m->H / m->Hkv), P = p->pos0 + t;
+    const int Dh = m->Dh, kh = h0 / (m->H / m->Hkv), P = p->pos0 + t;
     const size_t S = (size_t)p->s->seq, head = ((size_t)l * m->Hkv + kh) * S * Dh;
-    const float *q = p->s->q + (size_t)t * m->q_dim + (size_t)h * Dh, *Kt = p->s->kc + head, *V = p->s->vc + head;
-    float *sc = p->s->scores + (size_t)tid * S;
+    const float *Kt = p->s->kc + head, *V = p->s->vc + head;
+    const float *q[PAIR];
+    float *sc[PAIR], *o[PAIR];
+    for (int e = 0; e < nh; e++) {
+        q[e] = p->s->q + (size_t)t * m->q_dim + (size_t)(h0 + e) * Dh;
+        sc[e] = p->s->scores + ((size_t)tid * PAIR + e) * S;
+        o[e] = p->s->att + (size_t)t * m->q_dim + (size_t)(h0 + e) * Dh;
+    }
     _Static_assert(KEYS == 4 * LANES, "runtime/forward.c: four vectors of scores at a time");
     for (int j0 = 0; j0 <= P; j0 += KEYS) { /* past P: values of no use, inside the cache */
-        f32xL acc[4] = {{0}};
+        f32xL acc[PAIR][4] = {{{0}}};
         for (int i = 0; i < Dh; i++) {
             const float *k = Kt + (size_t)i * S + j0;
-            for (int b = 0; b < 4; b++) acc[b] += q[i] * load_l(k + LANES * b);
+            f32xL kv[4];
+            for (int b = 0; b < 4; b++) kv[b] = load_l(k + LANES * b);
+            for (int e = 0; e < nh; e++)
+                for (int b = 0; b < 4; b++) acc[e][b] += q[e][i] * kv[b];
         }
-        for (int b = 0; b < 4; b++) memcpy(sc + j0 + LANES * b, &acc[b], sizeof acc[b]);
+        for (int e = 0; e < nh; e++)
+            for (int b = 0; b < 4; b++) memcpy(sc[e] + j0 + LANES * b, &acc[e][b], sizeof acc[e][b]);
     }
-    for (int j = 0; j <= P; j++) sc[j] *= m->attn_scale;
-    float mx = sc[0];
+    for (int e = 0; e < nh; e++) {
+        float *se = sc[e];
+        for (int j = 0; j <= P; j++) se[j] *= m->attn_scale;
+        float mx = se[0];
 #pragma omp simd reduction(max : mx)
-    for (int j = 1; j <= P; j++) mx = sc[j] > mx ? sc[j] : mx;
-    float sum = 0.0f;
+        for (int j = 1; j <= P; j++) mx = se[j] > mx ? se[j] : mx;
+        float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-    for (int j = 0; j <= P; j++) {
-        sc[j] = lb_exp_vec(sc[j] - mx);
-        sum += sc[j];
+        for (int j = 0; j <= P; j++) {
+            se[j] = lb_exp_vec(se[j] - mx);
+            sum += se[j];
+        }
+        const float inv = 1.0f / sum;
+        for (int j = 0; j <= P; j++) se[j] *= inv;
     }
-    const float inv = 1.0f / sum;
-    float *o = p->s->att + (size_t)t * m->q_dim + (size_t)h * Dh;
-    for (int j = 0; j <= P; j++) sc[j] *= inv;
     /* o[i] = Σ_j p_j·V[j, i] in order of j */
     int i0 = 0;
     for (; i0 + 4 * LANES <= Dh; i0 += 4 * LANES) {
-        f32xL acc[4] = {{0}};
-        for (int j = 0; j <= P; j++)
-            for (int b = 0; b < 4; b++) acc[b] += sc[j] * load_l(V + (size_t)j * Dh + i0 + LANES * b);
-        memcpy(o + i0, acc, sizeof acc);
+        f32xL acc[PAIR][4] = {{{0}}};
+        for (int j = 0; j <= P; j++) {
+            f32xL vv[4];
+            for (int b = 0; b < 4; b++) vv[b] = load_l(V + (size_t)j * Dh + i0 + LANES * b);
+            for (int e = 0; e < nh; e++)
+                for (int b = 0; b < 4; b++) acc[e][b] += sc[e][j] * vv[b];
+        }
+        for (int e = 0; e < nh; e++) memcpy(o[e] + i0, acc[e], sizeof acc[e]);
     }
-    for (; i0 + LANES <= Dh; i0 += LANES) {
-        f32xL acc = {0};
-        for (int j = 0; j <= P; j++) acc += sc[j] * load_l(V + (size_t)j * Dh + i0);
-        memcpy(o + i0, &acc, sizeof acc);
-    }
-    for (; i0 < Dh; i0++) {
-        float acc = 0.0f;
-        for (int j = 0; j <= P; j++) acc += sc[j] * V[(size_t)j * Dh + i0];
-        o[i0] = acc;
+    for (int e = 0; e < nh; e++) {
+        int i = i0;
+        for (; i + LANES <= Dh; i += LANES) {
+            f32xL acc = {0};
+            for (int j = 0; j <= P; j++) acc += sc[e][j] * load_l(V + (size_t)j * Dh + i);
+            memcpy(o[e] + i, &acc, sizeof acc);
+        }
+        for (; i < Dh; i++) {
+            float acc = 0.0f;
+            for (int j = 0; j <= P; j++) acc += sc[e][j] * V[(size_t)j * Dh + i];
+            o[e][i] = acc;
+        }
     }
 }
 
-/* Token t's query heads of KV head kh, one after another: the second reads
- * the keys and values from a nearer cache than the first. */
+/* Token t's query heads of KV head kh, PAIR at a time (attn_heads compiled
+ * for each count, so that its sums stay in registers). */
 static void attn_item(const rt_pass *p, int l, int item, const void *arg, int tid) {
     (void)arg;
     const lb_rt_model *m = p->m;
     const int group = m->H / m->Hkv, t = item / m->Hkv, kh = item % m->Hkv;
-    for (int h = kh * group; h < (kh + 1) * group; h++) attn_head(p, l, t, h, tid);
+    _Static_assert(PAIR == 2, "runtime/forward.c: attn_item calls attn_heads for 2 and 1 heads");
+    int h = kh * group;
+    for (; h + PAIR <= (kh + 1) * group; h += PAIR) attn_heads(p, l, t, h, PAIR, tid);
+    if (h < (kh + 1) * group) attn_heads(p, l, t, h, 1, tid);
 }
 
 /* A decoded token's KV head `item`, whole: q of its query heads, its k and
