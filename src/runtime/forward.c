@@ -28,7 +28,9 @@
  *   rows×  ffn_down
  * then output_norm and the head for the tokens whose logits are wanted. A
  * pass of one or two tokens (decoding) runs each `rows` phase as the tail of
- * the phase before it (see phase()). */
+ * the phase before it (see phase()) and heads and attn as one phase, an item
+ * per KV head (qkv_attn_item). Without a probe, each gate/up item also
+ * computes the activation of its columns (gate_up_item). */
 #include <math.h>
 #include <omp.h>
 #include <sched.h>
