@@ -1,10 +1,11 @@
 /* Decode and prompt speed of the packed runtime, side by side in one run with
  * what bounds it and what it replaces (docs/runtime.md):
- *   - memory bandwidth, measured here: a STREAM-like triad and a read-only
- *     sum, on arrays far larger than the caches (DRAM) and on arrays the
- *     size of the packed model's weights (where those fit in the caches);
+ *   - memory bandwidth, measured here: STREAM's copy and triad and a
+ *     read-only sum, on arrays far larger than the caches (DRAM) and on
+ *     arrays the size of the packed model's weights (where those fit in the
+ *     caches);
  *   - the bound: tokens/s <= bandwidth / bytes of weights a decoded token
- *     reads (lb_rt_info.weight_bytes);
+ *     reads (lb_rt_info.weight_bytes); the goal's is the DRAM copy's;
  *   - the packed runtime (lb_rt_generate, KV cache), the runtime with every
  *     layer as fp32 weights (the fp32 forward with a KV cache), and the
  *     training-time sampler (lb_generate: lb_model_forward over the whole
@@ -42,6 +43,7 @@ static void die(const char *what) {
 /* ---- bandwidth -------------------------------------------------------------------- */
 
 typedef struct bandwidth {
+    double copy;   /* GB/s: a[i] = b[i], 16 bytes an element (STREAM's count: read and written) */
     double triad;  /* GB/s: a[i] = b[i] + s·c[i], 24 bytes an element (STREAM's count) */
     double read;   /* GB/s: Σ a[i], 8 bytes an element */
 } bandwidth;
@@ -57,12 +59,18 @@ static bandwidth measure_bandwidth(size_t n, int passes, int reps) {
     }
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) a[i] = 1.0, b[i] = 2.0, c[i] = 0.5; /* each thread touches its own pages */
-    bandwidth bw = {0, 0};
+    bandwidth bw = {0, 0, 0};
     double total = 0;
     for (int r = 0; r < reps; r++) {
-        double t0 = omp_get_wtime(), t1 = 0, s = 0;
+        double tc = omp_get_wtime(), t0 = 0, t1 = 0, s = 0;
 #pragma omp parallel
         {
+            for (int k = 0; k < passes; k++) {
+#pragma omp for schedule(static)
+                for (size_t i = 0; i < n; i++) a[i] = b[i];
+            }
+#pragma omp single
+            t0 = omp_get_wtime();
             for (int k = 0; k < passes; k++) {
 #pragma omp for schedule(static)
                 for (size_t i = 0; i < n; i++) a[i] = b[i] + 0.5 * c[i];
@@ -76,7 +84,9 @@ static bandwidth measure_bandwidth(size_t n, int passes, int reps) {
         }
         double t2 = omp_get_wtime();
         total += s;
-        double triad = 24.0 * (double)n * passes / (t1 - t0) * 1e-9, read = 8.0 * (double)n * passes / (t2 - t1) * 1e-9;
+        double copy = 16.0 * (double)n * passes / (t0 - tc) * 1e-9, triad = 24.0 * (double)n * passes / (t1 - t0) * 1e-9,
+               read = 8.0 * (double)n * passes / (t2 - t1) * 1e-9;
+        if (copy > bw.copy) bw.copy = copy;
         if (triad > bw.triad) bw.triad = triad;
         if (read > bw.read) bw.read = read;
     }
@@ -243,20 +253,23 @@ int main(int argc, char **argv) {
     speed dn = run_runtime(m, 1, prompt, n_prompt, n_new, reps, &dense_info);
     speed tr = run_training(m, prompt, n_prompt, n_train, reps);
     bandwidth dram2 = measure_bandwidth(n_dram, 1, reps), cache2 = measure_bandwidth(n_cache, cache_passes, reps);
+    if (dram2.copy > dram.copy) dram.copy = dram2.copy;
+    if (cache2.copy > cache.copy) cache.copy = cache2.copy;
     if (dram2.triad > dram.triad) dram.triad = dram2.triad;
     if (dram2.read > dram.read) dram.read = dram2.read;
     if (cache2.triad > cache.triad) cache.triad = cache2.triad;
     if (cache2.read > cache.read) cache.read = cache2.read;
 
-    printf("| bandwidth, GB/s | triad | read |\n|---|---:|---:|\n");
-    printf("| DRAM (3 × 384 MB arrays) | %.1f | %.1f |\n", dram.triad, dram.read);
-    printf("| the packed weights' size (3 × %.2f MB) | %.1f | %.1f |\n\n", wb / 3.0 / 1e6, cache.triad, cache.read);
+    printf("| bandwidth, GB/s | copy | triad | read |\n|---|---:|---:|---:|\n");
+    printf("| DRAM (3 × 384 MB arrays) | %.1f | %.1f | %.1f |\n", dram.copy, dram.triad, dram.read);
+    printf("| the packed weights' size (3 × %.2f MB) | %.1f | %.1f | %.1f |\n\n", wb / 3.0 / 1e6, cache.copy,
+           cache.triad, cache.read);
 
     printf("bytes of weights a decoded token reads: packed %.2f MB (of which %.2f MB ternary/binary codes), "
            "fp32 %.2f MB\n\n",
            wb / 1e6, packed_info.packed_bytes / 1e6, dense_info.weight_bytes / 1e6);
-    printf("| forward | prompt tokens/s | decode tokens/s | decode bound, DRAM triad / read | cache-size triad / read "
-           "| decode / bound (DRAM triad) |\n|---|---:|---:|---:|---:|---:|\n");
+    printf("| forward | prompt tokens/s | decode tokens/s | decode bound, DRAM copy / triad / read | cache-size "
+           "copy / triad / read | decode / bound (DRAM copy) |\n|---|---:|---:|---:|---:|---:|\n");
     const struct {
         const char *name;
         speed s;
@@ -268,21 +281,26 @@ int main(int argc, char **argv) {
     };
     for (int i = 0; i < 3; i++) {
         const double b = rows[i].bytes;
-        printf("| %s | %.1f | %.1f | %.0f / %.0f | %.0f / %.0f | %.0f%% |\n", rows[i].name, rows[i].s.prompt_tps,
-               rows[i].s.decode_tps, dram.triad * 1e9 / b, dram.read * 1e9 / b, cache.triad * 1e9 / b,
-               cache.read * 1e9 / b, 100.0 * rows[i].s.decode_tps / (dram.triad * 1e9 / b));
+        printf("| %s | %.1f | %.1f | %.0f / %.0f / %.0f | %.0f / %.0f / %.0f | %.0f%% |\n", rows[i].name,
+               rows[i].s.prompt_tps, rows[i].s.decode_tps, dram.copy * 1e9 / b, dram.triad * 1e9 / b,
+               dram.read * 1e9 / b, cache.copy * 1e9 / b, cache.triad * 1e9 / b, cache.read * 1e9 / b,
+               100.0 * rows[i].s.decode_tps / (dram.copy * 1e9 / b));
     }
-    printf("\npacked runtime decode / bound: %.0f%% of DRAM triad, %.0f%% of DRAM read, %.0f%% of cache-size triad, "
-           "%.0f%% of cache-size read\n",
-           100.0 * pk.decode_tps * wb / (dram.triad * 1e9), 100.0 * pk.decode_tps * wb / (dram.read * 1e9),
+    printf("\npacked runtime decode / bound: %.0f%% of DRAM copy, %.0f%% of DRAM triad, %.0f%% of DRAM read, %.0f%% of "
+           "cache-size triad, %.0f%% of cache-size read\n",
+           100.0 * pk.decode_tps * wb / (dram.copy * 1e9), 100.0 * pk.decode_tps * wb / (dram.triad * 1e9),
+           100.0 * pk.decode_tps * wb / (dram.read * 1e9),
            100.0 * pk.decode_tps * wb / (cache.triad * 1e9), 100.0 * pk.decode_tps * wb / (cache.read * 1e9));
     /* The figure the runtime's goal is about (docs/runtime.md, Speed): decode
-     * at >= 60% of the DRAM-triad bound, multi-threaded, in wall time. */
-    const double goal = 100.0 * pk.decode_tps * wb / (dram.triad * 1e9), load1 = load_average();
+     * at >= 60% of the bound by the measured (DRAM) copy bandwidth, as the
+     * goal names it, multi-threaded, in wall time. */
+    const double goal = 100.0 * pk.decode_tps * wb / (dram.copy * 1e9), load1 = load_average();
     const double cores = (double)sysconf(_SC_NPROCESSORS_ONLN);
-    printf("\nGOAL decode >= 60%% of the DRAM-triad bound: %.0f tokens/s (%.3f ms a token) against %.0f tokens/s "
-           "= %.0f%% on %d threads, %s, load average %.1f at the start, %.1f at the end: %s\n",
-           pk.decode_tps, 1e3 / pk.decode_tps, dram.triad * 1e9 / wb, goal, omp_get_max_threads(),
+    printf("\nGOAL decode >= 60%% of the DRAM-copy bound: %.0f tokens/s (%.3f ms a token) against %.0f tokens/s "
+           "(copy %.1f GB/s; triad %.1f, read %.1f) = %.0f%% on %d threads, %s, load average %.1f at the start, %.1f "
+           "at the end: %s\n",
+           pk.decode_tps, 1e3 / pk.decode_tps, dram.copy * 1e9 / wb, dram.copy, dram.triad, dram.read, goal,
+           omp_get_max_threads(),
            cpu_clock ? "CPU time" : "wall time", load0, load1,
            cpu_clock                          ? "not judged (the goal is wall time)"
            : load0 > cores || load1 > cores   ? "not judged (more runnable jobs than cores: rates and bandwidths "

@@ -19,7 +19,10 @@
  *    tie; the count is printed.
  * 3. Bits: the same logits for every instruction set, 1 or 2 threads, one
  *    pass or token by token with the cache, any split into calls.
- * Then generation against lb_generate, and the models the runtime refuses. */
+ * Then generation against lb_generate, and the models the runtime refuses.
+ * First, each instruction set's kernels against the exact integer sum, on
+ * random and on extreme codes (every weight +1 or −1 against activations of
+ * −128 or 127: the largest products the kernels' narrow sums see). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +31,7 @@
 #include "layers/model.h"
 #include "layers/sample.h"
 #include "quant/quantize.h"
+#include "runtime/packed.h"
 #include "runtime/runtime.h"
 #include "testutil.h"
 
@@ -36,6 +40,66 @@
 #define SAFETY 1.01 /* the bounds are first order in U; second-order terms are far below 1% here */
 
 static double gam(int n) { return n * U / (1.0 - n * U); }
+
+/* ---- kernels --------------------------------------------------------------------- */
+
+static void test_kernels_exact(void **state) {
+    (void)state;
+    enum { ROWS = 19, TOK = 6, K = 3 * LB_RT_GROUP - 5 };
+    const int kp = lb_rt_padded(K);
+    int8_t *w = malloc((size_t)ROWS * K), *wb = malloc((size_t)ROWS * K), *a = calloc((size_t)TOK * kp, 1);
+    uint8_t *tp = malloc((size_t)ROWS * lb_rt_ternary_row_bytes(kp)), *bp = malloc((size_t)ROWS * lb_rt_binary_row_bytes(kp));
+    int32_t asum[TOK], want_t[TOK * ROWS], want_b[TOK * ROWS], got[TOK * ROWS];
+    assert_true(w && wb && a && tp && bp);
+    for (int kind = 0; kind < 4; kind++) { /* random; all +1 against 127; all +1 against −128; all −1 against −128 */
+        for (int r = 0; r < ROWS; r++)
+            for (int k = 0; k < K; k++) {
+                const size_t i = (size_t)r * K + k;
+                w[i] = kind == 0 ? (int8_t)(lb_rand_u32(9, r, k) % 3) - 1 : kind == 3 ? -1 : 1;
+                wb[i] = kind == 0 ? (lb_rand_u32(11, r, k) & 1 ? 1 : -1) : w[i]; /* binary: signs */
+            }
+        for (int t = 0; t < TOK; t++) {
+            asum[t] = 0;
+            for (int k = 0; k < K; k++) {
+                int8_t v = kind == 0 ? (int8_t)(lb_rand_u32(10, t, k) % 256 - 128) : kind == 1 ? 127 : -128;
+                a[(size_t)t * kp + k] = v;
+                asum[t] += v;
+            }
+        }
+        for (int r = 0; r < ROWS; r++) {
+            lb_rt_pack_ternary_row(w + (size_t)r * K, K, tp + (size_t)r * lb_rt_ternary_row_bytes(kp));
+            lb_rt_pack_binary_row(wb + (size_t)r * K, K, bp + (size_t)r * lb_rt_binary_row_bytes(kp));
+        }
+        for (int t = 0; t < TOK; t++)
+            for (int r = 0; r < ROWS; r++) {
+                int32_t st = 0, sb = 0;
+                for (int k = 0; k < K; k++) {
+                    const int32_t x = a[(size_t)t * kp + k];
+                    st += w[(size_t)r * K + k] * x;
+                    sb += wb[(size_t)r * K + k] * x;
+                }
+                want_t[t * ROWS + r] = st;
+                want_b[t * ROWS + r] = sb;
+            }
+        for (int isa = 0; isa <= (int)lb_rt_isa_best(); isa++) {
+            const lb_rt_kernels *kern = lb_rt_isa_kernels((lb_rt_isa)isa);
+            assert_non_null(kern);
+            for (int n_tok = 1; n_tok <= TOK; n_tok++) {
+                memset(got, 0, sizeof got);
+                kern->ternary(tp, lb_rt_ternary_row_bytes(kp), ROWS, a, (size_t)kp, asum, n_tok, kp, got, ROWS);
+                if (memcmp(got, want_t, (size_t)n_tok * ROWS * sizeof *got))
+                    fail_msg("%s ternary kernel, codes %d, %d tokens: not the exact sums", lb_rt_isa_name((lb_rt_isa)isa),
+                             kind, n_tok);
+                memset(got, 0, sizeof got);
+                kern->binary(bp, lb_rt_binary_row_bytes(kp), ROWS, a, (size_t)kp, asum, n_tok, kp, got, ROWS);
+                if (memcmp(got, want_b, (size_t)n_tok * ROWS * sizeof *got))
+                    fail_msg("%s binary kernel, codes %d, %d tokens: not the exact sums", lb_rt_isa_name((lb_rt_isa)isa),
+                             kind, n_tok);
+            }
+        }
+    }
+    free(w), free(wb), free(a), free(tp), free(bp);
+}
 
 /* ---- models ---------------------------------------------------------------------- */
 
@@ -822,6 +886,7 @@ static void test_forward_errors(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kernels_exact),
         cmocka_unit_test(test_against_training),
         cmocka_unit_test(test_generate_like_training),
         cmocka_unit_test(test_refusals),

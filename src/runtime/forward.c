@@ -28,7 +28,9 @@
  *   rows×  ffn_down
  * then output_norm and the head for the tokens whose logits are wanted. A
  * pass of one or two tokens (decoding) runs each `rows` phase as the tail of
- * the phase before it (see phase()). */
+ * the phase before it (see phase()) and heads and attn as one phase, an item
+ * per KV head (qkv_attn_item). Without a probe, each gate/up item also
+ * computes the activation of its columns (gate_up_item). */
 #include <math.h>
 #include <omp.h>
 #include <sched.h>
@@ -46,6 +48,7 @@
 #define CHUNK 64      /* tokens per pass over the weights */
 #define ROW_BLOCK 64  /* weight rows per work item */
 #define KEYS 64       /* attention scores computed together */
+#define PAIR 2        /* query heads of one KV head computed together */
 
 typedef struct rt_counter {
     atomic_int n;
@@ -72,7 +75,7 @@ struct lb_rt_session {
     float *gate, *up, *act; /* [CHUNK, F] */
     int32_t *isum;          /* [threads, CHUNK · isum_rows] integer products */
     size_t isum_stride;
-    float *scores;          /* [threads, seq] */
+    float *scores;          /* [threads, PAIR, seq] */
     rt_counter *ctr;        /* per phase of a pass: one per thread (the next item of its share), items done,
                                its tail done; then one: the threads but the first that left the pass */
     int n_ctr;
@@ -148,7 +151,7 @@ lb_rt_session *lb_rt_session_create(const lb_rt_model *m, int n_threads) {
         !(s->up = session_alloc(s, C * m->F * sizeof(float))) ||
         !(s->act = session_alloc(s, C * m->F * sizeof(float))) ||
         !(s->isum = session_alloc(s, nt * s->isum_stride * sizeof(int32_t))) ||
-        !(s->scores = session_alloc(s, nt * s->seq * sizeof(float))) ||
+        !(s->scores = session_alloc(s, nt * PAIR * s->seq * sizeof(float))) ||
         !(s->ctr = session_alloc(s, (size_t)(s->n_ctr + 1) * sizeof(rt_counter))))
         goto oom;
     return s;
@@ -460,20 +463,25 @@ static void step_ffn_norm(const rt_pass *p, int l, int t) {
 
 static void step_prep_gate(const rt_pass *p, int l, int t) { prepare_input(p, &p->m->blocks[l].gate, t, HN(p, t)); }
 
-/* silu(gate)·up or relu²(gate)·up, as lb_swiglu and lb_mul(lb_relu2) write them. */
-static void step_act(const rt_pass *p, int l, int t) {
-    (void)l;
+/* silu(gate)·up or relu²(gate)·up of token t's columns i0..i1 − 1, as lb_swiglu
+ * and lb_mul(lb_relu2) write them. */
+static void act_cols(const rt_pass *p, int t, int i0, int i1) {
     const int F = p->m->F;
     const float *g = row_of(p->s->gate, (size_t)F, t), *u = row_of(p->s->up, (size_t)F, t);
     float *a = row_of(p->s->act, (size_t)F, t);
     if (p->m->cfg.ffn_act == LB_FFN_RELU2) {
-        for (int i = 0; i < F; i++) {
+        for (int i = i0; i < i1; i++) {
             float r = g[i] > 0.0f ? g[i] : 0.0f;
             a[i] = r * r * u[i];
         }
     } else {
-        for (int i = 0; i < F; i++) a[i] = g[i] * (1.0f / (1.0f + lb_exp_vec(-g[i]))) * u[i];
+        for (int i = i0; i < i1; i++) a[i] = g[i] * (1.0f / (1.0f + lb_exp_vec(-g[i]))) * u[i];
     }
+}
+
+static void step_act(const rt_pass *p, int l, int t) {
+    (void)l;
+    act_cols(p, t, 0, p->m->F);
 }
 
 static void step_ffn_sub_norm(const rt_pass *p, int l, int t) {
@@ -506,6 +514,8 @@ static const row_step steps_ffn_in[] = {
 static const row_step steps_down_in[] = {
     {step_act, LB_RT_FFN_ACT, 0}, {step_ffn_sub_norm, LB_RT_FFN_SUB_NORM, 0}, {step_prep_down, NO_SITE, 0}};
 static const row_step steps_down_in_plain[] = {{step_act, LB_RT_FFN_ACT, 0}, {step_prep_down, NO_SITE, 0}};
+/* ... when gate_up_item computed the activation (no probe) */
+static const row_step steps_down_in_fused[] = {{step_ffn_sub_norm, NO_SITE, 0}, {step_prep_down, NO_SITE, 0}};
 static const row_step steps_head_in[] = {
     {step_residual, LB_RT_FFN_RESIDUAL, -1}, {step_output_norm, LB_RT_OUTPUT_NORM, 0}, {step_prep_head, NO_SITE, 0}};
 #define N_STEPS(a) ((int)(sizeof a / sizeof a[0]))
@@ -544,65 +554,113 @@ static void qkv_item(const rt_pass *p, int l, int item, const void *arg, int tid
     if (!is_q) store_kv(p, l, h, !is_k);
 }
 
-/* Token t's query head h against the cache, positions 0..pos0 + t. Each
- * score and each output is a sum in order of i (scores) or j (outputs),
- * whatever the position, pass or thread: KEYS scores and 4·LANES outputs at
+/* Query heads h0..h0 + nh − 1 (nh <= PAIR, one KV head) of token t against the
+ * cache, positions 0..pos0 + t: each key and value vector loaded once for
+ * the heads (grouped-query attention shares them). Each score and each
+ * output is a sum in order of i (scores) or j (outputs), whatever the
+ * position, pass, thread or head count: KEYS scores and 4·LANES outputs at
  * a time, in registers. */
-static void attn_head(const rt_pass *p, int l, int t, int h, int tid) {
+static inline __attribute__((always_inline)) void attn_heads(const rt_pass *p, int l, int t, int h0, int nh,
+                                                             int tid) {
     const lb_rt_model *m = p->m;
-    const int Dh = m->Dh, kh = h / (m->H / m->Hkv), P = p->pos0 + t;
+    const int Dh = m->Dh, kh = h0 / (m->H / m->Hkv), P = p->pos0 + t;
     const size_t S = (size_t)p->s->seq, head = ((size_t)l * m->Hkv + kh) * S * Dh;
-    const float *q = p->s->q + (size_t)t * m->q_dim + (size_t)h * Dh, *Kt = p->s->kc + head, *V = p->s->vc + head;
-    float *sc = p->s->scores + (size_t)tid * S;
+    const float *Kt = p->s->kc + head, *V = p->s->vc + head;
+    const float *q[PAIR];
+    float *sc[PAIR], *o[PAIR];
+    for (int e = 0; e < nh; e++) {
+        q[e] = p->s->q + (size_t)t * m->q_dim + (size_t)(h0 + e) * Dh;
+        sc[e] = p->s->scores + ((size_t)tid * PAIR + e) * S;
+        o[e] = p->s->att + (size_t)t * m->q_dim + (size_t)(h0 + e) * Dh;
+    }
     _Static_assert(KEYS == 4 * LANES, "runtime/forward.c: four vectors of scores at a time");
     for (int j0 = 0; j0 <= P; j0 += KEYS) { /* past P: values of no use, inside the cache */
-        f32xL acc[4] = {{0}};
+        f32xL acc[PAIR][4] = {{{0}}};
         for (int i = 0; i < Dh; i++) {
             const float *k = Kt + (size_t)i * S + j0;
-            for (int b = 0; b < 4; b++) acc[b] += q[i] * load_l(k + LANES * b);
+            f32xL kv[4];
+            for (int b = 0; b < 4; b++) kv[b] = load_l(k + LANES * b);
+            for (int e = 0; e < nh; e++)
+                for (int b = 0; b < 4; b++) acc[e][b] += q[e][i] * kv[b];
         }
-        for (int b = 0; b < 4; b++) memcpy(sc + j0 + LANES * b, &acc[b], sizeof acc[b]);
+        for (int e = 0; e < nh; e++)
+            for (int b = 0; b < 4; b++) memcpy(sc[e] + j0 + LANES * b, &acc[e][b], sizeof acc[e][b]);
     }
-    for (int j = 0; j <= P; j++) sc[j] *= m->attn_scale;
-    float mx = sc[0];
+    for (int e = 0; e < nh; e++) {
+        float *se = sc[e];
+        for (int j = 0; j <= P; j++) se[j] *= m->attn_scale;
+        float mx = se[0];
 #pragma omp simd reduction(max : mx)
-    for (int j = 1; j <= P; j++) mx = sc[j] > mx ? sc[j] : mx;
-    float sum = 0.0f;
+        for (int j = 1; j <= P; j++) mx = se[j] > mx ? se[j] : mx;
+        float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-    for (int j = 0; j <= P; j++) {
-        sc[j] = lb_exp_vec(sc[j] - mx);
-        sum += sc[j];
+        for (int j = 0; j <= P; j++) {
+            se[j] = lb_exp_vec(se[j] - mx);
+            sum += se[j];
+        }
+        const float inv = 1.0f / sum;
+        for (int j = 0; j <= P; j++) se[j] *= inv;
     }
-    const float inv = 1.0f / sum;
-    float *o = p->s->att + (size_t)t * m->q_dim + (size_t)h * Dh;
-    for (int j = 0; j <= P; j++) sc[j] *= inv;
     /* o[i] = Σ_j p_j·V[j, i] in order of j */
     int i0 = 0;
     for (; i0 + 4 * LANES <= Dh; i0 += 4 * LANES) {
-        f32xL acc[4] = {{0}};
-        for (int j = 0; j <= P; j++)
-            for (int b = 0; b < 4; b++) acc[b] += sc[j] * load_l(V + (size_t)j * Dh + i0 + LANES * b);
-        memcpy(o + i0, acc, sizeof acc);
+        f32xL acc[PAIR][4] = {{{0}}};
+        for (int j = 0; j <= P; j++) {
+            f32xL vv[4];
+            for (int b = 0; b < 4; b++) vv[b] = load_l(V + (size_t)j * Dh + i0 + LANES * b);
+            for (int e = 0; e < nh; e++)
+                for (int b = 0; b < 4; b++) acc[e][b] += sc[e][j] * vv[b];
+        }
+        for (int e = 0; e < nh; e++) memcpy(o[e] + i0, acc[e], sizeof acc[e]);
     }
-    for (; i0 + LANES <= Dh; i0 += LANES) {
-        f32xL acc = {0};
-        for (int j = 0; j <= P; j++) acc += sc[j] * load_l(V + (size_t)j * Dh + i0);
-        memcpy(o + i0, &acc, sizeof acc);
-    }
-    for (; i0 < Dh; i0++) {
-        float acc = 0.0f;
-        for (int j = 0; j <= P; j++) acc += sc[j] * V[(size_t)j * Dh + i0];
-        o[i0] = acc;
+    for (int e = 0; e < nh; e++) {
+        int i = i0;
+        for (; i + LANES <= Dh; i += LANES) {
+            f32xL acc = {0};
+            for (int j = 0; j <= P; j++) acc += sc[e][j] * load_l(V + (size_t)j * Dh + i);
+            memcpy(o[e] + i, &acc, sizeof acc);
+        }
+        for (; i < Dh; i++) {
+            float acc = 0.0f;
+            for (int j = 0; j <= P; j++) acc += sc[e][j] * V[(size_t)j * Dh + i];
+            o[e][i] = acc;
+        }
     }
 }
 
-/* Token t's query heads of KV head kh, one after another: the second reads
- * the keys and values from a nearer cache than the first. */
+/* Token t's query heads of KV head kh, PAIR at a time (attn_heads compiled
+ * for each count, so that its sums stay in registers). */
 static void attn_item(const rt_pass *p, int l, int item, const void *arg, int tid) {
     (void)arg;
     const lb_rt_model *m = p->m;
     const int group = m->H / m->Hkv, t = item / m->Hkv, kh = item % m->Hkv;
-    for (int h = kh * group; h < (kh + 1) * group; h++) attn_head(p, l, t, h, tid);
+    _Static_assert(PAIR == 2, "runtime/forward.c: attn_item calls attn_heads for 2 and 1 heads");
+    int h = kh * group;
+    for (; h + PAIR <= (kh + 1) * group; h += PAIR) attn_heads(p, l, t, h, PAIR, tid);
+    if (h < (kh + 1) * group) attn_heads(p, l, t, h, 1, tid);
+}
+
+/* A decoded token's KV head `item`, whole: q of its query heads, its k and
+ * v, RoPE, the cache, then attention (q/k/v and attention in one phase,
+ * one wait a layer fewer). The same values as qkv_item and attn_item. */
+static void qkv_attn_item(const rt_pass *p, int l, int item, const void *arg, int tid) {
+    const lb_rt_model *m = p->m;
+    const int group = m->H / m->Hkv;
+    for (int h = item * group; h < (item + 1) * group; h++) qkv_item(p, l, h, arg, tid);
+    qkv_item(p, l, m->H + item, arg, tid);
+    qkv_item(p, l, m->H + m->Hkv + item, arg, tid);
+    for (int t = 0; t < p->n; t++) attn_item(p, l, t * m->Hkv + item, arg, tid);
+}
+
+/* ROW_BLOCK rows of gate and of up for tokens t0..n − 1, then (no probe:
+ * nothing replaces gate and up in between) the activation of those rows. */
+static void gate_up_item(const rt_pass *p, int l, int item, const void *arg, int tid) {
+    const lb_rt_block *b = &p->m->blocks[l];
+    const int F = p->m->F, r0 = item * ROW_BLOCK, r1 = r0 + ROW_BLOCK < F ? r0 + ROW_BLOCK : F;
+    (void)arg;
+    linear_rows(p, &b->gate, r0, r1, 0, p->n, p->s->gate + r0, (size_t)F, tid);
+    linear_rows(p, &b->up, r0, r1, 0, p->n, p->s->up + r0, (size_t)F, tid);
+    for (int t = 0; t < p->n; t++) act_cols(p, t, r0, r1);
 }
 
 /* ROW_BLOCK rows of one of up to two layers (gate and up share a phase) for
@@ -645,20 +703,27 @@ static int pass_body(const rt_pass *p, int tid) {
         const lb_rt_block *b = &m->blocks[l];
         const row_program o_in = {b->attn_sub_norm ? steps_o_in : steps_o_in + 1, b->attn_sub_norm ? 2 : 1, 0, l};
         const row_program ffn_in = {steps_ffn_in, N_STEPS(steps_ffn_in), 0, l};
-        const row_program down_in = {b->ffn_sub_norm ? steps_down_in : steps_down_in_plain,
-                                     b->ffn_sub_norm ? N_STEPS(steps_down_in) : N_STEPS(steps_down_in_plain), 0, l};
+        const row_program down_in =
+            s->probe ? (row_program){b->ffn_sub_norm ? steps_down_in : steps_down_in_plain,
+                                     b->ffn_sub_norm ? N_STEPS(steps_down_in) : N_STEPS(steps_down_in_plain), 0, l}
+                     : (row_program){b->ffn_sub_norm ? steps_down_in_fused : steps_down_in_fused + 1,
+                                     b->ffn_sub_norm ? N_STEPS(steps_down_in_fused) : 1, 0, l};
         const row_program next = l + 1 < m->L ? (row_program){steps_attn_in, N_STEPS(steps_attn_in), 0, l + 1}
                                               : (row_program){steps_head_in, N_STEPS(steps_head_in), p->logit0, m->L};
 
-        phase(p, &slot, m->H + 2 * m->Hkv, qkv_item, l, NULL, NULL, tid);
-        if (s->probe) {
-            probe(p, LB_RT_Q, l, 0);
-            probe(p, LB_RT_K, l, 0);
-            probe(p, LB_RT_V, l, 0);
-            for (int kh = 0; kh < m->Hkv; kh++) store_kv(p, l, kh, 0), store_kv(p, l, kh, 1); /* what the probe left */
+        if (fold) {
+            phase(p, &slot, m->Hkv, qkv_attn_item, l, NULL, &o_in, tid);
+        } else {
+            phase(p, &slot, m->H + 2 * m->Hkv, qkv_item, l, NULL, NULL, tid);
+            if (s->probe) {
+                probe(p, LB_RT_Q, l, 0);
+                probe(p, LB_RT_K, l, 0);
+                probe(p, LB_RT_V, l, 0);
+                for (int kh = 0; kh < m->Hkv; kh++) store_kv(p, l, kh, 0), store_kv(p, l, kh, 1); /* what the probe left */
+            }
+            phase(p, &slot, p->n * m->Hkv, attn_item, l, NULL, NULL, tid);
+            probe(p, LB_RT_ATTN, l, 0);
         }
-        phase(p, &slot, p->n * m->Hkv, attn_item, l, NULL, fold ? &o_in : NULL, tid);
-        probe(p, LB_RT_ATTN, l, 0);
         if (!fold) rows_phase(p, &slot, &o_in, tid);
 
         const blocks_arg o = {{&b->o, NULL}, {s->lo, NULL}, (size_t)m->d, n_blocks(m->d), 0};
@@ -667,7 +732,8 @@ static int pass_body(const rt_pass *p, int tid) {
         if (!fold) rows_phase(p, &slot, &ffn_in, tid);
 
         const blocks_arg gu = {{&b->gate, &b->up}, {s->gate, s->up}, (size_t)m->F, n_blocks(m->F), 0};
-        phase(p, &slot, 2 * gu.n_blocks, blocks_item, l, &gu, fold ? &down_in : NULL, tid);
+        if (s->probe) phase(p, &slot, 2 * gu.n_blocks, blocks_item, l, &gu, NULL, tid);
+        else phase(p, &slot, gu.n_blocks, gate_up_item, l, NULL, fold ? &down_in : NULL, tid);
         probe(p, LB_RT_FFN_GATE, l, 0);
         probe(p, LB_RT_FFN_UP, l, 0);
         if (!fold) rows_phase(p, &slot, &down_in, tid);

@@ -4,7 +4,7 @@
  * bytes s (vpdpbusd) — and LB_RT_KERNELS, the name of the table, then
  * include this file.
  * Ternary: a 64-byte group load, then a mask and a 2-bit shift per run of 64
- * weights. Binary: a 64-bit word of signs is a byte mask that keeps the
+ * weights (a decoded token: one shift per group, ternary_8x1). Binary: a 64-bit word of signs is a byte mask that keeps the
  * activations of the +1 weights, summed against ones.
  * A decoded token runs 8-row tiles: one activation load serves 8 rows, and
  * the 8 accumulators are summed together (sum8) rather than one by one. */
@@ -84,24 +84,44 @@ static inline __m256i sum8(const __m512i v[8]) {
     return _mm256_add_epi32(_mm512_castsi512_si256(s4), _mm512_extracti64x4_epi64(s4, 1));
 }
 
+/* Loaded once into a register: left to itself the compiler folds the load
+ * into every instruction that uses the value (four times a weight vector,
+ * four rows an activation vector), and the loads become the bottleneck. */
+#define KEEP_IN_REGISTER(v) __asm__("" : "+v"(v))
+
+/* A decoded token's 8 rows, with two accumulators a row. One 16-bit shift
+ * of the group p by 2 puts every field at the bottom of a nibble:
+ *   p & 0x03 field 0,  (p >> 2) & 0x03 field 1      (into acc[r][0])
+ *   p & 0x30 field 2 times 16,  (p >> 2) & 0x30 field 3 times 16   (acc[r][1])
+ * so that a row's 256 weights cost a shift, four masks and four vpdpbusd
+ * (three shifts before), and acc[r][1], a multiple of 16 in every lane, is
+ * shifted back once per row. Its bytes are at most 32, so vpmaddubsw
+ * (kernels_avx512bw.c) does not saturate either. */
 static void ternary_8x1(const uint8_t *w, size_t rb, const int8_t *a, size_t lda, const int32_t *asum, int groups,
                         int32_t *out, size_t ldo) {
     (void)lda, (void)ldo;
-    __m512i acc[8];
-    for (int r = 0; r < 8; r++) acc[r] = _mm512_setzero_si512();
-    const __m512i m3 = _mm512_set1_epi8(3);
+    __m512i acc[8][2];
+    for (int r = 0; r < 8; r++) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
+    const __m512i lo = _mm512_set1_epi8(0x03), hi = _mm512_set1_epi8(0x30);
     for (int g = 0; g < groups; g++) {
         __m512i av[4];
-        for (int i = 0; i < 4; i++) av[i] = _mm512_loadu_si512(a + LB_RT_GROUP * (size_t)g + 64 * i);
+        for (int i = 0; i < 4; i++) {
+            av[i] = _mm512_loadu_si512(a + LB_RT_GROUP * (size_t)g + 64 * i);
+            KEEP_IN_REGISTER(av[i]);
+        }
         for (int r = 0; r < 8; r++) {
-            const __m512i p = _mm512_loadu_si512(w + (size_t)r * rb + 64 * (size_t)g);
-            acc[r] = LB_RT_DOT4(acc[r], _mm512_and_si512(p, m3), av[0]);
-            acc[r] = LB_RT_DOT4(acc[r], _mm512_and_si512(_mm512_srli_epi16(p, 2), m3), av[1]);
-            acc[r] = LB_RT_DOT4(acc[r], _mm512_and_si512(_mm512_srli_epi16(p, 4), m3), av[2]);
-            acc[r] = LB_RT_DOT4(acc[r], _mm512_and_si512(_mm512_srli_epi16(p, 6), m3), av[3]);
+            __m512i p = _mm512_loadu_si512(w + (size_t)r * rb + 64 * (size_t)g);
+            KEEP_IN_REGISTER(p);
+            const __m512i p2 = _mm512_srli_epi16(p, 2);
+            acc[r][0] = LB_RT_DOT4(acc[r][0], _mm512_and_si512(p, lo), av[0]);
+            acc[r][0] = LB_RT_DOT4(acc[r][0], _mm512_and_si512(p2, lo), av[1]);
+            acc[r][1] = LB_RT_DOT4(acc[r][1], _mm512_and_si512(p, hi), av[2]);
+            acc[r][1] = LB_RT_DOT4(acc[r][1], _mm512_and_si512(p2, hi), av[3]);
         }
     }
-    _mm256_storeu_si256((__m256i *)out, _mm256_sub_epi32(sum8(acc), _mm256_set1_epi32(asum[0])));
+    __m512i row[8];
+    for (int r = 0; r < 8; r++) row[r] = _mm512_add_epi32(acc[r][0], _mm512_srai_epi32(acc[r][1], 4));
+    _mm256_storeu_si256((__m256i *)out, _mm256_sub_epi32(sum8(row), _mm256_set1_epi32(asum[0])));
 }
 
 static void binary_8x1(const uint8_t *w, size_t rb, const int8_t *a, size_t lda, const int32_t *asum, int groups,

@@ -1,6 +1,7 @@
 /* AVX-512BW kernels, for CPUs without VNNI: each vpdpbusd of
  * kernels_avx512.h done as vpmaddubsw (unsigned × signed bytes, pairs summed
- * to int16: at most 2·2·128 here, so no saturation) and vpmaddwd against
+ * to int16: at most 2·32·128 here (ternary_8x1's fields times 16), so no
+ * saturation) and vpmaddwd against
  * ones (int16 pairs summed to int32).
  * Compiled with -mavx512f -mavx512bw and without VNNI (CMakeLists.txt). */
 #if defined(__x86_64__)
