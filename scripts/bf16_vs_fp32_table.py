@@ -1,0 +1,72 @@
+#!/usr/bin/python3
+"""The table of scripts/bf16_vs_fp32.sh: final validation loss per run, and per
+config the mean and spread of each precision, the bf16 - fp32 difference of the
+means with its standard error, the same difference seed by seed (paired: the
+same init and batches), and the seed-to-seed spread of fp32 (the noise floor).
+
+    scripts/bf16_vs_fp32_table.py OUTDIR     (reads OUTDIR/<config>.<prec>.seed<N>.log)
+"""
+import math
+import pathlib
+import re
+import statistics
+import sys
+
+DONE = re.compile(r"^done: (\d+) steps, final validation loss ([0-9.]+)", re.M)
+NAME = re.compile(r"^(.+)\.(fp32|bf16)\.seed(\d+)\.log$")
+
+
+def sd(xs):
+    return statistics.stdev(xs) if len(xs) > 1 else float("nan")
+
+
+def main(outdir):
+    runs = {}  # (config, precision) -> {seed: loss}
+    steps = set()
+    for log in sorted(pathlib.Path(outdir).glob("*.log")):
+        m = NAME.match(log.name)
+        d = DONE.search(log.read_text(errors="replace"))
+        if not m or not d:
+            continue
+        steps.add(int(d.group(1)))
+        runs.setdefault((m.group(1), m.group(2)), {})[int(m.group(3))] = float(d.group(2))
+    configs = sorted({c for c, _ in runs}, key=lambda c: ["fp32-tiny", "bitnet-b158-tiny",
+                                                          "bitnet-b1-tiny"].index(c)
+                     if c in ("fp32-tiny", "bitnet-b158-tiny", "bitnet-b1-tiny") else 9)
+    print(f"Final validation loss, {'/'.join(map(str, sorted(steps)))} steps, per run:\n")
+    print("| config | precision | " + " | ".join(f"seed {s}" for s in
+          sorted({s for r in runs.values() for s in r})) + " |")
+    seeds_all = sorted({s for r in runs.values() for s in r})
+    print("|---|---|" + "---:|" * len(seeds_all))
+    for c in configs:
+        for p in ("fp32", "bf16"):
+            r = runs.get((c, p), {})
+            print(f"| {c} | {p} | " + " | ".join(f"{r[s]:.4f}" if s in r else "–"
+                                                 for s in seeds_all) + " |")
+    print("\nPer config (sd: sample standard deviation over seeds; se: standard error "
+          "of the difference of the means, sqrt(sd_fp32²/n + sd_bf16²/n); paired: "
+          "bf16 − fp32 of the same seed, mean ± its standard error):\n")
+    print("| config | n fp32 / bf16 | fp32 mean ± sd | bf16 mean ± sd | fp32 seed sd (noise floor) "
+          "| bf16 − fp32 of the means ± se | paired, mean ± se |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for c in configs:
+        f = runs.get((c, "fp32"), {})
+        b = runs.get((c, "bf16"), {})
+        if not f or not b:
+            continue
+        fv, bv = list(f.values()), list(b.values())
+        mf, mb = statistics.mean(fv), statistics.mean(bv)
+        se = math.sqrt(sd(fv) ** 2 / len(fv) + sd(bv) ** 2 / len(bv))
+        pairs = [b[s] - f[s] for s in f if s in b]
+        pm = statistics.mean(pairs)
+        pse = sd(pairs) / math.sqrt(len(pairs))
+        pct = lambda x: 100 * x / mf
+        print(f"| {c} | {len(fv)} / {len(bv)} | {mf:.4f} ± {sd(fv):.4f} | {mb:.4f} ± {sd(bv):.4f} "
+              f"| {pct(sd(fv)):.2f}% | {pct(mb - mf):+.2f}% ± {pct(se):.2f}% "
+              f"| {pct(pm):+.2f}% ± {pct(pse):.2f}% ({len(pairs)} seeds) |")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: bf16_vs_fp32_table.py OUTDIR")
+    main(sys.argv[1])
