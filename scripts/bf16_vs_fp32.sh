@@ -10,7 +10,9 @@
 # length, 800), LOWBIT (the binary, default build/lowbit).
 # Every run is one process on one OpenMP thread, niced. A run whose log ends
 # with "done:" is not run again, so adding a seed reruns nothing; the table is
-# written from the logs (outdir/table.md) by scripts/bf16_vs_fp32_table.py.
+# written from the logs and each run's metrics.jsonl (outdir/table.md) by
+# scripts/bf16_vs_fp32_table.py. A run is about 5 minutes of CPU time; the
+# default 18 runs, two at a time on an idle 2-core machine, about 45 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/bf16_vs_fp32}
@@ -28,7 +30,8 @@ run_one() { # config precision seed
       --set train.gemm_precision="$2" --set train.seed="$3" \
       --set log.sample_tokens=0 --set checkpoint.dir="$out/ckpt/$name" \
       --set checkpoint.keep_last=1 "${extra[@]}" >"$out/$name.log" 2>&1
-  rm -rf "$out/ckpt/$name"   # only the loss is wanted; checkpoints are large
+  mv "$out/ckpt/$name/metrics.jsonl" "$out/$name.metrics.jsonl"  # the evaluations every eval.interval steps
+  rm -rf "$out/ckpt/$name"   # only the losses are wanted; checkpoints are large
   echo "$(date -u +%H:%M:%S) $name: $(grep '^done:' "$out/$name.log") load $(cut -d' ' -f1 /proc/loadavg)"
 }
 

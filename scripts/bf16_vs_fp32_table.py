@@ -2,12 +2,15 @@
 """The table of scripts/bf16_vs_fp32.sh: final validation loss per run, and per
 config the mean and spread of each precision, the bf16 - fp32 difference of the
 means with its standard error, the same difference seed by seed (paired: the
-same init and batches), and the seed-to-seed spread of fp32 (the noise floor).
+same init and batches), and the seed-to-seed spread of fp32 (the noise floor);
+then, from each run's metrics.jsonl, the difference of the means at every
+evaluation, to show how far two runs wander apart and back along the way.
 
     scripts/bf16_vs_fp32_table.py OUTDIR     (reads OUTDIR/<config>.<prec>.seed<N>.log)
 """
 import math
 import pathlib
+import json
 import re
 import statistics
 import sys
@@ -64,6 +67,33 @@ def main(outdir):
         print(f"| {c} | {len(fv)} / {len(bv)} | {mf:.4f} ± {sd(fv):.4f} | {mb:.4f} ± {sd(bv):.4f} "
               f"| {pct(sd(fv)):.2f}% | {pct(mb - mf):+.2f}% ± {pct(se):.2f}% "
               f"| {pct(pm):+.2f}% ± {pct(pse):.2f}% ({len(pairs)} seeds) |")
+
+    print("\nbf16 − fp32 of the mean validation loss at every evaluation (runs with a metrics.jsonl):\n")
+    curves = {}  # (config, precision) -> {step: [losses]}
+    for path in sorted(pathlib.Path(outdir).glob("*.metrics.jsonl")):
+        m = re.match(r"^(.+)\.(fp32|bf16)\.seed(\d+)\.metrics\.jsonl$", path.name)
+        if not m or (m.group(1), m.group(2)) not in runs or int(m.group(3)) not in runs[(m.group(1), m.group(2))]:
+            continue  # only finished runs
+        for line in path.read_text(errors="replace").splitlines():
+            e = json.loads(line)
+            if e.get("event") == "eval":
+                curves.setdefault((m.group(1), m.group(2)), {}).setdefault(e["step"], []).append(e["val_loss"])
+    eval_steps = sorted({s for c in curves.values() for s in c})
+    print("| config | n fp32 / bf16 | " + " | ".join(f"step {s}" for s in eval_steps) + " |")
+    print("|---|---|" + "---:|" * len(eval_steps))
+    for c in configs:
+        f, b = curves.get((c, "fp32"), {}), curves.get((c, "bf16"), {})
+        if not f or not b:
+            continue
+        cells = []
+        for s in eval_steps:
+            if s in f and s in b:
+                mf = statistics.mean(f[s])
+                cells.append(f"{100 * (statistics.mean(b[s]) - mf) / mf:+.2f}%")
+            else:
+                cells.append("–")
+        n = f"{len(f[eval_steps[-1]]) if eval_steps[-1] in f else 0} / {len(b[eval_steps[-1]]) if eval_steps[-1] in b else 0}"
+        print(f"| {c} | {n} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
