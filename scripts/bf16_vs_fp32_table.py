@@ -15,7 +15,7 @@ import re
 import statistics
 import sys
 
-DONE = re.compile(r"^done: (\d+) steps, final validation loss ([0-9.]+)", re.M)
+DONE = re.compile(r"^done: (\d+) steps, final validation loss ([0-9.]+), (\d+) tokens/s", re.M)
 NAME = re.compile(r"^(.+)\.(fp32|bf16)\.seed(\d+)\.log$")
 
 
@@ -25,6 +25,7 @@ def sd(xs):
 
 def main(outdir):
     runs = {}  # (config, precision) -> {seed: loss}
+    speed = {}  # (config, precision) -> [tokens/s]: comparable only between runs that ran side by side
     steps = set()
     for log in sorted(pathlib.Path(outdir).glob("*.log")):
         m = NAME.match(log.name)
@@ -33,6 +34,7 @@ def main(outdir):
             continue
         steps.add(int(d.group(1)))
         runs.setdefault((m.group(1), m.group(2)), {})[int(m.group(3))] = float(d.group(2))
+        speed.setdefault((m.group(1), m.group(2)), []).append(int(d.group(3)))
     configs = sorted({c for c, _ in runs}, key=lambda c: ["fp32-tiny", "bitnet-b158-tiny",
                                                           "bitnet-b1-tiny"].index(c)
                      if c in ("fp32-tiny", "bitnet-b158-tiny", "bitnet-b1-tiny") else 9)
@@ -48,10 +50,11 @@ def main(outdir):
                                                  for s in seeds_all) + " |")
     print("\nPer config (sd: sample standard deviation over seeds; se: standard error "
           "of the difference of the means, sqrt(sd_fp32²/n + sd_bf16²/n); paired: "
-          "bf16 − fp32 of the same seed, mean ± its standard error):\n")
+          "bf16 − fp32 of the same seed, mean ± its standard error; tokens/s: the runs' mean, "
+          "comparable between the two precisions only when they ran side by side, as the script runs them):\n")
     print("| config | n fp32 / bf16 | fp32 mean ± sd | bf16 mean ± sd | fp32 seed sd (noise floor) "
-          "| bf16 − fp32 of the means ± se | paired, mean ± se |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+          "| bf16 − fp32 of the means ± se | paired, mean ± se | tokens/s fp32 / bf16 |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for c in configs:
         f = runs.get((c, "fp32"), {})
         b = runs.get((c, "bf16"), {})
@@ -64,9 +67,13 @@ def main(outdir):
         pm = statistics.mean(pairs)
         pse = sd(pairs) / math.sqrt(len(pairs))
         pct = lambda x: 100 * x / mf
-        print(f"| {c} | {len(fv)} / {len(bv)} | {mf:.4f} ± {sd(fv):.4f} | {mb:.4f} ± {sd(bv):.4f} "
-              f"| {pct(sd(fv)):.2f}% | {pct(mb - mf):+.2f}% ± {pct(se):.2f}% "
-              f"| {pct(pm):+.2f}% ± {pct(pse):.2f}% ({len(pairs)} seeds) |")
+        pm_ = lambda x, f: "" if math.isnan(x) else " ± " + f(x)  # one seed: no spread
+        print(f"| {c} | {len(fv)} / {len(bv)} | {mf:.4f}{pm_(sd(fv), lambda x: f'{x:.4f}')} "
+              f"| {mb:.4f}{pm_(sd(bv), lambda x: f'{x:.4f}')} "
+              f"| {'–' if math.isnan(sd(fv)) else f'{pct(sd(fv)):.2f}%'} "
+              f"| {pct(mb - mf):+.2f}%{pm_(se, lambda x: f'{pct(x):.2f}%')} "
+              f"| {pct(pm):+.2f}%{pm_(pse, lambda x: f'{pct(x):.2f}%')} ({len(pairs)} seed{'s' * (len(pairs) > 1)}) "
+              f"| {statistics.mean(speed[(c, 'fp32')]):.0f} / {statistics.mean(speed[(c, 'bf16')]):.0f} |")
 
     print("\nbf16 − fp32 of the mean validation loss at every evaluation (runs with a metrics.jsonl):\n")
     curves = {}  # (config, precision) -> {step: [losses]}
