@@ -25,7 +25,7 @@ def sd(xs):
 
 def main(outdir):
     runs = {}  # (config, precision) -> {seed: loss}
-    speed = {}  # (config, precision) -> [tokens/s]: comparable only between runs that ran side by side
+    speed = {}  # (config, precision) -> {seed: tokens/s}: comparable only between runs side by side
     steps = set()
     for log in sorted(pathlib.Path(outdir).glob("*.log")):
         m = NAME.match(log.name)
@@ -34,7 +34,7 @@ def main(outdir):
             continue
         steps.add(int(d.group(1)))
         runs.setdefault((m.group(1), m.group(2)), {})[int(m.group(3))] = float(d.group(2))
-        speed.setdefault((m.group(1), m.group(2)), []).append(int(d.group(3)))
+        speed.setdefault((m.group(1), m.group(2)), {})[int(m.group(3))] = int(d.group(3))
     configs = sorted({c for c, _ in runs}, key=lambda c: ["fp32-tiny", "bitnet-b158-tiny",
                                                           "bitnet-b1-tiny"].index(c)
                      if c in ("fp32-tiny", "bitnet-b158-tiny", "bitnet-b1-tiny") else 9)
@@ -50,10 +50,10 @@ def main(outdir):
                                                  for s in seeds_all) + " |")
     print("\nPer config (sd: sample standard deviation over seeds; se: standard error "
           "of the difference of the means, sqrt(sd_fp32²/n + sd_bf16²/n); paired: "
-          "bf16 − fp32 of the same seed, mean ± its standard error; tokens/s: the runs' mean, "
-          "comparable between the two precisions only when they ran side by side, as the script runs them):\n")
+          "bf16 − fp32 of the same seed, mean ± its standard error; tokens/s bf16 / fp32: the "
+          "ratio of each seed's pair, which the script runs side by side, averaged):\n")
     print("| config | n fp32 / bf16 | fp32 mean ± sd | bf16 mean ± sd | fp32 seed sd (noise floor) "
-          "| bf16 − fp32 of the means ± se | paired, mean ± se | tokens/s fp32 / bf16 |")
+          "| bf16 − fp32 of the means ± se | paired, mean ± se | tokens/s bf16 / fp32 |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for c in configs:
         f = runs.get((c, "fp32"), {})
@@ -73,7 +73,7 @@ def main(outdir):
               f"| {'–' if math.isnan(sd(fv)) else f'{pct(sd(fv)):.2f}%'} "
               f"| {pct(mb - mf):+.2f}%{pm_(se, lambda x: f'{pct(x):.2f}%')} "
               f"| {pct(pm):+.2f}%{pm_(pse, lambda x: f'{pct(x):.2f}%')} ({len(pairs)} seed{'s' * (len(pairs) > 1)}) "
-              f"| {statistics.mean(speed[(c, 'fp32')]):.0f} / {statistics.mean(speed[(c, 'bf16')]):.0f} |")
+              f"| {statistics.mean(speed[(c, 'bf16')][s] / speed[(c, 'fp32')][s] for s in f if s in b):.2f}x |")
 
     print("\nbf16 − fp32 of the mean validation loss at every evaluation (runs with a metrics.jsonl):\n")
     curves = {}  # (config, precision) -> {step: [losses]}
