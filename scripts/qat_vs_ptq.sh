@@ -13,8 +13,8 @@
 #    and its PNG plots (docs/img/qat-vs-ptq-*.png).
 #
 # Environment (defaults: the documented setting):
-#   SIZE=small|tiny       small: d256 4 layers ffn 768, B16 T128; tiny: d128 2 layers ffn 384, B8 T64
-#   PRETRAIN_STEPS=N      fp32 pre-training steps (small 2000, tiny 400)
+#   SIZE=tiny|small       tiny: d128 2 layers ffn 384, B16 T64; small: d256 4 layers ffn 768, B16 T128
+#   PRETRAIN_STEPS=N      fp32 pre-training steps (tiny 3000, small 2000)
 #   QAT_STEPS=N           steps of each QAT run (default PRETRAIN_STEPS / 10)
 #   SPECS="..."           the rows (default: all below); METHODS="rtn gptq qat qat_kd"
 #   FROM_HF=DIR           start from an imported Hugging Face model instead of pre-training
@@ -24,6 +24,7 @@
 #   QAT_SET="..."         --set options of every QAT run (default below)
 #   DOCS=0                do not write docs/ (results.jsonl only)
 #   LOWBIT=path           the binary (default build/lowbit)
+#   SEED=N                train.seed of every run (default 1337, the configs')
 #   THREADS=2
 # The machine is shared: everything runs under nice, with THREADS OpenMP threads.
 set -euo pipefail
@@ -31,7 +32,8 @@ set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-runs/qat_vs_ptq}
 lowbit=${LOWBIT:-$src/build/lowbit}
-size=${SIZE:-small}
+size=${SIZE:-tiny}
+seed=${SEED:-1337}
 threads=${THREADS:-2}
 data=${DATA:-/usr/share/games/fortunes}
 eval_batches=${EVAL_BATCHES:-16}
@@ -42,19 +44,22 @@ case $size in
 small) pretrain_steps=${PRETRAIN_STEPS:-2000}
        shape=(model.dim=256 model.n_layers=4 model.n_heads=4 model.n_kv_heads=2 model.ffn_dim=768
               model.max_seq_len=128 train.batch_size=16 train.seq_len=128) ;;
-tiny)  pretrain_steps=${PRETRAIN_STEPS:-400}
+tiny)  pretrain_steps=${PRETRAIN_STEPS:-3000}
        shape=(model.dim=128 model.n_layers=2 model.n_heads=4 model.n_kv_heads=2 model.ffn_dim=384
-              model.max_seq_len=64 train.batch_size=8 train.seq_len=64) ;;
+              model.max_seq_len=64 train.batch_size=16 train.seq_len=64) ;;
 *) echo "qat_vs_ptq: SIZE is small or tiny, not '$size'" >&2; exit 2 ;;
 esac
 qat_steps=${QAT_STEPS:-$((pretrain_steps / 10))}
 [ "$qat_steps" -ge 1 ] || { echo "qat_vs_ptq: QAT_STEPS must be at least 1" >&2; exit 2; }
 
-# Weight specs (activations unquantized) at three granularities, then the
-# rows with 8-bit activations: b1.58 (ternary absmean per tensor, int8 per token),
-# W4A8 and W8A8. A row is NAME=WEIGHT_SPEC[/ACTIVATION_SPEC]; a NAME ending in +subln
-# is trained with SubLN inserted (QAT only: the PTQ methods keep the graph).
-all_specs="ternary-pc=ternary:per_channel ternary-g128=ternary:g128 ternary-g32=ternary:g32
+# The control fp32cont (no quantizer: the fp32 model trained on with the QAT recipe, and
+# distilled from itself), weight specs (activations unquantized) at three granularities,
+# then the rows with 8-bit activations: b1.58 (ternary absmean per tensor, int8 per
+# token), W4A8 and W8A8. A row is NAME=WEIGHT_SPEC[/ACTIVATION_SPEC]; a NAME ending in
+# +subln is trained with SubLN inserted (QAT only: PTQ cannot insert norms, whose gains
+# are trained, and without them it is the row without +subln).
+all_specs="fp32cont=none
+ternary-pc=ternary:per_channel ternary-g128=ternary:g128 ternary-g32=ternary:g32
 int2-pc=int2:per_channel int2-g128=int2:g128 int2-g32=int2:g32
 int3-pc=int3:per_channel int3-g128=int3:g128 int3-g32=int3:g32
 int4-pc=int4:per_channel int4-g128=int4:g128 int4-g32=int4:g32
@@ -129,7 +134,7 @@ elif [ -n "${FROM_HF:-}" ]; then
     pre_steps=0
 else
     l0=$(load)
-    mapfile -d '' args < <(sets "${shape[@]}" model.sub_norm=false model.quant.preset=fp32 data.tokenizer=byte \
+    mapfile -d '' args < <(sets "${shape[@]}" train.seed="$seed" model.sub_norm=false model.quant.preset=fp32 data.tokenizer=byte \
         data.path="$data" data.val_fraction=0.05 train.steps="$pretrain_steps" train.lr=1e-3 train.min_lr=1e-4 \
         train.schedule=cosine train.warmup_steps=$((pretrain_steps / 20 > 0 ? pretrain_steps / 20 : 1)) \
         train.threads="$threads" eval.interval=0 checkpoint.dir="$fp32" checkpoint.keep_last=1 log.sample_tokens=0)
@@ -156,7 +161,7 @@ for row in $specs; do
            "model.quant.ffn={weight: $w, activation: $a}" model.sub_norm=$subln)
     for method in $methods; do
         dir=$out/$method-$name
-        case $method in rtn|gptq) [ $subln = true ] && continue ;; esac
+        case $method in rtn|gptq) [ $subln = true ] || [ "$w" = none ] && continue ;; esac
         done_before && continue
         rm -rf "$dir"
         case $method in
@@ -178,7 +183,7 @@ for row in $specs; do
             kd=()
             [ $method = qat_kd ] && read -r -a kd <<< "$kd_set"
             read -r -a qs <<< "$qat_set"
-            mapfile -d '' args < <(sets "${shape[@]}" "${quant[@]}" data.path="$data" train.init_from="$fp32" \
+            mapfile -d '' args < <(sets "${shape[@]}" "${quant[@]}" data.path="$data" train.init_from="$fp32" train.seed="$seed" \
                 train.steps="$qat_steps" train.threads="$threads" "${qs[@]}" "${kd[@]}" \
                 eval.interval=0 checkpoint.dir="$dir" checkpoint.keep_last=1 log.sample_tokens=0)
             l0=$(load)
@@ -192,8 +197,11 @@ done
 end=$(date +%s)
 echo "qat_vs_ptq: $((end - start)) s in this invocation; load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
 cat "$out"/fp32/result.json "$out"/*-*/result.json > "$results" 2>/dev/null || true
-printf '{"method":"study","size":"%s","pretrain_steps":%s,"qat_steps":%s,"threads":%s,"seconds":%s,"load_start":%s,"load_end":%s,"from_hf":"%s","qat_set":"%s","kd_set":"%s","checkpoint":"%s","batch":"%s"}\n' \
-    "$size" "$pre_steps" "$qat_steps" "$threads" "$((end - start))" "$load_start" "$(load)" "${FROM_HF:-}" "$qat_set" \
+# The documented setting is the one with none of these given.
+default_setting=true
+[ -n "${SIZE:-}${PRETRAIN_STEPS:-}${QAT_STEPS:-}${FROM_HF:-}" ] && default_setting=false
+printf '{"method":"study","default_setting":%s,"size":"%s","pretrain_steps":%s,"qat_steps":%s,"threads":%s,"seconds":%s,"load_start":%s,"load_end":%s,"from_hf":"%s","qat_set":"%s","kd_set":"%s","checkpoint":"%s","batch":"%s"}\n' \
+    "$default_setting" "$size" "$pre_steps" "$qat_steps" "$threads" "$((end - start))" "$load_start" "$(load)" "${FROM_HF:-}" "$qat_set" \
     "$kd_set" "$fp32" "${shape[*]}" >> "$results"
 
 if [ "${DOCS:-1}" != 0 ]; then

@@ -138,7 +138,8 @@ def main():
         return "not measured" if ok is None else ("**met**" if ok else "**missed**")
 
     out.append("Targets:\n")
-    for n, limit in [("b1.58", 0.05), ("ternary-pc", 0.05), ("int4-g128", 0.01)]:
+    ternary = [n for n in names if n.startswith(("ternary", "b1.58"))]
+    for n, limit in [(n, 0.05) for n in ternary] + [("int4-g128", 0.01)]:
         x = d("qat_kd", n)
         out.append(f"- QAT+KD {n} within {limit} nats of fp32: "
                    f"{'Δ = %+.4f' % x if x is not None else 'not run'} → {verdict(None if x is None else x <= limit)}")
@@ -155,8 +156,8 @@ def main():
                f"{max(loads):.1f}, {total_cpu:.0f} s of CPU time → "
                + (verdict(total_s < 3600) if quiet else
                   f"not measured on a quiet machine (CPU time {'under' if total_cpu < 3600 else 'over'} an hour)"))
-    out[-1] += (""
-               f"{' (this setting, not the documented one)' if study['size'] != 'small' else ''}")
+    if not study.get("default_setting", False):
+        out[-1] += " (this setting, not the documented one)"
     out.append("")
 
     out.append("ZeroQuant-V2's findings, checked on these numbers:\n")
