@@ -13,8 +13,9 @@
 #    and its PNG plots (docs/img/qat-vs-ptq-*.png).
 #
 # Environment (defaults: the documented setting):
-#   SIZE=tiny|small       tiny: d128 2 layers ffn 384, B16 T64; small: d256 4 layers ffn 768, B16 T128
-#   PRETRAIN_STEPS=N      fp32 pre-training steps (tiny 3000, small 2000)
+#   SIZE=tiny|wide|small  tiny: d128 2 layers ffn 384, B16 T64; wide: tiny at d256 ffn 768;
+#                         small: d256 4 layers ffn 768, B16 T128
+#   PRETRAIN_STEPS=N      fp32 pre-training steps (tiny and wide 3000, small 2000)
 #   QAT_STEPS=N           steps of each QAT run (default PRETRAIN_STEPS / 10)
 #   SPECS="..."           the rows (default: all below); METHODS="rtn gptq qat qat_kd"
 #   FROM_HF=DIR           start from an imported Hugging Face model instead of pre-training
@@ -45,13 +46,16 @@ py=/usr/bin/python3
 export OMP_NUM_THREADS=$threads
 
 case $size in
+wide)  pretrain_steps=${PRETRAIN_STEPS:-3000}
+       shape=(model.dim=256 model.n_layers=2 model.n_heads=4 model.n_kv_heads=2 model.ffn_dim=768
+              model.max_seq_len=64 train.batch_size=16 train.seq_len=64) ;;
 small) pretrain_steps=${PRETRAIN_STEPS:-2000}
        shape=(model.dim=256 model.n_layers=4 model.n_heads=4 model.n_kv_heads=2 model.ffn_dim=768
               model.max_seq_len=128 train.batch_size=16 train.seq_len=128) ;;
 tiny)  pretrain_steps=${PRETRAIN_STEPS:-3000}
        shape=(model.dim=128 model.n_layers=2 model.n_heads=4 model.n_kv_heads=2 model.ffn_dim=384
               model.max_seq_len=64 train.batch_size=16 train.seq_len=64) ;;
-*) echo "qat_vs_ptq: SIZE is small or tiny, not '$size'" >&2; exit 2 ;;
+*) echo "qat_vs_ptq: SIZE is tiny, wide or small, not '$size'" >&2; exit 2 ;;
 esac
 qat_steps=${QAT_STEPS:-$((pretrain_steps / 10))}
 [ "$qat_steps" -ge 1 ] || { echo "qat_vs_ptq: QAT_STEPS must be at least 1" >&2; exit 2; }
@@ -69,7 +73,7 @@ int3-pc=int3:per_channel int3-g128=int3:g128 int3-g32=int3:g32
 int4-pc=int4:per_channel int4-g128=int4:g128 int4-g32=int4:g32
 int8-pc=int8:per_channel int8-g128=int8:g128 int8-g32=int8:g32
 b1.58=ternary/int8:per_token w4a8=int4:g128/int8:per_token w8a8=int8:per_channel/int8:per_token
-b1.58+subln=ternary/int8:per_token"
+b1.58+subln=ternary/int8:per_token ternary-pc+subln=ternary:per_channel"
 specs=${SPECS:-$all_specs}
 methods=${METHODS:-rtn gptq qat qat_kd}
 qat_set=${QAT_SET:-"train.lr=5e-4 train.min_lr=5e-5 train.schedule=cosine train.weight_decay=0 train.warmup_steps=$(( qat_steps / 10 > 0 ? qat_steps / 10 : 1 ))"}

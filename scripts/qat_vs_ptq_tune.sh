@@ -66,7 +66,9 @@ lr1e-3 kl10 qwarm10%|train.lr=1e-3 train.min_lr=1e-4 $sched train.quant_warmup_s
 lr1e-3 kl10 ce0|train.lr=1e-3 train.min_lr=1e-4 $sched|train.distill.weight_kl=10 train.distill.weight_ce=0 train.distill.temperature=1
 lr1e-3 kl30|train.lr=1e-3 train.min_lr=1e-4 $sched|train.distill.weight_kl=30 $kd1
 lr7e-4 kl10|train.lr=7e-4 train.min_lr=7e-5 $sched|train.distill.weight_kl=10 $kd1
-lr1e-3 kl10 min_lr0|train.lr=1e-3 train.min_lr=0 $sched|train.distill.weight_kl=10 $kd1"
+lr1e-3 kl10 min_lr0|train.lr=1e-3 train.min_lr=0 $sched|train.distill.weight_kl=10 $kd1
+lr1e-3 kl10 constant|train.lr=1e-3 train.min_lr=1e-3 $sched|train.distill.weight_kl=10 $kd1
+lr1.5e-3 kl10|train.lr=1.5e-3 train.min_lr=1.5e-4 $sched|train.distill.weight_kl=10 $kd1"
 
 vdir() { echo "$out/v-${1// /_}"; }
 while IFS='|' read -r name qset kset; do
