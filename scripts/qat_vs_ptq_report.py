@@ -83,9 +83,11 @@ def main():
             info.setdefault(r["name"], r)
     fam = ["fp32cont", "ternary", "int2", "int3", "int4", "int8", "b1.58", "w4a8", "w8a8"]
     gran = ["pc", "g128", "g32"]
-    names.sort(key=lambda n: (fam.index(n.split("-")[0].split("+")[0]) if n.split("-")[0].split("+")[0] in fam
-                              else len(fam), gran.index(n.split("-")[1]) if "-" in n and n.split("-")[1] in gran
-                              else -1, n))
+    def order(n):  # family, then granularity, a +subln row after the row it extends
+        base, sub = n.split("+")[0], n[len(n.split("+")[0]):]
+        f, _, g = base.partition("-")
+        return (fam.index(f) if f in fam else len(fam), gran.index(g) if g in gran else -1, sub)
+    names.sort(key=order)
     bpw = {n: bits_per_weight(info[n]["weight"], shapes) for n in names}
     present = [m for m in METHODS if any((m, n) in loss for n in names)]
 
