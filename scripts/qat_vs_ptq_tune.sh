@@ -68,7 +68,13 @@ lr1e-3 kl30|train.lr=1e-3 train.min_lr=1e-4 $sched|train.distill.weight_kl=30 $k
 lr7e-4 kl10|train.lr=7e-4 train.min_lr=7e-5 $sched|train.distill.weight_kl=10 $kd1
 lr1e-3 kl10 min_lr0|train.lr=1e-3 train.min_lr=0 $sched|train.distill.weight_kl=10 $kd1
 lr1e-3 kl10 constant|train.lr=1e-3 train.min_lr=1e-3 $sched|train.distill.weight_kl=10 $kd1
-lr1.5e-3 kl10|train.lr=1.5e-3 train.min_lr=1.5e-4 $sched|train.distill.weight_kl=10 $kd1"
+lr1.5e-3 kl10|train.lr=1.5e-3 train.min_lr=1.5e-4 $sched|train.distill.weight_kl=10 $kd1
+lr1.5e-3 kl10 min_lr0|train.lr=1.5e-3 train.min_lr=0 $sched|train.distill.weight_kl=10 $kd1
+lr2e-3 kl10 min_lr0|train.lr=2e-3 train.min_lr=0 $sched|train.distill.weight_kl=10 $kd1
+lr1e-3 kl10 min_lr0 qwarm10%|train.lr=1e-3 train.min_lr=0 $sched train.quant_warmup_steps=$(( q / 10 > 0 ? q / 10 : 1 ))|train.distill.weight_kl=10 $kd1
+lr1e-3 kl10 min_lr0 linear|train.lr=1e-3 train.min_lr=0 ${sched/cosine/linear}|train.distill.weight_kl=10 $kd1
+lr1e-3 kl3 min_lr0|train.lr=1e-3 train.min_lr=0 $sched|train.distill.weight_kl=3 $kd1
+lr1e-3 kl10 min_lr0 T2|train.lr=1e-3 train.min_lr=0 $sched|train.distill.weight_kl=10 train.distill.weight_ce=1 train.distill.temperature=2"
 
 vdir() { echo "$out/v-${1// /_}"; }
 while IFS='|' read -r name qset kset; do
@@ -80,17 +86,33 @@ while IFS='|' read -r name qset kset; do
         "$src/scripts/qat_vs_ptq.sh" "$dir" > "$dir/out.txt"
 done <<< "$variants"
 
-# Every variant with results so far (also from earlier invocations), in the order above.
+# Every variant with results so far (also from earlier invocations and other ROWS), in
+# the order above, as JSON lines and as the Markdown table of docs/qat-vs-ptq.md.
 tmp=$(mktemp "$out/tune.jsonl.XXXXXX")
 while IFS='|' read -r name qset kset; do
-    for row in $rows; do
-        r=$(vdir "$name")/qat_kd-${row%%=*}/result.json
+    for r in "$(vdir "$name")"/qat_kd-*/result.json; do
         [ -f "$r" ] || continue
+        row=${r%/result.json}
+        row=${row##*/qat_kd-}
         loss=$(sed -n 's/.*"val_loss":\([0-9.]*\).*/\1/p' "$r")
-        printf '%-24s %-14s tuning loss %s (%+.4f to fp32 %s)\n' "$name" "${row%%=*}" "$loss" \
-            "$(echo "$loss - $fp32_loss" | bc)" "$fp32_loss"
         printf '{"variant":"%s","row":"%s","val_loss":%s,"fp32":%s,"qat_set":"%s","kd_set":"%s"}\n' \
-            "$name" "${row%%=*}" "$loss" "$fp32_loss" "$qset" "$kset" >> "$tmp"
+            "$name" "$row" "$loss" "$fp32_loss" "$qset" "$kset" >> "$tmp"
     done
 done <<< "$variants"
 mv "$tmp" "$out/tune.jsonl"
+"$py" - "$out/tune.jsonl" <<'PY'
+import json, sys
+rs = [json.loads(l) for l in open(sys.argv[1])]
+if not rs:
+    sys.exit()
+variants = list(dict.fromkeys(r["variant"] for r in rs))
+rows = sorted({r["row"] for r in rs}, key=lambda n: ("+subln" not in n, n))
+loss = {(r["variant"], r["row"]): r["val_loss"] for r in rs}
+base = rs[0]["fp32"]
+print(f"Tuning split, fp32 {base:.4f}; validation loss (Δ to fp32) of QAT+KD:\n")
+print("| variant | " + " | ".join(rows) + " |")
+print("|---|" + "---|" * len(rows))
+for v in variants:
+    cells = [f"{loss[(v, r)]:.4f} ({loss[(v, r)] - base:+.4f})" if (v, r) in loss else "—" for r in rows]
+    print(f"| {v} | " + " | ".join(cells) + " |")
+PY
