@@ -54,6 +54,7 @@ fp32_loss=$(sed -n 's/.*"val_loss":\([0-9.]*\).*/\1/p' "$out/pre/fp32/result.jso
 # steps, schedule shape (cosine to lr/10, 10% warm-up) and no weight decay.
 q=${QAT_STEPS:-$(( ${PRETRAIN_STEPS:-3000} / 10 ))}
 sched="train.schedule=cosine train.weight_decay=0 train.warmup_steps=$(( q / 10 > 0 ? q / 10 : 1 ))"
+sched_short="train.schedule=cosine train.weight_decay=0 train.warmup_steps=$(( q / 100 > 0 ? q / 100 : 1 ))"
 kd1="train.distill.weight_ce=1 train.distill.temperature=1"
 variants="lr5e-4 kl1|train.lr=5e-4 train.min_lr=5e-5 $sched|train.distill.weight_kl=1 $kd1
 lr1e-3 kl1|train.lr=1e-3 train.min_lr=1e-4 $sched|train.distill.weight_kl=1 $kd1
@@ -74,7 +75,8 @@ lr2e-3 kl10 min_lr0|train.lr=2e-3 train.min_lr=0 $sched|train.distill.weight_kl=
 lr1e-3 kl10 min_lr0 qwarm10%|train.lr=1e-3 train.min_lr=0 $sched train.quant_warmup_steps=$(( q / 10 > 0 ? q / 10 : 1 ))|train.distill.weight_kl=10 $kd1
 lr1e-3 kl10 min_lr0 linear|train.lr=1e-3 train.min_lr=0 ${sched/cosine/linear}|train.distill.weight_kl=10 $kd1
 lr1e-3 kl3 min_lr0|train.lr=1e-3 train.min_lr=0 $sched|train.distill.weight_kl=3 $kd1
-lr1e-3 kl10 min_lr0 T2|train.lr=1e-3 train.min_lr=0 $sched|train.distill.weight_kl=10 train.distill.weight_ce=1 train.distill.temperature=2"
+lr1e-3 kl10 min_lr0 T2|train.lr=1e-3 train.min_lr=0 $sched|train.distill.weight_kl=10 train.distill.weight_ce=1 train.distill.temperature=2
+lr1e-3 kl10 min_lr0 warmup1%|train.lr=1e-3 train.min_lr=0 $sched_short|train.distill.weight_kl=10 $kd1"
 
 vdir() { echo "$out/v-${1// /_}"; }
 while IFS='|' read -r name qset kset; do
