@@ -76,7 +76,8 @@ lr1e-3 kl10 min_lr0 qwarm10%|train.lr=1e-3 train.min_lr=0 $sched train.quant_war
 lr1e-3 kl10 min_lr0 linear|train.lr=1e-3 train.min_lr=0 ${sched/cosine/linear}|train.distill.weight_kl=10 $kd1
 lr1e-3 kl3 min_lr0|train.lr=1e-3 train.min_lr=0 $sched|train.distill.weight_kl=3 $kd1
 lr1e-3 kl10 min_lr0 T2|train.lr=1e-3 train.min_lr=0 $sched|train.distill.weight_kl=10 train.distill.weight_ce=1 train.distill.temperature=2
-lr1e-3 kl10 min_lr0 warmup1%|train.lr=1e-3 train.min_lr=0 $sched_short|train.distill.weight_kl=10 $kd1"
+lr1e-3 kl10 min_lr0 warmup1%|train.lr=1e-3 train.min_lr=0 $sched_short|train.distill.weight_kl=10 $kd1
+lr1e-3 kl10 min_lr0 T4|train.lr=1e-3 train.min_lr=0 $sched|train.distill.weight_kl=10 train.distill.weight_ce=1 train.distill.temperature=4"
 
 vdir() { echo "$out/v-${1// /_}"; }
 while IFS='|' read -r name qset kset; do
