@@ -28,7 +28,8 @@
 #   SEED=N                train.seed of every run (default 1337, the configs')
 #   THREADS=1             OpenMP threads of every quantization, QAT run and evaluation
 #   JOBS=2                how many of them run at a time (the rows are independent)
-#   PRETRAIN_THREADS=N    threads of the fp32 pre-training (default THREADS x JOBS)
+#   PRETRAIN_THREADS=N    threads of the fp32 pre-training (default THREADS: at d128 a second
+#                         thread gains little, and on a loaded machine its barriers spin)
 # The machine is shared: everything runs under nice.
 set -euo pipefail
 
@@ -39,7 +40,7 @@ size=${SIZE:-tiny}
 seed=${SEED:-1337}
 threads=${THREADS:-1}
 jobs=${JOBS:-2}
-pretrain_threads=${PRETRAIN_THREADS:-$((threads * jobs))}
+pretrain_threads=${PRETRAIN_THREADS:-$threads}
 data=${DATA:-/usr/share/games/fortunes}
 eval_batches=${EVAL_BATCHES:-16}
 py=/usr/bin/python3
