@@ -28,8 +28,9 @@
 #   SEED=N                train.seed of every run (default 1337, the configs')
 #   THREADS=1             OpenMP threads of every quantization, QAT run and evaluation
 #   JOBS=2                how many of them run at a time (the rows are independent)
-#   PRETRAIN_THREADS=N    threads of the fp32 pre-training (default THREADS: at d128 a second
-#                         thread gains little, and on a loaded machine its barriers spin)
+#   PRETRAIN_THREADS=N    threads of the fp32 pre-training (default THREADS: on a loaded machine
+#                         two threads wait for each other; SIZE=wide at a load of 15 ran at
+#                         200 tokens/s with 2 threads, 860 with 1)
 # The machine is shared: everything runs under nice.
 set -euo pipefail
 
