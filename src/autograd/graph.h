@@ -66,6 +66,16 @@ struct lb_graph {
         lb_qspec spec;
         float lambda;
     } qcache;
+    /* In the backward pass, the fp32 operand lb_qmatmul last made from saved
+     * int8 codes (their dequantized values, `bytes` long in the arena), so
+     * the weight gradients of projections that share an input (q/k/v,
+     * gate/up; their nodes run one after the other) dequantize it once.
+     * Handed back when other codes come, and by lb_backward at its end. */
+    struct {
+        const int8_t *codes;
+        float *x;
+        size_t bytes;
+    } dqcache;
     lb_status backward_status; /* set by lb_node_scratch (or a failing product) in the backward pass */
     /* Called by lb_backward after node `i` ran (nodes run from the last to
      * the first), when set: a parameter's gradient is final once the first
