@@ -142,22 +142,28 @@ static int attn_parallel(const lb_tensor *q) {
 
 /* In place over the rows of S [T, T]: row t becomes softmax(S[t, 0..t]),
  * zeros after the diagonal. The loops vectorize (lb_exp_vec; `simd`
- * reductions sum by vector lanes, an order fixed for a given build). */
+ * reductions sum by vector lanes, an order fixed for a given build). The
+ * exps run over whole blocks of SOFTMAX_BLOCK (past the diagonal too; those
+ * are overwritten), so no exp is left to a scalar loop; the sum stays a loop
+ * of its own over s ≤ t, in the order it always had. */
+#define SOFTMAX_BLOCK 16
+
 static void causal_softmax(float *S, int T) {
     for (int t = 0; t < T; t++) {
         float *row = S + (size_t)t * T;
         float mx = row[0];
 #pragma omp simd reduction(max : mx)
         for (int s = 1; s <= t; s++) mx = row[s] > mx ? row[s] : mx;
+        int n = (t + SOFTMAX_BLOCK) / SOFTMAX_BLOCK * SOFTMAX_BLOCK;
+        n = n < T ? n : T;
+#pragma omp simd
+        for (int s = 0; s < n; s++) row[s] = lb_exp_vec(row[s] - mx);
         float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-        for (int s = 0; s <= t; s++) {
-            row[s] = lb_exp_vec(row[s] - mx);
-            sum += row[s];
-        }
-        float inv = 1.0f / sum;
-        for (int s = 0; s <= t; s++) row[s] *= inv;
-        for (int s = t + 1; s < T; s++) row[s] = 0.0f;
+        for (int s = 0; s <= t; s++) sum += row[s];
+        const float inv = 1.0f / sum;
+#pragma omp simd
+        for (int s = 0; s < T; s++) row[s] = s <= t ? row[s] * inv : 0.0f;
     }
 }
 
@@ -170,8 +176,8 @@ static void softmax_backward(const float *P, float *dS, int T) {
         float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
         for (int s = 0; s <= t; s++) dot += pr[s] * d[s];
-        for (int s = 0; s <= t; s++) d[s] = pr[s] * (d[s] - dot);
-        for (int s = t + 1; s < T; s++) d[s] = 0.0f;
+#pragma omp simd
+        for (int s = 0; s < T; s++) d[s] = s <= t ? pr[s] * (d[s] - dot) : 0.0f;
     }
 }
 
