@@ -65,6 +65,10 @@ lb_tensor *lb_rope(lb_graph *g, lb_tensor *x, float theta, int pos0);
  * h / (H / Hkv)); softmax(q·kᵀ / sqrt(Dh)) over positions ≤ t. Returns
  * [B, T, H, Dh]. */
 lb_tensor *lb_attention(lb_graph *g, lb_tensor *q, lb_tensor *k, lb_tensor *v);
+/* The scratch lb_attention takes per thread while it runs (forward and
+ * backward), in floats, for sequence length T, head dim Dh, H query and Hkv
+ * KV heads (for memory estimates). */
+size_t lb_attention_scratch_floats(int T, int Dh, int H, int Hkv);
 
 /* --- losses (ops_loss.c) ------------------------------------------------------- */
 

@@ -124,7 +124,14 @@ lb_tensor *lb_rope(lb_graph *g, lb_tensor *x, float theta, int pos0) {
  * GEMM engine at the graph's precision (fp32, or bf16 operands with fp32
  * accumulation; the softmax is fp32 either way); Q·Kᵀ and P·V also compute
  * the masked upper triangle, a waste that costs less than hand loops lose
- * to GEMM kernels (see bench/bench_autograd.c). */
+ * to GEMM kernels (see bench/bench_autograd.c).
+ *
+ * The query heads that share a KV head are adjacent in the head-major
+ * copies, so their row-wise products (Q·Kᵀ, P·V, dO·Vᵀ, dS·K) are one
+ * product of G·T rows (G = H / Hkv heads per call while the group's
+ * probabilities stay within ATTN_GROUP_MAX floats): fewer, larger products,
+ * and each row the same sum as a head's own product. dV and dK sum over the
+ * group's heads, one product per head added in head order as before. */
 
 typedef struct attn_saved {
     int n_threads;    /* the forward pass's team: the backward pass runs the same */
@@ -231,10 +238,10 @@ static void from_head(float *y, const float *r, int b, int h, int nh, int T, int
     }
 }
 
-/* fp32 [T, T] as an operand of op->type: x itself, or rounded into half. */
-static const void *operand_of(const attn_ops *op, const float *x, uint16_t *half) {
+/* fp32 [rows, T] as an operand of op->type: x itself, or rounded into half. */
+static const void *operand_of(const attn_ops *op, const float *x, int rows, uint16_t *half) {
     if (op->type == LB_GEMM_F32) return x;
-    lb_gemm_to_bf16(op->T, op->T, x, op->T, NULL, half, op->T);
+    lb_gemm_to_bf16(rows, op->T, x, op->T, NULL, half, op->T);
     return half;
 }
 
@@ -258,60 +265,82 @@ static lb_status attn_ops_make(attn_ops *op, lb_arena *arena, lb_gemm_precision 
     return LB_OK;
 }
 
-/* Per-thread scratch in floats: P and dS [T, T], their bf16 copies, and
- * three [T, Dh] results. */
-static size_t attn_scratch_floats(int T, int Dh) { return 3 * (size_t)T * T + 3 * (size_t)T * Dh; }
+/* Heads per product: the whole group while its probabilities [G·T, T] stay
+ * within ATTN_GROUP_MAX floats (the scratch holds three such), else one. */
+#define ATTN_GROUP_MAX ((size_t)1 << 20)
 
-/* P [T, T] = causal softmax(Q Kᵀ · scale) of sequence b, query head h. */
-static lb_status head_probs(const attn_ops *op, int b, int h, float *P) {
+static int heads_per_call(int T, int H, int Hkv) {
+    const int G = H / Hkv;
+    return (size_t)G * T * T <= ATTN_GROUP_MAX ? G : 1;
+}
+
+/* Per-thread scratch in floats for gh heads per product: P and dS [gh·T, T],
+ * their bf16 copies, and [gh·T, Dh] (O or dQ), dK and dV [T, Dh]. */
+static size_t scratch_floats(int T, int Dh, int gh) {
+    return 3 * (size_t)gh * T * T + ((size_t)gh + 2) * T * Dh;
+}
+
+size_t lb_attention_scratch_floats(int T, int Dh, int H, int Hkv) {
+    return scratch_floats(T, Dh, heads_per_call(T, H, Hkv));
+}
+
+/* P [gh·T, T] = causal softmax(Q Kᵀ · scale) of sequence b, query heads
+ * h .. h + gh − 1 (one KV head), each head's [T, T] block on its own. */
+static lb_status heads_probs(const attn_ops *op, int b, int h, int gh, float *P) {
     const int T = op->T, kh = h / (op->H / op->Hkv);
-    LB_TRY(lb_gemm(op->type, 0, 1, T, T, op->Dh, op->scale, head_of(op, op->q, b, h, op->H), op->Dh,
+    LB_TRY(lb_gemm(op->type, 0, 1, gh * T, T, op->Dh, op->scale, head_of(op, op->q, b, h, op->H), op->Dh,
                    head_of(op, op->k, b, kh, op->Hkv), op->Dh, NULL, 0.0f, P, T));
-    causal_softmax(P, T);
+    for (int g = 0; g < gh; g++) causal_softmax(P + (size_t)g * T * T, T);
     return LB_OK;
 }
 
-/* Forward of sequence b, query head h; `scratch` per attn_scratch_floats. */
-static lb_status head_forward(const attn_ops *op, lb_tensor *o, int b, int h, float *scratch) {
+/* Forward of sequence b, query heads h .. h + gh − 1; `scratch` per scratch_floats. */
+static lb_status heads_forward(const attn_ops *op, lb_tensor *o, int b, int h, int gh, float *scratch) {
     const int T = op->T, Dh = op->Dh, kh = h / (op->H / op->Hkv);
-    const size_t TT = (size_t)T * T;
-    float *P = scratch, *O = scratch + 3 * TT;
-    LB_TRY(head_probs(op, b, h, P));
-    const void *Pop = operand_of(op, P, (uint16_t *)(scratch + 2 * TT));
-    LB_TRY(lb_gemm(op->type, 0, 0, T, Dh, T, 1.0f, Pop, T, head_of(op, op->v, b, kh, op->Hkv), Dh, NULL, 0.0f, O,
-                   Dh));
-    from_head(o->data, O, b, h, op->H, T, Dh, 0);
+    const size_t GTT = (size_t)gh * T * T;
+    float *P = scratch, *O = scratch + 3 * GTT;
+    LB_TRY(heads_probs(op, b, h, gh, P));
+    const void *Pop = operand_of(op, P, gh * T, (uint16_t *)(scratch + 2 * GTT));
+    LB_TRY(lb_gemm(op->type, 0, 0, gh * T, Dh, T, 1.0f, Pop, T, head_of(op, op->v, b, kh, op->Hkv), Dh, NULL, 0.0f,
+                   O, Dh));
+    for (int g = 0; g < gh; g++) from_head(o->data, O + (size_t)g * T * Dh, b, h + g, op->H, T, Dh, 0);
     return LB_OK;
 }
 
-/* Backward of sequence b, KV head kh and the query heads that read it. The
- * heads of a group add into the same dK/dV buffers in order, so the sums
- * have a fixed order. */
-static lb_status group_backward(const lb_node *node, const attn_ops *op, int b, int kh, float *scratch) {
+/* Backward of sequence b, KV head kh and the query heads that read it, gh
+ * at a time. The heads of a group add into the same dK/dV buffers in head
+ * order, so the sums have a fixed order. */
+static lb_status group_backward(const lb_node *node, const attn_ops *op, int b, int kh, int gh, float *scratch) {
     lb_tensor *q = node->in[0], *k = node->in[1], *v = node->in[2];
     const int T = op->T, Dh = op->Dh, group = op->H / op->Hkv;
-    const size_t TT = (size_t)T * T, TD = (size_t)T * Dh;
-    float *P = scratch, *dS = scratch + TT, *dQ = scratch + 3 * TT, *dK = dQ + TD, *dV = dK + TD;
-    uint16_t *Ph = (uint16_t *)(scratch + 2 * TT), *dSh = Ph + TT;
+    const size_t TT = (size_t)T * T, GTT = (size_t)gh * TT, TD = (size_t)T * Dh;
+    float *P = scratch, *dS = scratch + GTT, *dQ = scratch + 3 * GTT, *dK = dQ + gh * TD, *dV = dK + TD;
+    uint16_t *Ph = (uint16_t *)(scratch + 2 * GTT), *dSh = Ph + GTT;
+    const size_t es = op->esize;
     const void *K = head_of(op, op->k, b, kh, op->Hkv), *V = head_of(op, op->v, b, kh, op->Hkv);
-    for (int h = kh * group; h < (kh + 1) * group; h++) {
-        const float beta = h == kh * group ? 0.0f : 1.0f; /* dK, dV: the group's first head starts them */
-        const void *Q = head_of(op, op->q, b, h, op->H), *dO = head_of(op, op->dO, b, h, op->H);
-        LB_TRY(head_probs(op, b, h, P));
-        const void *Pop = operand_of(op, P, Ph);
-        if (v->requires_grad) /* dV += Pᵀ dO */
-            LB_TRY(lb_gemm(op->type, 1, 0, T, Dh, T, 1.0f, Pop, T, dO, Dh, NULL, beta, dV, Dh));
-        if (!q->requires_grad && !k->requires_grad) continue;
-        /* dP = dO Vᵀ, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) in place. */
-        LB_TRY(lb_gemm(op->type, 0, 1, T, T, Dh, 1.0f, dO, Dh, V, Dh, NULL, 0.0f, dS, T));
-        softmax_backward(P, dS, T);
-        const void *dSop = operand_of(op, dS, dSh);
-        if (q->requires_grad) { /* dQ = scale · dS K */
-            LB_TRY(lb_gemm(op->type, 0, 0, T, Dh, T, op->scale, dSop, T, K, Dh, NULL, 0.0f, dQ, Dh));
-            from_head(q->grad, dQ, b, h, op->H, T, Dh, 1);
+    for (int h0 = kh * group; h0 < (kh + 1) * group; h0 += gh) {
+        const void *Q = head_of(op, op->q, b, h0, op->H), *dO = head_of(op, op->dO, b, h0, op->H);
+        LB_TRY(heads_probs(op, b, h0, gh, P));
+        const char *Pop = operand_of(op, P, gh * T, Ph);
+        for (int g = 0; g < gh && v->requires_grad; g++) { /* dV += Pᵀ dO; the group's first head starts it */
+            const float beta = h0 + g == kh * group ? 0.0f : 1.0f;
+            LB_TRY(lb_gemm(op->type, 1, 0, T, Dh, T, 1.0f, Pop + g * TT * es, T, (const char *)dO + g * TD * es, Dh,
+                           NULL, beta, dV, Dh));
         }
-        if (k->requires_grad) /* dK += scale · dSᵀ Q */
-            LB_TRY(lb_gemm(op->type, 1, 0, T, Dh, T, op->scale, dSop, T, Q, Dh, NULL, beta, dK, Dh));
+        if (!q->requires_grad && !k->requires_grad) continue;
+        /* dP = dO Vᵀ, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) in place, head by head. */
+        LB_TRY(lb_gemm(op->type, 0, 1, gh * T, T, Dh, 1.0f, dO, Dh, V, Dh, NULL, 0.0f, dS, T));
+        for (int g = 0; g < gh; g++) softmax_backward(P + g * TT, dS + g * TT, T);
+        const char *dSop = operand_of(op, dS, gh * T, dSh);
+        if (q->requires_grad) { /* dQ = scale · dS K */
+            LB_TRY(lb_gemm(op->type, 0, 0, gh * T, Dh, T, op->scale, dSop, T, K, Dh, NULL, 0.0f, dQ, Dh));
+            for (int g = 0; g < gh; g++) from_head(q->grad, dQ + g * TD, b, h0 + g, op->H, T, Dh, 1);
+        }
+        for (int g = 0; g < gh && k->requires_grad; g++) { /* dK += scale · dSᵀ Q */
+            const float beta = h0 + g == kh * group ? 0.0f : 1.0f;
+            LB_TRY(lb_gemm(op->type, 1, 0, T, Dh, T, op->scale, dSop + g * TT * es, T, (const char *)Q + g * TD * es,
+                           Dh, NULL, beta, dK, Dh));
+        }
     }
     if (k->requires_grad) from_head(k->grad, dK, b, kh, op->Hkv, T, Dh, 1);
     if (v->requires_grad) from_head(v->grad, dV, b, kh, op->Hkv, T, Dh, 1);
@@ -321,8 +350,8 @@ static lb_status group_backward(const lb_node *node, const attn_ops *op, int b, 
 static void attention_backward(lb_node *node) {
     const lb_tensor *q = node->in[0], *k = node->in[1], *v = node->in[2];
     const attn_saved *as = node->saved;
-    const int B = q->shape[0], T = q->shape[1], Hkv = k->shape[2];
-    const size_t per_thread = attn_scratch_floats(T, q->shape[3]);
+    const int B = q->shape[0], T = q->shape[1], H = q->shape[2], Hkv = k->shape[2], gh = heads_per_call(T, H, Hkv);
+    const size_t per_thread = scratch_floats(T, q->shape[3], gh);
     const size_t bytes = (size_t)as->n_threads * per_thread * sizeof(float);
     attn_ops op;
     void *copy;
@@ -337,7 +366,7 @@ static void attention_backward(lb_node *node) {
     if (scratch && attn_parallel(q)) {
 #pragma omp parallel for schedule(static) num_threads(as->n_threads)
         for (int task = 0; task < B * Hkv; task++) {
-            lb_status st = group_backward(node, &op, task / Hkv, task % Hkv,
+            lb_status st = group_backward(node, &op, task / Hkv, task % Hkv, gh,
                                           scratch + (size_t)omp_get_thread_num() * per_thread);
             if (st != LB_OK) {
 #pragma omp critical(lb_attention_status)
@@ -346,7 +375,7 @@ static void attention_backward(lb_node *node) {
         }
     } else if (scratch) {
         for (int task = 0; task < B * Hkv && s == LB_OK; task++)
-            s = group_backward(node, &op, task / Hkv, task % Hkv, scratch);
+            s = group_backward(node, &op, task / Hkv, task % Hkv, gh, scratch);
     }
     if (scratch) lb_node_release(node, scratch, bytes);
     lb_node_release(node, copy, copy_bytes);
@@ -363,11 +392,11 @@ lb_tensor *lb_attention(lb_graph *g, lb_tensor *q, lb_tensor *k, lb_tensor *v) {
                  lb_shape_str(q, qs, sizeof qs), lb_shape_str(k, ks, sizeof ks), lb_shape_str(v, vs, sizeof vs));
         return NULL;
     }
-    const int B = q->shape[0], T = q->shape[1], H = q->shape[2];
+    const int B = q->shape[0], T = q->shape[1], H = q->shape[2], gh = heads_per_call(T, H, k->shape[2]);
 
     /* Scratch per thread for this call only (P, and its bf16 copy). */
     const int n_threads = omp_get_max_threads();
-    const size_t per_thread = attn_scratch_floats(T, q->shape[3]);
+    const size_t per_thread = scratch_floats(T, q->shape[3], gh);
     const size_t probs_bytes = (size_t)n_threads * per_thread * sizeof(float);
     const lb_gemm_precision p = g->precision;
     lb_tensor *o = lb_graph_tensor(g, 4, q->shape);
@@ -378,19 +407,22 @@ lb_tensor *lb_attention(lb_graph *g, lb_tensor *q, lb_tensor *k, lb_tensor *v) {
     size_t copy_bytes;
     if (attn_ops_make(&op, &g->arena, p, q, k, v, NULL, &copy, &copy_bytes) != LB_OK) return NULL;
 
-    /* One task per (b, query head). */
+    /* One task per (b, gh query heads). */
     lb_status s = LB_OK;
+    const int per_seq = H / gh;
     if (attn_parallel(q)) {
 #pragma omp parallel for schedule(static) num_threads(n_threads)
-        for (int task = 0; task < B * H; task++) {
-            lb_status st = head_forward(&op, o, task / H, task % H, probs + (size_t)omp_get_thread_num() * per_thread);
+        for (int task = 0; task < B * per_seq; task++) {
+            lb_status st = heads_forward(&op, o, task / per_seq, task % per_seq * gh, gh,
+                                         probs + (size_t)omp_get_thread_num() * per_thread);
             if (st != LB_OK) {
 #pragma omp critical(lb_attention_status)
                 s = st;
             }
         }
     } else {
-        for (int task = 0; task < B * H && s == LB_OK; task++) s = head_forward(&op, o, task / H, task % H, probs);
+        for (int task = 0; task < B * per_seq && s == LB_OK; task++)
+            s = heads_forward(&op, o, task / per_seq, task % per_seq * gh, gh, probs);
     }
     lb_arena_release(&g->arena, copy, copy_bytes);
     lb_arena_release(&g->arena, probs, probs_bytes);

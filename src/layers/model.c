@@ -614,7 +614,8 @@ size_t lb_model_forward_bytes(const lb_model *m, int B, int T, int train, int n_
         }
         /* attention: its output; per-thread probabilities and head-major copies while it runs */
         tensor(&a, BT * nq);
-        size_t scratch = (size_t)n_threads * (3 * (size_t)T * T + 3 * (size_t)T * Dh) * sizeof(float);
+        size_t scratch =
+            (size_t)n_threads * lb_attention_scratch_floats(T, (int)Dh, c->n_heads, c->n_kv_heads) * sizeof(float);
         transient(&a, aligned(scratch) + aligned((nq + 2 * nkv) * BT * esize));
         if (train) hold(&a, 64);
         hold(&a, sizeof(lb_tensor)); /* reshape view */
