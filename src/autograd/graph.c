@@ -86,7 +86,7 @@ lb_node *lb_graph_record(lb_graph *g, const char *op, lb_backward_fn backward, l
 /* Gradients at least this large are zeroed by the threads together: one
  * core's memset does not reach the memory bandwidth two have (model (b) of
  * docs/performance.md zeroes activation gradients of 2–6 MB each). */
-#define ZERO_PAR_MIN ((size_t)1 << 20)
+#define ZERO_PAR_MIN ((size_t)1 << 17)
 #define ZERO_CHUNK ((size_t)1 << 16)
 
 static void zero_bytes(void *p, size_t bytes) {
@@ -110,6 +110,16 @@ float *lb_grad(lb_graph *g, lb_tensor *t) {
     zero_bytes(t->grad, bytes);
     t->arena_owned |= LB_OWNS_GRAD;
     return t->grad;
+}
+
+int lb_grad_unwritten(lb_tensor *t) {
+    const int unwritten = (t->arena_owned & LB_GRAD_UNWRITTEN) != 0;
+    t->arena_owned &= ~LB_GRAD_UNWRITTEN;
+    return unwritten;
+}
+
+void lb_grad_settle(lb_tensor *t) {
+    if (lb_grad_unwritten(t)) zero_bytes(t->grad, t->n * sizeof(float));
 }
 
 void *lb_node_scratch(lb_node *node, size_t bytes) {
@@ -157,7 +167,13 @@ lb_status lb_backward(lb_graph *g, lb_tensor *loss) {
         if (!n->out->grad) continue; /* nothing downstream used this output */
         for (int k = 0; k < LB_NODE_MAX_IN; k++) {
             lb_tensor *in = n->in[k];
-            if (in && in->requires_grad && !lb_grad(g, in)) return LB_ENOMEM;
+            if (!in || !in->requires_grad) continue;
+            if ((n->stores_grad >> k & 1) && !in->grad && !in->view_of) { /* the first write stores: no zeros */
+                if (!(in->grad = lb_arena_alloc(&g->arena, in->n * sizeof(float)))) return LB_ENOMEM;
+                in->arena_owned |= LB_OWNS_GRAD | LB_GRAD_UNWRITTEN;
+            } else if (!lb_grad(g, in)) {
+                return LB_ENOMEM;
+            }
         }
         n->backward(n);
         if (g->backward_status != LB_OK) {

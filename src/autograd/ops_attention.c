@@ -201,6 +201,7 @@ typedef struct attn_ops {
     void *q, *k, *v, *dO;         /* head-major copies */
     int B, T, H, Hkv, Dh;
     float scale;                  /* 1/sqrt(Dh) */
+    int add_dq, add_dk;           /* backward: add into q's and k's gradients (0: they are unwritten, store) */
 } attn_ops;
 
 /* Head h of sequence b in a head-major copy with nh heads. */
@@ -334,7 +335,7 @@ static lb_status group_backward(const lb_node *node, const attn_ops *op, int b, 
         const char *dSop = operand_of(op, dS, gh * T, dSh);
         if (q->requires_grad) { /* dQ = scale · dS K */
             LB_TRY(lb_gemm(op->type, 0, 0, gh * T, Dh, T, op->scale, dSop, T, K, Dh, NULL, 0.0f, dQ, Dh));
-            for (int g = 0; g < gh; g++) from_head(q->grad, dQ + g * TD, b, h0 + g, op->H, T, Dh, 1);
+            for (int g = 0; g < gh; g++) from_head(q->grad, dQ + g * TD, b, h0 + g, op->H, T, Dh, op->add_dq);
         }
         for (int g = 0; g < gh && k->requires_grad; g++) { /* dK += scale · dSᵀ Q */
             const float beta = h0 + g == kh * group ? 0.0f : 1.0f;
@@ -342,13 +343,13 @@ static lb_status group_backward(const lb_node *node, const attn_ops *op, int b, 
                            Dh, NULL, beta, dK, Dh));
         }
     }
-    if (k->requires_grad) from_head(k->grad, dK, b, kh, op->Hkv, T, Dh, 1);
+    if (k->requires_grad) from_head(k->grad, dK, b, kh, op->Hkv, T, Dh, op->add_dk);
     if (v->requires_grad) from_head(v->grad, dV, b, kh, op->Hkv, T, Dh, 1);
     return LB_OK;
 }
 
 static void attention_backward(lb_node *node) {
-    const lb_tensor *q = node->in[0], *k = node->in[1], *v = node->in[2];
+    lb_tensor *q = node->in[0], *k = node->in[1], *v = node->in[2];
     const attn_saved *as = node->saved;
     const int B = q->shape[0], T = q->shape[1], H = q->shape[2], Hkv = k->shape[2], gh = heads_per_call(T, H, Hkv);
     const size_t per_thread = scratch_floats(T, q->shape[3], gh);
@@ -360,6 +361,10 @@ static void attention_backward(lb_node *node) {
         lb_node_fail(node, LB_ENOMEM);
         return;
     }
+    /* Every element of dQ and dK is written once (a head's rows by its own
+     * task), so unwritten gradients are stored into. */
+    op.add_dq = !(q->requires_grad && lb_grad_unwritten(q));
+    op.add_dk = !(k->requires_grad && lb_grad_unwritten(k));
     float *scratch = lb_node_scratch(node, bytes);
     lb_status s = scratch ? LB_OK : LB_ENOMEM;
     /* One task per (b, KV head). */
@@ -440,6 +445,7 @@ lb_tensor *lb_attention(lb_graph *g, lb_tensor *q, lb_tensor *k, lb_tensor *v) {
         lb_node *node = lb_graph_record(g, "attention", attention_backward, o, q, k, v, NULL);
         if (!node) return NULL;
         node->saved = as;
+        node->stores_grad = 3 * (q != k && q != v && k != v); /* dQ and dK, when they are three tensors */
     }
     return o;
 }

@@ -91,18 +91,20 @@ static lb_status quantize_into(float *q, const lb_tensor *v, const lb_qspec *spe
 
 /* --- backward ------------------------------------------------------------------ */
 
-/* dx[M,K] += dy[M,N] · q_w(w)[N,K] */
+/* dx[M,K] += dy[M,N] · q_w(w)[N,K]; dx = ... when dx is unwritten (the
+ * first of the nodes sharing x to run backward). */
 static lb_status backward_dx(lb_node *node, const qmm_saved *s, int M, int N, int K) {
     lb_tensor *w = node->in[1], *x = node->in[0];
     const float *dy = node->out->grad;
     const size_t nk = (size_t)N * K, mn = (size_t)M * N;
+    const float beta = lb_grad_unwritten(x) ? 0.0f : 1.0f;
     if (s->wcodes && s->p == LB_PRECISION_BF16) {
         uint16_t *wb = lb_node_scratch(node, nk * sizeof(uint16_t));
         uint16_t *db = lb_node_scratch(node, mn * sizeof(uint16_t));
         if (!wb || !db) return LB_ENOMEM;
         lb_gemm_s8_to_bf16(N, K, s->wcodes, K, wb, K);
         lb_gemm_to_bf16(M, N, dy, N, NULL, db, N);
-        lb_status st = lb_gemm(LB_GEMM_BF16, 0, 0, M, K, N, s->wscale, db, N, wb, K, NULL, 1.0f, x->grad, K);
+        lb_status st = lb_gemm(LB_GEMM_BF16, 0, 0, M, K, N, s->wscale, db, N, wb, K, NULL, beta, x->grad, K);
         lb_node_release(node, db, mn * sizeof(uint16_t));
         lb_node_release(node, wb, nk * sizeof(uint16_t));
         return st;
@@ -114,7 +116,7 @@ static lb_status backward_dx(lb_node *node, const qmm_saved *s, int M, int N, in
      * pass computes code·d_w as well). */
     if (s->wcodes) st = lb_dequantize(&s->wspec, s->wcodes, &s->wscale, NULL, (size_t)N, (size_t)K, wq);
     else if (s->w_quantized) st = quantize_into(wq, w, &s->wspec, s->lambda);
-    if (st == LB_OK) st = lb_gemm_f32(s->p, 0, 0, M, K, N, 1.0f, dy, N, wq, K, 1.0f, x->grad, K);
+    if (st == LB_OK) st = lb_gemm_f32(s->p, 0, 0, M, K, N, 1.0f, dy, N, wq, K, beta, x->grad, K);
     if (s->w_quantized) lb_node_release(node, wq, w->n * sizeof(float));
     return st;
 }
@@ -327,5 +329,6 @@ lb_tensor *lb_qmatmul(lb_graph *g, lb_tensor *x, lb_tensor *w, const lb_qspec *x
     lb_node *node = lb_graph_record(g, "qmatmul", qmatmul_backward, y, x, w, NULL, NULL);
     if (!node) return NULL;
     node->saved = saved;
+    node->stores_grad = 1; /* dx */
     return y;
 }
