@@ -209,21 +209,33 @@ static const void *head_of(const attn_ops *op, const void *base, int b, int h, i
     return (const char *)base + ((size_t)b * nh + h) * op->T * op->Dh * op->esize;
 }
 
-/* x [B, T, nh, Dh] (fp32) → dst [B, nh, T, Dh] of op->type. */
-static void to_heads(const attn_ops *op, const float *x, int nh, void *dst) {
-    const int T = op->T, Dh = op->Dh, n = op->B * nh;
-    const int parallel = (size_t)n * T * Dh >= PAR_MIN;
+/* Head i (= b·nh + h) of x [B, T, nh, Dh] (fp32) → dst [B, nh, T, Dh] of op->type. */
+static void to_heads(const attn_ops *op, const float *x, int nh, void *dst, int i) {
+    const int T = op->T, Dh = op->Dh, b = i / nh, h = i % nh;
+    const float *src = x + (size_t)b * T * nh * Dh + (size_t)h * Dh;
+    void *d = (char *)dst + (size_t)i * T * Dh * op->esize;
+    if (op->type == LB_GEMM_BF16) {
+        lb_gemm_to_bf16(T, Dh, src, nh * Dh, NULL, d, Dh);
+    } else {
+        for (int t = 0; t < T; t++)
+            memcpy((float *)d + (size_t)t * Dh, src + (size_t)t * nh * Dh, (size_t)Dh * sizeof(float));
+    }
+}
+
+/* q, k, v (and dO when not NULL) → op's head-major copies, all heads of all
+ * of them in one parallel loop (one OpenMP region, not one per tensor). */
+static void all_to_heads(const attn_ops *op, const float *q, const float *k, const float *v, const float *dO) {
+    const float *src[4] = {q, k, v, dO};
+    void *dst[4] = {op->q, op->k, op->v, op->dO};
+    const int nh[4] = {op->H, op->Hkv, op->Hkv, op->H}, n_src = dO ? 4 : 3;
+    int end[4], n = 0; /* tasks of source s: [end[s − 1], end[s]) */
+    for (int s = 0; s < n_src; s++) end[s] = n += op->B * nh[s];
+    const int parallel = (size_t)n * op->T * op->Dh >= PAR_MIN;
 #pragma omp parallel for schedule(static) if (parallel)
-    for (int i = 0; i < n; i++) {
-        const int b = i / nh, h = i % nh;
-        const float *src = x + (size_t)b * T * nh * Dh + (size_t)h * Dh;
-        void *d = (char *)dst + (size_t)i * T * Dh * op->esize;
-        if (op->type == LB_GEMM_BF16) {
-            lb_gemm_to_bf16(T, Dh, src, nh * Dh, NULL, d, Dh);
-        } else {
-            for (int t = 0; t < T; t++)
-                memcpy((float *)d + (size_t)t * Dh, src + (size_t)t * nh * Dh, (size_t)Dh * sizeof(float));
-        }
+    for (int task = 0; task < n; task++) {
+        int s = 0;
+        while (task >= end[s]) s++;
+        to_heads(op, src[s], nh[s], dst[s], task - (s ? end[s - 1] : 0));
     }
 }
 
@@ -259,10 +271,7 @@ static lb_status attn_ops_make(attn_ops *op, lb_arena *arena, lb_gemm_precision 
     char *c = *copy = lb_arena_alloc(arena, *bytes);
     if (!c) return LB_ENOMEM;
     op->q = c, op->k = c + nq, op->v = c + nq + nk, op->dO = dO ? c + nq + 2 * nk : NULL;
-    to_heads(op, q->data, op->H, op->q);
-    to_heads(op, k->data, op->Hkv, op->k);
-    to_heads(op, v->data, op->Hkv, op->v);
-    if (dO) to_heads(op, dO, op->H, op->dO);
+    all_to_heads(op, q->data, k->data, v->data, dO);
     return LB_OK;
 }
 
