@@ -357,6 +357,12 @@ static lb_status group_backward(const lb_node *node, const attn_ops *op, int b, 
     return LB_OK;
 }
 
+/* The tensor whose buffers t uses (t itself unless it is a view). */
+static const lb_tensor *base_of(const lb_tensor *t) {
+    while (t->view_of) t = t->view_of;
+    return t;
+}
+
 static void attention_backward(lb_node *node) {
     lb_tensor *q = node->in[0], *k = node->in[1], *v = node->in[2];
     const attn_saved *as = node->saved;
@@ -454,7 +460,10 @@ lb_tensor *lb_attention(lb_graph *g, lb_tensor *q, lb_tensor *k, lb_tensor *v) {
         lb_node *node = lb_graph_record(g, "attention", attention_backward, o, q, k, v, NULL);
         if (!node) return NULL;
         node->saved = as;
-        node->stores_grad = 3 * (q != k && q != v && k != v); /* dQ and dK, when they are three tensors */
+        /* dQ and dK are stored when q, k and v are three tensors (no views
+         * of one another), so no store lands on another's gradient. */
+        const lb_tensor *bq = base_of(q), *bk = base_of(k), *bv = base_of(v);
+        node->stores_grad = 3 * (bq != bk && bq != bv && bk != bv);
     }
     return o;
 }
