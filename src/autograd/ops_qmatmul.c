@@ -39,7 +39,10 @@
  *
  * The integer path keeps the weight's int8 codes and scale from the forward
  * pass to the backward pass (a byte per weight, until this node's backward
- * has run), so the backward pass does not quantize the weight again.
+ * has run), so the backward pass does not quantize the weight again, when
+ * the weight has at most four times as many rows as the input
+ * (lb_qmatmul_keeps_weight_codes): a large model on short batches would
+ * otherwise hold a quarter of its fp32 weights again in codes.
  *
  * Every other case (λ < 1, other formats, a per-channel weight scale) takes
  * the float path: fp32 fake-quantized operands multiplied at the graph's
@@ -73,6 +76,8 @@ int lb_qmatmul_integer(const lb_qspec *x, const lb_qspec *w, float lambda) {
            w->gran == LB_QG_TENSOR;
 }
 
+int lb_qmatmul_keeps_weight_codes(size_t M, size_t N) { return N <= 4 * M; }
+
 /* q(v) of a [rows, cols] array into `q` (n floats). */
 static lb_status quantize_into(float *q, const lb_tensor *v, const lb_qspec *spec, float lambda) {
     const size_t rows = lb_tensor_rows(v), cols = (size_t)lb_tensor_cols(v), n = v->n;
@@ -98,15 +103,22 @@ static lb_status backward_dx(lb_node *node, const qmm_saved *s, int M, int N, in
     const float *dy = node->out->grad;
     const size_t nk = (size_t)N * K, mn = (size_t)M * N;
     const float beta = lb_grad_unwritten(x) ? 0.0f : 1.0f;
-    if (s->wcodes && s->p == LB_PRECISION_BF16) {
+    if (s->xcodes && s->p == LB_PRECISION_BF16) {
+        int8_t *wc = s->wcodes ? NULL : lb_node_scratch(node, nk);
         uint16_t *wb = lb_node_scratch(node, nk * sizeof(uint16_t));
         uint16_t *db = lb_node_scratch(node, mn * sizeof(uint16_t));
-        if (!wb || !db) return LB_ENOMEM;
-        lb_gemm_s8_to_bf16(N, K, s->wcodes, K, wb, K);
-        lb_gemm_to_bf16(M, N, dy, N, NULL, db, N);
-        lb_status st = lb_gemm(LB_GEMM_BF16, 0, 0, M, K, N, s->wscale, db, N, wb, K, NULL, beta, x->grad, K);
+        if ((!s->wcodes && !wc) || !wb || !db) return LB_ENOMEM;
+        float dw = s->wscale;
+        /* Not kept: the forward pass quantized this weight with this spec, so this cannot fail. */
+        lb_status st = wc ? lb_quantize(&s->wspec, w->data, (size_t)N, (size_t)K, wc, &dw, NULL) : LB_OK;
+        if (st == LB_OK) {
+            lb_gemm_s8_to_bf16(N, K, wc ? wc : s->wcodes, K, wb, K);
+            lb_gemm_to_bf16(M, N, dy, N, NULL, db, N);
+            st = lb_gemm(LB_GEMM_BF16, 0, 0, M, K, N, dw, db, N, wb, K, NULL, beta, x->grad, K);
+        }
         lb_node_release(node, db, mn * sizeof(uint16_t));
         lb_node_release(node, wb, nk * sizeof(uint16_t));
+        if (wc) lb_node_release(node, wc, nk);
         return st;
     }
     float *wq = s->w_quantized ? lb_node_scratch(node, w->n * sizeof(float)) : w->data;
@@ -268,8 +280,12 @@ static lb_status integer_forward(lb_graph *g, const lb_tensor *x, const lb_tenso
     for (int m = 0; m < M; m++) rs[m] = s->xscales[m] * dw;
     if (st == LB_OK) st = lb_gemm(LB_GEMM_S8, 0, 1, M, N, K, 1.0f, s->xcodes, K, wc, K, rs, 0.0f, y->data, N);
     lb_arena_release(&g->arena, rs, (size_t)M * sizeof(float));
-    s->wcodes = wc; /* kept for the backward pass; lb_qmatmul releases it when none is recorded */
-    s->wscale = dw;
+    if (lb_qmatmul_keeps_weight_codes((size_t)M, (size_t)N)) {
+        s->wcodes = wc; /* for the backward pass; lb_qmatmul releases them when no node is recorded */
+        s->wscale = dw;
+    } else {
+        lb_arena_release(&g->arena, wc, (size_t)N * K);
+    }
     return st;
 }
 

@@ -559,14 +559,15 @@ static void tally_linear(arena_tally *a, size_t *backward, const lb_model *m, co
                 hold(a, M * K); /* int8 codes of the input */
                 hold(a, M * sizeof(float));
             }
-            if (train) { /* the weight's codes, kept for the backward pass; the row scales */
+            const int keep = train && lb_qmatmul_keeps_weight_codes(M, N);
+            if (keep) { /* the weight's codes, kept for the backward pass; the row scales */
                 hold(a, N * K);
                 transient(a, M * sizeof(float));
             } else {
                 transient(a, aligned(N * K) + aligned(M * sizeof(float)));
             }
             if (p == LB_PRECISION_BF16) {
-                size_t dx = aligned(N * K * 2) + aligned(M * N * 2);
+                size_t dx = (keep ? 0 : aligned(N * K)) + aligned(N * K * 2) + aligned(M * N * 2);
                 size_t dw = aligned(M * K * 2) + aligned(M * N * 2);
                 need += dx > dw ? dx : dw;
             } else { /* the weight's values; the input's, kept for the next node that shares them */
