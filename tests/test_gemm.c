@@ -380,6 +380,7 @@ static void test_qmatmul_integer_backward(void **state) {
         for (int b1 = 0; b1 < 2; b1++) {
             check_qmatmul_backward(b1, 5, 7, 3, 60);
             check_qmatmul_backward(b1, 33, 65, 17, 61);
+            check_qmatmul_backward(b1, 3, 9, 20, 62); /* N > 4·M: the weight quantized again, not kept */
         }
     }
     lb_gemm_set_backend(default_backend());

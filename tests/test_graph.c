@@ -37,6 +37,36 @@ static void test_tensor_used_twice_gets_both_contributions(void **state) {
     lb_graph_free(&g);
 }
 
+/* An activation's gradient is not zeroed when the first node to run that
+ * reads it stores into it (lb_node.stores_grad); add, swiglu, attention and
+ * qmatmul do. The arena hands the second pass the first pass's memory, so
+ * an element left unwritten would show. gt is read by swiglu and by a later
+ * scale: its gradient is zeroed and swiglu adds into it, while up's is
+ * stored; h is read twice by one add (stored, then added). */
+static void test_unwritten_gradients_are_stored(void **state) {
+    (void)state;
+    lb_graph g;
+    assert_int_equal(lb_graph_init(&g, 0), LB_OK);
+    int n = 40;
+    lb_tensor *x = tu_param(1, &n, 1, -1.0f, 1.0f), *u = tu_param(1, &n, 2, -1.0f, 1.0f);
+    for (int pass = 0; pass < 2; pass++) {
+        lb_graph_reset(&g);
+        memset(x->grad, 0, (size_t)n * sizeof(float));
+        memset(u->grad, 0, (size_t)n * sizeof(float));
+        lb_tensor *h = lb_scale(&g, x, 2.0f), *gt = lb_scale(&g, x, 0.5f), *up = lb_scale(&g, u, 1.0f);
+        lb_tensor *s = lb_add(&g, h, h), *sw = lb_swiglu(&g, gt, up), *extra = lb_scale(&g, gt, 3.0f);
+        assert_int_equal(lb_backward(&g, lb_sum(&g, lb_add(&g, lb_add(&g, s, sw), extra))), LB_OK);
+        for (int i = 0; i < n; i++) {
+            double v = 0.5 * x->data[i], sg = 1.0 / (1.0 + exp(-v));
+            assert_float_equal(x->grad[i], 4.0 + 0.5 * (u->data[i] * sg * (1.0 + v * (1.0 - sg)) + 3.0), 1e-5);
+            assert_float_equal(u->grad[i], v * sg, 1e-6);
+        }
+    }
+    lb_tensor_free(x);
+    lb_tensor_free(u);
+    lb_graph_free(&g);
+}
+
 static void test_only_inputs_needing_grad_are_recorded(void **state) {
     (void)state;
     lb_graph g;
@@ -250,6 +280,7 @@ static void test_reset_reaches_steady_state(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tensor_used_twice_gets_both_contributions),
+        cmocka_unit_test(test_unwritten_gradients_are_stored),
         cmocka_unit_test(test_only_inputs_needing_grad_are_recorded),
         cmocka_unit_test(test_no_grad_mode_records_nothing),
         cmocka_unit_test(test_errors_name_shapes_and_null_propagates),

@@ -1,5 +1,6 @@
 #include "autograd/graph.h"
 
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +21,7 @@ void lb_graph_reset(lb_graph *g) {
     g->tape_spent = 0;
     g->backward_status = LB_OK;
     memset(&g->qcache, 0, sizeof g->qcache);
+    memset(&g->dqcache, 0, sizeof g->dqcache);
     lb_arena_reset(&g->arena);
 }
 
@@ -81,11 +83,43 @@ lb_node *lb_graph_record(lb_graph *g, const char *op, lb_backward_fn backward, l
     return n;
 }
 
+/* Gradients at least this large are zeroed by the threads together: one
+ * core's memset does not reach the memory bandwidth two have (model (b) of
+ * docs/performance.md zeroes activation gradients of 2–6 MB each). */
+#define ZERO_PAR_MIN ((size_t)1 << 17)
+#define ZERO_CHUNK ((size_t)1 << 16)
+
+static void zero_bytes(void *p, size_t bytes) {
+    if (bytes < ZERO_PAR_MIN || omp_in_parallel()) {
+        memset(p, 0, bytes);
+        return;
+    }
+    const long nc = (long)((bytes + ZERO_CHUNK - 1) / ZERO_CHUNK);
+#pragma omp parallel for schedule(static)
+    for (long c = 0; c < nc; c++) {
+        const size_t lo = (size_t)c * ZERO_CHUNK;
+        memset((char *)p + lo, 0, bytes - lo < ZERO_CHUNK ? bytes - lo : ZERO_CHUNK);
+    }
+}
+
 float *lb_grad(lb_graph *g, lb_tensor *t) {
     if (t->grad) return t->grad;
     if (t->view_of) return t->grad = lb_grad(g, t->view_of);
-    if ((t->grad = lb_arena_calloc(&g->arena, t->n * sizeof(float)))) t->arena_owned |= LB_OWNS_GRAD;
+    const size_t bytes = t->n * sizeof(float);
+    if (!(t->grad = lb_arena_alloc(&g->arena, bytes))) return NULL;
+    zero_bytes(t->grad, bytes);
+    t->arena_owned |= LB_OWNS_GRAD;
     return t->grad;
+}
+
+int lb_grad_unwritten(lb_tensor *t) {
+    const int unwritten = (t->arena_owned & LB_GRAD_UNWRITTEN) != 0;
+    t->arena_owned &= ~LB_GRAD_UNWRITTEN;
+    return unwritten;
+}
+
+void lb_grad_settle(lb_tensor *t) {
+    if (lb_grad_unwritten(t)) zero_bytes(t->grad, t->n * sizeof(float));
 }
 
 void *lb_node_scratch(lb_node *node, size_t bytes) {
@@ -121,6 +155,7 @@ lb_status lb_backward(lb_graph *g, lb_tensor *loss) {
     /* Freed blocks will be reused: a cached quantized input must not match a
      * new tensor that happens to land at a freed tensor's address. */
     memset(&g->qcache, 0, sizeof g->qcache);
+    memset(&g->dqcache, 0, sizeof g->dqcache);
     float *seed = lb_grad(g, loss);
     if (!seed) return LB_ENOMEM;
     seed[0] += 1.0f;
@@ -132,7 +167,13 @@ lb_status lb_backward(lb_graph *g, lb_tensor *loss) {
         if (!n->out->grad) continue; /* nothing downstream used this output */
         for (int k = 0; k < LB_NODE_MAX_IN; k++) {
             lb_tensor *in = n->in[k];
-            if (in && in->requires_grad && !lb_grad(g, in)) return LB_ENOMEM;
+            if (!in || !in->requires_grad) continue;
+            if ((n->stores_grad >> k & 1) && !in->grad && !in->view_of) { /* the first write stores: no zeros */
+                if (!(in->grad = lb_arena_alloc(&g->arena, in->n * sizeof(float)))) return LB_ENOMEM;
+                in->arena_owned |= LB_OWNS_GRAD | LB_GRAD_UNWRITTEN;
+            } else if (!lb_grad(g, in)) {
+                return LB_ENOMEM;
+            }
         }
         n->backward(n);
         if (g->backward_status != LB_OK) {
@@ -142,5 +183,7 @@ lb_status lb_backward(lb_graph *g, lb_tensor *loss) {
         if (n->out != loss && n->out != keep) release_activation(g, n->out);
         if (g->after_node) g->after_node(g->after_node_ctx, i);
     }
+    lb_arena_release(&g->arena, g->dqcache.x, g->dqcache.bytes);
+    memset(&g->dqcache, 0, sizeof g->dqcache);
     return LB_OK;
 }

@@ -42,6 +42,13 @@ struct lb_node {
     float f[4];                     /* small float attributes (eps, scale, ...) */
     int i[4];                       /* small int attributes (flags, sizes) */
     const void *p;                  /* a borrowed pointer (token ids, quant spec) */
+    /* Bit k set: when in[k]'s gradient does not exist yet, the backward
+     * function stores into every element instead of adding: lb_backward
+     * then skips zeroing it and marks it LB_GRAD_UNWRITTEN (a gradient is
+     * made by the first node to run that reads the tensor, and the last
+     * node of the forward pass to read it runs first). The function asks
+     * lb_grad_unwritten, or lb_grad_settle to have zeros after all. */
+    int stores_grad;
 };
 
 struct lb_graph {
@@ -66,6 +73,16 @@ struct lb_graph {
         lb_qspec spec;
         float lambda;
     } qcache;
+    /* In the backward pass, the fp32 operand lb_qmatmul last made from saved
+     * int8 codes (their dequantized values, `bytes` long in the arena), so
+     * the weight gradients of projections that share an input (q/k/v,
+     * gate/up; their nodes run one after the other) dequantize it once.
+     * Handed back when other codes come, and by lb_backward at its end. */
+    struct {
+        const int8_t *codes;
+        float *x;
+        size_t bytes;
+    } dqcache;
     lb_status backward_status; /* set by lb_node_scratch (or a failing product) in the backward pass */
     /* Called by lb_backward after node `i` ran (nodes run from the last to
      * the first), when set: a parameter's gradient is final once the first
@@ -108,6 +125,12 @@ float *lb_grad(lb_graph *g, lb_tensor *t);
  * hand it back with lb_node_release. On NULL the backward function returns
  * at once: lb_backward then stops with LB_ENOMEM. */
 void *lb_node_scratch(lb_node *node, size_t bytes);
+/* For backward functions of nodes with stores_grad: 1 when t's gradient is
+ * LB_GRAD_UNWRITTEN (the caller then stores every element), clearing the mark;
+ * 0 when the caller adds into it as usual. */
+int lb_grad_unwritten(lb_tensor *t);
+/* Zeroes t's gradient if it is LB_GRAD_UNWRITTEN (and clears the mark). */
+void lb_grad_settle(lb_tensor *t);
 void lb_node_release(lb_node *node, void *p, size_t bytes);
 /* Records the failure `s` of a backward function (the first one counts;
  * the message is the thread's lb_errmsg): lb_backward then stops with it. */

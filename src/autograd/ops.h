@@ -65,6 +65,10 @@ lb_tensor *lb_rope(lb_graph *g, lb_tensor *x, float theta, int pos0);
  * h / (H / Hkv)); softmax(q·kᵀ / sqrt(Dh)) over positions ≤ t. Returns
  * [B, T, H, Dh]. */
 lb_tensor *lb_attention(lb_graph *g, lb_tensor *q, lb_tensor *k, lb_tensor *v);
+/* The scratch lb_attention takes per thread while it runs (forward and
+ * backward), in floats, for sequence length T, head dim Dh, H query and Hkv
+ * KV heads (for memory estimates). */
+size_t lb_attention_scratch_floats(int T, int Dh, int H, int Hkv);
 
 /* --- losses (ops_loss.c) ------------------------------------------------------- */
 
@@ -116,6 +120,11 @@ lb_tensor *lb_qmatmul(lb_graph *g, lb_tensor *x, lb_tensor *w, const lb_qspec *x
  * int8 row codes times ternary or binary weight codes): it then keeps the
  * input as int8 codes and row scales, not as fp32. */
 int lb_qmatmul_integer(const lb_qspec *xspec, const lb_qspec *wspec, float lambda);
+/* 1 when the integer path keeps the weight's int8 codes [N, K] from the
+ * forward to the backward pass for an input of M rows (else it quantizes the
+ * weight again there): while N ≤ 4·M, so the codes take no more memory than
+ * the layer's fp32 input. */
+int lb_qmatmul_keeps_weight_codes(size_t M, size_t N);
 
 /* LSQ (Esser et al., 2020) for an intN spec with `lsq` (quant/quantize.h,
  * lb_lsq_forward): y = x + λ·(round(clip(x / s_b, −Qn, Qp))·s_b − x) with one

@@ -124,7 +124,14 @@ lb_tensor *lb_rope(lb_graph *g, lb_tensor *x, float theta, int pos0) {
  * GEMM engine at the graph's precision (fp32, or bf16 operands with fp32
  * accumulation; the softmax is fp32 either way); Q·Kᵀ and P·V also compute
  * the masked upper triangle, a waste that costs less than hand loops lose
- * to GEMM kernels (see bench/bench_autograd.c). */
+ * to GEMM kernels (see bench/bench_autograd.c).
+ *
+ * The query heads that share a KV head are adjacent in the head-major
+ * copies, so their row-wise products (Q·Kᵀ, P·V, dO·Vᵀ, dS·K) are one
+ * product of G·T rows (G = H / Hkv heads per call while the group's
+ * probabilities stay within ATTN_GROUP_MAX floats): fewer, larger products,
+ * and each row the same sum as a head's own product. dV and dK sum over the
+ * group's heads, one product per head added in head order as before. */
 
 typedef struct attn_saved {
     int n_threads;    /* the forward pass's team: the backward pass runs the same */
@@ -142,22 +149,28 @@ static int attn_parallel(const lb_tensor *q) {
 
 /* In place over the rows of S [T, T]: row t becomes softmax(S[t, 0..t]),
  * zeros after the diagonal. The loops vectorize (lb_exp_vec; `simd`
- * reductions sum by vector lanes, an order fixed for a given build). */
+ * reductions sum by vector lanes, an order fixed for a given build). The
+ * exps run over whole blocks of SOFTMAX_BLOCK (past the diagonal too; those
+ * are overwritten), so no exp is left to a scalar loop; the sum stays a loop
+ * of its own over s ≤ t, in the order it always had. */
+#define SOFTMAX_BLOCK 16
+
 static void causal_softmax(float *S, int T) {
     for (int t = 0; t < T; t++) {
         float *row = S + (size_t)t * T;
         float mx = row[0];
 #pragma omp simd reduction(max : mx)
         for (int s = 1; s <= t; s++) mx = row[s] > mx ? row[s] : mx;
+        int n = (t + SOFTMAX_BLOCK) / SOFTMAX_BLOCK * SOFTMAX_BLOCK;
+        n = n < T ? n : T;
+#pragma omp simd
+        for (int s = 0; s < n; s++) row[s] = lb_exp_vec(row[s] - mx);
         float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-        for (int s = 0; s <= t; s++) {
-            row[s] = lb_exp_vec(row[s] - mx);
-            sum += row[s];
-        }
-        float inv = 1.0f / sum;
-        for (int s = 0; s <= t; s++) row[s] *= inv;
-        for (int s = t + 1; s < T; s++) row[s] = 0.0f;
+        for (int s = 0; s <= t; s++) sum += row[s];
+        const float inv = 1.0f / sum;
+#pragma omp simd
+        for (int s = 0; s < T; s++) row[s] = s <= t ? row[s] * inv : 0.0f;
     }
 }
 
@@ -170,8 +183,8 @@ static void softmax_backward(const float *P, float *dS, int T) {
         float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
         for (int s = 0; s <= t; s++) dot += pr[s] * d[s];
-        for (int s = 0; s <= t; s++) d[s] = pr[s] * (d[s] - dot);
-        for (int s = t + 1; s < T; s++) d[s] = 0.0f;
+#pragma omp simd
+        for (int s = 0; s < T; s++) d[s] = s <= t ? pr[s] * (d[s] - dot) : 0.0f;
     }
 }
 
@@ -188,6 +201,7 @@ typedef struct attn_ops {
     void *q, *k, *v, *dO;         /* head-major copies */
     int B, T, H, Hkv, Dh;
     float scale;                  /* 1/sqrt(Dh) */
+    int add_dq, add_dk;           /* backward: add into q's and k's gradients (0: they are unwritten, store) */
 } attn_ops;
 
 /* Head h of sequence b in a head-major copy with nh heads. */
@@ -195,21 +209,33 @@ static const void *head_of(const attn_ops *op, const void *base, int b, int h, i
     return (const char *)base + ((size_t)b * nh + h) * op->T * op->Dh * op->esize;
 }
 
-/* x [B, T, nh, Dh] (fp32) → dst [B, nh, T, Dh] of op->type. */
-static void to_heads(const attn_ops *op, const float *x, int nh, void *dst) {
-    const int T = op->T, Dh = op->Dh, n = op->B * nh;
-    const int parallel = (size_t)n * T * Dh >= PAR_MIN;
+/* Head i (= b·nh + h) of x [B, T, nh, Dh] (fp32) → dst [B, nh, T, Dh] of op->type. */
+static void to_heads(const attn_ops *op, const float *x, int nh, void *dst, int i) {
+    const int T = op->T, Dh = op->Dh, b = i / nh, h = i % nh;
+    const float *src = x + (size_t)b * T * nh * Dh + (size_t)h * Dh;
+    void *d = (char *)dst + (size_t)i * T * Dh * op->esize;
+    if (op->type == LB_GEMM_BF16) {
+        lb_gemm_to_bf16(T, Dh, src, nh * Dh, NULL, d, Dh);
+    } else {
+        for (int t = 0; t < T; t++)
+            memcpy((float *)d + (size_t)t * Dh, src + (size_t)t * nh * Dh, (size_t)Dh * sizeof(float));
+    }
+}
+
+/* q, k, v (and dO when not NULL) → op's head-major copies, all heads of all
+ * of them in one parallel loop (one OpenMP region, not one per tensor). */
+static void all_to_heads(const attn_ops *op, const float *q, const float *k, const float *v, const float *dO) {
+    const float *src[4] = {q, k, v, dO};
+    void *dst[4] = {op->q, op->k, op->v, op->dO};
+    const int nh[4] = {op->H, op->Hkv, op->Hkv, op->H}, n_src = dO ? 4 : 3;
+    int end[4], n = 0; /* tasks of source s: [end[s − 1], end[s]) */
+    for (int s = 0; s < n_src; s++) end[s] = n += op->B * nh[s];
+    const int parallel = (size_t)n * op->T * op->Dh >= PAR_MIN;
 #pragma omp parallel for schedule(static) if (parallel)
-    for (int i = 0; i < n; i++) {
-        const int b = i / nh, h = i % nh;
-        const float *src = x + (size_t)b * T * nh * Dh + (size_t)h * Dh;
-        void *d = (char *)dst + (size_t)i * T * Dh * op->esize;
-        if (op->type == LB_GEMM_BF16) {
-            lb_gemm_to_bf16(T, Dh, src, nh * Dh, NULL, d, Dh);
-        } else {
-            for (int t = 0; t < T; t++)
-                memcpy((float *)d + (size_t)t * Dh, src + (size_t)t * nh * Dh, (size_t)Dh * sizeof(float));
-        }
+    for (int task = 0; task < n; task++) {
+        int s = 0;
+        while (task >= end[s]) s++;
+        to_heads(op, src[s], nh[s], dst[s], task - (s ? end[s - 1] : 0));
     }
 }
 
@@ -225,10 +251,10 @@ static void from_head(float *y, const float *r, int b, int h, int nh, int T, int
     }
 }
 
-/* fp32 [T, T] as an operand of op->type: x itself, or rounded into half. */
-static const void *operand_of(const attn_ops *op, const float *x, uint16_t *half) {
+/* fp32 [rows, T] as an operand of op->type: x itself, or rounded into half. */
+static const void *operand_of(const attn_ops *op, const float *x, int rows, uint16_t *half) {
     if (op->type == LB_GEMM_F32) return x;
-    lb_gemm_to_bf16(op->T, op->T, x, op->T, NULL, half, op->T);
+    lb_gemm_to_bf16(rows, op->T, x, op->T, NULL, half, op->T);
     return half;
 }
 
@@ -245,78 +271,103 @@ static lb_status attn_ops_make(attn_ops *op, lb_arena *arena, lb_gemm_precision 
     char *c = *copy = lb_arena_alloc(arena, *bytes);
     if (!c) return LB_ENOMEM;
     op->q = c, op->k = c + nq, op->v = c + nq + nk, op->dO = dO ? c + nq + 2 * nk : NULL;
-    to_heads(op, q->data, op->H, op->q);
-    to_heads(op, k->data, op->Hkv, op->k);
-    to_heads(op, v->data, op->Hkv, op->v);
-    if (dO) to_heads(op, dO, op->H, op->dO);
+    all_to_heads(op, q->data, k->data, v->data, dO);
     return LB_OK;
 }
 
-/* Per-thread scratch in floats: P and dS [T, T], their bf16 copies, and
- * three [T, Dh] results. */
-static size_t attn_scratch_floats(int T, int Dh) { return 3 * (size_t)T * T + 3 * (size_t)T * Dh; }
+/* Heads per product: the whole group while its probabilities [G·T, T] stay
+ * within ATTN_GROUP_MAX floats (the scratch holds three such), else one. */
+#define ATTN_GROUP_MAX ((size_t)1 << 20)
 
-/* P [T, T] = causal softmax(Q Kᵀ · scale) of sequence b, query head h. */
-static lb_status head_probs(const attn_ops *op, int b, int h, float *P) {
+static int heads_per_call(int T, int H, int Hkv) {
+    const int G = H / Hkv;
+    return (size_t)G * T * T <= ATTN_GROUP_MAX ? G : 1;
+}
+
+/* Per-thread scratch in floats for gh heads per product: P and dS [gh·T, T],
+ * their bf16 copies, and [gh·T, Dh] (O or dQ), dK and dV [T, Dh]. */
+static size_t scratch_floats(int T, int Dh, int gh) {
+    return 3 * (size_t)gh * T * T + ((size_t)gh + 2) * T * Dh;
+}
+
+size_t lb_attention_scratch_floats(int T, int Dh, int H, int Hkv) {
+    return scratch_floats(T, Dh, heads_per_call(T, H, Hkv));
+}
+
+/* P [gh·T, T] = causal softmax(Q Kᵀ · scale) of sequence b, query heads
+ * h .. h + gh − 1 (one KV head), each head's [T, T] block on its own. */
+static lb_status heads_probs(const attn_ops *op, int b, int h, int gh, float *P) {
     const int T = op->T, kh = h / (op->H / op->Hkv);
-    LB_TRY(lb_gemm(op->type, 0, 1, T, T, op->Dh, op->scale, head_of(op, op->q, b, h, op->H), op->Dh,
+    LB_TRY(lb_gemm(op->type, 0, 1, gh * T, T, op->Dh, op->scale, head_of(op, op->q, b, h, op->H), op->Dh,
                    head_of(op, op->k, b, kh, op->Hkv), op->Dh, NULL, 0.0f, P, T));
-    causal_softmax(P, T);
+    for (int g = 0; g < gh; g++) causal_softmax(P + (size_t)g * T * T, T);
     return LB_OK;
 }
 
-/* Forward of sequence b, query head h; `scratch` per attn_scratch_floats. */
-static lb_status head_forward(const attn_ops *op, lb_tensor *o, int b, int h, float *scratch) {
+/* Forward of sequence b, query heads h .. h + gh − 1; `scratch` per scratch_floats. */
+static lb_status heads_forward(const attn_ops *op, lb_tensor *o, int b, int h, int gh, float *scratch) {
     const int T = op->T, Dh = op->Dh, kh = h / (op->H / op->Hkv);
-    const size_t TT = (size_t)T * T;
-    float *P = scratch, *O = scratch + 3 * TT;
-    LB_TRY(head_probs(op, b, h, P));
-    const void *Pop = operand_of(op, P, (uint16_t *)(scratch + 2 * TT));
-    LB_TRY(lb_gemm(op->type, 0, 0, T, Dh, T, 1.0f, Pop, T, head_of(op, op->v, b, kh, op->Hkv), Dh, NULL, 0.0f, O,
-                   Dh));
-    from_head(o->data, O, b, h, op->H, T, Dh, 0);
+    const size_t GTT = (size_t)gh * T * T;
+    float *P = scratch, *O = scratch + 3 * GTT;
+    LB_TRY(heads_probs(op, b, h, gh, P));
+    const void *Pop = operand_of(op, P, gh * T, (uint16_t *)(scratch + 2 * GTT));
+    LB_TRY(lb_gemm(op->type, 0, 0, gh * T, Dh, T, 1.0f, Pop, T, head_of(op, op->v, b, kh, op->Hkv), Dh, NULL, 0.0f,
+                   O, Dh));
+    for (int g = 0; g < gh; g++) from_head(o->data, O + (size_t)g * T * Dh, b, h + g, op->H, T, Dh, 0);
     return LB_OK;
 }
 
-/* Backward of sequence b, KV head kh and the query heads that read it. The
- * heads of a group add into the same dK/dV buffers in order, so the sums
- * have a fixed order. */
-static lb_status group_backward(const lb_node *node, const attn_ops *op, int b, int kh, float *scratch) {
+/* Backward of sequence b, KV head kh and the query heads that read it, gh
+ * at a time. The heads of a group add into the same dK/dV buffers in head
+ * order, so the sums have a fixed order. */
+static lb_status group_backward(const lb_node *node, const attn_ops *op, int b, int kh, int gh, float *scratch) {
     lb_tensor *q = node->in[0], *k = node->in[1], *v = node->in[2];
     const int T = op->T, Dh = op->Dh, group = op->H / op->Hkv;
-    const size_t TT = (size_t)T * T, TD = (size_t)T * Dh;
-    float *P = scratch, *dS = scratch + TT, *dQ = scratch + 3 * TT, *dK = dQ + TD, *dV = dK + TD;
-    uint16_t *Ph = (uint16_t *)(scratch + 2 * TT), *dSh = Ph + TT;
+    const size_t TT = (size_t)T * T, GTT = (size_t)gh * TT, TD = (size_t)T * Dh;
+    float *P = scratch, *dS = scratch + GTT, *dQ = scratch + 3 * GTT, *dK = dQ + gh * TD, *dV = dK + TD;
+    uint16_t *Ph = (uint16_t *)(scratch + 2 * GTT), *dSh = Ph + GTT;
+    const size_t es = op->esize;
     const void *K = head_of(op, op->k, b, kh, op->Hkv), *V = head_of(op, op->v, b, kh, op->Hkv);
-    for (int h = kh * group; h < (kh + 1) * group; h++) {
-        const float beta = h == kh * group ? 0.0f : 1.0f; /* dK, dV: the group's first head starts them */
-        const void *Q = head_of(op, op->q, b, h, op->H), *dO = head_of(op, op->dO, b, h, op->H);
-        LB_TRY(head_probs(op, b, h, P));
-        const void *Pop = operand_of(op, P, Ph);
-        if (v->requires_grad) /* dV += Pᵀ dO */
-            LB_TRY(lb_gemm(op->type, 1, 0, T, Dh, T, 1.0f, Pop, T, dO, Dh, NULL, beta, dV, Dh));
-        if (!q->requires_grad && !k->requires_grad) continue;
-        /* dP = dO Vᵀ, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) in place. */
-        LB_TRY(lb_gemm(op->type, 0, 1, T, T, Dh, 1.0f, dO, Dh, V, Dh, NULL, 0.0f, dS, T));
-        softmax_backward(P, dS, T);
-        const void *dSop = operand_of(op, dS, dSh);
-        if (q->requires_grad) { /* dQ = scale · dS K */
-            LB_TRY(lb_gemm(op->type, 0, 0, T, Dh, T, op->scale, dSop, T, K, Dh, NULL, 0.0f, dQ, Dh));
-            from_head(q->grad, dQ, b, h, op->H, T, Dh, 1);
+    for (int h0 = kh * group; h0 < (kh + 1) * group; h0 += gh) {
+        const void *Q = head_of(op, op->q, b, h0, op->H), *dO = head_of(op, op->dO, b, h0, op->H);
+        LB_TRY(heads_probs(op, b, h0, gh, P));
+        const char *Pop = operand_of(op, P, gh * T, Ph);
+        for (int g = 0; g < gh && v->requires_grad; g++) { /* dV += Pᵀ dO; the group's first head starts it */
+            const float beta = h0 + g == kh * group ? 0.0f : 1.0f;
+            LB_TRY(lb_gemm(op->type, 1, 0, T, Dh, T, 1.0f, Pop + g * TT * es, T, (const char *)dO + g * TD * es, Dh,
+                           NULL, beta, dV, Dh));
         }
-        if (k->requires_grad) /* dK += scale · dSᵀ Q */
-            LB_TRY(lb_gemm(op->type, 1, 0, T, Dh, T, op->scale, dSop, T, Q, Dh, NULL, beta, dK, Dh));
+        if (!q->requires_grad && !k->requires_grad) continue;
+        /* dP = dO Vᵀ, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) in place, head by head. */
+        LB_TRY(lb_gemm(op->type, 0, 1, gh * T, T, Dh, 1.0f, dO, Dh, V, Dh, NULL, 0.0f, dS, T));
+        for (int g = 0; g < gh; g++) softmax_backward(P + g * TT, dS + g * TT, T);
+        const char *dSop = operand_of(op, dS, gh * T, dSh);
+        if (q->requires_grad) { /* dQ = scale · dS K */
+            LB_TRY(lb_gemm(op->type, 0, 0, gh * T, Dh, T, op->scale, dSop, T, K, Dh, NULL, 0.0f, dQ, Dh));
+            for (int g = 0; g < gh; g++) from_head(q->grad, dQ + g * TD, b, h0 + g, op->H, T, Dh, op->add_dq);
+        }
+        for (int g = 0; g < gh && k->requires_grad; g++) { /* dK += scale · dSᵀ Q */
+            const float beta = h0 + g == kh * group ? 0.0f : 1.0f;
+            LB_TRY(lb_gemm(op->type, 1, 0, T, Dh, T, op->scale, dSop + g * TT * es, T, (const char *)Q + g * TD * es,
+                           Dh, NULL, beta, dK, Dh));
+        }
     }
-    if (k->requires_grad) from_head(k->grad, dK, b, kh, op->Hkv, T, Dh, 1);
+    if (k->requires_grad) from_head(k->grad, dK, b, kh, op->Hkv, T, Dh, op->add_dk);
     if (v->requires_grad) from_head(v->grad, dV, b, kh, op->Hkv, T, Dh, 1);
     return LB_OK;
 }
 
+/* The tensor whose buffers t uses (t itself unless it is a view). */
+static const lb_tensor *base_of(const lb_tensor *t) {
+    while (t->view_of) t = t->view_of;
+    return t;
+}
+
 static void attention_backward(lb_node *node) {
-    const lb_tensor *q = node->in[0], *k = node->in[1], *v = node->in[2];
+    lb_tensor *q = node->in[0], *k = node->in[1], *v = node->in[2];
     const attn_saved *as = node->saved;
-    const int B = q->shape[0], T = q->shape[1], Hkv = k->shape[2];
-    const size_t per_thread = attn_scratch_floats(T, q->shape[3]);
+    const int B = q->shape[0], T = q->shape[1], H = q->shape[2], Hkv = k->shape[2], gh = heads_per_call(T, H, Hkv);
+    const size_t per_thread = scratch_floats(T, q->shape[3], gh);
     const size_t bytes = (size_t)as->n_threads * per_thread * sizeof(float);
     attn_ops op;
     void *copy;
@@ -325,13 +376,17 @@ static void attention_backward(lb_node *node) {
         lb_node_fail(node, LB_ENOMEM);
         return;
     }
+    /* Every element of dQ and dK is written once (a head's rows by its own
+     * task), so unwritten gradients are stored into. */
+    op.add_dq = !(q->requires_grad && lb_grad_unwritten(q));
+    op.add_dk = !(k->requires_grad && lb_grad_unwritten(k));
     float *scratch = lb_node_scratch(node, bytes);
     lb_status s = scratch ? LB_OK : LB_ENOMEM;
     /* One task per (b, KV head). */
     if (scratch && attn_parallel(q)) {
 #pragma omp parallel for schedule(static) num_threads(as->n_threads)
         for (int task = 0; task < B * Hkv; task++) {
-            lb_status st = group_backward(node, &op, task / Hkv, task % Hkv,
+            lb_status st = group_backward(node, &op, task / Hkv, task % Hkv, gh,
                                           scratch + (size_t)omp_get_thread_num() * per_thread);
             if (st != LB_OK) {
 #pragma omp critical(lb_attention_status)
@@ -340,7 +395,7 @@ static void attention_backward(lb_node *node) {
         }
     } else if (scratch) {
         for (int task = 0; task < B * Hkv && s == LB_OK; task++)
-            s = group_backward(node, &op, task / Hkv, task % Hkv, scratch);
+            s = group_backward(node, &op, task / Hkv, task % Hkv, gh, scratch);
     }
     if (scratch) lb_node_release(node, scratch, bytes);
     lb_node_release(node, copy, copy_bytes);
@@ -357,11 +412,11 @@ lb_tensor *lb_attention(lb_graph *g, lb_tensor *q, lb_tensor *k, lb_tensor *v) {
                  lb_shape_str(q, qs, sizeof qs), lb_shape_str(k, ks, sizeof ks), lb_shape_str(v, vs, sizeof vs));
         return NULL;
     }
-    const int B = q->shape[0], T = q->shape[1], H = q->shape[2];
+    const int B = q->shape[0], T = q->shape[1], H = q->shape[2], gh = heads_per_call(T, H, k->shape[2]);
 
     /* Scratch per thread for this call only (P, and its bf16 copy). */
     const int n_threads = omp_get_max_threads();
-    const size_t per_thread = attn_scratch_floats(T, q->shape[3]);
+    const size_t per_thread = scratch_floats(T, q->shape[3], gh);
     const size_t probs_bytes = (size_t)n_threads * per_thread * sizeof(float);
     const lb_gemm_precision p = g->precision;
     lb_tensor *o = lb_graph_tensor(g, 4, q->shape);
@@ -372,19 +427,22 @@ lb_tensor *lb_attention(lb_graph *g, lb_tensor *q, lb_tensor *k, lb_tensor *v) {
     size_t copy_bytes;
     if (attn_ops_make(&op, &g->arena, p, q, k, v, NULL, &copy, &copy_bytes) != LB_OK) return NULL;
 
-    /* One task per (b, query head). */
+    /* One task per (b, gh query heads). */
     lb_status s = LB_OK;
+    const int per_seq = H / gh;
     if (attn_parallel(q)) {
 #pragma omp parallel for schedule(static) num_threads(n_threads)
-        for (int task = 0; task < B * H; task++) {
-            lb_status st = head_forward(&op, o, task / H, task % H, probs + (size_t)omp_get_thread_num() * per_thread);
+        for (int task = 0; task < B * per_seq; task++) {
+            lb_status st = heads_forward(&op, o, task / per_seq, task % per_seq * gh, gh,
+                                         probs + (size_t)omp_get_thread_num() * per_thread);
             if (st != LB_OK) {
 #pragma omp critical(lb_attention_status)
                 s = st;
             }
         }
     } else {
-        for (int task = 0; task < B * H && s == LB_OK; task++) s = head_forward(&op, o, task / H, task % H, probs);
+        for (int task = 0; task < B * per_seq && s == LB_OK; task++)
+            s = heads_forward(&op, o, task / per_seq, task % per_seq * gh, gh, probs);
     }
     lb_arena_release(&g->arena, copy, copy_bytes);
     lb_arena_release(&g->arena, probs, probs_bytes);
@@ -402,6 +460,10 @@ lb_tensor *lb_attention(lb_graph *g, lb_tensor *q, lb_tensor *k, lb_tensor *v) {
         lb_node *node = lb_graph_record(g, "attention", attention_backward, o, q, k, v, NULL);
         if (!node) return NULL;
         node->saved = as;
+        /* dQ and dK are stored when q, k and v are three tensors (no views
+         * of one another), so no store lands on another's gradient. */
+        const lb_tensor *bq = base_of(q), *bk = base_of(k), *bv = base_of(v);
+        node->stores_grad = 3 * (bq != bk && bq != bv && bk != bv);
     }
     return o;
 }

@@ -15,6 +15,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "core/exp_vec.h"
 #include "autograd/ops.h"
@@ -69,6 +70,11 @@ static void add_backward(lb_node *node) {
         lb_tensor *in = node->in[k];
         if (!in->requires_grad) continue;
         float *dx = in->grad;
+        if (lb_grad_unwritten(in)) {
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+            for (size_t i = 0; i < n; i++) dx[i] = dy[i];
+            continue;
+        }
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
         for (size_t i = 0; i < n; i++) dx[i] += dy[i];
     }
@@ -83,8 +89,11 @@ lb_tensor *lb_add(lb_graph *g, lb_tensor *a, lb_tensor *b) {
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) y->data[i] = a->data[i] + b->data[i];
     lb_tensor *ins[2] = {a, b};
-    if (lb_graph_needs_grad(g, ins, 2) && !lb_graph_record(g, "add", add_backward, y, a, b, NULL, NULL))
-        return NULL;
+    if (lb_graph_needs_grad(g, ins, 2)) {
+        lb_node *node = lb_graph_record(g, "add", add_backward, y, a, b, NULL, NULL);
+        if (!node) return NULL;
+        node->stores_grad = 3;
+    }
     return y;
 }
 
@@ -246,6 +255,18 @@ static void swiglu_backward(lb_node *node) {
         /* Both at once: one sigmoid (one expf) per element instead of two. */
         float *dg = gate->grad, *du = up->grad;
         const float *gd = gate->data, *ud = up->data;
+        const int store_g = lb_grad_unwritten(gate), store_u = lb_grad_unwritten(up);
+        if (store_g && store_u) { /* the usual case: this node is their only reader */
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+            for (size_t i = 0; i < n; i++) {
+                float v = gd[i], sg = sigmoidf(v);
+                dg[i] = dy[i] * ud[i] * (sg * (1.0f + v * (1.0f - sg)));
+                du[i] = dy[i] * v * sg;
+            }
+            return;
+        }
+        if (store_g) memset(dg, 0, n * sizeof(float));
+        if (store_u) memset(du, 0, n * sizeof(float));
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
         for (size_t i = 0; i < n; i++) {
             float v = gd[i], sg = sigmoidf(v);
@@ -254,6 +275,8 @@ static void swiglu_backward(lb_node *node) {
         }
         return;
     }
+    lb_grad_settle(gate);
+    lb_grad_settle(up);
     if (gate->requires_grad) {
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
         for (size_t i = 0; i < n; i++) gate->grad[i] += dy[i] * up->data[i] * silu_grad(gate->data[i]);
@@ -279,9 +302,11 @@ lb_tensor *lb_swiglu(lb_graph *g, lb_tensor *gate, lb_tensor *up) {
         y->data[i] = v * sigmoidf(v) * up->data[i];
     }
     lb_tensor *ins[2] = {gate, up};
-    if (lb_graph_needs_grad(g, ins, 2) &&
-        !lb_graph_record(g, "swiglu", swiglu_backward, y, gate, up, NULL, NULL))
-        return NULL;
+    if (lb_graph_needs_grad(g, ins, 2)) {
+        lb_node *node = lb_graph_record(g, "swiglu", swiglu_backward, y, gate, up, NULL, NULL);
+        if (!node) return NULL;
+        node->stores_grad = 3;
+    }
     return y;
 }
 

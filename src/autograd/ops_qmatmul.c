@@ -32,11 +32,23 @@
  *   bf16 precision: the codes are exact in bf16, so the scales move out of
  *       the operands: dx += d_w · (bf16(dy) · b), dw += bf16(dy·d_m)ᵀ · a.
  *
+ * The weight gradients of projections that share an input (q/k/v, gate/up)
+ * dequantize its codes once: the nodes run one after the other in the
+ * backward pass, and the first of them in the forward pass (the last to
+ * run) hands the fp32 copy back.
+ *
+ * The integer path keeps the weight's int8 codes and scale from the forward
+ * pass to the backward pass (a byte per weight, until this node's backward
+ * has run), so the backward pass does not quantize the weight again, when
+ * the weight has at most four times as many rows as the input
+ * (lb_qmatmul_keeps_weight_codes): a large model on short batches would
+ * otherwise hold a quarter of its fp32 weights again in codes.
+ *
  * Every other case (λ < 1, other formats, a per-channel weight scale) takes
  * the float path: fp32 fake-quantized operands multiplied at the graph's
- * precision. Either way the quantized weight is not kept across the step:
- * it is made again in the backward pass (deterministic, so the same values),
- * which costs far less than the products. */
+ * precision. There the quantized weight is not kept across the step (four
+ * bytes per weight): it is made again in the backward pass (deterministic,
+ * so the same values), which costs far less than the products. */
 #include <string.h>
 
 #include "autograd/gemm.h"
@@ -47,6 +59,9 @@ typedef struct qmm_saved {
     const float *xq;          /* float path: the input the forward product used */
     const int8_t *xcodes;     /* integer path: its codes [M, K] */
     const float *xscales;     /* and one scale per row */
+    int xreused;              /* integer path: the codes came from an earlier node (same input) */
+    const int8_t *wcodes;     /* integer path: the weight's codes [N, K] */
+    float wscale;             /* and its scale d_w */
     lb_qspec xspec, wspec;    /* how x and w were quantized */
     int w_quantized;          /* 0: the weight went in as it is */
     float lambda;
@@ -60,6 +75,8 @@ int lb_qmatmul_integer(const lb_qspec *x, const lb_qspec *w, float lambda) {
            !x->asymmetric && !x->stochastic && (w->format == LB_QF_TERNARY || w->format == LB_QF_BINARY) &&
            w->gran == LB_QG_TENSOR;
 }
+
+int lb_qmatmul_keeps_weight_codes(size_t M, size_t N) { return N <= 4 * M; }
 
 /* q(v) of a [rows, cols] array into `q` (n floats). */
 static lb_status quantize_into(float *q, const lb_tensor *v, const lb_qspec *spec, float lambda) {
@@ -79,35 +96,65 @@ static lb_status quantize_into(float *q, const lb_tensor *v, const lb_qspec *spe
 
 /* --- backward ------------------------------------------------------------------ */
 
-/* dx[M,K] += dy[M,N] · q_w(w)[N,K] */
+/* dx[M,K] += dy[M,N] · q_w(w)[N,K]; dx = ... when dx is unwritten (the
+ * first of the nodes sharing x to run backward). */
 static lb_status backward_dx(lb_node *node, const qmm_saved *s, int M, int N, int K) {
     lb_tensor *w = node->in[1], *x = node->in[0];
     const float *dy = node->out->grad;
+    const size_t nk = (size_t)N * K, mn = (size_t)M * N;
+    const float beta = lb_grad_unwritten(x) ? 0.0f : 1.0f;
     if (s->xcodes && s->p == LB_PRECISION_BF16) {
-        const size_t nk = (size_t)N * K, mn = (size_t)M * N;
-        int8_t *wc = lb_node_scratch(node, nk);
+        int8_t *wc = s->wcodes ? NULL : lb_node_scratch(node, nk);
         uint16_t *wb = lb_node_scratch(node, nk * sizeof(uint16_t));
         uint16_t *db = lb_node_scratch(node, mn * sizeof(uint16_t));
-        if (!wc || !wb || !db) return LB_ENOMEM;
-        float dw = 0.0f;
-        /* The forward pass quantized this weight with this spec: cannot fail. */
-        lb_status st = lb_quantize(&s->wspec, w->data, (size_t)N, (size_t)K, wc, &dw, NULL);
+        if ((!s->wcodes && !wc) || !wb || !db) return LB_ENOMEM;
+        float dw = s->wscale;
+        /* Not kept: the forward pass quantized this weight with this spec, so this cannot fail. */
+        lb_status st = wc ? lb_quantize(&s->wspec, w->data, (size_t)N, (size_t)K, wc, &dw, NULL) : LB_OK;
         if (st == LB_OK) {
-            lb_gemm_s8_to_bf16(N, K, wc, K, wb, K);
+            lb_gemm_s8_to_bf16(N, K, wc ? wc : s->wcodes, K, wb, K);
             lb_gemm_to_bf16(M, N, dy, N, NULL, db, N);
-            st = lb_gemm(LB_GEMM_BF16, 0, 0, M, K, N, dw, db, N, wb, K, NULL, 1.0f, x->grad, K);
+            st = lb_gemm(LB_GEMM_BF16, 0, 0, M, K, N, dw, db, N, wb, K, NULL, beta, x->grad, K);
         }
         lb_node_release(node, db, mn * sizeof(uint16_t));
         lb_node_release(node, wb, nk * sizeof(uint16_t));
-        lb_node_release(node, wc, nk);
+        if (wc) lb_node_release(node, wc, nk);
         return st;
     }
     float *wq = s->w_quantized ? lb_node_scratch(node, w->n * sizeof(float)) : w->data;
     if (!wq) return LB_ENOMEM;
-    lb_status st = s->w_quantized ? quantize_into(wq, w, &s->wspec, s->lambda) : LB_OK;
-    if (st == LB_OK) st = lb_gemm_f32(s->p, 0, 0, M, K, N, 1.0f, dy, N, wq, K, 1.0f, x->grad, K);
+    lb_status st = LB_OK;
+    /* The codes times d_w are the fake-quantized weight to the bit (the
+     * pass computes code·d_w as well). */
+    if (s->wcodes) st = lb_dequantize(&s->wspec, s->wcodes, &s->wscale, NULL, (size_t)N, (size_t)K, wq);
+    else if (s->w_quantized) st = quantize_into(wq, w, &s->wspec, s->lambda);
+    if (st == LB_OK) st = lb_gemm_f32(s->p, 0, 0, M, K, N, 1.0f, dy, N, wq, K, beta, x->grad, K);
     if (s->w_quantized) lb_node_release(node, wq, w->n * sizeof(float));
     return st;
+}
+
+/* The saved input codes as fp32 values a·d_m [M, K], made once for the
+ * nodes that share them (lb_graph's dqcache). */
+static lb_status dequantized_input(lb_node *node, const qmm_saved *s, int M, int K, const float **xq) {
+    lb_graph *g = node->graph;
+    if (g->dqcache.codes != s->xcodes) {
+        lb_node_release(node, g->dqcache.x, g->dqcache.bytes);
+        memset(&g->dqcache, 0, sizeof g->dqcache);
+        const size_t bytes = (size_t)M * K * sizeof(float);
+        float *x = lb_node_scratch(node, bytes);
+        if (!x) return LB_ENOMEM;
+        /* The codes and scales the forward pass made: cannot fail. */
+        lb_status st = lb_dequantize(&s->xspec, s->xcodes, s->xscales, NULL, (size_t)M, (size_t)K, x);
+        if (st != LB_OK) {
+            lb_node_release(node, x, bytes);
+            return st;
+        }
+        g->dqcache.codes = s->xcodes;
+        g->dqcache.x = x;
+        g->dqcache.bytes = bytes;
+    }
+    *xq = g->dqcache.x;
+    return LB_OK;
 }
 
 /* dw[N,K] += dyᵀ[N,M] · q_x(x)[M,K] */
@@ -127,12 +174,14 @@ static lb_status backward_dw(lb_node *node, const qmm_saved *s, int M, int N, in
         lb_node_release(node, xb, mk * sizeof(uint16_t));
         return st;
     }
-    float *xq = lb_node_scratch(node, mk * sizeof(float));
-    if (!xq) return LB_ENOMEM;
-    /* The codes and scales the forward pass made: cannot fail. */
-    lb_status st = lb_dequantize(&s->xspec, s->xcodes, s->xscales, NULL, (size_t)M, (size_t)K, xq);
-    if (st == LB_OK) st = lb_gemm_f32(s->p, 1, 0, N, K, M, 1.0f, dy, N, xq, K, 1.0f, w->grad, K);
-    lb_node_release(node, xq, mk * sizeof(float));
+    const float *xq;
+    LB_TRY(dequantized_input(node, s, M, K, &xq));
+    lb_status st = lb_gemm_f32(s->p, 1, 0, N, K, M, 1.0f, dy, N, xq, K, 1.0f, w->grad, K);
+    /* The node that made the codes runs last of those sharing them. */
+    if (!s->xreused) {
+        lb_node_release(node, node->graph->dqcache.x, node->graph->dqcache.bytes);
+        memset(&node->graph->dqcache, 0, sizeof node->graph->dqcache);
+    }
     return st;
 }
 
@@ -143,6 +192,7 @@ static void qmatmul_backward(lb_node *node) {
     lb_status st = LB_OK;
     if (x->requires_grad) st = backward_dx(node, s, M, N, K);
     if (st == LB_OK && w->requires_grad) st = backward_dw(node, s, M, N, K);
+    if (s->wcodes) lb_node_release(node, (void *)s->wcodes, (size_t)N * K);
     if (st != LB_OK) lb_node_fail(node, st);
 }
 
@@ -196,8 +246,9 @@ static const float *quantized_input(lb_graph *g, const lb_tensor *x, const lb_qs
 
 /* The int8 codes [M, K] and row scales [M] of x, reused likewise. */
 static lb_status input_codes(lb_graph *g, const lb_tensor *x, const lb_qspec *spec, const int8_t **codes,
-                             const float **scales) {
-    if (cached(g, x, spec, 1.0f) && g->qcache.codes) {
+                             const float **scales, int *reused) {
+    *reused = cached(g, x, spec, 1.0f) && g->qcache.codes;
+    if (*reused) {
         *codes = g->qcache.codes;
         *scales = g->qcache.scales;
         return LB_OK;
@@ -219,7 +270,7 @@ static lb_status input_codes(lb_graph *g, const lb_tensor *x, const lb_qspec *sp
 static lb_status integer_forward(lb_graph *g, const lb_tensor *x, const lb_tensor *w, const lb_qspec *xspec,
                                  const lb_qspec *wspec, lb_tensor *y, qmm_saved *s) {
     const int M = (int)lb_tensor_rows(x), K = lb_tensor_cols(x), N = w->shape[0];
-    LB_TRY(input_codes(g, x, xspec, &s->xcodes, &s->xscales));
+    LB_TRY(input_codes(g, x, xspec, &s->xcodes, &s->xscales, &s->xreused));
     if (!check_spec(w, wspec)) return lb_errcode();
     int8_t *wc = lb_graph_alloc(g, (size_t)N * K);
     float *rs = lb_graph_alloc(g, (size_t)M * sizeof(float));
@@ -229,7 +280,12 @@ static lb_status integer_forward(lb_graph *g, const lb_tensor *x, const lb_tenso
     for (int m = 0; m < M; m++) rs[m] = s->xscales[m] * dw;
     if (st == LB_OK) st = lb_gemm(LB_GEMM_S8, 0, 1, M, N, K, 1.0f, s->xcodes, K, wc, K, rs, 0.0f, y->data, N);
     lb_arena_release(&g->arena, rs, (size_t)M * sizeof(float));
-    lb_arena_release(&g->arena, wc, (size_t)N * K);
+    if (lb_qmatmul_keeps_weight_codes((size_t)M, (size_t)N)) {
+        s->wcodes = wc; /* for the backward pass; lb_qmatmul releases them when no node is recorded */
+        s->wscale = dw;
+    } else {
+        lb_arena_release(&g->arena, wc, (size_t)N * K);
+    }
     return st;
 }
 
@@ -279,13 +335,16 @@ lb_tensor *lb_qmatmul(lb_graph *g, lb_tensor *x, lb_tensor *w, const lb_qspec *x
     }
 
     lb_tensor *ins[2] = {x, w};
-    if (lb_graph_needs_grad(g, ins, 2)) {
-        qmm_saved *saved = lb_graph_alloc(g, sizeof *saved);
-        if (!saved) return NULL;
-        *saved = s;
-        lb_node *node = lb_graph_record(g, "qmatmul", qmatmul_backward, y, x, w, NULL, NULL);
-        if (!node) return NULL;
-        node->saved = saved;
+    if (!lb_graph_needs_grad(g, ins, 2)) {
+        if (s.wcodes) lb_arena_release(&g->arena, (void *)s.wcodes, (size_t)N * K);
+        return y;
     }
+    qmm_saved *saved = lb_graph_alloc(g, sizeof *saved);
+    if (!saved) return NULL;
+    *saved = s;
+    lb_node *node = lb_graph_record(g, "qmatmul", qmatmul_backward, y, x, w, NULL, NULL);
+    if (!node) return NULL;
+    node->saved = saved;
+    node->stores_grad = 1; /* dx */
     return y;
 }

@@ -559,14 +559,19 @@ static void tally_linear(arena_tally *a, size_t *backward, const lb_model *m, co
                 hold(a, M * K); /* int8 codes of the input */
                 hold(a, M * sizeof(float));
             }
-            transient(a, aligned(N * K) + aligned(M * sizeof(float)));
+            const int keep = train && lb_qmatmul_keeps_weight_codes(M, N);
+            if (keep) { /* the weight's codes, kept for the backward pass; the row scales */
+                hold(a, N * K);
+                transient(a, M * sizeof(float));
+            } else {
+                transient(a, aligned(N * K) + aligned(M * sizeof(float)));
+            }
             if (p == LB_PRECISION_BF16) {
-                size_t dx = aligned(N * K) + aligned(N * K * 2) + aligned(M * N * 2);
+                size_t dx = (keep ? 0 : aligned(N * K)) + aligned(N * K * 2) + aligned(M * N * 2);
                 size_t dw = aligned(M * K * 2) + aligned(M * N * 2);
                 need += dx > dw ? dx : dw;
-            } else {
-                size_t dx = N * K * sizeof(float), dw = M * K * sizeof(float);
-                need += dx > dw ? dx : dw;
+            } else { /* the weight's values; the input's, kept for the next node that shares them */
+                need += aligned(N * K * sizeof(float)) + aligned(M * K * sizeof(float));
             }
         } else {
             if (xs && !*xq_cached) hold(a, M * K * sizeof(float)); /* the quantized input */
@@ -610,7 +615,8 @@ size_t lb_model_forward_bytes(const lb_model *m, int B, int T, int train, int n_
         }
         /* attention: its output; per-thread probabilities and head-major copies while it runs */
         tensor(&a, BT * nq);
-        size_t scratch = (size_t)n_threads * (3 * (size_t)T * T + 3 * (size_t)T * Dh) * sizeof(float);
+        size_t scratch =
+            (size_t)n_threads * lb_attention_scratch_floats(T, (int)Dh, c->n_heads, c->n_kv_heads) * sizeof(float);
         transient(&a, aligned(scratch) + aligned((nq + 2 * nkv) * BT * esize));
         if (train) hold(&a, 64);
         hold(&a, sizeof(lb_tensor)); /* reshape view */
