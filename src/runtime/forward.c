@@ -49,11 +49,23 @@
 #define ROW_BLOCK 64  /* weight rows per work item */
 #define KEYS 64       /* attention scores computed together */
 #define PAIR 2        /* query heads of one KV head computed together */
+#define FOLD 2        /* passes of up to FOLD tokens (decoding) run as in pass_body's fold */
+
+/* A layer's input and the residual stream, for rows of tokens. */
+typedef struct rt_io {
+    float *x;               /* [rows, d] the residual stream */
+    float *hn;              /* [rows, wmax] a norm's output */
+    float *fq;              /* [rows, wmax] an fp32 layer's input */
+    int8_t *codes;          /* [rows, wmax] a packed layer's input codes */
+    float *cstep;           /* [rows] their steps */
+    int32_t *csum;          /* [rows] their sums */
+} rt_io;
 
 typedef struct rt_counter {
     atomic_int n;
     char pad[64 - sizeof(atomic_int)]; /* one cache line each */
 } rt_counter;
+#define CTR_PER_PHASE(threads) (2 * (threads))
 
 struct lb_rt_session {
     const lb_rt_model *m;
@@ -63,12 +75,8 @@ struct lb_rt_session {
     float *kc;              /* [L, Hkv, Dh, seq]: keys transposed, so that scores come KEYS at a time */
     float *vc;              /* [L, Hkv, max_seq, Dh] */
     /* One pass's values, CHUNK tokens each. */
-    float *x;               /* [CHUNK, d] the residual stream */
-    float *hn;              /* [CHUNK, wmax] a norm's output */
-    float *fq;              /* [CHUNK, wmax] an fp32 layer's input */
-    int8_t *codes;          /* [CHUNK, wmax] a packed layer's input codes */
-    float *cstep;           /* [CHUNK] their steps */
-    int32_t *csum;          /* [CHUNK] their sums */
+    rt_io shared;           /* CHUNK rows */
+    rt_io *own;             /* [threads], FOLD rows each: a decoding thread's copy (see pass_body) */
     float *q, *k, *v;       /* [CHUNK, q_dim], [CHUNK, kv_dim] */
     float *att;             /* [CHUNK, q_dim] */
     float *lo;              /* [CHUNK, d] attn_output, then ffn_down */
@@ -76,8 +84,9 @@ struct lb_rt_session {
     int32_t *isum;          /* [threads, CHUNK · isum_rows] integer products */
     size_t isum_stride;
     float *scores;          /* [threads, PAIR, seq] */
-    rt_counter *ctr;        /* per phase of a pass: one per thread (the next item of its share), items done,
-                               its tail done; then one: the threads but the first that left the pass */
+    rt_counter *ctr;        /* per phase of a pass, CTR_PER_PHASE: for each thread's share the next item
+                               and the items finished; after the last phase one: the threads but the
+                               first that left the pass */
     int n_ctr;
     lb_rt_probe_fn probe;
     void *probe_ctx;
@@ -93,6 +102,7 @@ typedef struct rt_pass {
     int n, pos0, logit0;
     int n_threads;
     float *logits;          /* [n − logit0, V] */
+    const rt_io *io;        /* the residual stream and layer inputs this thread reads */
 } rt_pass;
 
 static const char *const site_names[] = {
@@ -111,6 +121,22 @@ _Static_assert(sizeof site_names / sizeof site_names[0] == LB_RT_SITE_COUNT, "ru
 const char *lb_rt_site_name(lb_rt_site site) { return (unsigned)site < LB_RT_SITE_COUNT ? site_names[site] : "?"; }
 
 /* ---- sessions ------------------------------------------------------------------ */
+
+/* Points io's arrays into `mem` (NULL: only counts), `rows` rows each;
+ * returns the bytes they take. */
+static size_t io_carve(const lb_rt_model *m, rt_io *io, char *mem, size_t rows) {
+    const size_t W = (size_t)m->width_max;
+    size_t off = 0;
+#define CARVE(field, bytes) (io->field = mem ? (void *)(mem + off) : NULL, off += ((bytes) + 63) / 64 * 64)
+    CARVE(x, rows * m->d * sizeof(float));
+    CARVE(hn, rows * W * sizeof(float));
+    CARVE(fq, rows * W * sizeof(float));
+    CARVE(codes, rows * W);
+    CARVE(cstep, rows * sizeof(float));
+    CARVE(csum, rows * sizeof(int32_t));
+#undef CARVE
+    return off;
+}
 
 static void *session_alloc(lb_rt_session *s, size_t bytes) {
     if (s->n_mem == (int)(sizeof s->mem / sizeof s->mem[0])) return NULL;
@@ -133,15 +159,17 @@ lb_rt_session *lb_rt_session_create(const lb_rt_model *m, int n_threads) {
     if (!s) goto oom;
     s->m = m;
     s->n_threads = n_threads > 0 ? n_threads : omp_get_max_threads();
-    const size_t C = CHUNK, nt = (size_t)s->n_threads, W = (size_t)m->width_max;
+    const size_t C = CHUNK, nt = (size_t)s->n_threads;
     s->seq = (m->max_seq + KEYS - 1) / KEYS * KEYS;
     const size_t cache = (size_t)m->L * m->Hkv * s->seq * m->Dh;
     s->isum_stride = C * (size_t)(m->Dh > ROW_BLOCK ? m->Dh : ROW_BLOCK);
-    s->n_ctr = (9 * m->L + 2) * (s->n_threads + 2);
+    s->n_ctr = (9 * m->L + 2) * CTR_PER_PHASE(s->n_threads);
+    rt_io none;
+    const size_t shared_bytes = io_carve(m, &none, NULL, C), own_bytes = io_carve(m, &none, NULL, FOLD);
+    char *shared, *own;
     if (!(s->kc = session_alloc(s, cache * sizeof(float))) || !(s->vc = session_alloc(s, cache * sizeof(float))) ||
-        !(s->x = session_alloc(s, C * m->d * sizeof(float))) || !(s->hn = session_alloc(s, C * W * sizeof(float))) ||
-        !(s->fq = session_alloc(s, C * W * sizeof(float))) || !(s->codes = session_alloc(s, C * W)) ||
-        !(s->cstep = session_alloc(s, C * sizeof(float))) || !(s->csum = session_alloc(s, C * sizeof(int32_t))) ||
+        !(shared = session_alloc(s, shared_bytes)) || !(own = session_alloc(s, nt * own_bytes)) ||
+        !(s->own = session_alloc(s, nt * sizeof *s->own)) ||
         !(s->q = session_alloc(s, C * m->q_dim * sizeof(float))) ||
         !(s->k = session_alloc(s, C * m->kv_dim * sizeof(float))) ||
         !(s->v = session_alloc(s, C * m->kv_dim * sizeof(float))) ||
@@ -154,6 +182,8 @@ lb_rt_session *lb_rt_session_create(const lb_rt_model *m, int n_threads) {
         !(s->scores = session_alloc(s, nt * PAIR * s->seq * sizeof(float))) ||
         !(s->ctr = session_alloc(s, (size_t)(s->n_ctr + 1) * sizeof(rt_counter))))
         goto oom;
+    io_carve(m, &s->shared, shared, C);
+    for (size_t i = 0; i < nt; i++) io_carve(m, &s->own[i], own + i * own_bytes, FOLD);
     return s;
 oom:
     lb_error(LB_ENOMEM, "runtime: a session of %d tokens on %d threads", m->max_seq, n_threads);
@@ -258,13 +288,12 @@ static void quantize_row(const lb_rt_linear *L, const float *x, int8_t *codes, f
 
 /* Token t's input `src` of the layers that share L's input. */
 static void prepare_input(const rt_pass *p, const lb_rt_linear *L, int t, const float *src) {
-    lb_rt_session *s = p->s;
     const size_t W = (size_t)p->m->width_max;
     if (L->input == LB_RT_IN_CODES) {
-        quantize_row(L, src, s->codes + t * W, &s->cstep[t], &s->csum[t]);
+        quantize_row(L, src, p->io->codes + t * W, &p->io->cstep[t], &p->io->csum[t]);
         return;
     }
-    float *dst = s->fq + t * W;
+    float *dst = p->io->fq + t * W;
     if (L->input == LB_RT_IN_AS_IS) {
         memcpy(dst, src, (size_t)L->k * sizeof *dst);
         return;
@@ -287,16 +316,16 @@ static void linear_rows(const rt_pass *p, const lb_rt_linear *L, int r0, int r1,
     if (L->format == LB_RT_W_F32) {
         for (int r = r0; r < r1; r++) {
             const float *wr = L->w + (size_t)r * L->k;
-            for (int t = 0; t < n_tok; t++) out[(size_t)t * ldo + (r - r0)] = dot_f32(s->fq + (t0 + t) * W, wr, L->k);
+            for (int t = 0; t < n_tok; t++) out[(size_t)t * ldo + (r - r0)] = dot_f32(p->io->fq + (t0 + t) * W, wr, L->k);
         }
         return;
     }
     int32_t *S = s->isum + (size_t)tid * s->isum_stride;
     lb_rt_dot_fn dot = L->format == LB_RT_W_TERNARY ? m->kern->ternary : m->kern->binary;
-    dot(L->packed + (size_t)r0 * L->row_bytes, L->row_bytes, nr, s->codes + t0 * W, W, s->csum + t0, n_tok, L->kp,
+    dot(L->packed + (size_t)r0 * L->row_bytes, L->row_bytes, nr, p->io->codes + t0 * W, W, p->io->csum + t0, n_tok, L->kp,
         S, (size_t)nr);
     for (int t = 0; t < n_tok; t++) {
-        const float rs = s->cstep[t0 + t] * L->scale;
+        const float rs = p->io->cstep[t0 + t] * L->scale;
         const int32_t *St = S + (size_t)t * nr;
         float *ot = out + (size_t)t * ldo;
         for (int r = 0; r < nr; r++) ot[r] = (float)St[r] * rs;
@@ -337,34 +366,51 @@ typedef struct row_program {
 } row_program;
 
 
-/* Runs the items of the next phase with whoever is here — the thread's own
- * share first, then what is left of the others' — then waits until all are
- * finished (by any thread). With `then` (at least one item), the thread that
- * finishes the last item runs its steps for every token before the others
- * go on: the per-token work of a decoded token in the same wait. */
+/* Spins until *a >= want, at most `spins` times; returns whether it got there. */
+static int await_spins(atomic_int *a, int want, int spins) {
+    for (int i = 0; i < spins; i++) {
+        if (atomic_load_explicit(a, memory_order_acquire) >= want) return 1;
+        cpu_relax();
+    }
+    return atomic_load_explicit(a, memory_order_acquire) >= want;
+}
+
+/* A decoding thread waits this many spins (some tens of microseconds: a
+ * decoded token's phase takes a few) for another thread's share before it
+ * takes that share's remaining items itself. */
+#define STEAL_AFTER 2048
+
+static int share_start(int n_items, int thread, int n_threads) {
+    return (int)((long)n_items * thread / n_threads);
+}
+
+/* Runs the items of the next phase: the thread's own share, then, for each
+ * other share, waits for its owner to finish it — or, when the owner is not
+ * running (a machine shared with other work), takes the items it has not
+ * begun. A prompt pass takes them at once (its items are large and uneven);
+ * a decoding pass first waits `STEAL_AFTER` spins, so that in the usual case
+ * each thread touches only its own counters and the other threads' finished
+ * counts, a cache line moving once each way. Returns when every item of the
+ * phase is finished; then, with `then`, runs its steps for every token on the
+ * thread's own copy of the inputs (p->io), so that no thread waits for
+ * another to compute them. */
 static void phase(const rt_pass *p, int *slot, int n_items, item_fn fn, int layer, const void *arg,
                   const row_program *then, int tid) {
     const int nt = p->n_threads;
-    rt_counter *c = &p->s->ctr[(size_t)(*slot)++ * (nt + 2)], *done = &c[nt], *ready = &c[nt + 1];
-    int finished = 0;
+    rt_counter *next = &p->s->ctr[(size_t)(*slot)++ * CTR_PER_PHASE(nt)], *done = next + nt;
+    const int patience = then ? STEAL_AFTER : 0;
     for (int k = 0; k < nt; k++) {
-        const int owner = (tid + k) % nt;
-        const int lo = (int)((long)n_items * owner / nt), hi = (int)((long)n_items * (owner + 1) / nt);
-        for (;;) {
-            const int i = lo + atomic_fetch_add_explicit(&c[owner].n, 1, memory_order_relaxed);
-            if (i >= hi) break;
-            fn(p, layer, i, arg, tid);
-            finished++;
-        }
+        const int o = (tid + k) % nt, lo = share_start(n_items, o, nt), n = share_start(n_items, o + 1, nt) - lo;
+        if (k > 0 && await_spins(&done[o].n, n, patience)) continue;
+        int finished = 0;
+        for (int i; (i = atomic_fetch_add_explicit(&next[o].n, 1, memory_order_relaxed)) < n; finished++)
+            fn(p, layer, lo + i, arg, tid);
+        if (finished) atomic_fetch_add_explicit(&done[o].n, finished, memory_order_release);
+        wait_for(&done[o].n, n);
     }
-    if (finished && atomic_fetch_add_explicit(&done->n, finished, memory_order_acq_rel) + finished == n_items &&
-        then) {
+    if (then)
         for (int t = then->t0; t < p->n; t++)
             for (int k = 0; k < then->n_steps; k++) then->steps[k].fn(p, then->layer, t);
-        atomic_store_explicit(&ready->n, 1, memory_order_release);
-    }
-    if (then) wait_for(&ready->n, 1);
-    else wait_for(&done->n, n_items);
 }
 
 /* Where a site's values live: rows `ld` floats apart, `width` of them used. */
@@ -373,15 +419,15 @@ static float *site_values(const rt_pass *p, lb_rt_site site, int *width, size_t 
     const lb_rt_model *m = p->m;
     const size_t W = (size_t)m->width_max;
     switch (site) {
-    case LB_RT_ATTN_NORM: case LB_RT_FFN_NORM: case LB_RT_OUTPUT_NORM: *width = m->d; *ld = W; return s->hn;
-    case LB_RT_ATTN_SUB_NORM: *width = m->q_dim; *ld = W; return s->hn;
-    case LB_RT_FFN_SUB_NORM: *width = m->F; *ld = W; return s->hn;
+    case LB_RT_ATTN_NORM: case LB_RT_FFN_NORM: case LB_RT_OUTPUT_NORM: *width = m->d; *ld = W; return p->io->hn;
+    case LB_RT_ATTN_SUB_NORM: *width = m->q_dim; *ld = W; return p->io->hn;
+    case LB_RT_FFN_SUB_NORM: *width = m->F; *ld = W; return p->io->hn;
     case LB_RT_Q: *width = m->q_dim; *ld = (size_t)m->q_dim; return s->q;
     case LB_RT_K: *width = m->kv_dim; *ld = (size_t)m->kv_dim; return s->k;
     case LB_RT_V: *width = m->kv_dim; *ld = (size_t)m->kv_dim; return s->v;
     case LB_RT_ATTN: *width = m->q_dim; *ld = (size_t)m->q_dim; return s->att;
     case LB_RT_ATTN_OUTPUT: case LB_RT_FFN_DOWN: *width = m->d; *ld = (size_t)m->d; return s->lo;
-    case LB_RT_ATTN_RESIDUAL: case LB_RT_FFN_RESIDUAL: *width = m->d; *ld = (size_t)m->d; return s->x;
+    case LB_RT_ATTN_RESIDUAL: case LB_RT_FFN_RESIDUAL: *width = m->d; *ld = (size_t)m->d; return p->io->x;
     case LB_RT_FFN_GATE: *width = m->F; *ld = (size_t)m->F; return s->gate;
     case LB_RT_FFN_UP: *width = m->F; *ld = (size_t)m->F; return s->up;
     case LB_RT_FFN_ACT: *width = m->F; *ld = (size_t)m->F; return s->act;
@@ -424,11 +470,11 @@ static void rows_phase(const rt_pass *p, int *slot, const row_program *rp, int t
 /* ---- the steps of a pass --------------------------------------------------------- */
 
 static float *row_of(float *base, size_t ld, int t) { return base + (size_t)t * ld; }
-#define HN(p, t) row_of((p)->s->hn, (size_t)(p)->m->width_max, t)
+#define HN(p, t) row_of((p)->io->hn, (size_t)(p)->m->width_max, t)
 
 static void step_embed(const rt_pass *p, int l, int t) {
     (void)l;
-    memcpy(row_of(p->s->x, (size_t)p->m->d, t), p->m->embd + (size_t)p->ids[t] * p->m->d,
+    memcpy(row_of(p->io->x, (size_t)p->m->d, t), p->m->embd + (size_t)p->ids[t] * p->m->d,
            (size_t)p->m->d * sizeof(float));
 }
 
@@ -436,13 +482,13 @@ static void step_embed(const rt_pass *p, int l, int t) {
 static void step_residual(const rt_pass *p, int l, int t) {
     (void)l;
     const int d = p->m->d;
-    float *x = row_of(p->s->x, (size_t)d, t);
+    float *x = row_of(p->io->x, (size_t)d, t);
     const float *y = row_of(p->s->lo, (size_t)d, t);
     for (int i = 0; i < d; i++) x[i] += y[i];
 }
 
 static void step_attn_norm(const rt_pass *p, int l, int t) {
-    norm_row(p->m, row_of(p->s->x, (size_t)p->m->d, t), p->m->blocks[l].attn_norm, HN(p, t), p->m->d);
+    norm_row(p->m, row_of(p->io->x, (size_t)p->m->d, t), p->m->blocks[l].attn_norm, HN(p, t), p->m->d);
 }
 
 static void step_prep_qkv(const rt_pass *p, int l, int t) { prepare_input(p, &p->m->blocks[l].q, t, HN(p, t)); }
@@ -458,7 +504,7 @@ static void step_prep_o(const rt_pass *p, int l, int t) {
 }
 
 static void step_ffn_norm(const rt_pass *p, int l, int t) {
-    norm_row(p->m, row_of(p->s->x, (size_t)p->m->d, t), p->m->blocks[l].ffn_norm, HN(p, t), p->m->d);
+    norm_row(p->m, row_of(p->io->x, (size_t)p->m->d, t), p->m->blocks[l].ffn_norm, HN(p, t), p->m->d);
 }
 
 static void step_prep_gate(const rt_pass *p, int l, int t) { prepare_input(p, &p->m->blocks[l].gate, t, HN(p, t)); }
@@ -495,7 +541,7 @@ static void step_prep_down(const rt_pass *p, int l, int t) {
 
 static void step_output_norm(const rt_pass *p, int l, int t) {
     (void)l;
-    norm_row(p->m, row_of(p->s->x, (size_t)p->m->d, t), p->m->output_norm, HN(p, t), p->m->d);
+    norm_row(p->m, row_of(p->io->x, (size_t)p->m->d, t), p->m->output_norm, HN(p, t), p->m->d);
 }
 
 static void step_prep_head(const rt_pass *p, int l, int t) {
@@ -686,19 +732,27 @@ static int n_blocks(int rows) { return (rows + ROW_BLOCK - 1) / ROW_BLOCK; }
 
 /* ---- a pass ---------------------------------------------------------------------- */
 
-/* Passes of up to FOLD tokens run their per-token steps as the tail of the
- * phase before (phase's `then`), in one wait with it; longer ones in a phase
- * of their own, a token an item. */
-#define FOLD 2
-
-/* Returns the phases it ran. */
-static int pass_body(const rt_pass *p, int tid) {
-    const lb_rt_model *m = p->m;
-    lb_rt_session *s = p->s;
-    const int fold = !s->probe && p->n <= FOLD;
+/* One thread's part of a pass; returns the phases it ran. A pass of up to
+ * FOLD tokens (decoding) folds: each thread keeps its own copy of the
+ * residual stream and of the layers' inputs, and after every phase of weight
+ * rows computes the next norm and input codes from all the rows itself, the
+ * other threads alike; four hand-offs a layer, each the other threads'
+ * finished counts and rows. Longer passes run their per-token steps in
+ * phases of their own, a token an item, into one shared copy. */
+static int pass_body(const rt_pass *pass, int tid) {
+    const lb_rt_model *m = pass->m;
+    lb_rt_session *s = pass->s;
+    const int fold = !s->probe && pass->n <= FOLD;
+    rt_pass mine = *pass;
+    if (fold) mine.io = &s->own[tid];
+    const rt_pass *p = &mine;
     int slot = 0;
     const row_program first = {steps_first, N_STEPS(steps_first), 0, 0};
-    rows_phase(p, &slot, &first, tid);
+    if (fold)
+        for (int t = 0; t < p->n; t++)
+            for (int k = 0; k < first.n_steps; k++) first.steps[k].fn(p, 0, t);
+    else
+        rows_phase(p, &slot, &first, tid);
     for (int l = 0; l < m->L; l++) {
         const lb_rt_block *b = &m->blocks[l];
         const row_program o_in = {b->attn_sub_norm ? steps_o_in : steps_o_in + 1, b->attn_sub_norm ? 2 : 1, 0, l};
@@ -763,7 +817,7 @@ lb_status lb_rt_forward(lb_rt_session *s, const int *ids, int n, float *logits, 
     const int nt = s->probe ? 1 : s->n_threads;
     for (int done = 0; done < n;) {
         const int c = n - done < CHUNK ? n - done : CHUNK;
-        rt_pass p = {s, m, ids + done, c, s->len, c, nt, NULL};
+        rt_pass p = {s, m, ids + done, c, s->len, c, nt, NULL, &s->shared};
         if (logits && all_logits) {
             p.logit0 = 0;
             p.logits = logits + (size_t)done * m->V;
@@ -791,7 +845,7 @@ lb_status lb_rt_forward(lb_rt_session *s, const int *ids, int n, float *logits, 
                 }
             }
         }
-        memset(s->ctr, 0, (size_t)phases * (nt + 2) * sizeof *s->ctr); /* for the next pass: the counters it used */
+        memset(s->ctr, 0, (size_t)phases * CTR_PER_PHASE(nt) * sizeof *s->ctr); /* for the next pass: the counters it used */
         s->len += c;
         done += c;
     }
