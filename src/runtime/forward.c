@@ -81,6 +81,7 @@ struct lb_rt_session {
     float *att;             /* [CHUNK, q_dim] */
     float *lo;              /* [CHUNK, d] attn_output, then ffn_down */
     float *gate, *up, *act; /* [CHUNK, F] */
+    float *fold_out;        /* [L, FOLD, q_dim + 2d + F]: a decoding pass's att, lo (twice) and act per layer */
     int32_t *isum;          /* [threads, CHUNK · isum_rows] integer products */
     size_t isum_stride;
     float *scores;          /* [threads, PAIR, seq] */
@@ -103,6 +104,8 @@ typedef struct rt_pass {
     int n_threads;
     float *logits;          /* [n − logit0, V] */
     const rt_io *io;        /* the residual stream and layer inputs this thread reads */
+    /* The current layer's values that per-token steps read: [n, q_dim], [n, d], [n, d], [n, F]. */
+    float *att, *attn_out, *ffn_out, *act;
 } rt_pass;
 
 static const char *const site_names[] = {
@@ -178,6 +181,7 @@ lb_rt_session *lb_rt_session_create(const lb_rt_model *m, int n_threads) {
         !(s->gate = session_alloc(s, C * m->F * sizeof(float))) ||
         !(s->up = session_alloc(s, C * m->F * sizeof(float))) ||
         !(s->act = session_alloc(s, C * m->F * sizeof(float))) ||
+        !(s->fold_out = session_alloc(s, (size_t)m->L * FOLD * (m->q_dim + 2 * m->d + m->F) * sizeof(float))) ||
         !(s->isum = session_alloc(s, nt * s->isum_stride * sizeof(int32_t))) ||
         !(s->scores = session_alloc(s, nt * PAIR * s->seq * sizeof(float))) ||
         !(s->ctr = session_alloc(s, (size_t)(s->n_ctr + 1) * sizeof(rt_counter))))
@@ -425,12 +429,13 @@ static float *site_values(const rt_pass *p, lb_rt_site site, int *width, size_t 
     case LB_RT_Q: *width = m->q_dim; *ld = (size_t)m->q_dim; return s->q;
     case LB_RT_K: *width = m->kv_dim; *ld = (size_t)m->kv_dim; return s->k;
     case LB_RT_V: *width = m->kv_dim; *ld = (size_t)m->kv_dim; return s->v;
-    case LB_RT_ATTN: *width = m->q_dim; *ld = (size_t)m->q_dim; return s->att;
-    case LB_RT_ATTN_OUTPUT: case LB_RT_FFN_DOWN: *width = m->d; *ld = (size_t)m->d; return s->lo;
+    case LB_RT_ATTN: *width = m->q_dim; *ld = (size_t)m->q_dim; return p->att;
+    case LB_RT_ATTN_OUTPUT: *width = m->d; *ld = (size_t)m->d; return p->attn_out;
+    case LB_RT_FFN_DOWN: *width = m->d; *ld = (size_t)m->d; return p->ffn_out;
     case LB_RT_ATTN_RESIDUAL: case LB_RT_FFN_RESIDUAL: *width = m->d; *ld = (size_t)m->d; return p->io->x;
     case LB_RT_FFN_GATE: *width = m->F; *ld = (size_t)m->F; return s->gate;
     case LB_RT_FFN_UP: *width = m->F; *ld = (size_t)m->F; return s->up;
-    case LB_RT_FFN_ACT: *width = m->F; *ld = (size_t)m->F; return s->act;
+    case LB_RT_FFN_ACT: *width = m->F; *ld = (size_t)m->F; return p->act;
     case LB_RT_LOGITS: *width = m->V; *ld = (size_t)m->V; return p->logits;
     case LB_RT_SITE_COUNT: break;
     }
@@ -478,13 +483,21 @@ static void step_embed(const rt_pass *p, int l, int t) {
            (size_t)p->m->d * sizeof(float));
 }
 
-/* x += lo: the residual after attn_output or ffn_down. */
-static void step_residual(const rt_pass *p, int l, int t) {
-    (void)l;
-    const int d = p->m->d;
-    float *x = row_of(p->io->x, (size_t)d, t);
-    const float *y = row_of(p->s->lo, (size_t)d, t);
+/* x += y: a residual. */
+static void add_row(float *x, const float *y, int d) {
     for (int i = 0; i < d; i++) x[i] += y[i];
+}
+
+static void step_attn_residual(const rt_pass *p, int l, int t) {
+    (void)l;
+    const size_t d = (size_t)p->m->d;
+    add_row(row_of(p->io->x, d, t), row_of(p->attn_out, d, t), (int)d);
+}
+
+static void step_ffn_residual(const rt_pass *p, int l, int t) {
+    (void)l;
+    const size_t d = (size_t)p->m->d;
+    add_row(row_of(p->io->x, d, t), row_of(p->ffn_out, d, t), (int)d);
 }
 
 static void step_attn_norm(const rt_pass *p, int l, int t) {
@@ -494,13 +507,13 @@ static void step_attn_norm(const rt_pass *p, int l, int t) {
 static void step_prep_qkv(const rt_pass *p, int l, int t) { prepare_input(p, &p->m->blocks[l].q, t, HN(p, t)); }
 
 static void step_attn_sub_norm(const rt_pass *p, int l, int t) {
-    norm_row(p->m, row_of(p->s->att, (size_t)p->m->q_dim, t), p->m->blocks[l].attn_sub_norm, HN(p, t),
+    norm_row(p->m, row_of(p->att, (size_t)p->m->q_dim, t), p->m->blocks[l].attn_sub_norm, HN(p, t),
              p->m->q_dim);
 }
 
 static void step_prep_o(const rt_pass *p, int l, int t) {
     const lb_rt_block *b = &p->m->blocks[l];
-    prepare_input(p, &b->o, t, b->attn_sub_norm ? HN(p, t) : row_of(p->s->att, (size_t)p->m->q_dim, t));
+    prepare_input(p, &b->o, t, b->attn_sub_norm ? HN(p, t) : row_of(p->att, (size_t)p->m->q_dim, t));
 }
 
 static void step_ffn_norm(const rt_pass *p, int l, int t) {
@@ -514,7 +527,7 @@ static void step_prep_gate(const rt_pass *p, int l, int t) { prepare_input(p, &p
 static void act_cols(const rt_pass *p, int t, int i0, int i1) {
     const int F = p->m->F;
     const float *g = row_of(p->s->gate, (size_t)F, t), *u = row_of(p->s->up, (size_t)F, t);
-    float *a = row_of(p->s->act, (size_t)F, t);
+    float *a = row_of(p->act, (size_t)F, t);
     if (p->m->cfg.ffn_act == LB_FFN_RELU2) {
         for (int i = i0; i < i1; i++) {
             float r = g[i] > 0.0f ? g[i] : 0.0f;
@@ -531,12 +544,12 @@ static void step_act(const rt_pass *p, int l, int t) {
 }
 
 static void step_ffn_sub_norm(const rt_pass *p, int l, int t) {
-    norm_row(p->m, row_of(p->s->act, (size_t)p->m->F, t), p->m->blocks[l].ffn_sub_norm, HN(p, t), p->m->F);
+    norm_row(p->m, row_of(p->act, (size_t)p->m->F, t), p->m->blocks[l].ffn_sub_norm, HN(p, t), p->m->F);
 }
 
 static void step_prep_down(const rt_pass *p, int l, int t) {
     const lb_rt_block *b = &p->m->blocks[l];
-    prepare_input(p, &b->down, t, b->ffn_sub_norm ? HN(p, t) : row_of(p->s->act, (size_t)p->m->F, t));
+    prepare_input(p, &b->down, t, b->ffn_sub_norm ? HN(p, t) : row_of(p->act, (size_t)p->m->F, t));
 }
 
 static void step_output_norm(const rt_pass *p, int l, int t) {
@@ -553,17 +566,17 @@ static void step_prep_head(const rt_pass *p, int l, int t) {
 static const row_step steps_first[] = {
     {step_embed, NO_SITE, 0}, {step_attn_norm, LB_RT_ATTN_NORM, 0}, {step_prep_qkv, NO_SITE, 0}};
 static const row_step steps_attn_in[] = {
-    {step_residual, LB_RT_FFN_RESIDUAL, -1}, {step_attn_norm, LB_RT_ATTN_NORM, 0}, {step_prep_qkv, NO_SITE, 0}};
+    {step_ffn_residual, LB_RT_FFN_RESIDUAL, -1}, {step_attn_norm, LB_RT_ATTN_NORM, 0}, {step_prep_qkv, NO_SITE, 0}};
 static const row_step steps_o_in[] = {{step_attn_sub_norm, LB_RT_ATTN_SUB_NORM, 0}, {step_prep_o, NO_SITE, 0}};
 static const row_step steps_ffn_in[] = {
-    {step_residual, LB_RT_ATTN_RESIDUAL, 0}, {step_ffn_norm, LB_RT_FFN_NORM, 0}, {step_prep_gate, NO_SITE, 0}};
+    {step_attn_residual, LB_RT_ATTN_RESIDUAL, 0}, {step_ffn_norm, LB_RT_FFN_NORM, 0}, {step_prep_gate, NO_SITE, 0}};
 static const row_step steps_down_in[] = {
     {step_act, LB_RT_FFN_ACT, 0}, {step_ffn_sub_norm, LB_RT_FFN_SUB_NORM, 0}, {step_prep_down, NO_SITE, 0}};
 static const row_step steps_down_in_plain[] = {{step_act, LB_RT_FFN_ACT, 0}, {step_prep_down, NO_SITE, 0}};
 /* ... when gate_up_item computed the activation (no probe) */
 static const row_step steps_down_in_fused[] = {{step_ffn_sub_norm, NO_SITE, 0}, {step_prep_down, NO_SITE, 0}};
 static const row_step steps_head_in[] = {
-    {step_residual, LB_RT_FFN_RESIDUAL, -1}, {step_output_norm, LB_RT_OUTPUT_NORM, 0}, {step_prep_head, NO_SITE, 0}};
+    {step_ffn_residual, LB_RT_FFN_RESIDUAL, -1}, {step_output_norm, LB_RT_OUTPUT_NORM, 0}, {step_prep_head, NO_SITE, 0}};
 #define N_STEPS(a) ((int)(sizeof a / sizeof a[0]))
 
 /* ---- the items of a pass --------------------------------------------------------- */
@@ -617,7 +630,7 @@ static inline __attribute__((always_inline)) void attn_heads(const rt_pass *p, i
     for (int e = 0; e < nh; e++) {
         q[e] = p->s->q + (size_t)t * m->q_dim + (size_t)(h0 + e) * Dh;
         sc[e] = p->s->scores + ((size_t)tid * PAIR + e) * S;
-        o[e] = p->s->att + (size_t)t * m->q_dim + (size_t)(h0 + e) * Dh;
+        o[e] = p->att + (size_t)t * m->q_dim + (size_t)(h0 + e) * Dh;
     }
     _Static_assert(KEYS == 4 * LANES, "runtime/forward.c: four vectors of scores at a time");
     for (int j0 = 0; j0 <= P; j0 += KEYS) { /* past P: values of no use, inside the cache */
@@ -755,6 +768,14 @@ static int pass_body(const rt_pass *pass, int tid) {
         rows_phase(p, &slot, &first, tid);
     for (int l = 0; l < m->L; l++) {
         const lb_rt_block *b = &m->blocks[l];
+        if (fold) { /* each layer's values in a place of their own: a thread may still be reading
+                       layer l's while the others, having taken its items, write layer l + 1's */
+            float *o = s->fold_out + (size_t)l * FOLD * (m->q_dim + 2 * m->d + m->F);
+            mine.att = o;
+            mine.attn_out = mine.att + (size_t)FOLD * m->q_dim;
+            mine.ffn_out = mine.attn_out + (size_t)FOLD * m->d;
+            mine.act = mine.ffn_out + (size_t)FOLD * m->d;
+        }
         const row_program o_in = {b->attn_sub_norm ? steps_o_in : steps_o_in + 1, b->attn_sub_norm ? 2 : 1, 0, l};
         const row_program ffn_in = {steps_ffn_in, N_STEPS(steps_ffn_in), 0, l};
         const row_program down_in =
@@ -780,7 +801,7 @@ static int pass_body(const rt_pass *pass, int tid) {
         }
         if (!fold) rows_phase(p, &slot, &o_in, tid);
 
-        const blocks_arg o = {{&b->o, NULL}, {s->lo, NULL}, (size_t)m->d, n_blocks(m->d), 0};
+        const blocks_arg o = {{&b->o, NULL}, {p->attn_out, NULL}, (size_t)m->d, n_blocks(m->d), 0};
         phase(p, &slot, o.n_blocks, blocks_item, l, &o, fold ? &ffn_in : NULL, tid);
         probe(p, LB_RT_ATTN_OUTPUT, l, 0);
         if (!fold) rows_phase(p, &slot, &ffn_in, tid);
@@ -792,7 +813,7 @@ static int pass_body(const rt_pass *pass, int tid) {
         probe(p, LB_RT_FFN_UP, l, 0);
         if (!fold) rows_phase(p, &slot, &down_in, tid);
 
-        const blocks_arg dn = {{&b->down, NULL}, {s->lo, NULL}, (size_t)m->d, n_blocks(m->d), 0};
+        const blocks_arg dn = {{&b->down, NULL}, {p->ffn_out, NULL}, (size_t)m->d, n_blocks(m->d), 0};
         phase(p, &slot, dn.n_blocks, blocks_item, l, &dn, fold ? &next : NULL, tid);
         probe(p, LB_RT_FFN_DOWN, l, 0);
         if (!fold) rows_phase(p, &slot, &next, tid);
@@ -817,7 +838,7 @@ lb_status lb_rt_forward(lb_rt_session *s, const int *ids, int n, float *logits, 
     const int nt = s->probe ? 1 : s->n_threads;
     for (int done = 0; done < n;) {
         const int c = n - done < CHUNK ? n - done : CHUNK;
-        rt_pass p = {s, m, ids + done, c, s->len, c, nt, NULL, &s->shared};
+        rt_pass p = {s, m, ids + done, c, s->len, c, nt, NULL, &s->shared, s->att, s->lo, s->lo, s->act};
         if (logits && all_logits) {
             p.logit0 = 0;
             p.logits = logits + (size_t)done * m->V;
