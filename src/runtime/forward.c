@@ -5,16 +5,16 @@
  * work items (a token's norm, a block of weight rows for every token, a
  * head's RoPE, one query's attention), split into one contiguous share per
  * thread; a thread claims the items of its share from a counter of its own
- * (a cache line no other thread writes while its owner runs), then those
- * left in the other shares, and moves on once every item of the phase is
- * finished. No thread waits for another to arrive: on a machine shared with
- * other work, a thread that is not running simply claims nothing, and the
- * others carry the pass. A decoded token's items are a few microseconds of
- * work each, so one shared counter (a cache line moving between the cores
- * at every claim) would cost about as much as the items. Every item is
- * computed whole by one thread in a fixed order, so the results do not
- * depend on which thread ran it or how many there were, and a token's
- * values do not depend on the other tokens of its pass.
+ * (a cache line no other thread writes while its owner runs), then waits for
+ * the other shares or takes what is left of them, and moves on once every
+ * item of the phase is finished (phase()). No thread has to wait for another
+ * to arrive: on a machine shared with other work, a thread that is not
+ * running claims nothing, and the others carry the pass. A decoded token's
+ * items are a few microseconds of work each, so one shared counter (a cache
+ * line moving between the cores at every claim) would cost about as much as
+ * the items. Every item is computed whole by one thread in a fixed order, so
+ * the results do not depend on which thread ran it or how many there were,
+ * and a token's values do not depend on the other tokens of its pass.
  *
  * Per block, the phases are
  *   rows   residual, attn_norm, the input of q/k/v (codes or fp32)
@@ -27,10 +27,12 @@
  *   rows   silu(gate)·up or relu²(gate)·up, ffn_sub_norm, the input of ffn_down
  *   rows×  ffn_down
  * then output_norm and the head for the tokens whose logits are wanted. A
- * pass of one or two tokens (decoding) runs each `rows` phase as the tail of
- * the phase before it (see phase()) and heads and attn as one phase, an item
- * per KV head (qkv_attn_item). Without a probe, each gate/up item also
- * computes the activation of its columns (gate_up_item). */
+ * pass of one or two tokens (decoding) folds (pass_body): every thread runs
+ * each `rows` phase itself, on its own copy of the residual stream and the
+ * layer inputs, right after the phase before it, and heads and attn are one
+ * phase, an item per KV head (qkv_attn_item): four hand-offs a layer. Without
+ * a probe, each gate/up item also computes the activation of its columns
+ * (gate_up_item). */
 #include <math.h>
 #include <omp.h>
 #include <sched.h>
