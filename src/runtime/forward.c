@@ -615,6 +615,24 @@ static void qkv_item(const rt_pass *p, int l, int item, const void *arg, int tid
     if (!is_q) store_kv(p, l, h, !is_k);
 }
 
+/* The scores of keys j0..j0 + nb·LANES − 1 (nb <= 4) for nh query heads q,
+ * into sc: the sums in registers, in order of i. */
+static inline __attribute__((always_inline)) void scores_block(const float *Kt, size_t S, int Dh, int j0,
+                                                               const float *const *q, float *const *sc, int nh,
+                                                               int nb) {
+    _Static_assert(KEYS == 4 * LANES, "runtime/forward.c: up to four vectors of scores at a time");
+    f32xL acc[PAIR][4] = {{{0}}};
+    for (int i = 0; i < Dh; i++) {
+        const float *k = Kt + (size_t)i * S + j0;
+        f32xL kv[4];
+        for (int b = 0; b < nb; b++) kv[b] = load_l(k + LANES * b);
+        for (int e = 0; e < nh; e++)
+            for (int b = 0; b < nb; b++) acc[e][b] += q[e][i] * kv[b];
+    }
+    for (int e = 0; e < nh; e++)
+        for (int b = 0; b < nb; b++) memcpy(sc[e] + j0 + LANES * b, &acc[e][b], sizeof acc[e][b]);
+}
+
 /* Query heads h0..h0 + nh − 1 (nh <= PAIR, one KV head) of token t against the
  * cache, positions 0..pos0 + t: each key and value vector loaded once for
  * the heads (grouped-query attention shares them). Each score and each
@@ -634,18 +652,14 @@ static inline __attribute__((always_inline)) void attn_heads(const rt_pass *p, i
         sc[e] = p->s->scores + ((size_t)tid * PAIR + e) * S;
         o[e] = p->att + (size_t)t * m->q_dim + (size_t)(h0 + e) * Dh;
     }
-    _Static_assert(KEYS == 4 * LANES, "runtime/forward.c: four vectors of scores at a time");
-    for (int j0 = 0; j0 <= P; j0 += KEYS) { /* past P: values of no use, inside the cache */
-        f32xL acc[PAIR][4] = {{{0}}};
-        for (int i = 0; i < Dh; i++) {
-            const float *k = Kt + (size_t)i * S + j0;
-            f32xL kv[4];
-            for (int b = 0; b < 4; b++) kv[b] = load_l(k + LANES * b);
-            for (int e = 0; e < nh; e++)
-                for (int b = 0; b < 4; b++) acc[e][b] += q[e][i] * kv[b];
-        }
-        for (int e = 0; e < nh; e++)
-            for (int b = 0; b < 4; b++) memcpy(sc[e] + j0 + LANES * b, &acc[e][b], sizeof acc[e][b]);
+    int j0 = 0;
+    for (; j0 + KEYS <= P + 1; j0 += KEYS) scores_block(Kt, S, Dh, j0, q, sc, nh, KEYS / LANES);
+    switch (j0 <= P ? (P - j0) / LANES + 1 : 0) { /* the last keys, LANES at a time (past P: of no use) */
+    case 0: break;
+    case 1: scores_block(Kt, S, Dh, j0, q, sc, nh, 1); break;
+    case 2: scores_block(Kt, S, Dh, j0, q, sc, nh, 2); break;
+    case 3: scores_block(Kt, S, Dh, j0, q, sc, nh, 3); break;
+    default: scores_block(Kt, S, Dh, j0, q, sc, nh, 4); break;
     }
     for (int e = 0; e < nh; e++) {
         float *se = sc[e];
