@@ -753,13 +753,18 @@ static void test_against_training(void **state) {
             const int T = mc->T, V = mc->V;
             float *one = run_plain(rm, ids, T, V, 1, T), *two = run_plain(rm, ids, T, V, 2, T);
             float *dec = run_plain(rm, ids, T, V, 2, 1), *split = run_plain(rm, ids, T, V, 2, 7);
+            /* Decoding on more threads than this machine has cores: threads wait
+             * descheduled and the others take their items; shares of unequal sizes. */
+            float *crowd = run_plain(rm, ids, T, V, 5, 1), *pairs = run_plain(rm, ids, T, V, 3, 2);
             const size_t bytes = (size_t)T * V * sizeof(float);
             assert_memory_equal(one, two, bytes);
             assert_memory_equal(one, dec, bytes);
             assert_memory_equal(one, split, bytes);
+            assert_memory_equal(one, crowd, bytes);
+            assert_memory_equal(one, pairs, bytes);
             if (!first) first = one;
             else assert_memory_equal(first, one, bytes), free(one);
-            free(two), free(dec), free(split);
+            free(two), free(dec), free(split), free(crowd), free(pairs);
             lb_rt_model_free(rm);
         }
         free(first);

@@ -5,16 +5,16 @@
  * work items (a token's norm, a block of weight rows for every token, a
  * head's RoPE, one query's attention), split into one contiguous share per
  * thread; a thread claims the items of its share from a counter of its own
- * (a cache line no other thread writes while its owner runs), then those
- * left in the other shares, and moves on once every item of the phase is
- * finished. No thread waits for another to arrive: on a machine shared with
- * other work, a thread that is not running simply claims nothing, and the
- * others carry the pass. A decoded token's items are a few microseconds of
- * work each, so one shared counter (a cache line moving between the cores
- * at every claim) would cost about as much as the items. Every item is
- * computed whole by one thread in a fixed order, so the results do not
- * depend on which thread ran it or how many there were, and a token's
- * values do not depend on the other tokens of its pass.
+ * (a cache line no other thread writes while its owner runs), then waits for
+ * the other shares or takes what is left of them, and moves on once every
+ * item of the phase is finished (phase()). No thread has to wait for another
+ * to arrive: on a machine shared with other work, a thread that is not
+ * running claims nothing, and the others carry the pass. A decoded token's
+ * items are a few microseconds of work each, so one shared counter (a cache
+ * line moving between the cores at every claim) would cost about as much as
+ * the items. Every item is computed whole by one thread in a fixed order, so
+ * the results do not depend on which thread ran it or how many there were,
+ * and a token's values do not depend on the other tokens of its pass.
  *
  * Per block, the phases are
  *   rows   residual, attn_norm, the input of q/k/v (codes or fp32)
@@ -27,10 +27,12 @@
  *   rows   silu(gate)·up or relu²(gate)·up, ffn_sub_norm, the input of ffn_down
  *   rows×  ffn_down
  * then output_norm and the head for the tokens whose logits are wanted. A
- * pass of one or two tokens (decoding) runs each `rows` phase as the tail of
- * the phase before it (see phase()) and heads and attn as one phase, an item
- * per KV head (qkv_attn_item). Without a probe, each gate/up item also
- * computes the activation of its columns (gate_up_item). */
+ * pass of one or two tokens (decoding) folds (pass_body): every thread runs
+ * each `rows` phase itself, on its own copy of the residual stream and the
+ * layer inputs, right after the phase before it, and heads and attn are one
+ * phase, an item per KV head (qkv_attn_item): four hand-offs a layer. Without
+ * a probe, each gate/up item also computes the activation of its columns
+ * (gate_up_item). */
 #include <math.h>
 #include <omp.h>
 #include <sched.h>
@@ -49,11 +51,23 @@
 #define ROW_BLOCK 64  /* weight rows per work item */
 #define KEYS 64       /* attention scores computed together */
 #define PAIR 2        /* query heads of one KV head computed together */
+#define FOLD 2        /* passes of up to FOLD tokens (decoding) run as in pass_body's fold */
+
+/* A layer's input and the residual stream, for rows of tokens. */
+typedef struct rt_io {
+    float *x;               /* [rows, d] the residual stream */
+    float *hn;              /* [rows, wmax] a norm's output */
+    float *fq;              /* [rows, wmax] an fp32 layer's input */
+    int8_t *codes;          /* [rows, wmax] a packed layer's input codes */
+    float *cstep;           /* [rows] their steps */
+    int32_t *csum;          /* [rows] their sums */
+} rt_io;
 
 typedef struct rt_counter {
     atomic_int n;
     char pad[64 - sizeof(atomic_int)]; /* one cache line each */
 } rt_counter;
+#define CTR_PER_PHASE(threads) (2 * (threads))
 
 struct lb_rt_session {
     const lb_rt_model *m;
@@ -63,21 +77,19 @@ struct lb_rt_session {
     float *kc;              /* [L, Hkv, Dh, seq]: keys transposed, so that scores come KEYS at a time */
     float *vc;              /* [L, Hkv, max_seq, Dh] */
     /* One pass's values, CHUNK tokens each. */
-    float *x;               /* [CHUNK, d] the residual stream */
-    float *hn;              /* [CHUNK, wmax] a norm's output */
-    float *fq;              /* [CHUNK, wmax] an fp32 layer's input */
-    int8_t *codes;          /* [CHUNK, wmax] a packed layer's input codes */
-    float *cstep;           /* [CHUNK] their steps */
-    int32_t *csum;          /* [CHUNK] their sums */
+    rt_io shared;           /* CHUNK rows */
+    rt_io *own;             /* [threads], FOLD rows each: a decoding thread's copy (see pass_body) */
     float *q, *k, *v;       /* [CHUNK, q_dim], [CHUNK, kv_dim] */
     float *att;             /* [CHUNK, q_dim] */
     float *lo;              /* [CHUNK, d] attn_output, then ffn_down */
     float *gate, *up, *act; /* [CHUNK, F] */
+    float *fold_out;        /* [L, FOLD, q_dim + 2d + F]: a decoding pass's att, lo (twice) and act per layer */
     int32_t *isum;          /* [threads, CHUNK · isum_rows] integer products */
     size_t isum_stride;
     float *scores;          /* [threads, PAIR, seq] */
-    rt_counter *ctr;        /* per phase of a pass: one per thread (the next item of its share), items done,
-                               its tail done; then one: the threads but the first that left the pass */
+    rt_counter *ctr;        /* per phase of a pass, CTR_PER_PHASE: for each thread's share the next item
+                               and the items finished; after the last phase one: the threads but the
+                               first that left the pass */
     int n_ctr;
     lb_rt_probe_fn probe;
     void *probe_ctx;
@@ -93,6 +105,9 @@ typedef struct rt_pass {
     int n, pos0, logit0;
     int n_threads;
     float *logits;          /* [n − logit0, V] */
+    const rt_io *io;        /* the residual stream and layer inputs this thread reads */
+    /* The current layer's values that per-token steps read: [n, q_dim], [n, d], [n, d], [n, F]. */
+    float *att, *attn_out, *ffn_out, *act;
 } rt_pass;
 
 static const char *const site_names[] = {
@@ -111,6 +126,22 @@ _Static_assert(sizeof site_names / sizeof site_names[0] == LB_RT_SITE_COUNT, "ru
 const char *lb_rt_site_name(lb_rt_site site) { return (unsigned)site < LB_RT_SITE_COUNT ? site_names[site] : "?"; }
 
 /* ---- sessions ------------------------------------------------------------------ */
+
+/* Points io's arrays into `mem` (NULL: only counts), `rows` rows each;
+ * returns the bytes they take. */
+static size_t io_carve(const lb_rt_model *m, rt_io *io, char *mem, size_t rows) {
+    const size_t W = (size_t)m->width_max;
+    size_t off = 0;
+#define CARVE(field, bytes) (io->field = mem ? (void *)(mem + off) : NULL, off += ((bytes) + 63) / 64 * 64)
+    CARVE(x, rows * m->d * sizeof(float));
+    CARVE(hn, rows * W * sizeof(float));
+    CARVE(fq, rows * W * sizeof(float));
+    CARVE(codes, rows * W);
+    CARVE(cstep, rows * sizeof(float));
+    CARVE(csum, rows * sizeof(int32_t));
+#undef CARVE
+    return off;
+}
 
 static void *session_alloc(lb_rt_session *s, size_t bytes) {
     if (s->n_mem == (int)(sizeof s->mem / sizeof s->mem[0])) return NULL;
@@ -133,15 +164,17 @@ lb_rt_session *lb_rt_session_create(const lb_rt_model *m, int n_threads) {
     if (!s) goto oom;
     s->m = m;
     s->n_threads = n_threads > 0 ? n_threads : omp_get_max_threads();
-    const size_t C = CHUNK, nt = (size_t)s->n_threads, W = (size_t)m->width_max;
+    const size_t C = CHUNK, nt = (size_t)s->n_threads;
     s->seq = (m->max_seq + KEYS - 1) / KEYS * KEYS;
     const size_t cache = (size_t)m->L * m->Hkv * s->seq * m->Dh;
     s->isum_stride = C * (size_t)(m->Dh > ROW_BLOCK ? m->Dh : ROW_BLOCK);
-    s->n_ctr = (9 * m->L + 2) * (s->n_threads + 2);
+    s->n_ctr = (9 * m->L + 2) * CTR_PER_PHASE(s->n_threads);
+    rt_io none;
+    const size_t shared_bytes = io_carve(m, &none, NULL, C), own_bytes = io_carve(m, &none, NULL, FOLD);
+    char *shared, *own;
     if (!(s->kc = session_alloc(s, cache * sizeof(float))) || !(s->vc = session_alloc(s, cache * sizeof(float))) ||
-        !(s->x = session_alloc(s, C * m->d * sizeof(float))) || !(s->hn = session_alloc(s, C * W * sizeof(float))) ||
-        !(s->fq = session_alloc(s, C * W * sizeof(float))) || !(s->codes = session_alloc(s, C * W)) ||
-        !(s->cstep = session_alloc(s, C * sizeof(float))) || !(s->csum = session_alloc(s, C * sizeof(int32_t))) ||
+        !(shared = session_alloc(s, shared_bytes)) || !(own = session_alloc(s, nt * own_bytes)) ||
+        !(s->own = session_alloc(s, nt * sizeof *s->own)) ||
         !(s->q = session_alloc(s, C * m->q_dim * sizeof(float))) ||
         !(s->k = session_alloc(s, C * m->kv_dim * sizeof(float))) ||
         !(s->v = session_alloc(s, C * m->kv_dim * sizeof(float))) ||
@@ -150,10 +183,13 @@ lb_rt_session *lb_rt_session_create(const lb_rt_model *m, int n_threads) {
         !(s->gate = session_alloc(s, C * m->F * sizeof(float))) ||
         !(s->up = session_alloc(s, C * m->F * sizeof(float))) ||
         !(s->act = session_alloc(s, C * m->F * sizeof(float))) ||
+        !(s->fold_out = session_alloc(s, (size_t)m->L * FOLD * (m->q_dim + 2 * m->d + m->F) * sizeof(float))) ||
         !(s->isum = session_alloc(s, nt * s->isum_stride * sizeof(int32_t))) ||
         !(s->scores = session_alloc(s, nt * PAIR * s->seq * sizeof(float))) ||
         !(s->ctr = session_alloc(s, (size_t)(s->n_ctr + 1) * sizeof(rt_counter))))
         goto oom;
+    io_carve(m, &s->shared, shared, C);
+    for (size_t i = 0; i < nt; i++) io_carve(m, &s->own[i], own + i * own_bytes, FOLD);
     return s;
 oom:
     lb_error(LB_ENOMEM, "runtime: a session of %d tokens on %d threads", m->max_seq, n_threads);
@@ -258,13 +294,12 @@ static void quantize_row(const lb_rt_linear *L, const float *x, int8_t *codes, f
 
 /* Token t's input `src` of the layers that share L's input. */
 static void prepare_input(const rt_pass *p, const lb_rt_linear *L, int t, const float *src) {
-    lb_rt_session *s = p->s;
     const size_t W = (size_t)p->m->width_max;
     if (L->input == LB_RT_IN_CODES) {
-        quantize_row(L, src, s->codes + t * W, &s->cstep[t], &s->csum[t]);
+        quantize_row(L, src, p->io->codes + t * W, &p->io->cstep[t], &p->io->csum[t]);
         return;
     }
-    float *dst = s->fq + t * W;
+    float *dst = p->io->fq + t * W;
     if (L->input == LB_RT_IN_AS_IS) {
         memcpy(dst, src, (size_t)L->k * sizeof *dst);
         return;
@@ -287,16 +322,16 @@ static void linear_rows(const rt_pass *p, const lb_rt_linear *L, int r0, int r1,
     if (L->format == LB_RT_W_F32) {
         for (int r = r0; r < r1; r++) {
             const float *wr = L->w + (size_t)r * L->k;
-            for (int t = 0; t < n_tok; t++) out[(size_t)t * ldo + (r - r0)] = dot_f32(s->fq + (t0 + t) * W, wr, L->k);
+            for (int t = 0; t < n_tok; t++) out[(size_t)t * ldo + (r - r0)] = dot_f32(p->io->fq + (t0 + t) * W, wr, L->k);
         }
         return;
     }
     int32_t *S = s->isum + (size_t)tid * s->isum_stride;
     lb_rt_dot_fn dot = L->format == LB_RT_W_TERNARY ? m->kern->ternary : m->kern->binary;
-    dot(L->packed + (size_t)r0 * L->row_bytes, L->row_bytes, nr, s->codes + t0 * W, W, s->csum + t0, n_tok, L->kp,
+    dot(L->packed + (size_t)r0 * L->row_bytes, L->row_bytes, nr, p->io->codes + t0 * W, W, p->io->csum + t0, n_tok, L->kp,
         S, (size_t)nr);
     for (int t = 0; t < n_tok; t++) {
-        const float rs = s->cstep[t0 + t] * L->scale;
+        const float rs = p->io->cstep[t0 + t] * L->scale;
         const int32_t *St = S + (size_t)t * nr;
         float *ot = out + (size_t)t * ldo;
         for (int r = 0; r < nr; r++) ot[r] = (float)St[r] * rs;
@@ -337,34 +372,51 @@ typedef struct row_program {
 } row_program;
 
 
-/* Runs the items of the next phase with whoever is here — the thread's own
- * share first, then what is left of the others' — then waits until all are
- * finished (by any thread). With `then` (at least one item), the thread that
- * finishes the last item runs its steps for every token before the others
- * go on: the per-token work of a decoded token in the same wait. */
+/* Spins until *a >= want, at most `spins` times; returns whether it got there. */
+static int await_spins(atomic_int *a, int want, int spins) {
+    for (int i = 0; i < spins; i++) {
+        if (atomic_load_explicit(a, memory_order_acquire) >= want) return 1;
+        cpu_relax();
+    }
+    return atomic_load_explicit(a, memory_order_acquire) >= want;
+}
+
+/* A decoding thread waits this many spins (some tens of microseconds: a
+ * decoded token's phase takes a few) for another thread's share before it
+ * takes that share's remaining items itself. */
+#define STEAL_AFTER 2048
+
+static int share_start(int n_items, int thread, int n_threads) {
+    return (int)((long)n_items * thread / n_threads);
+}
+
+/* Runs the items of the next phase: the thread's own share, then, for each
+ * other share, waits for its owner to finish it — or, when the owner is not
+ * running (a machine shared with other work), takes the items it has not
+ * begun. A prompt pass takes them at once (its items are large and uneven);
+ * a decoding pass first waits `STEAL_AFTER` spins, so that in the usual case
+ * each thread touches only its own counters and the other threads' finished
+ * counts, a cache line moving once each way. Returns when every item of the
+ * phase is finished; then, with `then`, runs its steps for every token on the
+ * thread's own copy of the inputs (p->io), so that no thread waits for
+ * another to compute them. */
 static void phase(const rt_pass *p, int *slot, int n_items, item_fn fn, int layer, const void *arg,
                   const row_program *then, int tid) {
     const int nt = p->n_threads;
-    rt_counter *c = &p->s->ctr[(size_t)(*slot)++ * (nt + 2)], *done = &c[nt], *ready = &c[nt + 1];
-    int finished = 0;
+    rt_counter *next = &p->s->ctr[(size_t)(*slot)++ * CTR_PER_PHASE(nt)], *done = next + nt;
+    const int patience = then ? STEAL_AFTER : 0;
     for (int k = 0; k < nt; k++) {
-        const int owner = (tid + k) % nt;
-        const int lo = (int)((long)n_items * owner / nt), hi = (int)((long)n_items * (owner + 1) / nt);
-        for (;;) {
-            const int i = lo + atomic_fetch_add_explicit(&c[owner].n, 1, memory_order_relaxed);
-            if (i >= hi) break;
-            fn(p, layer, i, arg, tid);
-            finished++;
-        }
+        const int o = (tid + k) % nt, lo = share_start(n_items, o, nt), n = share_start(n_items, o + 1, nt) - lo;
+        if (k > 0 && await_spins(&done[o].n, n, patience)) continue;
+        int finished = 0;
+        for (int i; (i = atomic_fetch_add_explicit(&next[o].n, 1, memory_order_relaxed)) < n; finished++)
+            fn(p, layer, lo + i, arg, tid);
+        if (finished) atomic_fetch_add_explicit(&done[o].n, finished, memory_order_release);
+        wait_for(&done[o].n, n);
     }
-    if (finished && atomic_fetch_add_explicit(&done->n, finished, memory_order_acq_rel) + finished == n_items &&
-        then) {
+    if (then)
         for (int t = then->t0; t < p->n; t++)
             for (int k = 0; k < then->n_steps; k++) then->steps[k].fn(p, then->layer, t);
-        atomic_store_explicit(&ready->n, 1, memory_order_release);
-    }
-    if (then) wait_for(&ready->n, 1);
-    else wait_for(&done->n, n_items);
 }
 
 /* Where a site's values live: rows `ld` floats apart, `width` of them used. */
@@ -373,18 +425,19 @@ static float *site_values(const rt_pass *p, lb_rt_site site, int *width, size_t 
     const lb_rt_model *m = p->m;
     const size_t W = (size_t)m->width_max;
     switch (site) {
-    case LB_RT_ATTN_NORM: case LB_RT_FFN_NORM: case LB_RT_OUTPUT_NORM: *width = m->d; *ld = W; return s->hn;
-    case LB_RT_ATTN_SUB_NORM: *width = m->q_dim; *ld = W; return s->hn;
-    case LB_RT_FFN_SUB_NORM: *width = m->F; *ld = W; return s->hn;
+    case LB_RT_ATTN_NORM: case LB_RT_FFN_NORM: case LB_RT_OUTPUT_NORM: *width = m->d; *ld = W; return p->io->hn;
+    case LB_RT_ATTN_SUB_NORM: *width = m->q_dim; *ld = W; return p->io->hn;
+    case LB_RT_FFN_SUB_NORM: *width = m->F; *ld = W; return p->io->hn;
     case LB_RT_Q: *width = m->q_dim; *ld = (size_t)m->q_dim; return s->q;
     case LB_RT_K: *width = m->kv_dim; *ld = (size_t)m->kv_dim; return s->k;
     case LB_RT_V: *width = m->kv_dim; *ld = (size_t)m->kv_dim; return s->v;
-    case LB_RT_ATTN: *width = m->q_dim; *ld = (size_t)m->q_dim; return s->att;
-    case LB_RT_ATTN_OUTPUT: case LB_RT_FFN_DOWN: *width = m->d; *ld = (size_t)m->d; return s->lo;
-    case LB_RT_ATTN_RESIDUAL: case LB_RT_FFN_RESIDUAL: *width = m->d; *ld = (size_t)m->d; return s->x;
+    case LB_RT_ATTN: *width = m->q_dim; *ld = (size_t)m->q_dim; return p->att;
+    case LB_RT_ATTN_OUTPUT: *width = m->d; *ld = (size_t)m->d; return p->attn_out;
+    case LB_RT_FFN_DOWN: *width = m->d; *ld = (size_t)m->d; return p->ffn_out;
+    case LB_RT_ATTN_RESIDUAL: case LB_RT_FFN_RESIDUAL: *width = m->d; *ld = (size_t)m->d; return p->io->x;
     case LB_RT_FFN_GATE: *width = m->F; *ld = (size_t)m->F; return s->gate;
     case LB_RT_FFN_UP: *width = m->F; *ld = (size_t)m->F; return s->up;
-    case LB_RT_FFN_ACT: *width = m->F; *ld = (size_t)m->F; return s->act;
+    case LB_RT_FFN_ACT: *width = m->F; *ld = (size_t)m->F; return p->act;
     case LB_RT_LOGITS: *width = m->V; *ld = (size_t)m->V; return p->logits;
     case LB_RT_SITE_COUNT: break;
     }
@@ -424,41 +477,49 @@ static void rows_phase(const rt_pass *p, int *slot, const row_program *rp, int t
 /* ---- the steps of a pass --------------------------------------------------------- */
 
 static float *row_of(float *base, size_t ld, int t) { return base + (size_t)t * ld; }
-#define HN(p, t) row_of((p)->s->hn, (size_t)(p)->m->width_max, t)
+#define HN(p, t) row_of((p)->io->hn, (size_t)(p)->m->width_max, t)
 
 static void step_embed(const rt_pass *p, int l, int t) {
     (void)l;
-    memcpy(row_of(p->s->x, (size_t)p->m->d, t), p->m->embd + (size_t)p->ids[t] * p->m->d,
+    memcpy(row_of(p->io->x, (size_t)p->m->d, t), p->m->embd + (size_t)p->ids[t] * p->m->d,
            (size_t)p->m->d * sizeof(float));
 }
 
-/* x += lo: the residual after attn_output or ffn_down. */
-static void step_residual(const rt_pass *p, int l, int t) {
-    (void)l;
-    const int d = p->m->d;
-    float *x = row_of(p->s->x, (size_t)d, t);
-    const float *y = row_of(p->s->lo, (size_t)d, t);
+/* x += y: a residual. */
+static void add_row(float *x, const float *y, int d) {
     for (int i = 0; i < d; i++) x[i] += y[i];
 }
 
+static void step_attn_residual(const rt_pass *p, int l, int t) {
+    (void)l;
+    const size_t d = (size_t)p->m->d;
+    add_row(row_of(p->io->x, d, t), row_of(p->attn_out, d, t), (int)d);
+}
+
+static void step_ffn_residual(const rt_pass *p, int l, int t) {
+    (void)l;
+    const size_t d = (size_t)p->m->d;
+    add_row(row_of(p->io->x, d, t), row_of(p->ffn_out, d, t), (int)d);
+}
+
 static void step_attn_norm(const rt_pass *p, int l, int t) {
-    norm_row(p->m, row_of(p->s->x, (size_t)p->m->d, t), p->m->blocks[l].attn_norm, HN(p, t), p->m->d);
+    norm_row(p->m, row_of(p->io->x, (size_t)p->m->d, t), p->m->blocks[l].attn_norm, HN(p, t), p->m->d);
 }
 
 static void step_prep_qkv(const rt_pass *p, int l, int t) { prepare_input(p, &p->m->blocks[l].q, t, HN(p, t)); }
 
 static void step_attn_sub_norm(const rt_pass *p, int l, int t) {
-    norm_row(p->m, row_of(p->s->att, (size_t)p->m->q_dim, t), p->m->blocks[l].attn_sub_norm, HN(p, t),
+    norm_row(p->m, row_of(p->att, (size_t)p->m->q_dim, t), p->m->blocks[l].attn_sub_norm, HN(p, t),
              p->m->q_dim);
 }
 
 static void step_prep_o(const rt_pass *p, int l, int t) {
     const lb_rt_block *b = &p->m->blocks[l];
-    prepare_input(p, &b->o, t, b->attn_sub_norm ? HN(p, t) : row_of(p->s->att, (size_t)p->m->q_dim, t));
+    prepare_input(p, &b->o, t, b->attn_sub_norm ? HN(p, t) : row_of(p->att, (size_t)p->m->q_dim, t));
 }
 
 static void step_ffn_norm(const rt_pass *p, int l, int t) {
-    norm_row(p->m, row_of(p->s->x, (size_t)p->m->d, t), p->m->blocks[l].ffn_norm, HN(p, t), p->m->d);
+    norm_row(p->m, row_of(p->io->x, (size_t)p->m->d, t), p->m->blocks[l].ffn_norm, HN(p, t), p->m->d);
 }
 
 static void step_prep_gate(const rt_pass *p, int l, int t) { prepare_input(p, &p->m->blocks[l].gate, t, HN(p, t)); }
@@ -468,7 +529,7 @@ static void step_prep_gate(const rt_pass *p, int l, int t) { prepare_input(p, &p
 static void act_cols(const rt_pass *p, int t, int i0, int i1) {
     const int F = p->m->F;
     const float *g = row_of(p->s->gate, (size_t)F, t), *u = row_of(p->s->up, (size_t)F, t);
-    float *a = row_of(p->s->act, (size_t)F, t);
+    float *a = row_of(p->act, (size_t)F, t);
     if (p->m->cfg.ffn_act == LB_FFN_RELU2) {
         for (int i = i0; i < i1; i++) {
             float r = g[i] > 0.0f ? g[i] : 0.0f;
@@ -485,17 +546,17 @@ static void step_act(const rt_pass *p, int l, int t) {
 }
 
 static void step_ffn_sub_norm(const rt_pass *p, int l, int t) {
-    norm_row(p->m, row_of(p->s->act, (size_t)p->m->F, t), p->m->blocks[l].ffn_sub_norm, HN(p, t), p->m->F);
+    norm_row(p->m, row_of(p->act, (size_t)p->m->F, t), p->m->blocks[l].ffn_sub_norm, HN(p, t), p->m->F);
 }
 
 static void step_prep_down(const rt_pass *p, int l, int t) {
     const lb_rt_block *b = &p->m->blocks[l];
-    prepare_input(p, &b->down, t, b->ffn_sub_norm ? HN(p, t) : row_of(p->s->act, (size_t)p->m->F, t));
+    prepare_input(p, &b->down, t, b->ffn_sub_norm ? HN(p, t) : row_of(p->act, (size_t)p->m->F, t));
 }
 
 static void step_output_norm(const rt_pass *p, int l, int t) {
     (void)l;
-    norm_row(p->m, row_of(p->s->x, (size_t)p->m->d, t), p->m->output_norm, HN(p, t), p->m->d);
+    norm_row(p->m, row_of(p->io->x, (size_t)p->m->d, t), p->m->output_norm, HN(p, t), p->m->d);
 }
 
 static void step_prep_head(const rt_pass *p, int l, int t) {
@@ -507,17 +568,17 @@ static void step_prep_head(const rt_pass *p, int l, int t) {
 static const row_step steps_first[] = {
     {step_embed, NO_SITE, 0}, {step_attn_norm, LB_RT_ATTN_NORM, 0}, {step_prep_qkv, NO_SITE, 0}};
 static const row_step steps_attn_in[] = {
-    {step_residual, LB_RT_FFN_RESIDUAL, -1}, {step_attn_norm, LB_RT_ATTN_NORM, 0}, {step_prep_qkv, NO_SITE, 0}};
+    {step_ffn_residual, LB_RT_FFN_RESIDUAL, -1}, {step_attn_norm, LB_RT_ATTN_NORM, 0}, {step_prep_qkv, NO_SITE, 0}};
 static const row_step steps_o_in[] = {{step_attn_sub_norm, LB_RT_ATTN_SUB_NORM, 0}, {step_prep_o, NO_SITE, 0}};
 static const row_step steps_ffn_in[] = {
-    {step_residual, LB_RT_ATTN_RESIDUAL, 0}, {step_ffn_norm, LB_RT_FFN_NORM, 0}, {step_prep_gate, NO_SITE, 0}};
+    {step_attn_residual, LB_RT_ATTN_RESIDUAL, 0}, {step_ffn_norm, LB_RT_FFN_NORM, 0}, {step_prep_gate, NO_SITE, 0}};
 static const row_step steps_down_in[] = {
     {step_act, LB_RT_FFN_ACT, 0}, {step_ffn_sub_norm, LB_RT_FFN_SUB_NORM, 0}, {step_prep_down, NO_SITE, 0}};
 static const row_step steps_down_in_plain[] = {{step_act, LB_RT_FFN_ACT, 0}, {step_prep_down, NO_SITE, 0}};
 /* ... when gate_up_item computed the activation (no probe) */
 static const row_step steps_down_in_fused[] = {{step_ffn_sub_norm, NO_SITE, 0}, {step_prep_down, NO_SITE, 0}};
 static const row_step steps_head_in[] = {
-    {step_residual, LB_RT_FFN_RESIDUAL, -1}, {step_output_norm, LB_RT_OUTPUT_NORM, 0}, {step_prep_head, NO_SITE, 0}};
+    {step_ffn_residual, LB_RT_FFN_RESIDUAL, -1}, {step_output_norm, LB_RT_OUTPUT_NORM, 0}, {step_prep_head, NO_SITE, 0}};
 #define N_STEPS(a) ((int)(sizeof a / sizeof a[0]))
 
 /* ---- the items of a pass --------------------------------------------------------- */
@@ -554,6 +615,24 @@ static void qkv_item(const rt_pass *p, int l, int item, const void *arg, int tid
     if (!is_q) store_kv(p, l, h, !is_k);
 }
 
+/* The scores of keys j0..j0 + nb·LANES − 1 (nb <= 4) for nh query heads q,
+ * into sc: the sums in registers, in order of i. */
+static inline __attribute__((always_inline)) void scores_block(const float *Kt, size_t S, int Dh, int j0,
+                                                               const float *const *q, float *const *sc, int nh,
+                                                               int nb) {
+    _Static_assert(KEYS == 4 * LANES, "runtime/forward.c: up to four vectors of scores at a time");
+    f32xL acc[PAIR][4] = {{{0}}};
+    for (int i = 0; i < Dh; i++) {
+        const float *k = Kt + (size_t)i * S + j0;
+        f32xL kv[4];
+        for (int b = 0; b < nb; b++) kv[b] = load_l(k + LANES * b);
+        for (int e = 0; e < nh; e++)
+            for (int b = 0; b < nb; b++) acc[e][b] += q[e][i] * kv[b];
+    }
+    for (int e = 0; e < nh; e++)
+        for (int b = 0; b < nb; b++) memcpy(sc[e] + j0 + LANES * b, &acc[e][b], sizeof acc[e][b]);
+}
+
 /* Query heads h0..h0 + nh − 1 (nh <= PAIR, one KV head) of token t against the
  * cache, positions 0..pos0 + t: each key and value vector loaded once for
  * the heads (grouped-query attention shares them). Each score and each
@@ -571,20 +650,16 @@ static inline __attribute__((always_inline)) void attn_heads(const rt_pass *p, i
     for (int e = 0; e < nh; e++) {
         q[e] = p->s->q + (size_t)t * m->q_dim + (size_t)(h0 + e) * Dh;
         sc[e] = p->s->scores + ((size_t)tid * PAIR + e) * S;
-        o[e] = p->s->att + (size_t)t * m->q_dim + (size_t)(h0 + e) * Dh;
+        o[e] = p->att + (size_t)t * m->q_dim + (size_t)(h0 + e) * Dh;
     }
-    _Static_assert(KEYS == 4 * LANES, "runtime/forward.c: four vectors of scores at a time");
-    for (int j0 = 0; j0 <= P; j0 += KEYS) { /* past P: values of no use, inside the cache */
-        f32xL acc[PAIR][4] = {{{0}}};
-        for (int i = 0; i < Dh; i++) {
-            const float *k = Kt + (size_t)i * S + j0;
-            f32xL kv[4];
-            for (int b = 0; b < 4; b++) kv[b] = load_l(k + LANES * b);
-            for (int e = 0; e < nh; e++)
-                for (int b = 0; b < 4; b++) acc[e][b] += q[e][i] * kv[b];
-        }
-        for (int e = 0; e < nh; e++)
-            for (int b = 0; b < 4; b++) memcpy(sc[e] + j0 + LANES * b, &acc[e][b], sizeof acc[e][b]);
+    int j0 = 0;
+    for (; j0 + KEYS <= P + 1; j0 += KEYS) scores_block(Kt, S, Dh, j0, q, sc, nh, KEYS / LANES);
+    switch (j0 <= P ? (P - j0) / LANES + 1 : 0) { /* the last keys, LANES at a time (past P: of no use) */
+    case 0: break;
+    case 1: scores_block(Kt, S, Dh, j0, q, sc, nh, 1); break;
+    case 2: scores_block(Kt, S, Dh, j0, q, sc, nh, 2); break;
+    case 3: scores_block(Kt, S, Dh, j0, q, sc, nh, 3); break;
+    default: scores_block(Kt, S, Dh, j0, q, sc, nh, 4); break;
     }
     for (int e = 0; e < nh; e++) {
         float *se = sc[e];
@@ -686,21 +761,37 @@ static int n_blocks(int rows) { return (rows + ROW_BLOCK - 1) / ROW_BLOCK; }
 
 /* ---- a pass ---------------------------------------------------------------------- */
 
-/* Passes of up to FOLD tokens run their per-token steps as the tail of the
- * phase before (phase's `then`), in one wait with it; longer ones in a phase
- * of their own, a token an item. */
-#define FOLD 2
-
-/* Returns the phases it ran. */
-static int pass_body(const rt_pass *p, int tid) {
-    const lb_rt_model *m = p->m;
-    lb_rt_session *s = p->s;
-    const int fold = !s->probe && p->n <= FOLD;
+/* One thread's part of a pass; returns the phases it ran. A pass of up to
+ * FOLD tokens (decoding) folds: each thread keeps its own copy of the
+ * residual stream and of the layers' inputs, and after every phase of weight
+ * rows computes the next norm and input codes from all the rows itself, the
+ * other threads alike; four hand-offs a layer, each the other threads'
+ * finished counts and rows. Longer passes run their per-token steps in
+ * phases of their own, a token an item, into one shared copy. */
+static int pass_body(const rt_pass *pass, int tid) {
+    const lb_rt_model *m = pass->m;
+    lb_rt_session *s = pass->s;
+    const int fold = !s->probe && pass->n <= FOLD;
+    rt_pass mine = *pass;
+    if (fold) mine.io = &s->own[tid];
+    const rt_pass *p = &mine;
     int slot = 0;
     const row_program first = {steps_first, N_STEPS(steps_first), 0, 0};
-    rows_phase(p, &slot, &first, tid);
+    if (fold)
+        for (int t = 0; t < p->n; t++)
+            for (int k = 0; k < first.n_steps; k++) first.steps[k].fn(p, 0, t);
+    else
+        rows_phase(p, &slot, &first, tid);
     for (int l = 0; l < m->L; l++) {
         const lb_rt_block *b = &m->blocks[l];
+        if (fold) { /* each layer's values in a place of their own: a thread may still be reading
+                       layer l's while the others, having taken its items, write layer l + 1's */
+            float *o = s->fold_out + (size_t)l * FOLD * (m->q_dim + 2 * m->d + m->F);
+            mine.att = o;
+            mine.attn_out = mine.att + (size_t)FOLD * m->q_dim;
+            mine.ffn_out = mine.attn_out + (size_t)FOLD * m->d;
+            mine.act = mine.ffn_out + (size_t)FOLD * m->d;
+        }
         const row_program o_in = {b->attn_sub_norm ? steps_o_in : steps_o_in + 1, b->attn_sub_norm ? 2 : 1, 0, l};
         const row_program ffn_in = {steps_ffn_in, N_STEPS(steps_ffn_in), 0, l};
         const row_program down_in =
@@ -726,7 +817,7 @@ static int pass_body(const rt_pass *p, int tid) {
         }
         if (!fold) rows_phase(p, &slot, &o_in, tid);
 
-        const blocks_arg o = {{&b->o, NULL}, {s->lo, NULL}, (size_t)m->d, n_blocks(m->d), 0};
+        const blocks_arg o = {{&b->o, NULL}, {p->attn_out, NULL}, (size_t)m->d, n_blocks(m->d), 0};
         phase(p, &slot, o.n_blocks, blocks_item, l, &o, fold ? &ffn_in : NULL, tid);
         probe(p, LB_RT_ATTN_OUTPUT, l, 0);
         if (!fold) rows_phase(p, &slot, &ffn_in, tid);
@@ -738,7 +829,7 @@ static int pass_body(const rt_pass *p, int tid) {
         probe(p, LB_RT_FFN_UP, l, 0);
         if (!fold) rows_phase(p, &slot, &down_in, tid);
 
-        const blocks_arg dn = {{&b->down, NULL}, {s->lo, NULL}, (size_t)m->d, n_blocks(m->d), 0};
+        const blocks_arg dn = {{&b->down, NULL}, {p->ffn_out, NULL}, (size_t)m->d, n_blocks(m->d), 0};
         phase(p, &slot, dn.n_blocks, blocks_item, l, &dn, fold ? &next : NULL, tid);
         probe(p, LB_RT_FFN_DOWN, l, 0);
         if (!fold) rows_phase(p, &slot, &next, tid);
@@ -763,7 +854,7 @@ lb_status lb_rt_forward(lb_rt_session *s, const int *ids, int n, float *logits, 
     const int nt = s->probe ? 1 : s->n_threads;
     for (int done = 0; done < n;) {
         const int c = n - done < CHUNK ? n - done : CHUNK;
-        rt_pass p = {s, m, ids + done, c, s->len, c, nt, NULL};
+        rt_pass p = {s, m, ids + done, c, s->len, c, nt, NULL, &s->shared, s->att, s->lo, s->lo, s->act};
         if (logits && all_logits) {
             p.logit0 = 0;
             p.logits = logits + (size_t)done * m->V;
@@ -791,7 +882,7 @@ lb_status lb_rt_forward(lb_rt_session *s, const int *ids, int n, float *logits, 
                 }
             }
         }
-        memset(s->ctr, 0, (size_t)phases * (nt + 2) * sizeof *s->ctr); /* for the next pass: the counters it used */
+        memset(s->ctr, 0, (size_t)phases * CTR_PER_PHASE(nt) * sizeof *s->ctr); /* for the next pass: the counters it used */
         s->len += c;
         done += c;
     }
