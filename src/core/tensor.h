@@ -15,7 +15,7 @@
 #define LB_OWNS_DATA 1
 #define LB_OWNS_GRAD 2
 /* With LB_OWNS_GRAD: the gradient was handed to a backward function that
- * stores into it (lb_node.stores_grad0) without being zeroed first. */
+ * stores into it (lb_node.stores_grad) without being zeroed first. */
 #define LB_GRAD_UNWRITTEN 4
 
 typedef struct lb_tensor {
