@@ -31,6 +31,7 @@
 
 #include "autograd/gemm.h"
 #include "bench_clock.h"
+#include "bench_handoff.h"
 #include "io/config.h"
 #include "layers/sample.h"
 #include "runtime/runtime.h"
@@ -225,7 +226,7 @@ int main(int argc, char **argv) {
     lb_rt_isa isa;
     if (lb_rt_isa_choose(LB_RT_ISA_AUTO, &isa) != LB_OK) die("instruction set");
     const int cpu_clock = getenv("LOWBIT_BENCH_CLOCK") && !strcmp(getenv("LOWBIT_BENCH_CLOCK"), "cpu");
-    const double load0 = load_average();
+    const double load0 = load_average(), handoff0 = handoff_round_trip_ns(50000, 3);
     printf("bench_runtime %s: %d layers, d %d, %d/%d heads, ffn %d, vocab %d; %d threads, %s kernels;\n"
            "prompt %d tokens, then %d decoded (positions %d..%d; training-time sampler: %d); best of %d; %s\n\n",
            config, c->n_layers, c->dim, c->n_heads, c->n_kv_heads, c->ffn_dim, c->vocab_size, omp_get_max_threads(),
@@ -295,13 +296,15 @@ int main(int argc, char **argv) {
      * at >= 60% of the bound by the measured (DRAM) copy bandwidth, as the
      * goal names it, multi-threaded, in wall time. */
     const double goal = 100.0 * pk.decode_tps * wb / (dram.copy * 1e9), load1 = load_average();
+    const double handoff1 = handoff_round_trip_ns(50000, 3);
     const double cores = (double)sysconf(_SC_NPROCESSORS_ONLN);
     printf("\nGOAL decode >= 60%% of the DRAM-copy bound: %.0f tokens/s (%.3f ms a token) against %.0f tokens/s "
            "(copy %.1f GB/s; triad %.1f, read %.1f) = %.0f%% on %d threads (OMP_WAIT_POLICY %s), %s, load average %.1f at "
-           "the start, %.1f at the end: %s\n",
+           "the start, %.1f at the end, a cache-line round trip between two threads %.0f ns at the start, %.0f at the "
+           "end: %s\n",
            pk.decode_tps, 1e3 / pk.decode_tps, dram.copy * 1e9 / wb, dram.copy, dram.triad, dram.read, goal,
            omp_get_max_threads(), getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "unset",
-           cpu_clock ? "CPU time" : "wall time", load0, load1,
+           cpu_clock ? "CPU time" : "wall time", load0, load1, handoff0, handoff1,
            cpu_clock                          ? "not judged (the goal is wall time)"
            : load0 > cores || load1 > cores   ? "not judged (more runnable jobs than cores: rates and bandwidths "
                                                 "measure the waits)"
