@@ -272,11 +272,7 @@ static int teardown(void **state) {
 
 static void small_config(lb_config *c, const fixture *fx, const char *run) {
     lb_config_defaults(c);
-    tu_config_set(c, "model.dim=64");
-    tu_config_set(c, "model.n_layers=2");
-    tu_config_set(c, "model.n_heads=2");
-    tu_config_set(c, "model.ffn_dim=128");
-    tu_config_set(c, "model.max_seq_len=32");
+    tu_config_small_model(c);
     tu_config_set(c, "data.path=%s", fx->corpus);
     tu_config_set(c, "train.steps=4");
     tu_config_set(c, "train.batch_size=4");

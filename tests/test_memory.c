@@ -81,11 +81,7 @@ typedef struct fixture {
 
 static void small_config(lb_config *c, const fixture *fx, const char *run) {
     lb_config_defaults(c);
-    tu_config_set(c, "model.dim=64");
-    tu_config_set(c, "model.n_layers=2");
-    tu_config_set(c, "model.n_heads=2");
-    tu_config_set(c, "model.ffn_dim=128");
-    tu_config_set(c, "model.max_seq_len=32");
+    tu_config_small_model(c);
     tu_config_set(c, "data.path=%s", fx->run->corpus);
     tu_config_set(c, "train.steps=2");
     tu_config_set(c, "train.batch_size=4");
@@ -265,11 +261,7 @@ static void test_grad_sync_bytes(void **state) {
     lb_config c;
     lb_config_defaults(&c);
     tu_config_set(&c, "model.vocab_size=300");
-    tu_config_set(&c, "model.dim=64");
-    tu_config_set(&c, "model.n_layers=2");
-    tu_config_set(&c, "model.n_heads=2");
-    tu_config_set(&c, "model.ffn_dim=128");
-    tu_config_set(&c, "model.max_seq_len=32");
+    tu_config_small_model(&c);
     lb_model *m = lb_model_create(&c.model, 1);
     assert_non_null(m);
     lb_dist two = {.rank = 0, .size = 2, .timeout = 0.0, .mpi = 0};

@@ -34,12 +34,8 @@ static int teardown(void **state) {
  * (64x64 = 4096 elements) for the int8 optimizer state to apply. */
 static void small_config(lb_config *c, const fixture *fx, const char *run, const char *state_codec) {
     lb_config_defaults(c);
-    tu_config_set(c, "model.dim=64");
-    tu_config_set(c, "model.n_layers=2");
-    tu_config_set(c, "model.n_heads=2");
+    tu_config_small_model(c);
     tu_config_set(c, "model.n_kv_heads=1");
-    tu_config_set(c, "model.ffn_dim=128");
-    tu_config_set(c, "model.max_seq_len=32");
     tu_config_set(c, "model.sub_norm=true");
     tu_config_set(c, "model.quant.preset=b1.58");
     tu_config_set(c, "data.path=%s", fx->corpus);

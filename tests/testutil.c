@@ -127,6 +127,14 @@ void tu_config_set(lb_config *c, const char *fmt, ...) {
     if (lb_config_set(c, buf) != LB_OK) fail_msg("--set %s: %s", buf, lb_errmsg());
 }
 
+void tu_config_small_model(lb_config *c) {
+    tu_config_set(c, "model.dim=64");
+    tu_config_set(c, "model.n_layers=2");
+    tu_config_set(c, "model.n_heads=2");
+    tu_config_set(c, "model.ffn_dim=128");
+    tu_config_set(c, "model.max_seq_len=32");
+}
+
 void tu_apply_test_filter(void) {
     const char *f = getenv("LOWBIT_TEST_FILTER");
     if (f && *f) cmocka_set_test_filter(f);

@@ -65,6 +65,10 @@ void tu_run_dir_free(tu_run_dir *r);
 /* lb_config_set with a printf-style assignment; fails the test on error. */
 void tu_config_set(lb_config *c, const char *fmt, ...) LB_PRINTF(2, 3);
 
+/* The tests' small model on c: d 64, 2 layers, 2 heads, ffn 128, 32
+ * positions (a step takes milliseconds; 64x64 weights are 4096 elements). */
+void tu_config_small_model(lb_config *c);
+
 /* cmocka_run_group_tests limited to the tests $LOWBIT_TEST_FILTER names (a
  * cmocka glob) when it is set: ctest uses it to list one gradient check per
  * op (see tests/CMakeLists.txt). Its value is the program's exit status:
