@@ -33,7 +33,7 @@
  *
  * Usage: bench_train [--layers N] [--heads H] [--kv-heads H] [--dim D] [--ffn F]
  *                    [--seq T] [--batch B] [--vocab V] [--mode fp|b1.58|b1]
- *                    [--precision fp32|bf16] [--steps N] [--warmup N] [--no-gemm-stats]
+ *                    [--precision fp32|bf16|auto] [--steps N] [--warmup N] [--no-gemm-stats]
  * --precision defaults to the config's default (train.gemm_precision).
  * Threads: OMP_NUM_THREADS. LOWBIT_BENCH_MEMORY=1 prints what the forward
  * pass holds, by op (stderr); LOWBIT_BENCH_REGIONS=1 the regions by function. */
@@ -191,7 +191,7 @@ int main(int argc, char **argv) {
             int k = 0;
             while (k < LB_PRECISION_N && strcmp(v, lb_gemm_precision_names[k])) k++;
             if (k == LB_PRECISION_N) {
-                fprintf(stderr, "bench_train: --precision '%s': expected fp32 or bf16\n", v);
+                fprintf(stderr, "bench_train: --precision '%s': expected fp32, bf16 or auto\n", v);
                 return 2;
             }
             precision = (lb_gemm_precision)k;
@@ -231,8 +231,8 @@ int main(int argc, char **argv) {
     if (!opt) die("optimizer");
     lb_graph g;
     if (lb_graph_init(&g, 0) != LB_OK) die("graph");
-    g.precision = precision;
     if (lb_gemm_init() != LB_OK) die("gemm");
+    g.precision = precision = lb_model_gemm_precision(&c, precision);
 
     /* Random bytes; targets are the next token, as in language modelling. */
     int *ids = malloc((size_t)B * T * sizeof *ids), *tgt = malloc((size_t)B * T * sizeof *tgt);

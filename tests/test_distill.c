@@ -329,6 +329,7 @@ static void test_identical_student(void **state) {
     lb_config c;
     student_config(&c, fx, "identical", teacher);
     tu_config_set(&c, "model.quant.preset=fp32");
+    tu_config_set(&c, "train.gemm_precision=fp32"); /* the teacher's forward is fp32 */
     lb_trainer t;
     init_trainer(&t, &c);
     assert_non_null(t.distill);

@@ -464,6 +464,30 @@ static void test_ops_at_bf16_precision(void **state) {
 
 /* --- what runs, and the OpenBLAS warning ------------------------------------------- */
 
+/* auto: bf16 where oneDNN multiplies bf16 with the CPU's own instructions,
+ * fp32 where bf16 would be emulated or widened (OpenBLAS). */
+static void test_precision_auto(void **state) {
+    (void)state;
+    lb_gemm_set_backend(LB_GEMM_ONEDNN);
+    const int native = lb_gemm_bf16_native();
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512bf16")) assert_true(native);
+    if (!__builtin_cpu_supports("avx512f")) assert_false(native);
+#endif
+    assert_int_equal(lb_gemm_precision_resolve(LB_PRECISION_AUTO), native ? LB_PRECISION_BF16 : LB_PRECISION_FP32);
+    assert_int_equal(lb_gemm_precision_resolve(LB_PRECISION_FP32), LB_PRECISION_FP32);
+    assert_int_equal(lb_gemm_precision_resolve(LB_PRECISION_BF16), LB_PRECISION_BF16);
+    lb_gemm_set_backend(LB_GEMM_OPENBLAS);
+    assert_false(lb_gemm_bf16_native());
+    assert_int_equal(lb_gemm_precision_resolve(LB_PRECISION_AUTO), LB_PRECISION_FP32);
+    lb_gemm_set_backend(default_backend());
+    float a[4] = {1, 2, 3, 4}, c[4];
+    assert_int_equal(lb_gemm_f32(LB_PRECISION_AUTO, 0, 0, 2, 2, 2, 1.0f, a, 2, a, 2, 0.0f, c, 2), LB_EINVAL);
+    assert_non_null(strstr(lb_errmsg(), "auto"));
+    lb_error_clear();
+}
+
 static void test_describe(void **state) {
     (void)state;
     lb_gemm_set_backend(LB_GEMM_ONEDNN); /* describes the kernels; runs none */
@@ -561,6 +585,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_qmatmul_integer_forward),
         cmocka_unit_test(test_qmatmul_integer_backward),
         cmocka_unit_test(test_ops_at_bf16_precision),
+        cmocka_unit_test(test_precision_auto),
         cmocka_unit_test(test_describe),
         cmocka_unit_test(test_openblas_warning),
     };

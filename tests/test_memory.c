@@ -169,7 +169,7 @@ static void check_run(lb_config *c, const char *name) {
     lb_step_result r;
     if (lb_trainer_step(&t, &r) != LB_OK) fail_msg("%s: step: %s", name, lb_errmsg());
     size_t peak = lb_model_forward_bytes(t.model, c->train.batch_size, c->train.seq_len, 1, omp_get_max_threads(),
-                                         c->train.gemm_precision);
+                                         t.cfg.train.gemm_precision);
     assert_int_equal(need.activations, peak + peak / LB_ARENA_MARGIN);
     near_peak(name, peak, &t.graph.arena);
     /* the arena, reserved at the estimate, held the step without growing */

@@ -698,6 +698,27 @@ static void test_sample_logits_distribution(void **state) {
     assert_int_equal(lb_sample_logits(tie, 3, 0.0f, 0, &rng, scratch), 1); /* lowest id on ties */
 }
 
+/* train.gemm_precision auto: the CPU's choice, fp32 for ternary layers; an explicit precision stays. */
+static void test_gemm_precision_of_models(void **state) {
+    (void)state;
+    const lb_gemm_precision cpu = lb_gemm_precision_resolve(LB_PRECISION_AUTO);
+    lb_model_config c = tiny_config();
+    assert_int_equal(lb_model_gemm_precision(&c, LB_PRECISION_AUTO), cpu);
+    c.ffn.mode = LB_LINEAR_B1;
+    c.attn.mode = LB_LINEAR_B1;
+    assert_int_equal(lb_model_gemm_precision(&c, LB_PRECISION_AUTO), cpu);
+    c.ffn.mode = LB_LINEAR_B158;
+    assert_int_equal(lb_model_gemm_precision(&c, LB_PRECISION_AUTO), LB_PRECISION_FP32);
+    assert_int_equal(lb_model_gemm_precision(&c, LB_PRECISION_BF16), LB_PRECISION_BF16);
+    c.ffn.mode = LB_LINEAR_B1;
+    c.attn.mode = LB_LINEAR_CUSTOM;
+    assert_int_equal(lb_qspec_parse("ternary:per_channel", &c.attn.weight), LB_OK);
+    assert_int_equal(lb_model_gemm_precision(&c, LB_PRECISION_AUTO), LB_PRECISION_FP32);
+    assert_int_equal(lb_qspec_parse("int4:g128", &c.attn.weight), LB_OK);
+    assert_int_equal(lb_model_gemm_precision(&c, LB_PRECISION_AUTO), cpu);
+    assert_int_equal(lb_model_gemm_precision(&c, LB_PRECISION_FP32), LB_PRECISION_FP32);
+}
+
 static void test_generate_deterministic(void **state) {
     (void)state;
     lb_model_config c = tiny_config();
@@ -755,6 +776,7 @@ int main(void) {
         cmocka_unit_test(test_lambda_zero_matches_fp),
         cmocka_unit_test(test_stochastic_rounding_streams),
         cmocka_unit_test(test_sample_logits_distribution),
+        cmocka_unit_test(test_gemm_precision_of_models),
         cmocka_unit_test(test_generate_deterministic),
     };
     return tu_run_group_tests(tests, NULL, NULL);

@@ -133,7 +133,8 @@ static void print_header(const lb_trainer *t, int resumed) {
     char need[256];
     lb_memory_format(&t->memory, need, sizeof need);
     printf("# memory: %s\n", need);
-    printf("# %s\n", lb_gemm_describe(c->train.gemm_precision));
+    printf("# %s%s\n", lb_gemm_describe(c->train.gemm_precision),
+           t->precision_auto ? " (train.gemm_precision: auto)" : "");
     if (t->dist->size > 1)
         printf("# data parallel: %d ranks × batch %d × grad_accum %d = %d sequences per step\n", t->dist->size,
                c->train.batch_size, c->train.grad_accum, t->dist->size * c->train.batch_size * c->train.grad_accum);

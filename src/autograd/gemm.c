@@ -45,7 +45,7 @@
 
 static const char *const type_names[LB_GEMM_N_TYPES] = {"f32", "bf16", "s8"};
 static const char *const backend_names[LB_GEMM_N_BACKENDS] = {"onednn", "openblas"};
-const char *const lb_gemm_precision_names[LB_PRECISION_N] = {"fp32", "bf16"};
+const char *const lb_gemm_precision_names[LB_PRECISION_N] = {"fp32", "bf16", "auto"};
 static const dnnl_data_type_t type_dnnl[LB_GEMM_N_TYPES] = {dnnl_f32, dnnl_bf16, dnnl_s8};
 
 const char *lb_gemm_type_name(lb_gemm_type t) { return (unsigned)t < LB_GEMM_N_TYPES ? type_names[t] : "?"; }
@@ -559,7 +559,9 @@ void lb_gemm_s8_to_bf16(int rows, int cols, const int8_t *src, int lds, uint16_t
 lb_status lb_gemm_f32(lb_gemm_precision p, int ta, int tb, int M, int N, int K, float alpha, const float *A,
                       int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     if (p == LB_PRECISION_FP32) return lb_gemm(LB_GEMM_F32, ta, tb, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc);
-    if (p != LB_PRECISION_BF16) return lb_error(LB_EINVAL, "gemm: unknown product precision %d", (int)p);
+    if (p != LB_PRECISION_BF16)
+        return lb_error(LB_EINVAL, "gemm: product precision %d (%s): expected fp32 or bf16 (auto is resolved first)",
+                        (int)p, lb_gemm_precision_name(p));
     /* Both operands rounded to bf16, packed (the stored shapes, leading
      * dimension = their width). */
     const int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
@@ -591,6 +593,17 @@ const char *lb_gemm_impl(lb_gemm_type t) {
     else if (!e->prim) snprintf(E.impl[t], sizeof E.impl[t], "openblas %s (oneDNN: %s)", openblas_get_corename(), e->impl);
     else snprintf(E.impl[t], sizeof E.impl[t], "%s", e->impl);
     return E.impl[t];
+}
+
+int lb_gemm_bf16_native(void) {
+    const char *impl = lb_gemm_impl(LB_GEMM_BF16); /* "openblas ..." when oneDNN has none */
+    return lb_gemm_get_backend() == LB_GEMM_ONEDNN && strncmp(impl, "openblas", 8) &&
+           (strstr(impl, "bf16") || strstr(impl, "amx"));
+}
+
+lb_gemm_precision lb_gemm_precision_resolve(lb_gemm_precision p) {
+    if (p != LB_PRECISION_AUTO) return p;
+    return lb_gemm_bf16_native() ? LB_PRECISION_BF16 : LB_PRECISION_FP32;
 }
 
 const char *lb_gemm_describe(lb_gemm_precision p) {

@@ -43,10 +43,17 @@ typedef enum lb_gemm_type { LB_GEMM_F32 = 0, LB_GEMM_BF16, LB_GEMM_S8, LB_GEMM_N
 typedef enum lb_gemm_backend { LB_GEMM_ONEDNN = 0, LB_GEMM_OPENBLAS, LB_GEMM_N_BACKENDS } lb_gemm_backend;
 
 /* The precision of products of fp32 operands (config key train.gemm_precision):
- * fp32, or bf16 operands with fp32 accumulation (mixed precision). */
-typedef enum lb_gemm_precision { LB_PRECISION_FP32 = 0, LB_PRECISION_BF16, LB_PRECISION_N } lb_gemm_precision;
+ * fp32, or bf16 operands with fp32 accumulation (mixed precision), or auto:
+ * bf16 where the CPU multiplies bf16 natively, fp32 elsewhere (see
+ * lb_gemm_precision_resolve; products take only fp32 or bf16). */
+typedef enum lb_gemm_precision {
+    LB_PRECISION_FP32 = 0,
+    LB_PRECISION_BF16,
+    LB_PRECISION_AUTO,
+    LB_PRECISION_N
+} lb_gemm_precision;
 
-/* The spellings of lb_gemm_precision ("fp32", "bf16"), e.g. in configs. */
+/* The spellings of lb_gemm_precision ("fp32", "bf16", "auto"), e.g. in configs. */
 extern const char *const lb_gemm_precision_names[LB_PRECISION_N];
 
 /* "f32", "bf16", "s8"; "onednn", "openblas"; "fp32", "bf16". */
@@ -67,7 +74,15 @@ lb_status lb_gemm_init(void);
 lb_status lb_gemm(lb_gemm_type type, int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda,
                   const void *B, int ldb, const float *row_scale, float beta, float *C, int ldc);
 
-/* fp32 operands multiplied at precision p: as they are (LB_GEMM_F32), or
+/* Whether bf16 products run on the CPU's own bf16 instructions (oneDNN with
+ * AVX-512 BF16 or AMX): elsewhere they are emulated or widened to fp32 and
+ * are slower than fp32 products. */
+int lb_gemm_bf16_native(void);
+/* p, with auto made fp32 or bf16: bf16 when lb_gemm_bf16_native() (for a
+ * model, lb_model_gemm_precision decides). */
+lb_gemm_precision lb_gemm_precision_resolve(lb_gemm_precision p);
+
+/* fp32 operands multiplied at precision p (fp32 or bf16, not auto): as they are (LB_GEMM_F32), or
  * rounded to bf16 (to nearest even) and multiplied as LB_GEMM_BF16. */
 lb_status lb_gemm_f32(lb_gemm_precision p, int ta, int tb, int M, int N, int K, float alpha, const float *A,
                       int lda, const float *B, int ldb, float beta, float *C, int ldc);

@@ -608,7 +608,7 @@ void lb_config_defaults(lb_config *c) {
     t->grad_accum = 1;
     t->seed = 1337;
     t->threads = 0;
-    t->gemm_precision = LB_PRECISION_FP32; /* bf16 is faster; its loss is not yet shown within 0.5%: docs/performance.md */
+    t->gemm_precision = LB_PRECISION_AUTO; /* bf16 where native: docs/performance.md, "Loss at bf16 precision" */
     t->lr = 1.5e-3f;
     t->min_lr = 0.0f;
     t->warmup_steps = 50;

@@ -586,6 +586,15 @@ static void tally_linear(arena_tally *a, size_t *backward, const lb_model *m, co
     if (need > *backward) *backward = need;
 }
 
+static int ternary_layers(const lb_linear_quant *q) {
+    return q->mode == LB_LINEAR_B158 || (q->mode == LB_LINEAR_CUSTOM && q->weight.format == LB_QF_TERNARY);
+}
+
+lb_gemm_precision lb_model_gemm_precision(const lb_model_config *mc, lb_gemm_precision p) {
+    if (p == LB_PRECISION_AUTO && (ternary_layers(&mc->attn) || ternary_layers(&mc->ffn))) return LB_PRECISION_FP32;
+    return lb_gemm_precision_resolve(p);
+}
+
 size_t lb_model_forward_bytes(const lb_model *m, int B, int T, int train, int n_threads, lb_gemm_precision p) {
     const lb_model_config *c = &m->cfg;
     const size_t BT = (size_t)B * T, d = (size_t)c->dim, F = (size_t)c->ffn_dim, V = (size_t)c->vocab_size;

@@ -224,6 +224,13 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, const int *ids, int B, int
  * An estimate: tests/test_memory.c holds it to the measured peak. */
 size_t lb_model_forward_bytes(const lb_model *m, int B, int T, int train, int n_threads, lb_gemm_precision precision);
 
+/* The precision a model of config mc trains at when train.gemm_precision is
+ * p: p itself, or for auto, bf16 where the CPU multiplies bf16 natively
+ * (lb_gemm_precision_resolve) — except ternary (b1.58) layers, fp32: their
+ * validation loss with bf16 products was not shown within 0.5% of fp32
+ * (docs/performance.md, "Loss at bf16 precision, over seeds"). */
+lb_gemm_precision lb_model_gemm_precision(const lb_model_config *mc, lb_gemm_precision p);
+
 /* The parameter table of `cfg` (names, shapes, specs, n_elements) without
  * data: params_memory and grads_memory are NULL. For sizing a model before
  * allocating it; free it with lb_model_free. NULL on error. */

@@ -324,11 +324,29 @@ static lb_status open_named(const char *path, char file[PATH_MAX], lb_ckpt **c) 
     return lb_ckpt_open(file, c);
 }
 
+/* train.gemm_precision auto continues a run at the precision it ran at: its
+ * checkpoint's config names it (fp32 or bf16; a config stored before the
+ * key had a default of auto says auto and ran at fp32). */
+static lb_status continue_precision(lb_trainer *t, lb_ckpt *c) {
+    lb_config stored;
+    LB_TRY(lb_state_read_config(c, &stored));
+    lb_gemm_precision p = stored.train.gemm_precision == LB_PRECISION_AUTO ? LB_PRECISION_FP32
+                                                                          : stored.train.gemm_precision;
+    if (p == t->cfg.train.gemm_precision) return LB_OK;
+    char *yaml = NULL;
+    t->cfg.train.gemm_precision = t->graph.precision = p;
+    LB_TRY(lb_config_to_yaml(&t->cfg, &yaml));
+    free(t->config_yaml);
+    t->config_yaml = yaml;
+    return LB_OK;
+}
+
 lb_status lb_trainer_resume(lb_trainer *t, const char *path) {
     char file[PATH_MAX];
     lb_ckpt *c;
     LB_TRY(open_named(path, file, &c));
     lb_status s = lb_state_read(t, c);
+    if (s == LB_OK && t->precision_auto) s = continue_precision(t, c);
     lb_ckpt_close(c);
     if (s != LB_OK) lb_error_prefix("resuming from '%s'", file);
     return s;

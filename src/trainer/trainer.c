@@ -333,6 +333,9 @@ lb_status lb_trainer_init(lb_trainer *t, const lb_config *cfg) {
     lb_config *c = &t->cfg;
     lb_status s;
     if (c->train.threads > 0) omp_set_num_threads(c->train.threads);
+    /* auto becomes what suits this model on this CPU; the resolved config (and so a checkpoint) names it */
+    t->precision_auto = c->train.gemm_precision == LB_PRECISION_AUTO;
+    c->train.gemm_precision = lb_model_gemm_precision(&c->model, c->train.gemm_precision);
 
     init_source src = {0};
     if (c->train.init_from[0]) {
