@@ -481,6 +481,42 @@ static void test_resume_is_bit_exact_fp32_state(void **state) { check_resume_exa
 static void test_resume_is_bit_exact_int8_state(void **state) { check_resume_exact(*state, "int8"); }
 static void test_resume_is_bit_exact_fp8_state(void **state) { check_resume_exact(*state, "fp8"); }
 
+/* train.gemm_precision auto resumes at the precision the checkpoint ran at;
+ * a precision the config names is kept. */
+static void test_resume_keeps_the_checkpoints_precision(void **state) {
+    fixture *fx = *state;
+    lb_config c;
+    small_config(&c, fx, "precision", "fp32");
+    tu_config_set(&c, "model.quant.preset=fp32");
+    const lb_gemm_precision here = lb_model_gemm_precision(&c.model, LB_PRECISION_AUTO);
+    const lb_gemm_precision other = here == LB_PRECISION_BF16 ? LB_PRECISION_FP32 : LB_PRECISION_BF16;
+    tu_config_set(&c, "train.gemm_precision=%s", lb_gemm_precision_name(other));
+    lb_trainer t;
+    init_trainer(&t, &c);
+    float losses[2];
+    steps(&t, 2, losses);
+    char path[700], want[64];
+    if (lb_trainer_save(&t, path, sizeof path) != LB_OK) fail_msg("save: %s", lb_errmsg());
+    lb_trainer_free(&t);
+
+    tu_config_set(&c, "train.gemm_precision=auto");
+    init_trainer(&t, &c);
+    assert_int_equal(t.cfg.train.gemm_precision, here);
+    if (lb_trainer_resume(&t, path) != LB_OK) fail_msg("resume: %s", lb_errmsg());
+    assert_int_equal(t.cfg.train.gemm_precision, other);
+    assert_int_equal(t.graph.precision, other);
+    snprintf(want, sizeof want, "gemm_precision: %s\n", lb_gemm_precision_name(other));
+    assert_non_null(strstr(t.config_yaml, want));
+    steps(&t, 1, losses);
+    lb_trainer_free(&t);
+
+    tu_config_set(&c, "train.gemm_precision=%s", lb_gemm_precision_name(here));
+    init_trainer(&t, &c);
+    if (lb_trainer_resume(&t, path) != LB_OK) fail_msg("resume: %s", lb_errmsg());
+    assert_int_equal(t.graph.precision, here);
+    lb_trainer_free(&t);
+}
+
 /* A directory that cannot be written is found before the first step. */
 static void check_preflight_fails(lb_config *c, const char *key, const char *reason) {
     assert_int_equal(lb_config_validate(c), LB_OK);
@@ -696,6 +732,7 @@ int main(void) {
         cmocka_unit_test(test_run_checks_its_directories_first),
         cmocka_unit_test(test_run_read_only_writes_nothing),
         cmocka_unit_test(test_checkpoint_of_main_round_trips),
+        cmocka_unit_test(test_resume_keeps_the_checkpoints_precision),
         cmocka_unit_test(test_trainer_uses_the_configured_tokenizer),
         cmocka_unit_test(test_b158_tiny_learns),
         cmocka_unit_test(test_b1_tiny_learns),

@@ -56,7 +56,7 @@ typedef enum lb_gemm_precision {
 /* The spellings of lb_gemm_precision ("fp32", "bf16", "auto"), e.g. in configs. */
 extern const char *const lb_gemm_precision_names[LB_PRECISION_N];
 
-/* "f32", "bf16", "s8"; "onednn", "openblas"; "fp32", "bf16". */
+/* "f32", "bf16", "s8"; "onednn", "openblas"; "fp32", "bf16", "auto". */
 const char *lb_gemm_type_name(lb_gemm_type t);
 const char *lb_gemm_backend_name(lb_gemm_backend b);
 const char *lb_gemm_precision_name(lb_gemm_precision p);
@@ -82,8 +82,9 @@ int lb_gemm_bf16_native(void);
  * model, lb_model_gemm_precision decides). */
 lb_gemm_precision lb_gemm_precision_resolve(lb_gemm_precision p);
 
-/* fp32 operands multiplied at precision p (fp32 or bf16, not auto): as they are (LB_GEMM_F32), or
- * rounded to bf16 (to nearest even) and multiplied as LB_GEMM_BF16. */
+/* fp32 operands multiplied at precision p (fp32 or bf16, not auto): as they
+ * are (LB_GEMM_F32), or rounded to bf16 (to nearest even) and multiplied as
+ * LB_GEMM_BF16. */
 lb_status lb_gemm_f32(lb_gemm_precision p, int ta, int tb, int M, int N, int K, float alpha, const float *A,
                       int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
