@@ -158,30 +158,31 @@ static void test_clipping_by_global_norm(void **state) {
 }
 
 /* The global norm of tensors that span many of the norm's parts (16384
- * elements each, summed eight side by side in src/optim/optim.c): whole
- * groups of eight parts, a partial group, a partial last part, a small
- * tensor; against the sum written plainly in the same order, on 1 and 2
- * threads. An element counted twice or missed would show. */
+ * elements each, summed eight side by side in src/optim/optim.c, longest
+ * first across tensors): whole parts, partial last parts of several lengths,
+ * small tensors; against the sum written plainly in the same order, on 1, 2
+ * and 3 threads. An element counted twice or missed would show. */
 static void test_gradient_norm_of_large_tensors(void **state) {
     (void)state;
-    const int part = 16384, sizes[3] = {8 * 16384, 17 * 16384 + 5, 100};
-    lb_tensor *ps[3];
-    for (int k = 0; k < 3; k++) {
+    enum { N = 8 };
+    const int part = 16384, sizes[N] = {8 * 16384, 17 * 16384 + 5, 100, 16384, 8192, 3 * 16384, 128, 8192 + 3};
+    lb_tensor *ps[N];
+    for (int k = 0; k < N; k++) {
         ps[k] = param("p", 1, &sizes[k], 10 + (uint64_t)k);
         for (int i = 0; i < sizes[k]; i++) ps[k]->grad[i] = lb_rand_uniform(20, (uint64_t)k, (uint64_t)i) - 0.5f;
     }
     double total = 0.0;
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < N; k++)
         for (int lo = 0; lo < sizes[k]; lo += part) {
             double s = 0.0;
             for (int i = lo; i < sizes[k] && i < lo + part; i++) s += (double)ps[k]->grad[i] * (double)ps[k]->grad[i];
             total += s;
         }
     int saved = omp_get_max_threads();
-    for (int threads = 1; threads <= 2; threads++) {
+    for (int threads = 1; threads <= 3; threads++) {
         omp_set_num_threads(threads);
         lb_optim_config cfg = lb_optim_config_default(LB_OPTIM_SGD);
-        lb_optim *o = lb_optim_create(&cfg, ps, NULL, 3);
+        lb_optim *o = lb_optim_create(&cfg, ps, NULL, N);
         assert_non_null(o);
         lb_optim_step_info info;
         assert_int_equal(lb_optim_step(o, 0.0f, 0.0f, 1, &info), LB_OK);
@@ -189,7 +190,7 @@ static void test_gradient_norm_of_large_tensors(void **state) {
         lb_optim_free(o);
     }
     omp_set_num_threads(saved);
-    for (int k = 0; k < 3; k++) lb_tensor_free(ps[k]);
+    for (int k = 0; k < N; k++) lb_tensor_free(ps[k]);
 }
 
 /* ---- least squares with low-precision states ---------------------------------------------- */

@@ -13,7 +13,7 @@
  * The update, the gradient norm and the zeroing of gradients each run as ONE
  * parallel region over all parameters: their elements are laid end to end and
  * cut into one even share per thread, and a thread takes the units (update
- * chunks, norm groups) whose first element lies in its share. Most tensors of
+ * chunks, batches of norm parts) whose first element lies in its share. Most tensors of
  * a small model are too small to be worth a region of their own; updated one
  * after another, each on one thread, they left the other threads idle. The
  * units and their arithmetic are those of a loop over one tensor, so every
@@ -42,7 +42,7 @@ typedef struct slot {
     void *data;           /* fp32: float[n]; bf16: uint16_t[n]; fp8/int8: codes[n] */
     float *aux;           /* fp8: the scale (1 float); int8: absmax[nblocks]; else NULL */
     float new_scale;      /* fp8: scale chosen in pass 1 of the current step */
-    float amax;           /* fp8: the new state's amax, gathered from the threads in pass 1 */
+    float amax;           /* fp8: the new state's amax, gathered from the threads in the first pass */
     uint64_t sr_id;       /* stochastic-rounding tensor id (bf16) */
 } slot;
 
@@ -68,9 +68,19 @@ struct lb_optim {
     void *sumsq_ctx;
     double *partial;      /* per-part sums of squares of all gradients */
     size_t *part_off;     /* per parameter: its first part in `partial` */
+    size_t n_parts;
+    struct norm_part *parts; /* all parts, longest first (grad_sumsq's lanes) */
+    size_t *parts_elem;   /* per entry of `parts`: the elements before it; [n_parts]: all */
     size_t *elem_off;     /* per parameter: its first element in the layout (layout()) */
     struct hyper *hyp;    /* per parameter: this step's hyper-parameters */
 };
+
+/* One part of the gradient norm: NORM_PART elements of a parameter (fewer at its end). */
+typedef struct norm_part {
+    int param;
+    uint32_t index; /* the part's index within the parameter */
+    uint32_t len;
+} norm_part;
 
 /* Hyper-parameters of one parameter's update at one step. */
 typedef struct hyper {
@@ -294,6 +304,8 @@ static void set_id(pstate *p, uint64_t id) {
     p->s[1].sr_id = LB_SR_ID_OPTIM + 3 * id + 2;
 }
 
+static void norm_parts_order(lb_optim *o, lb_tensor *const *params);
+
 lb_optim *lb_optim_create(const lb_optim_config *cfg, lb_tensor *const *params, const int *groups,
                           int n_params) {
     if (lb_optim_config_check(cfg) != LB_OK) return NULL;
@@ -337,14 +349,19 @@ lb_optim *lb_optim_create(const lb_optim_config *cfg, lb_tensor *const *params, 
         nparts += (params[i]->n + NORM_PART - 1) / NORM_PART;
     }
     o->partial = malloc(nparts * sizeof(double));
+    o->n_parts = nparts;
+    o->parts = malloc(nparts * sizeof *o->parts);
+    o->parts_elem = malloc((nparts + 1) * sizeof *o->parts_elem);
     /* at most 2 slots × 2 buffers per parameter, plus the loss scale's two */
     o->buffers = calloc((size_t)n_params * 4 + 2, sizeof *o->buffers);
     o->buffer_param = calloc((size_t)n_params * 4 + 2, sizeof *o->buffer_param);
-    if (!o->ps || !o->buffers || !o->buffer_param || !o->partial || !o->part_off || !o->elem_off || !o->hyp) {
+    if (!o->ps || !o->buffers || !o->buffer_param || !o->partial || !o->part_off || !o->elem_off || !o->hyp ||
+        !o->parts || !o->parts_elem) {
         lb_error(LB_ENOMEM, "optimizer: out of memory");
         lb_optim_free(o);
         return NULL;
     }
+    norm_parts_order(o, params);
     for (int i = 0; i < n_params; i++) {
         pstate *p = &o->ps[i];
         p->t = params[i];
@@ -389,6 +406,8 @@ void lb_optim_free(lb_optim *o) {
     free(o->buffer_param);
     free(o->partial);
     free(o->part_off);
+    free(o->parts);
+    free(o->parts_elem);
     free(o->elem_off);
     free(o->hyp);
     free(o);
@@ -596,53 +615,79 @@ static void update_all(lb_optim *o) {
 
 /* ---- the step ------------------------------------------------------------------- */
 
-/* Sum of squares in double. Fixed parts of NORM_PART elements are summed in
- * a fixed order, so the norm (and hence clipping) is the same bit for bit
- * with any number of threads. Each part's sum is one chain of dependent
- * additions; NORM_LANES parts (a group, the unit of work) are summed side by
- * side (the same chains, interleaved) so the additions of different parts
- * overlap instead of each waiting for the one before. */
+/* Sum of squares in double. Fixed parts of NORM_PART elements are each
+ * summed as one chain of additions in element order, and the part sums added
+ * in a fixed order, so the norm (and hence clipping) is the same bit for bit
+ * with any number of threads. A chain waits for its previous addition, so
+ * NORM_LANES parts are summed side by side (the same chains, interleaved)
+ * and their additions overlap. Which parts share a batch does not change a
+ * bit, so the parts of all parameters are batched longest first
+ * (norm_parts_order): a batch's chains have (nearly) the same length, and
+ * small tensors (a norm's 128 elements) are summed together. */
 #define NORM_LANES 8
-#define NORM_GROUP ((size_t)NORM_LANES * NORM_PART)
 
-/* The part sums of groups [q0, q1) of a gradient g of n elements. */
-static void sumsq_groups(double *partial, const float *g, size_t n, size_t q0, size_t q1) {
-    size_t nparts = (n + NORM_PART - 1) / NORM_PART, nfull = n / NORM_PART;
-    for (size_t q = q0; q < q1; q++) {
-        size_t p0 = q * NORM_LANES, p1 = p0 + NORM_LANES < nparts ? p0 + NORM_LANES : nparts;
-        if (p1 - p0 == NORM_LANES && p1 <= nfull) {
-            const float *base = g + p0 * NORM_PART;
-            double s[NORM_LANES] = {0};
-            for (size_t i = 0; i < NORM_PART; i++)
-                for (int j = 0; j < NORM_LANES; j++) {
-                    double x = (double)base[(size_t)j * NORM_PART + i];
-                    s[j] += x * x;
-                }
-            for (int j = 0; j < NORM_LANES; j++) partial[p0 + j] = s[j];
-            continue;
+static int norm_part_longer(const void *pa, const void *pb) {
+    const norm_part *a = pa, *b = pb;
+    if (a->len != b->len) return a->len > b->len ? -1 : 1;
+    if (a->param != b->param) return a->param < b->param ? -1 : 1;
+    return a->index < b->index ? -1 : a->index > b->index;
+}
+
+/* Fills o->parts (longest first) and o->parts_elem. */
+static void norm_parts_order(lb_optim *o, lb_tensor *const *params) {
+    size_t k = 0;
+    for (int i = 0; i < o->n_params; i++)
+        for (size_t lo = 0, q = 0; lo < params[i]->n; lo += NORM_PART, q++) {
+            size_t len = params[i]->n - lo < NORM_PART ? params[i]->n - lo : NORM_PART;
+            o->parts[k++] = (norm_part){.param = i, .index = (uint32_t)q, .len = (uint32_t)len};
         }
-        for (size_t p = p0; p < p1; p++) {
-            size_t lo = p * NORM_PART, hi = lo + NORM_PART < n ? lo + NORM_PART : n;
-            double s1 = 0.0;
-            for (size_t i = lo; i < hi; i++) s1 += (double)g[i] * (double)g[i];
-            partial[p] = s1;
+    qsort(o->parts, o->n_parts, sizeof *o->parts, norm_part_longer);
+    o->parts_elem[0] = 0;
+    for (size_t j = 0; j < o->n_parts; j++) o->parts_elem[j + 1] = o->parts_elem[j] + o->parts[j].len;
+}
+
+/* The part sums of o->parts[j0 .. j0 + NORM_LANES) (fewer at the end), side by side. */
+static void sumsq_batch(lb_optim *o, size_t j0) {
+    const float *x[NORM_LANES];
+    size_t len[NORM_LANES], m = NORM_PART;
+    double *out[NORM_LANES];
+    int k = 0; /* lanes in use */
+    for (size_t j = j0; j < j0 + NORM_LANES && j < o->n_parts; j++) {
+        const norm_part *pt = &o->parts[j];
+        const lb_tensor *t = o->ps[pt->param].t;
+        if (!t->grad) continue;
+        x[k] = t->grad + (size_t)pt->index * NORM_PART;
+        len[k] = pt->len;
+        out[k] = o->partial + o->part_off[pt->param] + pt->index;
+        m = len[k] < m ? len[k] : m;
+        k++;
+    }
+    if (k == 0) return;
+    for (int j = k; j < NORM_LANES; j++) x[j] = x[0]; /* idle lanes re-read lane 0 */
+    double s[NORM_LANES] = {0};
+    for (size_t i = 0; i < m; i++)
+        for (int j = 0; j < NORM_LANES; j++) {
+            double v = (double)x[j][i];
+            s[j] += v * v;
         }
+    for (int j = 0; j < k; j++) { /* each chain goes on alone past the shortest */
+        double sj = s[j];
+        for (size_t i = m; i < len[j]; i++) sj += (double)x[j][i] * (double)x[j][i];
+        *out[j] = sj;
     }
 }
 
 /* The sum of squares of all gradients: the part sums in one region, then,
  * per parameter in order, its parts in order. */
 static double grad_sumsq(lb_optim *o) {
-    size_t total = layout(o);
+    size_t total = o->parts_elem[o->n_parts], nbatches = (o->n_parts + NORM_LANES - 1) / NORM_LANES;
 #pragma omp parallel if (total >= PAR_MIN)
     {
-        size_t a, b, q0, q1;
+        size_t a, b;
         thread_share(total, &a, &b);
-        for (int i = 0; i < o->n_params; i++) {
-            const lb_tensor *t = o->ps[i].t;
-            if (!t->grad) continue;
-            units_in(o, i, NORM_GROUP, a, b, &q0, &q1);
-            sumsq_groups(o->partial + o->part_off[i], t->grad, t->n, q0, q1);
+        for (size_t q = 0; q < nbatches; q++) {
+            size_t e = o->parts_elem[q * NORM_LANES];
+            if (e >= a && e < b) sumsq_batch(o, q * NORM_LANES);
         }
     }
     double sumsq = 0.0;
