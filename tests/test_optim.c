@@ -158,30 +158,31 @@ static void test_clipping_by_global_norm(void **state) {
 }
 
 /* The global norm of tensors that span many of the norm's parts (16384
- * elements each, summed eight side by side in src/optim/optim.c): whole
- * groups of eight parts, a partial group, a partial last part, a small
- * tensor; against the sum written plainly in the same order, on 1 and 2
- * threads. An element counted twice or missed would show. */
+ * elements each, summed eight side by side in src/optim/optim.c, longest
+ * first across tensors): whole parts, partial last parts of several lengths,
+ * small tensors; against the sum written plainly in the same order, on 1, 2
+ * and 3 threads. An element counted twice or missed would show. */
 static void test_gradient_norm_of_large_tensors(void **state) {
     (void)state;
-    const int part = 16384, sizes[3] = {8 * 16384, 17 * 16384 + 5, 100};
-    lb_tensor *ps[3];
-    for (int k = 0; k < 3; k++) {
+    enum { N = 8 };
+    const int part = 16384, sizes[N] = {8 * 16384, 17 * 16384 + 5, 100, 16384, 8192, 3 * 16384, 128, 8192 + 3};
+    lb_tensor *ps[N];
+    for (int k = 0; k < N; k++) {
         ps[k] = param("p", 1, &sizes[k], 10 + (uint64_t)k);
         for (int i = 0; i < sizes[k]; i++) ps[k]->grad[i] = lb_rand_uniform(20, (uint64_t)k, (uint64_t)i) - 0.5f;
     }
     double total = 0.0;
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < N; k++)
         for (int lo = 0; lo < sizes[k]; lo += part) {
             double s = 0.0;
             for (int i = lo; i < sizes[k] && i < lo + part; i++) s += (double)ps[k]->grad[i] * (double)ps[k]->grad[i];
             total += s;
         }
     int saved = omp_get_max_threads();
-    for (int threads = 1; threads <= 2; threads++) {
+    for (int threads = 1; threads <= 3; threads++) {
         omp_set_num_threads(threads);
         lb_optim_config cfg = lb_optim_config_default(LB_OPTIM_SGD);
-        lb_optim *o = lb_optim_create(&cfg, ps, NULL, 3);
+        lb_optim *o = lb_optim_create(&cfg, ps, NULL, N);
         assert_non_null(o);
         lb_optim_step_info info;
         assert_int_equal(lb_optim_step(o, 0.0f, 0.0f, 1, &info), LB_OK);
@@ -189,7 +190,7 @@ static void test_gradient_norm_of_large_tensors(void **state) {
         lb_optim_free(o);
     }
     omp_set_num_threads(saved);
-    for (int k = 0; k < 3; k++) lb_tensor_free(ps[k]);
+    for (int k = 0; k < N; k++) lb_tensor_free(ps[k]);
 }
 
 /* ---- least squares with low-precision states ---------------------------------------------- */
@@ -544,6 +545,86 @@ static void test_same_result_with_1_and_2_threads(void **state) {
     free(s2);
 }
 
+/* The update, the norm and the zeroing run as one region over all parameters,
+ * each thread taking an even share of all their elements (src/optim/optim.c).
+ * Tensors of odd sizes, small and large, so the shares end inside tensors and
+ * inside the fp8 per-tensor scales' reach; every codec, on 2 and 3 threads,
+ * against each tensor updated by an optimizer of its own on one thread (the
+ * same stochastic-rounding id through lb_optim_set_param_ids). */
+enum { ONE_N = 7 };
+static const int one_sizes[ONE_N] = {100, 4099, 76800, 5, 40000, 1000, 33001};
+
+static void one_grads(lb_tensor *const *ps, const int *which, int n, int step) {
+    for (int k = 0; k < n; k++)
+        for (size_t i = 0; i < ps[k]->n; i++)
+            /* growing along the tensor: one thread's share has a smaller amax than the whole */
+            ps[k]->grad[i] = (lb_rand_uniform(30 + (uint64_t)which[k], (uint64_t)step, i) - 0.5f) *
+                             exp2f(6.0f * (float)i / (float)ps[k]->n);
+}
+
+static void check_one_region(lb_optim_type type, lb_state_codec codec, int threads) {
+    lb_optim_config cfg = lb_optim_config_default(type);
+    cfg.groups[0].state = codec;
+    cfg.bf16_stochastic = 1;
+    cfg.clip_norm = 0.0f; /* per-tensor optimizers would clip by their own norms */
+    lb_tensor *all[ONE_N], *own[ONE_N];
+    int which[ONE_N];
+    for (int k = 0; k < ONE_N; k++) {
+        all[k] = param("p", 1, &one_sizes[k], 50 + (uint64_t)k);
+        own[k] = clone(all[k]);
+        which[k] = k;
+    }
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    lb_optim *o = lb_optim_create(&cfg, all, NULL, ONE_N);
+    assert_non_null(o);
+    for (int step = 1; step <= 3; step++) {
+        one_grads(all, which, ONE_N, step);
+        assert_int_equal(lb_optim_step(o, 1e-2f, 0.1f, step, NULL), LB_OK);
+        lb_optim_zero_grad(o);
+        for (int k = 0; k < ONE_N; k++)
+            for (size_t i = 0; i < all[k]->n; i++) assert_true(all[k]->grad[i] == 0.0f);
+    }
+    omp_set_num_threads(1);
+    int nb;
+    const lb_state_buffer *b = lb_optim_buffers(o, &nb);
+    int next = 0; /* the next of o's buffers: each parameter's, in order */
+    for (int k = 0; k < ONE_N; k++) {
+        lb_optim *ok = lb_optim_create(&cfg, &own[k], NULL, 1);
+        assert_non_null(ok);
+        lb_optim_set_param_ids(ok, &which[k]);
+        for (int step = 1; step <= 3; step++) {
+            one_grads(&own[k], &which[k], 1, step);
+            assert_int_equal(lb_optim_step(ok, 1e-2f, 0.1f, step, NULL), LB_OK);
+        }
+        assert_memory_equal(all[k]->data, own[k]->data, all[k]->n * sizeof(float));
+        int nbk;
+        const lb_state_buffer *bk = lb_optim_buffers(ok, &nbk);
+        for (int j = 0; j < nbk - 2; j++, next++) { /* the last two: the loss scale's */
+            assert_true(next < nb);
+            assert_int_equal(bk[j].n, b[next].n);
+            assert_memory_equal(bk[j].data, b[next].data, lb_dtype_row_bytes(bk[j].dtype, bk[j].n));
+        }
+        lb_optim_free(ok);
+    }
+    assert_int_equal(next, nb - 2);
+    omp_set_num_threads(saved);
+    lb_optim_free(o);
+    for (int k = 0; k < ONE_N; k++) {
+        lb_tensor_free(all[k]);
+        lb_tensor_free(own[k]);
+    }
+}
+
+static void test_one_region_equals_tensor_by_tensor(void **state) {
+    (void)state;
+    for (int threads = 2; threads <= 3; threads++) {
+        for (int c = 0; c < LB_STATE_COUNT; c++) check_one_region(LB_OPTIM_ADAMW, (lb_state_codec)c, threads);
+        check_one_region(LB_OPTIM_LION, LB_STATE_FP8, threads);
+        check_one_region(LB_OPTIM_SGD, LB_STATE_INT8, threads);
+    }
+}
+
 /* ---- memory accounting ------------------------------------------------------------------------- */
 
 static double state_bpp(lb_optim_type type, lb_state_codec codec, int n, int v_e5m2) {
@@ -651,6 +732,7 @@ int main(void) {
         cmocka_unit_test(test_corrupt_state_is_refused),
         cmocka_unit_test(test_nonfinite_gradient_skips_the_step),
         cmocka_unit_test(test_same_result_with_1_and_2_threads),
+        cmocka_unit_test(test_one_region_equals_tensor_by_tensor),
         cmocka_unit_test(test_memory_per_parameter),
         cmocka_unit_test(test_bad_arguments),
     };

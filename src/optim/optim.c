@@ -8,10 +8,20 @@
  * per-tensor scale needs the amax of the NEW state before anything can be
  * encoded, so fp8 tensors take two passes: the first computes the new state
  * only to find its amax, the second recomputes it (cheaper than storing it)
- * and encodes with the new scale. */
+ * and encodes with the new scale.
+ *
+ * The update, the gradient norm and the zeroing of gradients each run as ONE
+ * parallel region over all parameters: their elements are laid end to end and
+ * cut into one even share per thread, and a thread takes the units (update
+ * chunks, batches of norm parts) whose first element lies in its share. Most tensors of
+ * a small model are too small to be worth a region of their own; updated one
+ * after another, each on one thread, they left the other threads idle. The
+ * units and their arithmetic are those of a loop over one tensor, so every
+ * result is the same bit for bit with any number of threads. */
 #include "optim/optim.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +31,7 @@
 #include "quant/quantize.h"
 
 #define CHUNK LB_INT8_BLOCK
-#define PAR_MIN 32768 /* elements below which a tensor is updated on one thread */
+#define PAR_MIN 32768 /* elements (of all parameters) below which a region runs on one thread */
 #define NORM_PART 16384 /* elements per partial sum of the gradient norm */
 
 /* One moment buffer of one parameter, in its compact form. */
@@ -32,6 +42,7 @@ typedef struct slot {
     void *data;           /* fp32: float[n]; bf16: uint16_t[n]; fp8/int8: codes[n] */
     float *aux;           /* fp8: the scale (1 float); int8: absmax[nblocks]; else NULL */
     float new_scale;      /* fp8: scale chosen in pass 1 of the current step */
+    float amax;           /* fp8: the new state's amax, gathered from the threads in the first pass */
     uint64_t sr_id;       /* stochastic-rounding tensor id (bf16) */
 } slot;
 
@@ -55,8 +66,21 @@ struct lb_optim {
     int *buffer_param;    /* per buffer: its parameter, -1 for the loss scale's two */
     lb_optim_sumsq_fn sumsq_reduce;
     void *sumsq_ctx;
-    double *partial;      /* per-part sums of squares of the largest gradient */
+    double *partial;      /* per-part sums of squares of all gradients */
+    size_t *part_off;     /* per parameter: its first part in `partial` */
+    size_t n_parts;
+    struct norm_part *parts; /* all parts, longest first (grad_sumsq's lanes) */
+    size_t *parts_elem;   /* per entry of `parts`: the elements before it; [n_parts]: all */
+    size_t *elem_off;     /* per parameter: its first element in the layout (layout()) */
+    struct hyper *hyp;    /* per parameter: this step's hyper-parameters */
 };
+
+/* One part of the gradient norm: NORM_PART elements of a parameter (fewer at its end). */
+typedef struct norm_part {
+    int param;
+    uint32_t index; /* the part's index within the parameter */
+    uint32_t len;
+} norm_part;
 
 /* Hyper-parameters of one parameter's update at one step. */
 typedef struct hyper {
@@ -280,6 +304,8 @@ static void set_id(pstate *p, uint64_t id) {
     p->s[1].sr_id = LB_SR_ID_OPTIM + 3 * id + 2;
 }
 
+static void norm_parts_order(lb_optim *o, lb_tensor *const *params);
+
 lb_optim *lb_optim_create(const lb_optim_config *cfg, lb_tensor *const *params, const int *groups,
                           int n_params) {
     if (lb_optim_config_check(cfg) != LB_OK) return NULL;
@@ -314,17 +340,28 @@ lb_optim *lb_optim_create(const lb_optim_config *cfg, lb_tensor *const *params, 
     lb_dynmap_build(o->map_unsigned, 0);
     lb_loss_scaler_init(&o->scaler, cfg->loss_scale, cfg->loss_scale_dynamic);
     o->ps = calloc((size_t)n_params, sizeof *o->ps);
-    size_t max_n = 0;
-    for (int i = 0; i < n_params; i++) max_n = params[i]->n > max_n ? params[i]->n : max_n;
-    o->partial = malloc((max_n + NORM_PART - 1) / NORM_PART * sizeof(double));
+    o->part_off = malloc(((size_t)n_params + 1) * sizeof *o->part_off);
+    o->elem_off = malloc(((size_t)n_params + 1) * sizeof *o->elem_off);
+    o->hyp = malloc((size_t)n_params * sizeof *o->hyp);
+    size_t nparts = 0;
+    for (int i = 0; o->part_off && i < n_params; i++) {
+        o->part_off[i] = nparts;
+        nparts += (params[i]->n + NORM_PART - 1) / NORM_PART;
+    }
+    o->partial = malloc(nparts * sizeof(double));
+    o->n_parts = nparts;
+    o->parts = malloc(nparts * sizeof *o->parts);
+    o->parts_elem = malloc((nparts + 1) * sizeof *o->parts_elem);
     /* at most 2 slots × 2 buffers per parameter, plus the loss scale's two */
     o->buffers = calloc((size_t)n_params * 4 + 2, sizeof *o->buffers);
     o->buffer_param = calloc((size_t)n_params * 4 + 2, sizeof *o->buffer_param);
-    if (!o->ps || !o->buffers || !o->buffer_param || !o->partial) {
+    if (!o->ps || !o->buffers || !o->buffer_param || !o->partial || !o->part_off || !o->elem_off || !o->hyp ||
+        !o->parts || !o->parts_elem) {
         lb_error(LB_ENOMEM, "optimizer: out of memory");
         lb_optim_free(o);
         return NULL;
     }
+    norm_parts_order(o, params);
     for (int i = 0; i < n_params; i++) {
         pstate *p = &o->ps[i];
         p->t = params[i];
@@ -368,6 +405,11 @@ void lb_optim_free(lb_optim *o) {
     free(o->buffers);
     free(o->buffer_param);
     free(o->partial);
+    free(o->part_off);
+    free(o->parts);
+    free(o->parts_elem);
+    free(o->elem_off);
+    free(o->hyp);
     free(o);
 }
 
@@ -458,85 +500,206 @@ static void update_chunk(lb_optim_type type, int n_slots, int nesterov, const hy
     }
 }
 
-/* Updates parameter p. For fp8 state, pass 0 only measures the amax of the
- * new state (to choose the scales) and pass 1 writes. */
-static void update_param(lb_optim *o, pstate *p, const hyper *h) {
+/* ---- one region over all parameters ---------------------------------------------- */
+
+/* Lays the parameters that have gradients end to end (o->elem_off); returns
+ * the number of elements. */
+static size_t layout(lb_optim *o) {
+    size_t total = 0;
+    for (int i = 0; i < o->n_params; i++) {
+        o->elem_off[i] = total;
+        if (o->ps[i].t->grad) total += o->ps[i].t->n;
+    }
+    return total;
+}
+
+/* Inside a region: the calling thread's share [*a, *b) of `total` elements. */
+static void thread_share(size_t total, size_t *a, size_t *b) {
+    size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
+    *a = total * t / nt;
+    *b = total * (t + 1) / nt;
+}
+
+/* The units [*u0, *u1) of `unit` elements of parameter i whose first element
+ * lies in the share [a, b) of the layout. */
+static void units_in(const lb_optim *o, int i, size_t unit, size_t a, size_t b, size_t *u0, size_t *u1) {
+    size_t off = o->elem_off[i], nunits = (o->ps[i].t->n + unit - 1) / unit;
+    size_t lo = a > off ? (a - off + unit - 1) / unit : 0, hi = b > off ? (b - off + unit - 1) / unit : 0;
+    *u0 = lo < nunits ? lo : nunits;
+    *u1 = hi < nunits ? hi : nunits;
+}
+
+/* ---- the update of one parameter's chunks ------------------------------------------ */
+
+/* Updates chunks [c0, c1) of parameter p. For fp8 state, pass 0 only
+ * measures the amax of the new state into am[0..1] (to choose the scales)
+ * and pass 1 writes. */
+static void update_chunks(const lb_optim *o, pstate *p, const hyper *h, size_t c0, size_t c1, int pass, float am[2]) {
     lb_tensor *t = p->t;
-    size_t n = t->n, nchunks = (n + CHUNK - 1) / CHUNK;
+    size_t n = t->n;
     lb_optim_type type = o->cfg.type;
-    int ns = p->n_slots, nesterov = o->cfg.nesterov;
-    int passes = p->codec == LB_STATE_FP8 && ns > 0 ? 2 : 1;
-    for (int pass = 2 - passes; pass < 2; pass++) {
-        int apply = pass == 1;
-        float am0 = 0.0f, am1 = 0.0f;
-#pragma omp parallel for schedule(static) reduction(max : am0, am1) if (n >= PAR_MIN)
-        for (size_t c = 0; c < nchunks; c++) {
-            size_t lo = c * CHUNK, len = lo + CHUNK <= n ? CHUNK : n - lo;
-            /* fp32 state is updated where it lies; other codecs through a decoded copy */
-            const int in_place = p->codec == LB_STATE_FP32 && apply;
-            float mbuf[CHUNK], vbuf[CHUNK];
-            float *m = in_place && ns >= 1 ? (float *)p->s[0].data + lo : mbuf;
-            float *v = in_place && ns >= 2 ? (float *)p->s[1].data + lo : vbuf;
-            if (!in_place && ns >= 1) slot_load(o, &p->s[0], lo, len, m);
-            if (!in_place && ns >= 2) slot_load(o, &p->s[1], lo, len, v);
-            update_chunk(type, ns, nesterov, h, t->grad + lo, t->data + lo, m, v, len, apply);
-            if (!apply) {
-                for (size_t i = 0; i < len; i++) am0 = fmaxf(am0, fabsf(m[i]));
-                if (ns >= 2)
-                    for (size_t i = 0; i < len; i++) am1 = fmaxf(am1, v[i]);
-                continue;
-            }
-            if (in_place) continue;
-            if (ns >= 1) slot_store(o, &p->s[0], lo, len, m, h);
-            if (ns >= 2) slot_store(o, &p->s[1], lo, len, v, h);
+    int ns = p->n_slots, nesterov = o->cfg.nesterov, apply = pass == 1;
+    /* fp32 state is updated where it lies; other codecs through a decoded copy */
+    const int in_place = p->codec == LB_STATE_FP32 && apply;
+    for (size_t c = c0; c < c1; c++) {
+        size_t lo = c * CHUNK, len = lo + CHUNK <= n ? CHUNK : n - lo;
+        float mbuf[CHUNK], vbuf[CHUNK];
+        float *m = in_place && ns >= 1 ? (float *)p->s[0].data + lo : mbuf;
+        float *v = in_place && ns >= 2 ? (float *)p->s[1].data + lo : vbuf;
+        if (!in_place && ns >= 1) slot_load(o, &p->s[0], lo, len, m);
+        if (!in_place && ns >= 2) slot_load(o, &p->s[1], lo, len, v);
+        update_chunk(type, ns, nesterov, h, t->grad + lo, t->data + lo, m, v, len, apply);
+        if (!apply) {
+            for (size_t i = 0; i < len; i++) am[0] = fmaxf(am[0], fabsf(m[i]));
+            if (ns >= 2)
+                for (size_t i = 0; i < len; i++) am[1] = fmaxf(am[1], v[i]);
+            continue;
         }
-        if (!apply) { /* fp8: choose this step's scales from the new amax */
-            for (int k = 0; k < ns; k++) {
-                slot *s = &p->s[k];
-                s->new_scale = lb_pow2_scale(k == 0 ? am0 : am1, (float)lb_dtype_info(s->store)->max, o->cfg.fp8_margin,
-                                                 s->aux[0]);
+        if (in_place) continue;
+        if (ns >= 1) slot_store(o, &p->s[0], lo, len, m, h);
+        if (ns >= 2) slot_store(o, &p->s[1], lo, len, v, h);
+    }
+}
+
+/* Updates every parameter with a gradient, with o->hyp's hyper-parameters, in
+ * one region. fp8 state: pass 0 over the fp8 parameters gathers each one's
+ * amax from all threads (a maximum: the same in any order), one thread
+ * chooses the scales, then pass 1 updates everything. */
+static void update_all(lb_optim *o) {
+    size_t total = layout(o);
+    int any_fp8 = 0;
+    for (int i = 0; i < o->n_params; i++) {
+        pstate *p = &o->ps[i];
+        if (!p->t->grad || p->codec != LB_STATE_FP8 || p->n_slots == 0) continue;
+        any_fp8 = 1;
+        p->s[0].amax = p->s[1].amax = 0.0f;
+    }
+#pragma omp parallel if (total >= PAR_MIN)
+    {
+        size_t a, b, c0, c1;
+        thread_share(total, &a, &b);
+        if (any_fp8) {
+            for (int i = 0; i < o->n_params; i++) {
+                pstate *p = &o->ps[i];
+                if (!p->t->grad || p->codec != LB_STATE_FP8 || p->n_slots == 0) continue;
+                float am[2] = {0.0f, 0.0f};
+                units_in(o, i, CHUNK, a, b, &c0, &c1);
+                update_chunks(o, p, &o->hyp[i], c0, c1, 0, am);
+#pragma omp critical(lb_optim_amax)
+                for (int k = 0; k < p->n_slots; k++) p->s[k].amax = fmaxf(p->s[k].amax, am[k]);
             }
+#pragma omp barrier
+#pragma omp single
+            for (int i = 0; i < o->n_params; i++) { /* choose this step's scales from the new amax */
+                pstate *p = &o->ps[i];
+                if (!p->t->grad || p->codec != LB_STATE_FP8) continue;
+                for (int k = 0; k < p->n_slots; k++) {
+                    slot *s = &p->s[k];
+                    s->new_scale = lb_pow2_scale(s->amax, (float)lb_dtype_info(s->store)->max, o->cfg.fp8_margin,
+                                                 s->aux[0]);
+                }
+            }
+        }
+        for (int i = 0; i < o->n_params; i++) {
+            if (!o->ps[i].t->grad) continue;
+            units_in(o, i, CHUNK, a, b, &c0, &c1);
+            update_chunks(o, &o->ps[i], &o->hyp[i], c0, c1, 1, NULL);
         }
     }
-    if (p->codec == LB_STATE_FP8)
-        for (int k = 0; k < ns; k++) p->s[k].aux[0] = p->s[k].new_scale;
+    for (int i = 0; i < o->n_params; i++) {
+        pstate *p = &o->ps[i];
+        if (p->t->grad && p->codec == LB_STATE_FP8)
+            for (int k = 0; k < p->n_slots; k++) p->s[k].aux[0] = p->s[k].new_scale;
+    }
 }
 
 /* ---- the step ------------------------------------------------------------------- */
 
-/* Sum of squares in double. Fixed parts summed in a fixed order, so the norm
- * (and hence clipping) is the same bit for bit with any number of threads.
- * Each part's sum is one chain of dependent additions; NORM_LANES parts are
- * summed side by side (the same chains, interleaved) so the additions of
- * different parts overlap instead of each waiting for the one before. */
+/* Sum of squares in double. Fixed parts of NORM_PART elements are each
+ * summed as one chain of additions in element order, and the part sums added
+ * in a fixed order, so the norm (and hence clipping) is the same bit for bit
+ * with any number of threads. A chain waits for its previous addition, so
+ * NORM_LANES parts are summed side by side (the same chains, interleaved)
+ * and their additions overlap. Which parts share a batch does not change a
+ * bit, so the parts of all parameters are batched longest first
+ * (norm_parts_order): a batch's chains have (nearly) the same length, and
+ * small tensors (a norm's 128 elements) are summed together. */
 #define NORM_LANES 8
-static double grad_sumsq(double *partial, const float *g, size_t n) {
-    size_t nparts = (n + NORM_PART - 1) / NORM_PART, nfull = n / NORM_PART;
-    size_t ngroups = (nparts + NORM_LANES - 1) / NORM_LANES;
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (size_t q = 0; q < ngroups; q++) {
-        size_t p0 = q * NORM_LANES, p1 = p0 + NORM_LANES < nparts ? p0 + NORM_LANES : nparts;
-        if (p1 - p0 == NORM_LANES && p1 <= nfull) {
-            const float *base = g + p0 * NORM_PART;
-            double s[NORM_LANES] = {0};
-            for (size_t i = 0; i < NORM_PART; i++)
-                for (int j = 0; j < NORM_LANES; j++) {
-                    double x = (double)base[(size_t)j * NORM_PART + i];
-                    s[j] += x * x;
-                }
-            for (int j = 0; j < NORM_LANES; j++) partial[p0 + j] = s[j];
-            continue;
+
+static int norm_part_longer(const void *pa, const void *pb) {
+    const norm_part *a = pa, *b = pb;
+    if (a->len != b->len) return a->len > b->len ? -1 : 1;
+    if (a->param != b->param) return a->param < b->param ? -1 : 1;
+    return a->index < b->index ? -1 : a->index > b->index;
+}
+
+/* Fills o->parts (longest first) and o->parts_elem. */
+static void norm_parts_order(lb_optim *o, lb_tensor *const *params) {
+    size_t k = 0;
+    for (int i = 0; i < o->n_params; i++)
+        for (size_t lo = 0, q = 0; lo < params[i]->n; lo += NORM_PART, q++) {
+            size_t len = params[i]->n - lo < NORM_PART ? params[i]->n - lo : NORM_PART;
+            o->parts[k++] = (norm_part){.param = i, .index = (uint32_t)q, .len = (uint32_t)len};
         }
-        for (size_t p = p0; p < p1; p++) {
-            size_t lo = p * NORM_PART, hi = lo + NORM_PART < n ? lo + NORM_PART : n;
-            double s1 = 0.0;
-            for (size_t i = lo; i < hi; i++) s1 += (double)g[i] * (double)g[i];
-            partial[p] = s1;
+    qsort(o->parts, o->n_parts, sizeof *o->parts, norm_part_longer);
+    o->parts_elem[0] = 0;
+    for (size_t j = 0; j < o->n_parts; j++) o->parts_elem[j + 1] = o->parts_elem[j] + o->parts[j].len;
+}
+
+/* The part sums of o->parts[j0 .. j0 + NORM_LANES) (fewer at the end), side by side. */
+static void sumsq_batch(lb_optim *o, size_t j0) {
+    const float *x[NORM_LANES];
+    size_t len[NORM_LANES], m = NORM_PART;
+    double *out[NORM_LANES];
+    int k = 0; /* lanes in use */
+    for (size_t j = j0; j < j0 + NORM_LANES && j < o->n_parts; j++) {
+        const norm_part *pt = &o->parts[j];
+        const lb_tensor *t = o->ps[pt->param].t;
+        if (!t->grad) continue;
+        x[k] = t->grad + (size_t)pt->index * NORM_PART;
+        len[k] = pt->len;
+        out[k] = o->partial + o->part_off[pt->param] + pt->index;
+        m = len[k] < m ? len[k] : m;
+        k++;
+    }
+    if (k == 0) return;
+    for (int j = k; j < NORM_LANES; j++) x[j] = x[0]; /* idle lanes re-read lane 0 */
+    double s[NORM_LANES] = {0};
+    for (size_t i = 0; i < m; i++)
+        for (int j = 0; j < NORM_LANES; j++) {
+            double v = (double)x[j][i];
+            s[j] += v * v;
+        }
+    for (int j = 0; j < k; j++) { /* each chain goes on alone past the shortest */
+        double sj = s[j];
+        for (size_t i = m; i < len[j]; i++) sj += (double)x[j][i] * (double)x[j][i];
+        *out[j] = sj;
+    }
+}
+
+/* The sum of squares of all gradients: the part sums in one region, then,
+ * per parameter in order, its parts in order. */
+static double grad_sumsq(lb_optim *o) {
+    size_t total = o->parts_elem[o->n_parts], nbatches = (o->n_parts + NORM_LANES - 1) / NORM_LANES;
+#pragma omp parallel if (total >= PAR_MIN)
+    {
+        size_t a, b;
+        thread_share(total, &a, &b);
+        for (size_t q = 0; q < nbatches; q++) {
+            size_t e = o->parts_elem[q * NORM_LANES];
+            if (e >= a && e < b) sumsq_batch(o, q * NORM_LANES);
         }
     }
-    double s = 0.0;
-    for (size_t p = 0; p < nparts; p++) s += partial[p];
-    return s;
+    double sumsq = 0.0;
+    for (int i = 0; i < o->n_params; i++) {
+        const lb_tensor *t = o->ps[i].t;
+        if (!t->grad) continue;
+        const double *partial = o->partial + o->part_off[i];
+        double s = 0.0;
+        for (size_t p = 0; p < (t->n + NORM_PART - 1) / NORM_PART; p++) s += partial[p];
+        sumsq += s;
+    }
+    return sumsq;
 }
 
 lb_status lb_optim_step(lb_optim *o, float lr, float wd, int64_t step, lb_optim_step_info *info) {
@@ -556,9 +719,7 @@ lb_status lb_optim_step(lb_optim *o, float lr, float wd, int64_t step, lb_optim_
         }
 
     /* 2. global norm; a non-finite element makes the double sum non-finite */
-    double sumsq = 0.0;
-    for (int i = 0; i < o->n_params; i++)
-        if (o->ps[i].t->grad) sumsq += grad_sumsq(o->partial, o->ps[i].t->grad, o->ps[i].t->n);
+    double sumsq = grad_sumsq(o);
     if (o->sumsq_reduce) LB_TRY(o->sumsq_reduce(o->sumsq_ctx, &sumsq));
     float scale = o->scaler.scale; /* the scale these gradients were made with */
     int skipped = lb_loss_scaler_update(&o->scaler, isfinite(sumsq));
@@ -594,18 +755,25 @@ lb_status lb_optim_step(lb_optim *o, float lr, float wd, int64_t step, lb_optim_
         h.inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
         h.seed = cfg->seed;
         h.step = (uint64_t)step;
-        update_param(o, p, &h);
+        o->hyp[i] = h;
     }
+    update_all(o);
     return LB_OK;
 }
 
 void lb_optim_zero_grad(lb_optim *o) {
-    for (int i = 0; i < o->n_params; i++) {
-        lb_tensor *t = o->ps[i].t;
-        if (!t->grad) continue;
-        size_t n = t->n;
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-        for (size_t j = 0; j < n; j++) t->grad[j] = 0.0f;
+    size_t total = layout(o);
+#pragma omp parallel if (total >= PAR_MIN)
+    {
+        size_t a, b;
+        thread_share(total, &a, &b);
+        for (int i = 0; i < o->n_params; i++) {
+            lb_tensor *t = o->ps[i].t;
+            size_t lo = o->elem_off[i], hi = lo + t->n;
+            if (!t->grad || hi <= a || lo >= b) continue;
+            size_t j0 = a > lo ? a - lo : 0, j1 = (b < hi ? b : hi) - lo;
+            memset(t->grad + j0, 0, (j1 - j0) * sizeof(float));
+        }
     }
 }
 
