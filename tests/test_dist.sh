@@ -133,9 +133,12 @@ resume)
     compare full/step_00000012.h5 same/step_00000012.h5 exact "2 ranks: step 6 resumed to 12 equals 12 steps"
   # Another N: the step-6 checkpoint of 2 ranks × 4 resumed by 1 rank × 8
   # draws the same global batches (docs/distributed.md: the data-order rule).
+  # Its sums are grouped otherwise, which moved the weights by 1.5e-8 to
+  # 2.0e-5 over 6 steps, depending on the corpus (the docs: an edited page
+  # draws another sample); other batches move them by ~0.3.
   mkdir -p "$WORK/other" && cp "$WORK/full/step_00000006.h5" "$WORK/other/"
   train other 0 --set train.steps=12 --set train.batch_size=8 --resume "$WORK/other" &&
-    compare full/step_00000012.h5 other/step_00000012.h5 1e-6 "2-rank checkpoint resumed with 1 rank × 8"
+    compare full/step_00000012.h5 other/step_00000012.h5 1e-4 "2-rank checkpoint resumed with 1 rank × 8"
   # ZeRO-1: the same sums and updates, the state sharded and gathered for
   # the checkpoint: the same file as without sharding, for every state codec.
   for st in fp32 int8 fp8; do
