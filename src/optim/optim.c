@@ -561,6 +561,10 @@ static void update_chunks(const lb_optim *o, pstate *p, const hyper *h, size_t c
     }
 }
 
+/* Whether parameter p's update takes the fp8 state's two passes: a gradient,
+ * and moments kept in fp8 (which need the new amax before any encoding). */
+static int two_passes(const pstate *p) { return p->t->grad && p->codec == LB_STATE_FP8 && p->n_slots > 0; }
+
 /* Updates every parameter with a gradient, with o->hyp's hyper-parameters, in
  * one region. fp8 state: pass 0 over the fp8 parameters gathers each one's
  * amax from all threads (a maximum: the same in any order), one thread
@@ -570,7 +574,7 @@ static void update_all(lb_optim *o) {
     int any_fp8 = 0;
     for (int i = 0; i < o->n_params; i++) {
         pstate *p = &o->ps[i];
-        if (!p->t->grad || p->codec != LB_STATE_FP8 || p->n_slots == 0) continue;
+        if (!two_passes(p)) continue;
         any_fp8 = 1;
         p->s[0].amax = p->s[1].amax = 0.0f;
     }
@@ -581,7 +585,7 @@ static void update_all(lb_optim *o) {
         if (any_fp8) {
             for (int i = 0; i < o->n_params; i++) {
                 pstate *p = &o->ps[i];
-                if (!p->t->grad || p->codec != LB_STATE_FP8 || p->n_slots == 0) continue;
+                if (!two_passes(p)) continue;
                 float am[2] = {0.0f, 0.0f};
                 units_in(o, i, CHUNK, a, b, &c0, &c1);
                 update_chunks(o, p, &o->hyp[i], c0, c1, 0, am);
@@ -592,7 +596,7 @@ static void update_all(lb_optim *o) {
 #pragma omp single
             for (int i = 0; i < o->n_params; i++) { /* choose this step's scales from the new amax */
                 pstate *p = &o->ps[i];
-                if (!p->t->grad || p->codec != LB_STATE_FP8) continue;
+                if (!two_passes(p)) continue;
                 for (int k = 0; k < p->n_slots; k++) {
                     slot *s = &p->s[k];
                     s->new_scale = lb_pow2_scale(s->amax, (float)lb_dtype_info(s->store)->max, o->cfg.fp8_margin,
@@ -608,7 +612,7 @@ static void update_all(lb_optim *o) {
     }
     for (int i = 0; i < o->n_params; i++) {
         pstate *p = &o->ps[i];
-        if (p->t->grad && p->codec == LB_STATE_FP8)
+        if (two_passes(p))
             for (int k = 0; k < p->n_slots; k++) p->s[k].aux[0] = p->s[k].new_scale;
     }
 }
