@@ -334,7 +334,7 @@ static lb_status continue_precision(lb_trainer *t, lb_ckpt *c) {
                                                                           : stored.train.gemm_precision;
     if (p == t->cfg.train.gemm_precision) return LB_OK;
     char *yaml = NULL;
-    t->cfg.train.gemm_precision = t->graph.precision = p;
+    t->cfg.train.gemm_precision = t->graph.precision = t->graph.attn_precision = p;
     LB_TRY(lb_config_to_yaml(&t->cfg, &yaml));
     free(t->config_yaml);
     t->config_yaml = yaml;

@@ -385,7 +385,7 @@ lb_status lb_trainer_init(lb_trainer *t, const lb_config *cfg) {
      * the fold at the first reset the peak once more (core/arena.h). */
     size_t arena = t->memory.activations > ((size_t)1 << 20) ? t->memory.activations : 0;
     if ((s = lb_graph_init(&t->graph, arena)) != LB_OK) goto fail;
-    t->graph.precision = c->train.gemm_precision;
+    t->graph.precision = t->graph.attn_precision = c->train.gemm_precision;
     if ((s = make_optimizer(t)) != LB_OK) goto fail;
     t->sched = schedule_from(c);
     if ((s = lb_schedule_check(&t->sched)) != LB_OK) goto fail;
