@@ -333,9 +333,12 @@ lb_status lb_trainer_init(lb_trainer *t, const lb_config *cfg) {
     lb_config *c = &t->cfg;
     lb_status s;
     if (c->train.threads > 0) omp_set_num_threads(c->train.threads);
-    /* auto becomes what suits this model on this CPU; the resolved config (and so a checkpoint) names it */
+    /* auto becomes what suits this model on this CPU; the resolved config (and so a checkpoint) names them */
     t->precision_auto = c->train.gemm_precision == LB_PRECISION_AUTO;
+    t->attn_precision_auto = c->train.attention_precision == LB_PRECISION_AUTO;
     c->train.gemm_precision = lb_model_gemm_precision(&c->model, c->train.gemm_precision);
+    c->train.attention_precision =
+        lb_model_attention_precision(&c->model, c->train.attention_precision, c->train.gemm_precision);
 
     init_source src = {0};
     if (c->train.init_from[0]) {
@@ -385,7 +388,8 @@ lb_status lb_trainer_init(lb_trainer *t, const lb_config *cfg) {
      * the fold at the first reset the peak once more (core/arena.h). */
     size_t arena = t->memory.activations > ((size_t)1 << 20) ? t->memory.activations : 0;
     if ((s = lb_graph_init(&t->graph, arena)) != LB_OK) goto fail;
-    t->graph.precision = t->graph.attn_precision = c->train.gemm_precision;
+    t->graph.precision = c->train.gemm_precision;
+    t->graph.attn_precision = c->train.attention_precision;
     if ((s = make_optimizer(t)) != LB_OK) goto fail;
     t->sched = schedule_from(c);
     if ((s = lb_schedule_check(&t->sched)) != LB_OK) goto fail;
