@@ -626,11 +626,12 @@ lb_gemm_precision lb_model_attention_precision(const lb_model_config *mc, lb_gem
     return lb_model_attention_precision_rule(mc, attention_p, gemm_p, ternary_attention_apart);
 }
 
-size_t lb_model_forward_bytes(const lb_model *m, int B, int T, int train, int n_threads, lb_gemm_precision p) {
+size_t lb_model_forward_bytes(const lb_model *m, int B, int T, int train, int n_threads, lb_gemm_precision p,
+                              lb_gemm_precision attn_p) {
     const lb_model_config *c = &m->cfg;
     const size_t BT = (size_t)B * T, d = (size_t)c->dim, F = (size_t)c->ffn_dim, V = (size_t)c->vocab_size;
     const size_t Dh = (size_t)m->head_dim, nq = (size_t)c->n_heads * Dh, nkv = (size_t)c->n_kv_heads * Dh;
-    const size_t esize = p == LB_PRECISION_BF16 ? 2 : 4;
+    const size_t esize = attn_p == LB_PRECISION_BF16 ? 2 : 4; /* attention's head-major copies */
     arena_tally a = {0, 0};
     size_t bw = 0;
     int cached = 0;

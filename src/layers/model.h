@@ -217,12 +217,14 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, const int *ids, int B, int
 
 /* The peak of g's arena (lb_arena.peak) over one lb_model_forward of [B, T]
  * with targets, and with `train` its lb_backward, when `n_threads` OpenMP
- * threads run it at `precision`: the same tensors the forward pass
+ * threads run it at `precision`, attention at `attn_precision` (lb_graph's
+ * two fields): the same tensors the forward pass
  * allocates, op by op, at full quantization (λ = 1), plus what the
  * backward pass adds before it can reuse what it frees (the logits'
  * gradient, the largest layer's input gradient and recomputed operands).
  * An estimate: tests/test_memory.c holds it to the measured peak. */
-size_t lb_model_forward_bytes(const lb_model *m, int B, int T, int train, int n_threads, lb_gemm_precision precision);
+size_t lb_model_forward_bytes(const lb_model *m, int B, int T, int train, int n_threads, lb_gemm_precision precision,
+                              lb_gemm_precision attn_precision);
 
 /* The precision a model of config mc trains at when train.gemm_precision is
  * p: p itself, or for auto, bf16 where the CPU multiplies bf16 natively

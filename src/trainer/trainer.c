@@ -289,7 +289,8 @@ lb_status lb_trainer_memory_need(const lb_config *c, size_t data, lb_memory_need
     }
     free(owner);
     int threads = omp_get_max_threads();
-    size_t peak = lb_model_forward_bytes(m, c->train.batch_size, c->train.seq_len, 1, threads, c->train.gemm_precision);
+    size_t peak = lb_model_forward_bytes(m, c->train.batch_size, c->train.seq_len, 1, threads, c->train.gemm_precision,
+                                         c->train.attention_precision);
     need->activations = peak + peak / LB_ARENA_MARGIN;
     lb_model_free(m);
     if (lb_distill_enabled(c)) { /* weights and gradients (lb_model_create makes both), a forward arena */
@@ -300,9 +301,10 @@ lb_status lb_trainer_memory_need(const lb_config *c, size_t data, lb_memory_need
             lb_error_clear();
             goto done;
         }
+        /* the teacher's graph runs at fp32 (lb_distill_open) */
         need->teacher = 2 * tm->n_elements * sizeof(float) +
                         lb_model_forward_bytes(tm, c->train.batch_size, c->train.seq_len, 0, threads,
-                                               c->train.gemm_precision);
+                                               LB_PRECISION_FP32, LB_PRECISION_FP32);
         lb_model_free(tm);
     }
 done:
