@@ -11,6 +11,7 @@
  *   arena_forward_mb   activations and saved data when backward starts
  *   arena_peak_mb  most the arena held (backward reuses what it frees)
  *   precision      the product precision of fp32 operands (--precision)
+ *   attn_precision the same for attention's products (--attention-precision)
  *   backend        the GEMM backend (LOWBIT_GEMM), and {f32,bf16,s8}_impl the
  *                  kernels each operand type runs on (oneDNN's implementation
  *                  name, e.g. brg:avx512_core_vnni, or the OpenBLAS core)
@@ -33,8 +34,10 @@
  *
  * Usage: bench_train [--layers N] [--heads H] [--kv-heads H] [--dim D] [--ffn F]
  *                    [--seq T] [--batch B] [--vocab V] [--mode fp|b1.58|b1]
- *                    [--precision fp32|bf16|auto] [--steps N] [--warmup N] [--no-gemm-stats]
- * --precision defaults to the config's default (train.gemm_precision).
+ *                    [--precision fp32|bf16|auto] [--attention-precision fp32|bf16|auto]
+ *                    [--steps N] [--warmup N] [--no-gemm-stats]
+ * --precision and --attention-precision default to the config's defaults
+ * (train.gemm_precision, train.attention_precision), resolved as a run does.
  * Threads: OMP_NUM_THREADS. LOWBIT_BENCH_MEMORY=1 prints what the forward
  * pass holds, by op (stderr); LOWBIT_BENCH_REGIONS=1 the regions by function. */
 #define _GNU_SOURCE
@@ -167,13 +170,24 @@ static void print_forward_memory(const lb_graph *g) {
     fprintf(stderr, "forward %-14s %8.1f MB\n", "saved+other", (double)g->arena.used / 1048576.0 - outputs);
 }
 
+/* A precision's name (lb_gemm_precision_names) into *p; 0 when it is none. */
+static int precision_of(const char *option, const char *v, lb_gemm_precision *p) {
+    for (int k = 0; k < LB_PRECISION_N; k++)
+        if (!strcmp(v, lb_gemm_precision_names[k])) {
+            *p = (lb_gemm_precision)k;
+            return 1;
+        }
+    fprintf(stderr, "bench_train: %s '%s': expected fp32, bf16 or auto\n", option, v);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     int layers = 4, heads = 4, kv_heads = 2, dim = 128, ffn = 0, T = 64, B = 12, V = 256;
     int steps = 20, warmup = 3, gemm_stats = 1;
     const char *mode = "b1.58";
     lb_config defaults;
     lb_config_defaults(&defaults);
-    lb_gemm_precision precision = defaults.train.gemm_precision;
+    lb_gemm_precision precision = defaults.train.gemm_precision, attn_precision = defaults.train.attention_precision;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int *ip = !strcmp(a, "--layers") ? &layers : !strcmp(a, "--heads") ? &heads
@@ -187,14 +201,8 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--mode") && v) {
             mode = v;
             i++;
-        } else if (!strcmp(a, "--precision") && v) {
-            int k = 0;
-            while (k < LB_PRECISION_N && strcmp(v, lb_gemm_precision_names[k])) k++;
-            if (k == LB_PRECISION_N) {
-                fprintf(stderr, "bench_train: --precision '%s': expected fp32, bf16 or auto\n", v);
-                return 2;
-            }
-            precision = (lb_gemm_precision)k;
+        } else if ((!strcmp(a, "--precision") || !strcmp(a, "--attention-precision")) && v) {
+            if (!precision_of(a, v, !strcmp(a, "--precision") ? &precision : &attn_precision)) return 2;
             i++;
         } else if (!strcmp(a, "--no-gemm-stats")) {
             gemm_stats = 0;
@@ -233,6 +241,7 @@ int main(int argc, char **argv) {
     if (lb_graph_init(&g, 0) != LB_OK) die("graph");
     if (lb_gemm_init() != LB_OK) die("gemm");
     g.precision = precision = lb_model_gemm_precision(&c, precision);
+    g.attn_precision = attn_precision = lb_model_attention_precision(&c, attn_precision, precision);
 
     /* Random bytes; targets are the next token, as in language modelling. */
     int *ids = malloc((size_t)B * T * sizeof *ids), *tgt = malloc((size_t)B * T * sizeof *tgt);
@@ -278,9 +287,10 @@ int main(int argc, char **argv) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("impl=lowbit mode=%s layers=%d dim=%d heads=%d kv_heads=%d ffn=%d seq=%d batch=%d vocab=%d threads=%d "
-           "backend=%s precision=%s f32_impl=%s bf16_impl=%s s8_impl=%s",
+           "backend=%s precision=%s attn_precision=%s f32_impl=%s bf16_impl=%s s8_impl=%s",
            mode, layers, dim, heads, kv_heads, ffn, T, B, V, omp_get_max_threads(),
            lb_gemm_backend_name(lb_gemm_get_backend()), lb_gemm_precision_name(precision),
+           lb_gemm_precision_name(attn_precision),
            nospace(lb_gemm_impl(LB_GEMM_F32)), nospace(lb_gemm_impl(LB_GEMM_BF16)), nospace(lb_gemm_impl(LB_GEMM_S8)));
     printf(" params=%zu step_ms=%.3f tok_s=%.1f forward_ms=%.3f backward_ms=%.3f optim_ms=%.3f rss_mb=%.1f"
            " loss_first=%.4f loss_last=%.4f",

@@ -74,7 +74,8 @@ def best(model, mode, impl):
     return min(v) if v else float("nan")
 lb = [r for r in rows if r["impl"] == "lowbit"]
 print(f"\nmedians of {len(lb) // 4} rounds, threads={lb[0]['threads']}, lowbit: gemm {lb[0]['backend']}, products of "
-      f"fp32 operands in {lb[0]['precision']}; f32 {lb[0]['f32_impl']}, bf16 {lb[0]['bf16_impl']}, s8 {lb[0]['s8_impl']}\n")
+      f"fp32 operands in {lb[0]['precision']}, attention in {lb[0].get('attn_precision', '?')}; "
+      f"f32 {lb[0]['f32_impl']}, bf16 {lb[0]['bf16_impl']}, s8 {lb[0]['s8_impl']}\n")
 names = {"a": "(a) 4L d128 T64 B12", "b": "(b) 8L d512 T256 B4"}
 base = "baseline" in impls
 head = "| model | mode | lowbit ms/step | torch ms/step |" + (" baseline ms/step |" if base else "") + \

@@ -104,6 +104,8 @@ static void test_defaults_validate(void **state) {
     assert_float_equal(c.train.decay_at, 0.5f, 0.0f);
     assert_float_equal(c.train.weight_decay_stage2, 0.0f, 0.0f);
     assert_int_equal(c.train.threads, 0);
+    assert_int_equal(c.train.gemm_precision, LB_PRECISION_AUTO);
+    assert_int_equal(c.train.attention_precision, LB_PRECISION_AUTO);
     assert_string_equal(c.train.init_from, "");
     assert_true(c.optim.no_decay_on_norms_and_embeddings);
     assert_string_equal(c.checkpoint.dir, "runs/default");
@@ -230,6 +232,10 @@ static void test_round_trip_custom(void **state) {
     set_ok(&c, "optim.type=lion");
     set_ok(&c, "optim.state=int8");
     set_ok(&c, "optim.grad=fp8");
+    set_ok(&c, "train.gemm_precision=bf16");
+    set_ok(&c, "train.attention_precision=fp32");
+    assert_int_equal(c.train.gemm_precision, LB_PRECISION_BF16);
+    assert_int_equal(c.train.attention_precision, LB_PRECISION_FP32);
     set_ok(&c, "log.sample_prompt=\"He said \\\"hi\\\"\\n\\tand left: #1\"");
     set_ok(&c, "log.jsonl=");
     assert_string_equal(c.log.sample_prompt, "He said \"hi\"\n\tand left: #1");
@@ -430,6 +436,8 @@ static void test_error_wrong_type(void **state) {
                    NULL);
     load_fails("optim:\n  grad: bf16\n");
     assert_msg_has("bad.yaml:2:9", "key 'optim.grad'", "one of fp32, fp8, int8", NULL);
+    load_fails("train:\n  attention_precision: fp16\n");
+    assert_msg_has("bad.yaml:2:24", "key 'train.attention_precision'", "expected one of fp32, bf16, auto", NULL);
     load_fails("- model\n");
     assert_msg_has("bad.yaml:1:1", "expected a mapping of sections", NULL);
 }

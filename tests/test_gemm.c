@@ -415,7 +415,7 @@ static void check_bf16_op(float_op which) {
     for (int v = 0; v < 2; v++) {
         lb_graph g;
         assert_int_equal(lb_graph_init(&g, 0), LB_OK);
-        g.precision = v ? LB_PRECISION_BF16 : LB_PRECISION_FP32;
+        g.precision = g.attn_precision = v ? LB_PRECISION_BF16 : LB_PRECISION_FP32;
         for (int i = 0; i < n_in; i++) memset(in[i]->grad, 0, in[i]->n * sizeof(float));
         lb_tensor *y = which == OP_MATMUL ? lb_matmul(&g, in[0], in[1], 1)
                      : which == OP_BMM    ? lb_bmm(&g, in[0], in[1], 0, 1)
@@ -458,6 +458,66 @@ static void test_ops_at_bf16_precision(void **state) {
         check_bf16_op(OP_MATMUL);
         check_bf16_op(OP_BMM);
         check_bf16_op(OP_ATTENTION);
+    }
+    lb_gemm_set_backend(default_backend());
+}
+
+/* Attention's products run at the graph's attn_precision whatever the other
+ * products' precision: with the rest in bf16 and attention in fp32, the
+ * attention op's output and its three input gradients are the bits of an
+ * all-fp32 graph, and with attention alone in bf16 those of an all-bf16 one.
+ * The outputs of attention over q, k, v [2, 40, 4 | 2, 16] and the gradients
+ * of a weighted sum of them; cases: {graph precision, attention precision}. */
+static void check_attention_precision_is_its_own(void) {
+    int qs[4] = {2, 40, 4, 16}, ks[4] = {2, 40, 2, 16};
+    lb_tensor *in[3] = {tu_param(4, qs, 80, -1.0f, 1.0f), tu_param(4, ks, 81, -1.0f, 1.0f),
+                        tu_param(4, ks, 82, -1.0f, 1.0f)};
+    static const lb_gemm_precision cases[4][2] = {{LB_PRECISION_FP32, LB_PRECISION_FP32},
+                                                  {LB_PRECISION_BF16, LB_PRECISION_FP32},
+                                                  {LB_PRECISION_BF16, LB_PRECISION_BF16},
+                                                  {LB_PRECISION_FP32, LB_PRECISION_BF16}};
+    float *res[4][4]; /* per case: the output, then the gradients of q, k, v */
+    size_t n[4];
+    for (int v = 0; v < 4; v++) {
+        lb_graph g;
+        assert_int_equal(lb_graph_init(&g, 0), LB_OK);
+        g.precision = cases[v][0];
+        g.attn_precision = cases[v][1];
+        for (int i = 0; i < 3; i++) memset(in[i]->grad, 0, in[i]->n * sizeof(float));
+        lb_tensor *y = lb_attention(&g, in[0], in[1], in[2]);
+        assert_non_null(y);
+        n[0] = y->n;
+        res[v][0] = malloc(y->n * sizeof(float));
+        memcpy(res[v][0], y->data, y->n * sizeof(float));
+        assert_int_equal(lb_backward(&g, tu_weighted_sum(&g, y, 83)), LB_OK);
+        for (int i = 0; i < 3; i++) {
+            n[i + 1] = in[i]->n;
+            res[v][i + 1] = malloc(in[i]->n * sizeof(float));
+            memcpy(res[v][i + 1], in[i]->grad, in[i]->n * sizeof(float));
+        }
+        lb_graph_free(&g);
+    }
+    static const char *const what[4] = {"output", "gradient of q", "gradient of k", "gradient of v"};
+    for (int j = 0; j < 4; j++) {
+        if (memcmp(res[1][j], res[0][j], n[j] * sizeof(float)))
+            fail_msg("attention's %s with the graph at bf16 and attention at fp32 is not the all-fp32 one", what[j]);
+        if (memcmp(res[3][j], res[2][j], n[j] * sizeof(float)))
+            fail_msg("attention's %s with the graph at fp32 and attention at bf16 is not the all-bf16 one", what[j]);
+        /* the two precisions differ, so the comparisons above can fail */
+        if (!memcmp(res[2][j], res[0][j], n[j] * sizeof(float)))
+            fail_msg("attention's %s is the same at bf16 and at fp32", what[j]);
+    }
+    for (int v = 0; v < 4; v++)
+        for (int j = 0; j < 4; j++) free(res[v][j]);
+    for (int i = 0; i < 3; i++) lb_tensor_free(in[i]);
+}
+
+static void test_attention_at_its_own_precision(void **state) {
+    (void)state;
+    for (int backend = 0; backend < 2; backend++) {
+        if (!backend_tested(backend ? LB_GEMM_OPENBLAS : LB_GEMM_ONEDNN)) continue;
+        lb_gemm_set_backend(backend ? LB_GEMM_OPENBLAS : LB_GEMM_ONEDNN);
+        check_attention_precision_is_its_own();
     }
     lb_gemm_set_backend(default_backend());
 }
@@ -585,6 +645,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_qmatmul_integer_forward),
         cmocka_unit_test(test_qmatmul_integer_backward),
         cmocka_unit_test(test_ops_at_bf16_precision),
+        cmocka_unit_test(test_attention_at_its_own_precision),
         cmocka_unit_test(test_precision_auto),
         cmocka_unit_test(test_describe),
         cmocka_unit_test(test_openblas_warning),

@@ -169,7 +169,7 @@ static void check_run(lb_config *c, const char *name) {
     lb_step_result r;
     if (lb_trainer_step(&t, &r) != LB_OK) fail_msg("%s: step: %s", name, lb_errmsg());
     size_t peak = lb_model_forward_bytes(t.model, c->train.batch_size, c->train.seq_len, 1, omp_get_max_threads(),
-                                         t.cfg.train.gemm_precision);
+                                         t.cfg.train.gemm_precision, t.cfg.train.attention_precision);
     assert_int_equal(need.activations, peak + peak / LB_ARENA_MARGIN);
     near_peak(name, peak, &t.graph.arena);
     /* the arena, reserved at the estimate, held the step without growing */
@@ -230,6 +230,10 @@ static void test_sweep(void **state) {
         {"wide FFN, one block: recomputed weights", "model.n_layers=1", "model.ffn_dim=1024", "model.quant.preset=b1.58"},
         {"bf16 products, int8 activation gradients", "model.quant.preset=b1.58", "train.gemm_precision=bf16",
          "optim.act_grad=int8"},
+        {"bf16 products, attention in fp32: long windows", "model.max_seq_len=128", "train.seq_len=128",
+         "train.batch_size=8", "train.gemm_precision=bf16", "train.attention_precision=fp32"},
+        {"fp32 products, attention in bf16: long windows", "model.max_seq_len=128", "train.seq_len=128",
+         "train.batch_size=8", "train.gemm_precision=fp32", "train.attention_precision=bf16"},
         {"layernorm, relu2, untied head, bf16 states, Lion", "model.norm=layernorm", "model.ffn_act=relu2",
          "model.tie_embeddings=false", "optim.state=bf16", "optim.type=lion"},
         {"LSQ int4 weights, grouped queries, fp8 states", "model.n_heads=4", "model.n_kv_heads=1",

@@ -481,39 +481,104 @@ static void test_resume_is_bit_exact_fp32_state(void **state) { check_resume_exa
 static void test_resume_is_bit_exact_int8_state(void **state) { check_resume_exact(*state, "int8"); }
 static void test_resume_is_bit_exact_fp8_state(void **state) { check_resume_exact(*state, "fp8"); }
 
-/* train.gemm_precision auto resumes at the precision the checkpoint ran at;
- * a precision the config names is kept. */
-static void test_resume_keeps_the_checkpoints_precision(void **state) {
-    fixture *fx = *state;
-    lb_config c;
-    small_config(&c, fx, "precision", "fp32");
-    tu_config_set(&c, "model.quant.preset=fp32");
-    const lb_gemm_precision here = lb_model_gemm_precision(&c.model, LB_PRECISION_AUTO);
-    const lb_gemm_precision other = here == LB_PRECISION_BF16 ? LB_PRECISION_FP32 : LB_PRECISION_BF16;
-    tu_config_set(&c, "train.gemm_precision=%s", lb_gemm_precision_name(other));
+/* train.<key>'s precision (key gemm_precision or attention_precision) in the
+ * trainer's config, which its graph runs at. */
+static lb_gemm_precision precision_in(const lb_trainer *t, const char *key) {
+    const int attn = !strcmp(key, "attention_precision");
+    const lb_gemm_precision p = attn ? t->cfg.train.attention_precision : t->cfg.train.gemm_precision;
+    assert_int_equal(attn ? t->graph.attn_precision : t->graph.precision, p);
+    return p;
+}
+
+/* train.<key> auto resumes at the precision the checkpoint ran at: a run at
+ * `other` is saved and resumed with auto, which starts at `here`; a
+ * precision the config names is kept. */
+static void check_resume_keeps(lb_config *c, const char *key, lb_gemm_precision here, lb_gemm_precision other) {
+    tu_config_set(c, "train.%s=%s", key, lb_gemm_precision_name(other));
     lb_trainer t;
-    init_trainer(&t, &c);
+    init_trainer(&t, c);
     float losses[2];
     steps(&t, 2, losses);
     char path[700], want[64];
     if (lb_trainer_save(&t, path, sizeof path) != LB_OK) fail_msg("save: %s", lb_errmsg());
     lb_trainer_free(&t);
 
-    tu_config_set(&c, "train.gemm_precision=auto");
-    init_trainer(&t, &c);
-    assert_int_equal(t.cfg.train.gemm_precision, here);
+    tu_config_set(c, "train.%s=auto", key);
+    init_trainer(&t, c);
+    assert_int_equal(precision_in(&t, key), here);
     if (lb_trainer_resume(&t, path) != LB_OK) fail_msg("resume: %s", lb_errmsg());
-    assert_int_equal(t.cfg.train.gemm_precision, other);
-    assert_int_equal(t.graph.precision, other);
-    snprintf(want, sizeof want, "gemm_precision: %s\n", lb_gemm_precision_name(other));
+    assert_int_equal(precision_in(&t, key), other);
+    snprintf(want, sizeof want, "\n  %s: %s\n", key, lb_gemm_precision_name(other));
     assert_non_null(strstr(t.config_yaml, want));
     steps(&t, 1, losses);
     lb_trainer_free(&t);
 
-    tu_config_set(&c, "train.gemm_precision=%s", lb_gemm_precision_name(here));
-    init_trainer(&t, &c);
+    tu_config_set(c, "train.%s=%s", key, lb_gemm_precision_name(here));
+    init_trainer(&t, c);
     if (lb_trainer_resume(&t, path) != LB_OK) fail_msg("resume: %s", lb_errmsg());
-    assert_int_equal(t.graph.precision, here);
+    assert_int_equal(precision_in(&t, key), here);
+    lb_trainer_free(&t);
+}
+
+static lb_gemm_precision the_other(lb_gemm_precision p) {
+    return p == LB_PRECISION_BF16 ? LB_PRECISION_FP32 : LB_PRECISION_BF16;
+}
+
+static void test_resume_keeps_the_checkpoints_precision(void **state) {
+    lb_config c;
+    small_config(&c, *state, "precision", "fp32");
+    tu_config_set(&c, "model.quant.preset=fp32");
+    const lb_gemm_precision here = lb_model_gemm_precision(&c.model, LB_PRECISION_AUTO);
+    check_resume_keeps(&c, "gemm_precision", here, the_other(here));
+}
+
+/* Removes the line `key: value` from the config a trainer will store, as
+ * checkpoints written before the key existed have it. */
+static void forget_stored_key(lb_trainer *t, const char *key) {
+    char *at = strstr(t->config_yaml, key), *end = at ? strchr(at, '\n') : NULL;
+    assert_non_null(end);
+    while (at > t->config_yaml && at[-1] == ' ') at--;
+    memmove(at, end + 1, strlen(end + 1) + 1);
+}
+
+/* The same for train.attention_precision, whatever the other products'
+ * precision; and a checkpoint from before the key ran attention at its
+ * train.gemm_precision. */
+static void test_resume_keeps_the_checkpoints_attention_precision(void **state) {
+    fixture *fx = *state;
+    lb_config c;
+    small_config(&c, fx, "attn_precision", "fp32");
+    tu_config_set(&c, "model.quant.preset=fp32");
+    const lb_gemm_precision gemm = lb_model_gemm_precision(&c.model, LB_PRECISION_AUTO);
+    const lb_gemm_precision here = lb_model_attention_precision(&c.model, LB_PRECISION_AUTO, gemm);
+    check_resume_keeps(&c, "attention_precision", here, the_other(here));
+
+    /* Before the key: products in bf16 (attention with them), the key not stored.
+     * Resumed with products in fp32 and attention auto, attention stays bf16. */
+    tu_config_set(&c, "checkpoint.dir=%s/attn_precision_old", fx->dir);
+    tu_config_set(&c, "train.gemm_precision=bf16");
+    tu_config_set(&c, "train.attention_precision=bf16");
+    lb_trainer t;
+    init_trainer(&t, &c);
+    float loss;
+    steps(&t, 1, &loss);
+    forget_stored_key(&t, "attention_precision:");
+    char old[700];
+    if (lb_trainer_save(&t, old, sizeof old) != LB_OK) fail_msg("save: %s", lb_errmsg());
+    lb_trainer_free(&t);
+    lb_config stored;
+    if (lb_load_checkpoint_config(old, &stored) != LB_OK) fail_msg("%s", lb_errmsg());
+    assert_int_equal(stored.train.attention_precision, LB_PRECISION_AUTO);
+
+    tu_config_set(&c, "train.gemm_precision=fp32");
+    tu_config_set(&c, "train.attention_precision=auto");
+    init_trainer(&t, &c);
+    assert_int_equal(precision_in(&t, "attention_precision"), LB_PRECISION_FP32);
+    if (lb_trainer_resume(&t, old) != LB_OK) fail_msg("resume: %s", lb_errmsg());
+    assert_int_equal(precision_in(&t, "gemm_precision"), LB_PRECISION_FP32);
+    assert_int_equal(precision_in(&t, "attention_precision"), LB_PRECISION_BF16);
+    assert_non_null(strstr(t.config_yaml, "\n  attention_precision: bf16\n"));
+    steps(&t, 1, &loss);
     lb_trainer_free(&t);
 }
 
@@ -703,11 +768,17 @@ static void test_checkpoint_of_main_round_trips(void **state) {
     if (p) pclose(p);
     if (n) fail_msg("the checkpoint written now differs from main's (h5dump of main's < > now's):\n%s", diff);
 
-    /* the same config, with the precision it ran at named: main's config has no
-     * train.gemm_precision, so it reads back as the default, auto, and ran at fp32 */
-    char *ya = stored_config(old), *yb = stored_config(fresh), *at = strstr(ya, "gemm_precision: auto\n");
-    assert_non_null(at);
-    memcpy(at + strlen("gemm_precision: "), "fp32", 4);
+    /* the same config, with the precisions it ran at named: main's config has no
+     * train.gemm_precision and no train.attention_precision, so they read back
+     * as the default, auto, and it ran at fp32, attention with the rest */
+    char *ya = stored_config(old), *yb = stored_config(fresh);
+    for (int i = 0; i < 2; i++) {
+        const char *key = i ? "attention_precision: " : "gemm_precision: ";
+        char line[64], *at;
+        snprintf(line, sizeof line, "\n  %sauto\n", key);
+        assert_non_null(at = strstr(ya, line));
+        memcpy(at + strlen(line) - strlen("auto\n"), "fp32", 4);
+    }
     assert_string_equal(ya, yb);
     free(ya);
     free(yb);
@@ -733,6 +804,7 @@ int main(void) {
         cmocka_unit_test(test_run_read_only_writes_nothing),
         cmocka_unit_test(test_checkpoint_of_main_round_trips),
         cmocka_unit_test(test_resume_keeps_the_checkpoints_precision),
+        cmocka_unit_test(test_resume_keeps_the_checkpoints_attention_precision),
         cmocka_unit_test(test_trainer_uses_the_configured_tokenizer),
         cmocka_unit_test(test_b158_tiny_learns),
         cmocka_unit_test(test_b1_tiny_learns),

@@ -51,6 +51,7 @@ static int eval_gguf(const char *path, int argc, char **argv, int batches) {
     }
     graph_ok = 1;
     g.precision = lb_model_gemm_precision(&model->cfg, cfg.train.gemm_precision);
+    g.attn_precision = lb_model_attention_precision(&model->cfg, cfg.train.attention_precision, g.precision);
     lb_graph_set_grad(&g, 0);
     inputs = malloc((size_t)B * T * sizeof *inputs);
     targets = malloc((size_t)B * T * sizeof *targets);

@@ -133,8 +133,14 @@ static void print_header(const lb_trainer *t, int resumed) {
     char need[256];
     lb_memory_format(&t->memory, need, sizeof need);
     printf("# memory: %s\n", need);
-    printf("# %s%s\n", lb_gemm_describe(c->train.gemm_precision),
-           t->precision_auto ? " (train.gemm_precision: auto)" : "");
+    /* "...; fp32 products in bf16, attention in fp32 (train.gemm_precision: auto, ...)": which keys were auto */
+    const int ga = t->precision_auto, aa = t->attn_precision_auto;
+    char from_auto[80] = "";
+    if (ga || aa)
+        snprintf(from_auto, sizeof from_auto, " (%s%s%s)", ga ? "train.gemm_precision: auto" : "", ga && aa ? ", " : "",
+                 aa ? "train.attention_precision: auto" : "");
+    printf("# %s, attention in %s%s\n", lb_gemm_describe(c->train.gemm_precision),
+           lb_gemm_precision_name(c->train.attention_precision), from_auto);
     if (t->dist->size > 1)
         printf("# data parallel: %d ranks × batch %d × grad_accum %d = %d sequences per step\n", t->dist->size,
                c->train.batch_size, c->train.grad_accum, t->dist->size * c->train.batch_size * c->train.grad_accum);

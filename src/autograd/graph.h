@@ -58,9 +58,13 @@ struct lb_graph {
     int grad_enabled;     /* 0: no nodes are recorded (evaluation, sampling) */
     int tape_spent;       /* lb_backward ran: the activations are gone until the reset */
     /* The precision of products of fp32 operands (autograd/gemm.h): the
-     * backward products, attention, fp32 layers. LB_PRECISION_FP32 after
+     * backward products, fp32 layers. LB_PRECISION_FP32 after
      * lb_graph_init; the trainer sets train.gemm_precision. */
     lb_gemm_precision precision;
+    /* The same for attention's products (lb_attention: Q·Kᵀ, P·V and their
+     * gradients), which read this field, not `precision`. LB_PRECISION_FP32
+     * after lb_graph_init; the trainer sets train.attention_precision. */
+    lb_gemm_precision attn_precision;
     /* The last input lb_qmatmul quantized (source data, spec, λ, result: fp32
      * values q, or int8 codes with one scale per row), so projections that
      * share an input (q/k/v, gate/up) quantize it once. Cleared by

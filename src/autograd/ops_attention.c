@@ -121,10 +121,11 @@ lb_tensor *lb_rope(lb_graph *g, lb_tensor *x, float theta, int pos0) {
  * (model (b) of docs/performance.md: 8 MB a layer; at T = 2048, 128 MB a
  * layer per sequence) to save one Q·Kᵀ product and a softmax per head,
  * about a sixth of attention's arithmetic. The products go through the
- * GEMM engine at the graph's precision (fp32, or bf16 operands with fp32
- * accumulation; the softmax is fp32 either way); Q·Kᵀ and P·V also compute
- * the masked upper triangle, a waste that costs less than hand loops lose
- * to GEMM kernels (see bench/bench_autograd.c).
+ * GEMM engine at the graph's attention precision (g->attn_precision, not
+ * g->precision: fp32, or bf16 operands with fp32 accumulation; the softmax
+ * is fp32 either way); Q·Kᵀ and P·V also compute the masked upper
+ * triangle, a waste that costs less than hand loops lose to GEMM kernels
+ * (see bench/bench_autograd.c).
  *
  * The query heads that share a KV head are adjacent in the head-major
  * copies, so their row-wise products (Q·Kᵀ, P·V, dO·Vᵀ, dS·K) are one
@@ -418,7 +419,7 @@ lb_tensor *lb_attention(lb_graph *g, lb_tensor *q, lb_tensor *k, lb_tensor *v) {
     const int n_threads = omp_get_max_threads();
     const size_t per_thread = scratch_floats(T, q->shape[3], gh);
     const size_t probs_bytes = (size_t)n_threads * per_thread * sizeof(float);
-    const lb_gemm_precision p = g->precision;
+    const lb_gemm_precision p = g->attn_precision;
     lb_tensor *o = lb_graph_tensor(g, 4, q->shape);
     float *probs = o ? lb_graph_alloc(g, probs_bytes) : NULL;
     if (!probs) return NULL;

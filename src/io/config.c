@@ -113,6 +113,7 @@ static const key_desc keys[] = {
     {"train.seed", K_U64, OFF(train.seed), 0, 0, 0, 0, 0, "an integer in [0, 2^64)", NULL, 0},
     INT("train.threads", train.threads, 0, 4096, "0 (all cores) or a number of threads"),
     ENUM("train.gemm_precision", train.gemm_precision, lb_gemm_precision_names),
+    ENUM("train.attention_precision", train.attention_precision, lb_gemm_precision_names),
     FLT("train.lr", train.lr, 0, 10, 1, 0, "a number in (0, 10]"),
     FLT("train.min_lr", train.min_lr, 0, 10, 0, 0, "a number in [0, 10]"),
     INT("train.warmup_steps", train.warmup_steps, 0, BIG, "a non-negative integer"),
@@ -609,6 +610,7 @@ void lb_config_defaults(lb_config *c) {
     t->seed = 1337;
     t->threads = 0;
     t->gemm_precision = LB_PRECISION_AUTO; /* bf16 where native: docs/performance.md, "Loss at bf16 precision" */
+    t->attention_precision = LB_PRECISION_AUTO; /* as gemm_precision resolves: lb_model_attention_precision */
     t->lr = 1.5e-3f;
     t->min_lr = 0.0f;
     t->warmup_steps = 50;

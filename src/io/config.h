@@ -19,7 +19,7 @@
 
 #include <stdint.h>
 
-#include "autograd/gemm.h"     /* lb_gemm_precision: train.gemm_precision */
+#include "autograd/gemm.h"     /* lb_gemm_precision: train.gemm_precision, .attention_precision */
 #include "core/error.h"
 #include "data/shards.h"        /* lb_shard_layout: data.format */
 #include "data/tokenizer.h"     /* lb_tokenizer_kind: data.tokenizer */
@@ -69,6 +69,7 @@ typedef struct lb_train_config {
     uint64_t seed;
     int threads;             /* 0: all cores */
     lb_gemm_precision gemm_precision; /* products of fp32 operands: fp32 or bf16 */
+    lb_gemm_precision attention_precision; /* attention's products (QKᵀ, P·V, their gradients): fp32 or bf16 */
     float lr;                /* peak learning rate */
     float min_lr;            /* lr at the end of the decay */
     int warmup_steps;        /* linear warm-up from 0 to lr */

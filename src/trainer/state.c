@@ -324,17 +324,25 @@ static lb_status open_named(const char *path, char file[PATH_MAX], lb_ckpt **c) 
     return lb_ckpt_open(file, c);
 }
 
-/* train.gemm_precision auto continues a run at the precision it ran at: its
- * checkpoint's config names it (fp32 or bf16; a config stored before the
- * key had a default of auto says auto and ran at fp32). */
+/* train.gemm_precision and train.attention_precision auto continue a run at
+ * the precisions it ran at: its checkpoint's config names them (fp32 or
+ * bf16). A config stored before a key existed reads back as its default,
+ * auto: before train.gemm_precision, the run was at fp32; before
+ * train.attention_precision, attention was at the other products' precision. */
 static lb_status continue_precision(lb_trainer *t, lb_ckpt *c) {
     lb_config stored;
     LB_TRY(lb_state_read_config(c, &stored));
-    lb_gemm_precision p = stored.train.gemm_precision == LB_PRECISION_AUTO ? LB_PRECISION_FP32
-                                                                          : stored.train.gemm_precision;
-    if (p == t->cfg.train.gemm_precision) return LB_OK;
+    const lb_gemm_precision sp = stored.train.gemm_precision, sa = stored.train.attention_precision;
+    const lb_gemm_precision gemm = sp == LB_PRECISION_AUTO ? LB_PRECISION_FP32 : sp;
+    const lb_gemm_precision attn = sa == LB_PRECISION_AUTO ? gemm : sa;
+    lb_train_config *tc = &t->cfg.train;
+    const lb_gemm_precision was_gemm = tc->gemm_precision, was_attn = tc->attention_precision;
+    if (t->precision_auto) tc->gemm_precision = gemm;
+    if (t->attn_precision_auto) tc->attention_precision = attn;
+    if (tc->gemm_precision == was_gemm && tc->attention_precision == was_attn) return LB_OK;
+    t->graph.precision = tc->gemm_precision;
+    t->graph.attn_precision = tc->attention_precision;
     char *yaml = NULL;
-    t->cfg.train.gemm_precision = t->graph.precision = p;
     LB_TRY(lb_config_to_yaml(&t->cfg, &yaml));
     free(t->config_yaml);
     t->config_yaml = yaml;
@@ -346,7 +354,7 @@ lb_status lb_trainer_resume(lb_trainer *t, const char *path) {
     lb_ckpt *c;
     LB_TRY(open_named(path, file, &c));
     lb_status s = lb_state_read(t, c);
-    if (s == LB_OK && t->precision_auto) s = continue_precision(t, c);
+    if (s == LB_OK && (t->precision_auto || t->attn_precision_auto)) s = continue_precision(t, c);
     lb_ckpt_close(c);
     if (s != LB_OK) lb_error_prefix("resuming from '%s'", file);
     return s;

@@ -289,7 +289,8 @@ lb_status lb_trainer_memory_need(const lb_config *c, size_t data, lb_memory_need
     }
     free(owner);
     int threads = omp_get_max_threads();
-    size_t peak = lb_model_forward_bytes(m, c->train.batch_size, c->train.seq_len, 1, threads, c->train.gemm_precision);
+    size_t peak = lb_model_forward_bytes(m, c->train.batch_size, c->train.seq_len, 1, threads, c->train.gemm_precision,
+                                         c->train.attention_precision);
     need->activations = peak + peak / LB_ARENA_MARGIN;
     lb_model_free(m);
     if (lb_distill_enabled(c)) { /* weights and gradients (lb_model_create makes both), a forward arena */
@@ -300,9 +301,10 @@ lb_status lb_trainer_memory_need(const lb_config *c, size_t data, lb_memory_need
             lb_error_clear();
             goto done;
         }
+        /* the teacher's graph runs at fp32 (lb_distill_open) */
         need->teacher = 2 * tm->n_elements * sizeof(float) +
                         lb_model_forward_bytes(tm, c->train.batch_size, c->train.seq_len, 0, threads,
-                                               c->train.gemm_precision);
+                                               LB_PRECISION_FP32, LB_PRECISION_FP32);
         lb_model_free(tm);
     }
 done:
@@ -333,9 +335,12 @@ lb_status lb_trainer_init(lb_trainer *t, const lb_config *cfg) {
     lb_config *c = &t->cfg;
     lb_status s;
     if (c->train.threads > 0) omp_set_num_threads(c->train.threads);
-    /* auto becomes what suits this model on this CPU; the resolved config (and so a checkpoint) names it */
+    /* auto becomes what suits this model on this CPU; the resolved config (and so a checkpoint) names them */
     t->precision_auto = c->train.gemm_precision == LB_PRECISION_AUTO;
+    t->attn_precision_auto = c->train.attention_precision == LB_PRECISION_AUTO;
     c->train.gemm_precision = lb_model_gemm_precision(&c->model, c->train.gemm_precision);
+    c->train.attention_precision =
+        lb_model_attention_precision(&c->model, c->train.attention_precision, c->train.gemm_precision);
 
     init_source src = {0};
     if (c->train.init_from[0]) {
@@ -386,6 +391,7 @@ lb_status lb_trainer_init(lb_trainer *t, const lb_config *cfg) {
     size_t arena = t->memory.activations > ((size_t)1 << 20) ? t->memory.activations : 0;
     if ((s = lb_graph_init(&t->graph, arena)) != LB_OK) goto fail;
     t->graph.precision = c->train.gemm_precision;
+    t->graph.attn_precision = c->train.attention_precision;
     if ((s = make_optimizer(t)) != LB_OK) goto fail;
     t->sched = schedule_from(c);
     if ((s = lb_schedule_check(&t->sched)) != LB_OK) goto fail;

@@ -53,6 +53,7 @@ typedef struct lb_trainer {
     int inserted_sub_norms;   /* the init_from model had no sub-norms: they were inserted (distill.h) */
     lb_memory_need memory;    /* what the run needs, estimated before the model was allocated (memory.h) */
     int precision_auto;       /* train.gemm_precision was auto: a resumed run keeps its checkpoint's */
+    int attn_precision_auto;  /* train.attention_precision was auto: the same */
 } lb_trainer;
 
 typedef struct lb_step_result {
