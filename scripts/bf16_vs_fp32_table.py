@@ -1,10 +1,11 @@
 #!/usr/bin/python3
 """The table of scripts/bf16_vs_fp32.sh: final validation loss per run, and per
-config the mean and spread of each precision, the bf16 - fp32 difference of the
-means with its standard error, the same difference seed by seed (paired: the
-same init and batches), and the seed-to-seed spread of fp32 (the noise floor);
-then, from each run's metrics.jsonl, the difference of the means at every
-evaluation, to show how far two runs wander apart and back along the way.
+config and variant (bf16, bf16-attn32: see the script) the mean and spread, the
+variant - fp32 difference of the means with its standard error, the same
+difference seed by seed (paired: the same init and batches), and the
+seed-to-seed spread of fp32 (the noise floor); then, from each run's
+metrics.jsonl, the difference of the means at every evaluation, to show how far
+two runs wander apart and back along the way.
 
     scripts/bf16_vs_fp32_table.py OUTDIR     (reads OUTDIR/<config>.<prec>.seed<N>.log)
 """
@@ -16,7 +17,8 @@ import statistics
 import sys
 
 DONE = re.compile(r"^done: (\d+) steps, final validation loss ([0-9.]+), (\d+) tokens/s", re.M)
-NAME = re.compile(r"^(.+)\.(fp32|bf16)\.seed(\d+)\.log$")
+VARIANTS = ("fp32", "bf16", "bf16-attn32")  # as scripts/bf16_vs_fp32.sh names them; fp32 is the reference
+NAME = re.compile(r"^(.+)\.(" + "|".join(VARIANTS) + r")\.seed(\d+)\.log$")
 
 
 def sd(xs):
@@ -39,25 +41,27 @@ def main(outdir):
                                                           "bitnet-b1-tiny"].index(c)
                      if c in ("fp32-tiny", "bitnet-b158-tiny", "bitnet-b1-tiny") else 9)
     print(f"Final validation loss, {'/'.join(map(str, sorted(steps)))} steps, per run:\n")
-    print("| config | precision | " + " | ".join(f"seed {s}" for s in
+    print("| config | variant | " + " | ".join(f"seed {s}" for s in
           sorted({s for r in runs.values() for s in r})) + " |")
     seeds_all = sorted({s for r in runs.values() for s in r})
     print("|---|---|" + "---:|" * len(seeds_all))
     for c in configs:
-        for p in ("fp32", "bf16"):
+        for p in VARIANTS:
             r = runs.get((c, p), {})
+            if not r:
+                continue
             print(f"| {c} | {p} | " + " | ".join(f"{r[s]:.4f}" if s in r else "–"
                                                  for s in seeds_all) + " |")
-    print("\nPer config (sd: sample standard deviation over seeds; se: standard error "
-          "of the difference of the means, sqrt(sd_fp32²/n + sd_bf16²/n); paired: "
-          "bf16 − fp32 of the same seed, mean ± its standard error; tokens/s bf16 / fp32: the "
-          "ratio of each seed's pair, which the script runs side by side, averaged):\n")
-    print("| config | n fp32 / bf16 | fp32 mean ± sd | bf16 mean ± sd | fp32 seed sd (noise floor) "
-          "| bf16 − fp32 of the means ± se | paired, mean ± se | tokens/s bf16 / fp32 |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
-    for c in configs:
+    print("\nPer config and variant (sd: sample standard deviation over seeds; se: standard error "
+          "of the difference of the means, sqrt(sd_fp32²/n + sd_variant²/n); paired: "
+          "variant − fp32 of the same seed, mean ± its standard error; tokens/s variant / fp32: the "
+          "ratio of each seed's pair, comparable only where the script ran them side by side, averaged):\n")
+    print("| config | variant | n fp32 / variant | fp32 mean ± sd | variant mean ± sd | fp32 seed sd (noise floor) "
+          "| variant − fp32 of the means ± se | paired, mean ± se | tokens/s variant / fp32 |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    for c, v in ((c, v) for c in configs for v in VARIANTS[1:]):
         f = runs.get((c, "fp32"), {})
-        b = runs.get((c, "bf16"), {})
+        b = runs.get((c, v), {})
         if not f or not b:
             continue
         fv, bv = list(f.values()), list(b.values())
@@ -68,17 +72,17 @@ def main(outdir):
         pse = sd(pairs) / math.sqrt(len(pairs))
         pct = lambda x: 100 * x / mf
         pm_ = lambda x, f: "" if math.isnan(x) else " ± " + f(x)  # one seed: no spread
-        print(f"| {c} | {len(fv)} / {len(bv)} | {mf:.4f}{pm_(sd(fv), lambda x: f'{x:.4f}')} "
+        print(f"| {c} | {v} | {len(fv)} / {len(bv)} | {mf:.4f}{pm_(sd(fv), lambda x: f'{x:.4f}')} "
               f"| {mb:.4f}{pm_(sd(bv), lambda x: f'{x:.4f}')} "
               f"| {'–' if math.isnan(sd(fv)) else f'{pct(sd(fv)):.2f}%'} "
               f"| {pct(mb - mf):+.2f}%{pm_(se, lambda x: f'{pct(x):.2f}%')} "
               f"| {pct(pm):+.2f}%{pm_(pse, lambda x: f'{pct(x):.2f}%')} ({len(pairs)} seed{'s' * (len(pairs) > 1)}) "
-              f"| {statistics.mean(speed[(c, 'bf16')][s] / speed[(c, 'fp32')][s] for s in f if s in b):.2f}x |")
+              f"| {statistics.mean(speed[(c, v)][s] / speed[(c, 'fp32')][s] for s in f if s in b):.2f}x |")
 
-    print("\nbf16 − fp32 of the mean validation loss at every evaluation (runs with a metrics.jsonl):\n")
+    print("\nVariant − fp32 of the mean validation loss at every evaluation (runs with a metrics.jsonl):\n")
     curves = {}  # (config, precision) -> {step: [losses]}
     for path in sorted(pathlib.Path(outdir).glob("*.metrics.jsonl")):
-        m = re.match(r"^(.+)\.(fp32|bf16)\.seed(\d+)\.metrics\.jsonl$", path.name)
+        m = re.match(r"^(.+)\.(" + "|".join(VARIANTS) + r")\.seed(\d+)\.metrics\.jsonl$", path.name)
         if not m or (m.group(1), m.group(2)) not in runs or int(m.group(3)) not in runs[(m.group(1), m.group(2))]:
             continue  # only finished runs
         for line in path.read_text(errors="replace").splitlines():
@@ -86,10 +90,10 @@ def main(outdir):
             if e.get("event") == "eval":
                 curves.setdefault((m.group(1), m.group(2)), {}).setdefault(e["step"], []).append(e["val_loss"])
     eval_steps = sorted({s for c in curves.values() for s in c})
-    print("| config | n fp32 / bf16 | " + " | ".join(f"step {s}" for s in eval_steps) + " |")
-    print("|---|---|" + "---:|" * len(eval_steps))
-    for c in configs:
-        f, b = curves.get((c, "fp32"), {}), curves.get((c, "bf16"), {})
+    print("| config | variant | n fp32 / variant | " + " | ".join(f"step {s}" for s in eval_steps) + " |")
+    print("|---|---|---|" + "---:|" * len(eval_steps))
+    for c, v in ((c, v) for c in configs for v in VARIANTS[1:]):
+        f, b = curves.get((c, "fp32"), {}), curves.get((c, v), {})
         if not f or not b:
             continue
         cells = []
@@ -100,7 +104,7 @@ def main(outdir):
             else:
                 cells.append("–")
         n = f"{len(f[eval_steps[-1]]) if eval_steps[-1] in f else 0} / {len(b[eval_steps[-1]]) if eval_steps[-1] in b else 0}"
-        print(f"| {c} | {n} | " + " | ".join(cells) + " |")
+        print(f"| {c} | {v} | {n} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
