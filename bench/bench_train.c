@@ -240,8 +240,8 @@ int main(int argc, char **argv) {
     lb_graph g;
     if (lb_graph_init(&g, 0) != LB_OK) die("graph");
     if (lb_gemm_init() != LB_OK) die("gemm");
-    g.precision = precision = lb_model_gemm_precision(&c, precision);
-    g.attn_precision = attn_precision = lb_model_attention_precision(&c, attn_precision, precision);
+    g.precision = precision = lb_gemm_precision_resolve(precision);
+    g.attn_precision = attn_precision = lb_attention_precision_resolve(attn_precision, precision);
 
     /* Random bytes; targets are the next token, as in language modelling. */
     int *ids = malloc((size_t)B * T * sizeof *ids), *tgt = malloc((size_t)B * T * sizeof *tgt);

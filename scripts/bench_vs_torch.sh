@@ -73,8 +73,10 @@ def best(model, mode, impl):
     v = vals(model, mode, impl, "step_ms")
     return min(v) if v else float("nan")
 lb = [r for r in rows if r["impl"] == "lowbit"]
+def by_mode(key):  # the precisions auto chose, per mode (the same for both models)
+    return ", ".join(f"{m} {v}" for m, v in dict((r["mode"], r.get(key, "?")) for r in lb).items())
 print(f"\nmedians of {len(lb) // 4} rounds, threads={lb[0]['threads']}, lowbit: gemm {lb[0]['backend']}, products of "
-      f"fp32 operands in {lb[0]['precision']}, attention in {lb[0].get('attn_precision', '?')}; "
+      f"fp32 operands in: {by_mode('precision')}; attention's in: {by_mode('attn_precision')}; "
       f"f32 {lb[0]['f32_impl']}, bf16 {lb[0]['bf16_impl']}, s8 {lb[0]['s8_impl']}\n")
 names = {"a": "(a) 4L d128 T64 B12", "b": "(b) 8L d512 T256 B4"}
 base = "baseline" in impls

@@ -525,7 +525,8 @@ static void test_attention_at_its_own_precision(void **state) {
 /* --- what runs, and the OpenBLAS warning ------------------------------------------- */
 
 /* auto: bf16 where oneDNN multiplies bf16 with the CPU's own instructions,
- * fp32 where bf16 would be emulated or widened (OpenBLAS). */
+ * fp32 where bf16 would be emulated or widened (OpenBLAS); attention's auto
+ * follows the other products, an explicit one stays. */
 static void test_precision_auto(void **state) {
     (void)state;
     lb_gemm_set_backend(LB_GEMM_ONEDNN);
@@ -538,6 +539,12 @@ static void test_precision_auto(void **state) {
     assert_int_equal(lb_gemm_precision_resolve(LB_PRECISION_AUTO), native ? LB_PRECISION_BF16 : LB_PRECISION_FP32);
     assert_int_equal(lb_gemm_precision_resolve(LB_PRECISION_FP32), LB_PRECISION_FP32);
     assert_int_equal(lb_gemm_precision_resolve(LB_PRECISION_BF16), LB_PRECISION_BF16);
+    for (int g = 0; g < 2; g++) {
+        const lb_gemm_precision gemm = g ? LB_PRECISION_BF16 : LB_PRECISION_FP32;
+        assert_int_equal(lb_attention_precision_resolve(LB_PRECISION_AUTO, gemm), gemm);
+        assert_int_equal(lb_attention_precision_resolve(LB_PRECISION_FP32, gemm), LB_PRECISION_FP32);
+        assert_int_equal(lb_attention_precision_resolve(LB_PRECISION_BF16, gemm), LB_PRECISION_BF16);
+    }
     lb_gemm_set_backend(LB_GEMM_OPENBLAS);
     assert_false(lb_gemm_bf16_native());
     assert_int_equal(lb_gemm_precision_resolve(LB_PRECISION_AUTO), LB_PRECISION_FP32);

@@ -698,66 +698,6 @@ static void test_sample_logits_distribution(void **state) {
     assert_int_equal(lb_sample_logits(tie, 3, 0.0f, 0, &rng, scratch), 1); /* lowest id on ties */
 }
 
-/* train.gemm_precision and train.attention_precision auto under both
- * settings of model.c's switch for models with ternary layers — 0: every
- * product in fp32; 1: the linear layers' at the CPU's choice, attention's in
- * fp32 — and otherwise the CPU's choice, attention with the other products;
- * an explicit precision stays. lb_model_gemm_precision and
- * lb_model_attention_precision are the rules at one setting, the same for both. */
-static void test_precision_of_models(void **state) {
-    (void)state;
-    const lb_gemm_precision cpu = lb_gemm_precision_resolve(LB_PRECISION_AUTO), fp32 = LB_PRECISION_FP32,
-                            bf16 = LB_PRECISION_BF16, aut = LB_PRECISION_AUTO;
-    static const struct {
-        const char *what;
-        lb_linear_mode attn, ffn;
-        const char *attn_weight; /* for LB_LINEAR_CUSTOM */
-        int ternary;
-    } models[] = {
-        {"fp32", LB_LINEAR_FP, LB_LINEAR_FP, NULL, 0},
-        {"b1", LB_LINEAR_B1, LB_LINEAR_B1, NULL, 0},
-        {"b1 attention, b1.58 FFN", LB_LINEAR_B1, LB_LINEAR_B158, NULL, 1},
-        {"ternary custom attention", LB_LINEAR_CUSTOM, LB_LINEAR_B1, "ternary:per_channel", 1},
-        {"int4 custom attention", LB_LINEAR_CUSTOM, LB_LINEAR_B1, "int4:g128", 0},
-    };
-    int public_is[2] = {1, 1}; /* the public rules agree with setting s in every case so far */
-    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
-        lb_model_config c = tiny_config();
-        c.attn.mode = models[i].attn;
-        c.ffn.mode = models[i].ffn;
-        if (models[i].attn_weight) assert_int_equal(lb_qspec_parse(models[i].attn_weight, &c.attn.weight), LB_OK);
-        const int t = models[i].ternary;
-        for (int apart = 0; apart < 2; apart++) {
-            const lb_gemm_precision gemm_auto = t && !apart ? fp32 : cpu;
-            if (lb_model_gemm_precision_rule(&c, aut, apart) != gemm_auto ||
-                lb_model_gemm_precision_rule(&c, fp32, apart) != fp32 ||
-                lb_model_gemm_precision_rule(&c, bf16, apart) != bf16)
-                fail_msg("%s, switch %d: gemm precision auto %s, expected %s", models[i].what, apart,
-                         lb_gemm_precision_name(lb_model_gemm_precision_rule(&c, aut, apart)),
-                         lb_gemm_precision_name(gemm_auto));
-            for (int g = 0; g < 2; g++) {
-                const lb_gemm_precision gemm = g ? bf16 : fp32, attn_auto = t && apart ? fp32 : gemm;
-                if (lb_model_attention_precision_rule(&c, aut, gemm, apart) != attn_auto ||
-                    lb_model_attention_precision_rule(&c, fp32, gemm, apart) != fp32 ||
-                    lb_model_attention_precision_rule(&c, bf16, gemm, apart) != bf16)
-                    fail_msg("%s, switch %d, products at %s: attention precision auto %s, expected %s",
-                             models[i].what, apart, lb_gemm_precision_name(gemm),
-                             lb_gemm_precision_name(lb_model_attention_precision_rule(&c, aut, gemm, apart)),
-                             lb_gemm_precision_name(attn_auto));
-            }
-        }
-        for (int s = 0; s < 2; s++)
-            for (int p = 0; p < LB_PRECISION_N; p++) {
-                public_is[s] &= lb_model_gemm_precision(&c, p) == lb_model_gemm_precision_rule(&c, p, s);
-                for (int g = 0; g < 2; g++)
-                    public_is[s] &= lb_model_attention_precision(&c, p, g ? bf16 : fp32) ==
-                                    lb_model_attention_precision_rule(&c, p, g ? bf16 : fp32, s);
-            }
-    }
-    assert_true(public_is[0] || public_is[1]);
-    assert_false(public_is[0] && public_is[1]); /* the cases tell the settings apart */
-}
-
 static void test_generate_deterministic(void **state) {
     (void)state;
     lb_model_config c = tiny_config();
@@ -815,7 +755,6 @@ int main(void) {
         cmocka_unit_test(test_lambda_zero_matches_fp),
         cmocka_unit_test(test_stochastic_rounding_streams),
         cmocka_unit_test(test_sample_logits_distribution),
-        cmocka_unit_test(test_precision_of_models),
         cmocka_unit_test(test_generate_deterministic),
     };
     return tu_run_group_tests(tests, NULL, NULL);

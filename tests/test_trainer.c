@@ -528,7 +528,7 @@ static void test_resume_keeps_the_checkpoints_precision(void **state) {
     lb_config c;
     small_config(&c, *state, "precision", "fp32");
     tu_config_set(&c, "model.quant.preset=fp32");
-    const lb_gemm_precision here = lb_model_gemm_precision(&c.model, LB_PRECISION_AUTO);
+    const lb_gemm_precision here = lb_gemm_precision_resolve(LB_PRECISION_AUTO);
     check_resume_keeps(&c, "gemm_precision", here, the_other(here));
 }
 
@@ -549,8 +549,8 @@ static void test_resume_keeps_the_checkpoints_attention_precision(void **state) 
     lb_config c;
     small_config(&c, fx, "attn_precision", "fp32");
     tu_config_set(&c, "model.quant.preset=fp32");
-    const lb_gemm_precision gemm = lb_model_gemm_precision(&c.model, LB_PRECISION_AUTO);
-    const lb_gemm_precision here = lb_model_attention_precision(&c.model, LB_PRECISION_AUTO, gemm);
+    const lb_gemm_precision gemm = lb_gemm_precision_resolve(LB_PRECISION_AUTO);
+    const lb_gemm_precision here = lb_attention_precision_resolve(LB_PRECISION_AUTO, gemm);
     check_resume_keeps(&c, "attention_precision", here, the_other(here));
 
     /* Before the key: products in bf16 (attention with them), the key not stored.

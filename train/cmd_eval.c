@@ -50,8 +50,8 @@ static int eval_gguf(const char *path, int argc, char **argv, int batches) {
         goto done;
     }
     graph_ok = 1;
-    g.precision = lb_model_gemm_precision(&model->cfg, cfg.train.gemm_precision);
-    g.attn_precision = lb_model_attention_precision(&model->cfg, cfg.train.attention_precision, g.precision);
+    g.precision = lb_gemm_precision_resolve(cfg.train.gemm_precision);
+    g.attn_precision = lb_attention_precision_resolve(cfg.train.attention_precision, g.precision);
     lb_graph_set_grad(&g, 0);
     inputs = malloc((size_t)B * T * sizeof *inputs);
     targets = malloc((size_t)B * T * sizeof *targets);

@@ -606,6 +606,10 @@ lb_gemm_precision lb_gemm_precision_resolve(lb_gemm_precision p) {
     return lb_gemm_bf16_native() ? LB_PRECISION_BF16 : LB_PRECISION_FP32;
 }
 
+lb_gemm_precision lb_attention_precision_resolve(lb_gemm_precision attention_p, lb_gemm_precision gemm_p) {
+    return attention_p == LB_PRECISION_AUTO ? gemm_p : attention_p;
+}
+
 const char *lb_gemm_describe(lb_gemm_precision p) {
     const lb_gemm_backend b = lb_gemm_get_backend();
     char version[32] = "";

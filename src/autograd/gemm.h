@@ -78,9 +78,14 @@ lb_status lb_gemm(lb_gemm_type type, int ta, int tb, int M, int N, int K, float 
  * AVX-512 BF16 or AMX): elsewhere they are emulated or widened to fp32 and
  * are slower than fp32 products. */
 int lb_gemm_bf16_native(void);
-/* p, with auto made fp32 or bf16: bf16 when lb_gemm_bf16_native() (for a
- * model, lb_model_gemm_precision decides). */
+/* p, with auto made fp32 or bf16: bf16 when lb_gemm_bf16_native()
+ * (train.gemm_precision; docs/performance.md, "Loss at bf16 precision, over
+ * seeds": the tiny configs' losses behind the choice). */
 lb_gemm_precision lb_gemm_precision_resolve(lb_gemm_precision p);
+/* The precision of attention's products (train.attention_precision) when it
+ * is attention_p and the other products run at gemm_p (resolved): auto is
+ * gemm_p. */
+lb_gemm_precision lb_attention_precision_resolve(lb_gemm_precision attention_p, lb_gemm_precision gemm_p);
 
 /* fp32 operands multiplied at precision p (fp32 or bf16, not auto): as they
  * are (LB_GEMM_F32), or rounded to bf16 (to nearest even) and multiplied as

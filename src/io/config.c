@@ -610,7 +610,7 @@ void lb_config_defaults(lb_config *c) {
     t->seed = 1337;
     t->threads = 0;
     t->gemm_precision = LB_PRECISION_AUTO; /* bf16 where native: docs/performance.md, "Loss at bf16 precision" */
-    t->attention_precision = LB_PRECISION_AUTO; /* as gemm_precision resolves: lb_model_attention_precision */
+    t->attention_precision = LB_PRECISION_AUTO; /* as gemm_precision resolves: lb_attention_precision_resolve */
     t->lr = 1.5e-3f;
     t->min_lr = 0.0f;
     t->warmup_steps = 50;

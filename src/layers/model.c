@@ -586,46 +586,6 @@ static void tally_linear(arena_tally *a, size_t *backward, const lb_model *m, co
     if (need > *backward) *backward = need;
 }
 
-static int ternary_layers(const lb_linear_quant *q) {
-    return q->mode == LB_LINEAR_B158 || (q->mode == LB_LINEAR_CUSTOM && q->weight.format == LB_QF_TERNARY);
-}
-
-/* What auto means for models with ternary (b1.58) layers, where bf16
- * products were not shown within 0.5% of fp32's validation loss
- * (docs/performance.md, "Loss at bf16 precision, over seeds"):
- *   0  every product in fp32 (b1.58 with all of them in bf16: +0.93% ± 0.53%)
- *   1  the linear layers' products at the CPU's choice (bf16 where native),
- *      attention's in fp32 (+0.48% ± 0.32% over five seeds; being measured)
- * The one place that chooses: lb_model_gemm_precision and
- * lb_model_attention_precision read it. Runs resumed with auto keep the
- * precisions their checkpoints name, whichever it is. */
-static const int ternary_attention_apart = 0;
-
-static int has_ternary_layers(const lb_model_config *mc) {
-    return ternary_layers(&mc->attn) || ternary_layers(&mc->ffn);
-}
-
-lb_gemm_precision lb_model_gemm_precision_rule(const lb_model_config *mc, lb_gemm_precision p, int attention_apart) {
-    if (p == LB_PRECISION_AUTO && !attention_apart && has_ternary_layers(mc)) return LB_PRECISION_FP32;
-    return lb_gemm_precision_resolve(p);
-}
-
-lb_gemm_precision lb_model_attention_precision_rule(const lb_model_config *mc, lb_gemm_precision attention_p,
-                                                    lb_gemm_precision gemm_p, int attention_apart) {
-    if (attention_p != LB_PRECISION_AUTO) return attention_p;
-    if (attention_apart && has_ternary_layers(mc)) return LB_PRECISION_FP32;
-    return gemm_p;
-}
-
-lb_gemm_precision lb_model_gemm_precision(const lb_model_config *mc, lb_gemm_precision p) {
-    return lb_model_gemm_precision_rule(mc, p, ternary_attention_apart);
-}
-
-lb_gemm_precision lb_model_attention_precision(const lb_model_config *mc, lb_gemm_precision attention_p,
-                                               lb_gemm_precision gemm_p) {
-    return lb_model_attention_precision_rule(mc, attention_p, gemm_p, ternary_attention_apart);
-}
-
 size_t lb_model_forward_bytes(const lb_model *m, int B, int T, int train, int n_threads, lb_gemm_precision p,
                               lb_gemm_precision attn_p) {
     const lb_model_config *c = &m->cfg;

@@ -226,25 +226,6 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, const int *ids, int B, int
 size_t lb_model_forward_bytes(const lb_model *m, int B, int T, int train, int n_threads, lb_gemm_precision precision,
                               lb_gemm_precision attn_precision);
 
-/* The precision a model of config mc trains at when train.gemm_precision is
- * p: p itself, or for auto, bf16 where the CPU multiplies bf16 natively
- * (lb_gemm_precision_resolve) — except ternary (b1.58) layers, fp32: their
- * validation loss with bf16 products was not shown within 0.5% of fp32
- * (docs/performance.md, "Loss at bf16 precision, over seeds"). */
-lb_gemm_precision lb_model_gemm_precision(const lb_model_config *mc, lb_gemm_precision p);
-/* The precision of attention's products (train.attention_precision) when it
- * is attention_p and the other products run at gemm_p (resolved: fp32 or
- * bf16): attention_p itself, or for auto, gemm_p. */
-lb_gemm_precision lb_model_attention_precision(const lb_model_config *mc, lb_gemm_precision attention_p,
-                                               lb_gemm_precision gemm_p);
-/* The two rules above under either setting of model.c's switch for auto
- * with ternary layers, `attention_apart`: 0, the rules as described above
- * (the setting in use); 1, ternary models' linear products at the CPU's
- * choice like any model's, and their attention's in fp32. For tests. */
-lb_gemm_precision lb_model_gemm_precision_rule(const lb_model_config *mc, lb_gemm_precision p, int attention_apart);
-lb_gemm_precision lb_model_attention_precision_rule(const lb_model_config *mc, lb_gemm_precision attention_p,
-                                                    lb_gemm_precision gemm_p, int attention_apart);
-
 /* The parameter table of `cfg` (names, shapes, specs, n_elements) without
  * data: params_memory and grads_memory are NULL. For sizing a model before
  * allocating it; free it with lb_model_free. NULL on error. */

@@ -338,9 +338,9 @@ lb_status lb_trainer_init(lb_trainer *t, const lb_config *cfg) {
     /* auto becomes what suits this model on this CPU; the resolved config (and so a checkpoint) names them */
     t->precision_auto = c->train.gemm_precision == LB_PRECISION_AUTO;
     t->attn_precision_auto = c->train.attention_precision == LB_PRECISION_AUTO;
-    c->train.gemm_precision = lb_model_gemm_precision(&c->model, c->train.gemm_precision);
+    c->train.gemm_precision = lb_gemm_precision_resolve(c->train.gemm_precision);
     c->train.attention_precision =
-        lb_model_attention_precision(&c->model, c->train.attention_precision, c->train.gemm_precision);
+        lb_attention_precision_resolve(c->train.attention_precision, c->train.gemm_precision);
 
     init_source src = {0};
     if (c->train.init_from[0]) {
