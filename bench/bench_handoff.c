@@ -19,7 +19,7 @@ int main(int argc, char **argv) {
     }
     const double ns = handoff_round_trip_ns(rounds, 5);
     if (ns < 0.0) {
-        fprintf(stderr, "bench_handoff: could not get 2 OpenMP threads\n");
+        fprintf(stderr, "bench_handoff: could not get 2 OpenMP threads running at once (one CPU?)\n");
         return 1;
     }
     printf("cache-line round trip between two threads: %.0f ns (best of 5 x %ld)\n", ns, rounds);

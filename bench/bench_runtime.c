@@ -298,13 +298,15 @@ int main(int argc, char **argv) {
     const double goal = 100.0 * pk.decode_tps * wb / (dram.copy * 1e9), load1 = load_average();
     const double handoff1 = handoff_round_trip_ns(50000, 3);
     const double cores = (double)sysconf(_SC_NPROCESSORS_ONLN);
+    char h0[64], h1[64];
     printf("\nGOAL decode >= 60%% of the DRAM-copy bound: %.0f tokens/s (%.3f ms a token) against %.0f tokens/s "
            "(copy %.1f GB/s; triad %.1f, read %.1f) = %.0f%% on %d threads (OMP_WAIT_POLICY %s), %s, load average %.1f at "
-           "the start, %.1f at the end, a cache-line round trip between two threads %.0f ns at the start, %.0f at the "
+           "the start, %.1f at the end, a cache-line round trip between two threads %s at the start, %s at the "
            "end: %s\n",
            pk.decode_tps, 1e3 / pk.decode_tps, dram.copy * 1e9 / wb, dram.copy, dram.triad, dram.read, goal,
            omp_get_max_threads(), getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "unset",
-           cpu_clock ? "CPU time" : "wall time", load0, load1, handoff0, handoff1,
+           cpu_clock ? "CPU time" : "wall time", load0, load1, handoff_str(handoff0, h0, sizeof h0),
+           handoff_str(handoff1, h1, sizeof h1),
            cpu_clock                          ? "not judged (the goal is wall time)"
            : load0 > cores || load1 > cores   ? "not judged (more runnable jobs than cores: rates and bandwidths "
                                                 "measure the waits)"
