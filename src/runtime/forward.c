@@ -340,6 +340,25 @@ static void linear_rows(const rt_pass *p, const lb_rt_linear *L, int r0, int r1,
 
 /* ---- the phases ---------------------------------------------------------------- */
 
+/* Asks for the cache lines of columns c0..c1 − 1 of n_tok rows (ld floats
+ * apart) for writing (PREFETCHW), ahead of the stores. A decoding pass's
+ * outputs are read by every thread (each computes the next norm from all
+ * rows), so the lines a thread writes sit in the other cores' caches; taking
+ * them back one store at a time stalls the thread once its store buffer
+ * fills behind the first (with the vCPUs of a VM far apart, ~0.5 µs a line),
+ * where asked for ahead they move while it computes. */
+static void lines_for_writing(const lb_rt_model *m, const float *base, size_t ld, int n_tok, int c0, int c1) {
+#if defined(__x86_64__)
+    if (!m->prefetchw || c1 <= c0) return;
+    for (int t = 0; t < n_tok; t++) {
+        const char *a = (const char *)(base + (size_t)t * ld + c0), *last = (const char *)(base + (size_t)t * ld + c1 - 1);
+        for (a -= (uintptr_t)a % 64; a <= last; a += 64) __asm__ volatile("prefetchw %0" ::"m"(*a));
+    }
+#else
+    (void)m, (void)base, (void)ld, (void)n_tok, (void)c0, (void)c1;
+#endif
+}
+
 static inline void cpu_relax(void) {
 #if defined(__x86_64__)
     _mm_pause();
@@ -761,6 +780,38 @@ static int n_blocks(int rows) { return (rows + ROW_BLOCK - 1) / ROW_BLOCK; }
 
 /* ---- a pass ---------------------------------------------------------------------- */
 
+/* A decoding pass's places for layer l's att, attn_out, ffn_out and act: each
+ * layer's of its own, since a thread may still be reading layer l's while the
+ * others, having taken its items, write layer l + 1's. */
+static void fold_places(rt_pass *p, int l) {
+    const lb_rt_model *m = p->m;
+    p->att = p->s->fold_out + (size_t)l * FOLD * (m->q_dim + 2 * m->d + m->F);
+    p->attn_out = p->att + (size_t)FOLD * m->q_dim;
+    p->ffn_out = p->attn_out + (size_t)FOLD * m->d;
+    p->act = p->ffn_out + (size_t)FOLD * m->d;
+}
+
+/* The phases of a decoding pass's layer, in order. */
+enum { FOLD_QKV_ATTN, FOLD_O, FOLD_GATE_UP, FOLD_DOWN, FOLD_PHASES };
+
+/* Asks for the lines that thread tid writes in phase `ph` of layer l of a
+ * decoding pass (its share of the items, as phase() deals them) for writing:
+ * called a layer ahead (a phase ahead was slower), so that they move while
+ * it computes. */
+static void fold_lines_ahead(const rt_pass *p, int l, int ph, int tid) {
+    const lb_rt_model *m = p->m;
+    if (l >= m->L || !m->prefetchw) return;
+    rt_pass q = *p;
+    fold_places(&q, l);
+    const int group_cols = m->H / m->Hkv * m->Dh;
+    const struct { const float *base; int width, per_item; } out[FOLD_PHASES] = {
+        [FOLD_QKV_ATTN] = {q.att, m->q_dim, group_cols}, [FOLD_O] = {q.attn_out, m->d, ROW_BLOCK},
+        [FOLD_GATE_UP] = {q.act, m->F, ROW_BLOCK}, [FOLD_DOWN] = {q.ffn_out, m->d, ROW_BLOCK}};
+    const int per = out[ph].per_item, items = (out[ph].width + per - 1) / per;
+    const int c0 = share_start(items, tid, p->n_threads) * per, c1 = share_start(items, tid + 1, p->n_threads) * per;
+    lines_for_writing(m, out[ph].base, (size_t)out[ph].width, p->n, c0, c1 < out[ph].width ? c1 : out[ph].width);
+}
+
 /* One thread's part of a pass; returns the phases it ran. A pass of up to
  * FOLD tokens (decoding) folds: each thread keeps its own copy of the
  * residual stream and of the layers' inputs, and after every phase of weight
@@ -776,6 +827,10 @@ static int pass_body(const rt_pass *pass, int tid) {
     if (fold) mine.io = &s->own[tid];
     const rt_pass *p = &mine;
     int slot = 0;
+    /* With several threads, a decoding pass asks for each phase's output lines a layer ahead. */
+    const int ahead = fold && p->n_threads > 1;
+    if (ahead)
+        for (int ph = 0; ph < FOLD_PHASES; ph++) fold_lines_ahead(p, 0, ph, tid);
     const row_program first = {steps_first, N_STEPS(steps_first), 0, 0};
     if (fold)
         for (int t = 0; t < p->n; t++)
@@ -784,14 +839,7 @@ static int pass_body(const rt_pass *pass, int tid) {
         rows_phase(p, &slot, &first, tid);
     for (int l = 0; l < m->L; l++) {
         const lb_rt_block *b = &m->blocks[l];
-        if (fold) { /* each layer's values in a place of their own: a thread may still be reading
-                       layer l's while the others, having taken its items, write layer l + 1's */
-            float *o = s->fold_out + (size_t)l * FOLD * (m->q_dim + 2 * m->d + m->F);
-            mine.att = o;
-            mine.attn_out = mine.att + (size_t)FOLD * m->q_dim;
-            mine.ffn_out = mine.attn_out + (size_t)FOLD * m->d;
-            mine.act = mine.ffn_out + (size_t)FOLD * m->d;
-        }
+        if (fold) fold_places(&mine, l);
         const row_program o_in = {b->attn_sub_norm ? steps_o_in : steps_o_in + 1, b->attn_sub_norm ? 2 : 1, 0, l};
         const row_program ffn_in = {steps_ffn_in, N_STEPS(steps_ffn_in), 0, l};
         const row_program down_in =
@@ -803,6 +851,7 @@ static int pass_body(const rt_pass *pass, int tid) {
                                               : (row_program){steps_head_in, N_STEPS(steps_head_in), p->logit0, m->L};
 
         if (fold) {
+            if (ahead) fold_lines_ahead(p, l + 1, FOLD_QKV_ATTN, tid);
             phase(p, &slot, m->Hkv, qkv_attn_item, l, NULL, &o_in, tid);
         } else {
             phase(p, &slot, m->H + 2 * m->Hkv, qkv_item, l, NULL, NULL, tid);
@@ -818,11 +867,13 @@ static int pass_body(const rt_pass *pass, int tid) {
         if (!fold) rows_phase(p, &slot, &o_in, tid);
 
         const blocks_arg o = {{&b->o, NULL}, {p->attn_out, NULL}, (size_t)m->d, n_blocks(m->d), 0};
+        if (ahead) fold_lines_ahead(p, l + 1, FOLD_O, tid);
         phase(p, &slot, o.n_blocks, blocks_item, l, &o, fold ? &ffn_in : NULL, tid);
         probe(p, LB_RT_ATTN_OUTPUT, l, 0);
         if (!fold) rows_phase(p, &slot, &ffn_in, tid);
 
         const blocks_arg gu = {{&b->gate, &b->up}, {s->gate, s->up}, (size_t)m->F, n_blocks(m->F), 0};
+        if (ahead) fold_lines_ahead(p, l + 1, FOLD_GATE_UP, tid);
         if (s->probe) phase(p, &slot, 2 * gu.n_blocks, blocks_item, l, &gu, NULL, tid);
         else phase(p, &slot, gu.n_blocks, gate_up_item, l, NULL, fold ? &down_in : NULL, tid);
         probe(p, LB_RT_FFN_GATE, l, 0);
@@ -830,6 +881,7 @@ static int pass_body(const rt_pass *pass, int tid) {
         if (!fold) rows_phase(p, &slot, &down_in, tid);
 
         const blocks_arg dn = {{&b->down, NULL}, {p->ffn_out, NULL}, (size_t)m->d, n_blocks(m->d), 0};
+        if (ahead) fold_lines_ahead(p, l + 1, FOLD_DOWN, tid);
         phase(p, &slot, dn.n_blocks, blocks_item, l, &dn, fold ? &next : NULL, tid);
         probe(p, LB_RT_FFN_DOWN, l, 0);
         if (!fold) rows_phase(p, &slot, &next, tid);

@@ -55,6 +55,15 @@ lb_rt_isa lb_rt_isa_best(void) {
 #endif
 }
 
+int lb_rt_cpu_prefetchw(void) {
+#if defined(__x86_64__)
+    unsigned a, b, c, d;
+    return __get_cpuid(0x80000001u, &a, &b, &c, &d) && ((c >> 8) & 1);
+#else
+    return 0;
+#endif
+}
+
 lb_status lb_rt_isa_parse(const char *name, lb_rt_isa *out) {
     for (int i = 0; i < LB_RT_ISA_COUNT; i++)
         if (!strcmp(name, isas[i].name)) {

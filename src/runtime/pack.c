@@ -317,6 +317,7 @@ lb_rt_model *lb_rt_model_pack(const lb_model *m, const lb_rt_options *opt) {
     }
     rm->isa = isa;
     rm->kern = lb_rt_isa_kernels(isa);
+    rm->prefetchw = lb_rt_cpu_prefetchw();
     rm->info.isa = isa;
     if (build(rm, m, o.dense) != LB_OK) {
         lb_rt_model_free(rm);

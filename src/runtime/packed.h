@@ -50,6 +50,7 @@ struct lb_rt_model {
     int n_draw; /* ids generation draws from: [0, n_draw), the tokenizer's (lb_model.sample_vocab) */
     lb_rt_isa isa;
     const lb_rt_kernels *kern;
+    int prefetchw;              /* the CPU has PREFETCHW (runtime/isa.c): a decoding pass asks for its output lines ahead */
     const float *embd;          /* [V, d] the lookup table (fake-quantized when the config says so) */
     const float *output_norm;
     lb_rt_linear head;          /* [V, d]: the embedding itself when tied and fp32 */
@@ -64,5 +65,8 @@ struct lb_rt_model {
 
 /* The kernel table of an instruction set (runtime/isa.c); NULL when not built. */
 const lb_rt_kernels *lb_rt_isa_kernels(lb_rt_isa isa);
+
+/* Whether the CPU has PREFETCHW (CPUID 8000_0001h ECX bit 8; runtime/isa.c). */
+int lb_rt_cpu_prefetchw(void);
 
 #endif
