@@ -86,7 +86,7 @@ int main(int argc, char **argv) {
     char *buf = calloc(max, 1), *tmp = calloc(max, 1);
     enum { NS = 13 };
     size_t sizes[NS];
-    double pp[NS], rsag[NS], irsag[NS], ar[NS];
+    double pp[NS] = {0}, rsag[NS] = {0}, irsag[NS] = {0}, ar[NS] = {0};
     for (int i = 0; i < NS; i++) sizes[i] = (size_t)8 << (2 * i); /* 8 B .. 128 MiB, capped below */
     int ns = 0;
     while (ns < NS && sizes[ns] <= max) ns++;

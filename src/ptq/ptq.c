@@ -263,14 +263,15 @@ lb_status lb_ptq_run(lb_model *m, const lb_ptq_options *o, const lb_tokens *trai
     lb_graph g;
     int graph_ok = 0;
     int *ids = NULL, *targets = NULL;
-    float **stored = calloc((size_t)np, sizeof *stored);
+    const size_t n_params = np > 0 ? (size_t)np : 1; /* (np > 0: a model has parameters) */
+    float **stored = calloc(n_params, sizeof *stored);
     float *quantized = NULL;
     double *delta = NULL, *e = NULL;
     size_t max_n = 0;
     for (int i = 0; i < np; i++)
         if (kind_of(m->params[i].role) & o->kinds && m->params[i].t->n > max_n) max_n = m->params[i].t->n;
     r->layers = calloc((size_t)(n_sel ? n_sel : 1), sizeof *r->layers);
-    r->steps = calloc((size_t)np, sizeof *r->steps);
+    r->steps = calloc(n_params, sizeof *r->steps);
     quantized = malloc(max_n * sizeof *quantized);
     lb_status s = stored && r->layers && r->steps && quantized ? LB_OK : lb_error(LB_ENOMEM, "quantize");
 
