@@ -5,11 +5,12 @@
  * work items (a token's norm, a block of weight rows for every token, a
  * head's RoPE, one query's attention), split into one contiguous share per
  * thread; a thread claims the items of its share from a counter of its own
- * (a cache line no other thread writes while its owner runs), then waits for
- * the other shares or takes what is left of them, and moves on once every
- * item of the phase is finished (phase()). No thread has to wait for another
- * to arrive: on a machine shared with other work, a thread that is not
- * running claims nothing, and the others carry the pass. A decoded token's
+ * (a cache line no other thread writes while its owner runs; a decoding
+ * pass claims the whole share at once), then waits for the other shares or
+ * takes what is left of them, and moves on once every item of the phase is
+ * finished (phase()). No thread has to wait for another to arrive: on a
+ * machine shared with other work, a thread that is not running claims
+ * nothing, and the others carry the pass. A decoded token's
  * items are a few microseconds of work each, so one shared counter (a cache
  * line moving between the cores at every claim) would cost about as much as
  * the items. Every item is computed whole by one thread in a fixed order, so
@@ -402,7 +403,7 @@ static int await_spins(atomic_int *a, int want, int spins) {
 
 /* A decoding thread waits this many spins (some tens of microseconds: a
  * decoded token's phase takes a few) for another thread's share before it
- * takes that share's remaining items itself. */
+ * takes that share itself, if its owner has not begun it. */
 #define STEAL_AFTER 2048
 
 static int share_start(int n_items, int thread, int n_threads) {
@@ -411,10 +412,15 @@ static int share_start(int n_items, int thread, int n_threads) {
 
 /* Runs the items of the next phase: the thread's own share, then, for each
  * other share, waits for its owner to finish it — or, when the owner is not
- * running (a machine shared with other work), takes the items it has not
- * begun. A prompt pass takes them at once (its items are large and uneven);
- * a decoding pass first waits `STEAL_AFTER` spins, so that in the usual case
- * each thread touches only its own counters and the other threads' finished
+ * running (a machine shared with other work), takes what it has not begun.
+ * A prompt pass takes other shares' items one at a time, at once (its items
+ * are large and uneven). A decoding pass (`then`) claims a whole share with
+ * one compare-and-swap and publishes it finished with a plain store, and
+ * takes another's share only when its owner has not begun it after
+ * `STEAL_AFTER` spins: a decoded token's items are a fraction of a
+ * microsecond, and a locked instruction per item (it waits for the thread's
+ * stores to drain) cost 3–4% of two threads' decoding. In the usual case each
+ * thread touches only its own counters and the other threads' finished
  * counts, a cache line moving once each way. Returns when every item of the
  * phase is finished; then, with `then`, runs its steps for every token on the
  * thread's own copy of the inputs (p->io), so that no thread waits for
@@ -423,14 +429,23 @@ static void phase(const rt_pass *p, int *slot, int n_items, item_fn fn, int laye
                   const row_program *then, int tid) {
     const int nt = p->n_threads;
     rt_counter *next = &p->s->ctr[(size_t)(*slot)++ * CTR_PER_PHASE(nt)], *done = next + nt;
-    const int patience = then ? STEAL_AFTER : 0;
     for (int k = 0; k < nt; k++) {
         const int o = (tid + k) % nt, lo = share_start(n_items, o, nt), n = share_start(n_items, o + 1, nt) - lo;
-        if (k > 0 && await_spins(&done[o].n, n, patience)) continue;
-        int finished = 0;
-        for (int i; (i = atomic_fetch_add_explicit(&next[o].n, 1, memory_order_relaxed)) < n; finished++)
-            fn(p, layer, lo + i, arg, tid);
-        if (finished) atomic_fetch_add_explicit(&done[o].n, finished, memory_order_release);
+        if (then) { /* decoding: whole shares */
+            if (k > 0 && await_spins(&done[o].n, n, STEAL_AFTER)) continue;
+            int unclaimed = 0;
+            if (n > 0 && atomic_compare_exchange_strong_explicit(&next[o].n, &unclaimed, n, memory_order_relaxed,
+                                                                 memory_order_relaxed)) {
+                for (int i = 0; i < n; i++) fn(p, layer, lo + i, arg, tid);
+                atomic_store_explicit(&done[o].n, n, memory_order_release);
+            }
+        } else {
+            if (k > 0 && await_spins(&done[o].n, n, 0)) continue;
+            int finished = 0;
+            for (int i; (i = atomic_fetch_add_explicit(&next[o].n, 1, memory_order_relaxed)) < n; finished++)
+                fn(p, layer, lo + i, arg, tid);
+            if (finished) atomic_fetch_add_explicit(&done[o].n, finished, memory_order_release);
+        }
         wait_for(&done[o].n, n);
     }
     if (then)
