@@ -346,14 +346,15 @@ static void linear_rows(const rt_pass *p, const lb_rt_linear *L, int r0, int r1,
  * outputs are read by every thread (each computes the next norm from all
  * rows), so the lines a thread writes sit in the other cores' caches; taking
  * them back one store at a time stalls the thread once its store buffer
- * fills behind the first (with the vCPUs of a VM far apart, ~0.5 µs a line),
- * where asked for ahead they move while it computes. */
+ * fills behind the first (each a cache-line round trip: ~0.5 µs with the
+ * vCPUs of a VM far apart), where asked for ahead they move while it computes. */
 static void lines_for_writing(const lb_rt_model *m, const float *base, size_t ld, int n_tok, int c0, int c1) {
 #if defined(__x86_64__)
     if (!m->prefetchw || c1 <= c0) return;
     for (int t = 0; t < n_tok; t++) {
-        const char *a = (const char *)(base + (size_t)t * ld + c0), *last = (const char *)(base + (size_t)t * ld + c1 - 1);
-        for (a -= (uintptr_t)a % 64; a <= last; a += 64) __asm__ volatile("prefetchw %0" ::"m"(*a));
+        const uintptr_t first = (uintptr_t)(base + (size_t)t * ld + c0), last = (uintptr_t)(base + (size_t)t * ld + c1 - 1);
+        for (uintptr_t a = first & ~(uintptr_t)63; a <= last; a += 64)
+            __asm__ volatile("prefetchw %0" ::"m"(*(const char *)a));
     }
 #else
     (void)m, (void)base, (void)ld, (void)n_tok, (void)c0, (void)c1;
